@@ -1,0 +1,36 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# Everything the suite and its tests need on a Debian/Ubuntu machine:
+# QEMU and the guest's initramfs tools from apt, the Python packages in a
+# virtual environment (.venv). Safe to run again; quick when done already.
+set -eu
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+venv=${VENV:-$here/.venv}
+python=${PYTHON:-python3}
+packages="qemu-system-x86 busybox-static e2fsprogs zstd shellcheck python3-venv"
+
+missing=""
+for p in $packages; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+	sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo=sudo
+	echo "setup: apt-get install$missing" >&2
+	$sudo apt-get update -qq
+	# shellcheck disable=SC2086 # word splitting of the package list is wanted
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >&2
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+	echo "setup: $python -m venv $venv" >&2
+	"$python" -m venv "$venv"
+fi
+stamp="$venv/.rmapbench-installed"
+if [ ! -f "$stamp" ] || [ "$here/pyproject.toml" -nt "$stamp" ]; then
+	echo "setup: pip install -e '.[dev]'" >&2
+	"$venv/bin/python" -m pip install -q --upgrade pip >&2
+	"$venv/bin/python" -m pip install -q -e "$here[dev]" >&2
+	touch "$stamp"
+fi

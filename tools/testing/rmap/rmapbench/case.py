@@ -1,0 +1,326 @@
+"""One test case end to end: options -> scenario -> trigger + probe ->
+walks -> statistics -> KTAP and result files. The test programs call main().
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from rmapbench import __version__, knobs, measure, options, results, stats
+from rmapbench.knobs import Interrupted, Journal
+from rmapbench.ktap import KSFT_FAIL, KTAP
+from rmapbench.scenarios import SCENARIOS
+from rmapbench.scenarios.base import Scenario, SkipScenario
+from rmapbench.tracing import select, tracefs
+from rmapbench.tracing.backend import Description, Unavailable
+from rmapbench.triggers import MigrateTrigger, TriggerUnavailable, status_text
+
+log = logging.getLogger("rmapbench")
+
+CASE = "walk_latency"
+
+
+class Skip(Exception):
+    """Skip the case: short constant reason, detail for the diagnostics."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
+
+
+def _setup_logging(verbose: bool) -> None:
+    # Log lines are TAP diagnostics too, so a merged stderr keeps TAP valid.
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO if verbose else logging.WARNING,
+        format="# %(name)s: %(message)s",
+    )
+
+
+def _base_doc(program: str, scenario: Scenario, opts: options.Options) -> dict[str, Any]:
+    u = os.uname()
+    return {
+        "schema": results.SCHEMA,
+        "tool": {"name": "rmapbench", "version": __version__},
+        "program": program,
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "kernel": {"release": u.release, "version": u.version, "machine": u.machine},
+        "host": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "options": {k: (str(v) if v is not None else None) for k, v in _opt_items(opts)},
+        "status": "error",
+        "scenarios": [{"name": scenario.name, "params": scenario.params()}],
+    }
+
+
+def _opt_items(opts: options.Options) -> list[tuple[str, Any]]:
+    return [(k, v) for k, v in vars(opts).items() if k != "given"]
+
+
+def _preflight(scenario: Scenario, trigger: MigrateTrigger, opts: options.Options) -> None:
+    if os.geteuid() != 0:
+        raise Skip("not root")
+    try:
+        scenario.preflight()
+        trigger.check()
+    except (SkipScenario, TriggerUnavailable) as e:
+        raise Skip(str(e)) from e
+    if opts.backend == "syscall":
+        return
+    if tracefs.find_tracefs() is None:
+        raise Skip("no tracing backend", "tracefs is not mounted or not writable")
+
+
+def _arm(
+    opts: options.Options, journal: Journal, ktap: KTAP
+) -> tuple[measure.Probe | None, Description]:
+    if opts.backend == "syscall":
+        _describe_backend(ktap, select.SYSCALL_ONLY)
+        return None, select.SYSCALL_ONLY
+    root = tracefs.find_tracefs()
+    assert root is not None
+    tfs = tracefs.TraceFS(root, journal)
+    inst = tfs.instance(f"rmapbench-{os.getpid()}", opts.buffer_kb)
+    inst.follow_pids([os.getpid()])
+    try:
+        backend, desc, passed_over = select.arm(opts.backend, tfs, inst)
+    except Unavailable as e:
+        raise Skip(
+            "no tracing backend" if opts.backend == "auto" else "backend unavailable", str(e)
+        ) from e
+    for reason in passed_over:
+        ktap.diag(f"backend {reason}")
+    _describe_backend(ktap, desc)
+    return measure.Probe(backend, inst), desc
+
+
+def _describe_backend(ktap: KTAP, desc: Description) -> None:
+    ktap.diag(
+        f"backend: {desc.name} ({desc.detail}; clock {desc.clock}, "
+        f"resolution {desc.resolution_ns} ns)"
+    )
+
+
+def main(program: str, scenario_name: str, argv: list[str] | None = None) -> int:
+    opts = options.parse(
+        program + ".py",
+        sys.argv[1:] if argv is None else argv,
+        f"rmap walk latency of {scenario_name} pages",
+    )
+    _setup_logging(opts.verbose)
+    ktap = KTAP(program, [CASE])
+    journal = Journal()
+    scenario = SCENARIOS[scenario_name](opts, journal)
+    doc = _base_doc(program, scenario, opts)
+    for opt in options.not_applicable(opts, scenario_name):
+        ktap.diag(f"option {opt} does not apply to the {scenario_name} case; ignored")
+    status = KSFT_FAIL
+    try:
+        with knobs.signals_raise():
+            status = _run(program, scenario, opts, journal, ktap, doc)
+    except Skip as e:
+        if e.detail:
+            ktap.diag(e.detail)
+        ktap.skip(CASE, e.reason)
+        doc.update(status="skip", reason=e.reason, reason_detail=e.detail)
+        status = ktap.finish()
+    except Interrupted as e:
+        ktap.fail(CASE, f"{e}; system restored")
+        doc.update(status="fail", reason=str(e))
+        ktap.finish()
+        status = knobs.exit_status_for(e)
+    finally:
+        failures = journal.restore()
+        for f in failures:
+            print(f"# {program}: could not restore {f}", file=sys.stderr)
+    if opts.results:
+        results.write_results(opts.results, doc)
+    return status
+
+
+def _run(
+    program: str,
+    scenario: Scenario,
+    opts: options.Options,
+    journal: Journal,
+    ktap: KTAP,
+    doc: dict[str, Any],
+) -> int:
+    trigger = MigrateTrigger()
+    _preflight(scenario, trigger, opts)
+    knobs.recover_stale()
+    t_start = time.monotonic()
+    doc["trigger"] = trigger.describe()
+    ktap.diag(
+        f"kernel {os.uname().release}; trigger {trigger.name} between nodes "
+        f"{','.join(map(str, trigger.nodes))}"
+    )
+    probe, desc = _arm(opts, journal, ktap)
+    doc["backend"] = desc.as_dict()
+    sc_doc = doc["scenarios"][0]
+    try:
+        t0 = time.monotonic()
+        addr = scenario.build()
+        sc_doc["setup"] = scenario.setup
+        sc_doc["setup"]["seconds"] = round(time.monotonic() - t0, 3)
+        _report_setup(ktap, scenario)
+        t0 = time.monotonic()
+        samples = measure.run(trigger, addr, probe, opts.warmup, opts.samples)
+        sc_doc["measure_seconds"] = round(time.monotonic() - t0, 3)
+    finally:
+        scenario.teardown()
+        journal.restore()
+    not_restored = journal.check_restored()
+    verdict = _analyse(ktap, scenario, samples, opts, sc_doc, probe is not None)
+    if not_restored:
+        verdict.append("knobs not restored: " + "; ".join(not_restored))
+    doc["duration_s"] = round(time.monotonic() - t_start, 3)
+    if verdict:
+        doc.update(status="fail", reason="; ".join(verdict))
+        ktap.fail(CASE, "; ".join(verdict))
+    else:
+        doc["status"] = "pass"
+        ktap.ok(CASE)
+    return ktap.finish()
+
+
+def _report_setup(ktap: KTAP, scenario: Scenario) -> None:
+    s = scenario.setup
+    params = " ".join(f"{k}={v}" for k, v in scenario.params().items())
+    ktap.diag(
+        f"scenario {scenario.name}: {params} vmas={s.get('vmas')} "
+        f"target={s.get('target_page_type')} built in {s.get('seconds')} s"
+    )
+    k = s.get("ksm")
+    if k:
+        ktap.diag(
+            f"ksm: merged in {k['seconds']} s; pages_shared={k['pages_shared']} "
+            f"pages_sharing={k['pages_sharing']} max_page_sharing={k['max_page_sharing']} "
+            f"merged_here={k['process_merged']}"
+        )
+
+
+def _analyse(
+    ktap: KTAP,
+    scenario: Scenario,
+    samples: list[measure.Sample],
+    opts: options.Options,
+    sc_doc: dict[str, Any],
+    traced: bool,
+) -> list[str]:
+    """Statistics, diagnostics and the JSON entry; returns failure reasons."""
+    problems: list[str] = []
+    base = measure.mark(samples)
+    measured = [s for s in samples if not s.warmup]
+    lost = [s for s in measured if s.lost_events]
+    usable = [s for s in measured if not s.lost_events]
+    walk_ns: list[int] = []
+    kinds: Counter[tuple[str, str, str]] = Counter()
+    short = 0
+    over = 0
+    for s in measured:
+        for w in s.walks:
+            kinds[(w.page_type, w.function, _folio_label(w.target))] += 1
+    for s in usable:
+        tw = measure.target_walks(s, scenario.page_type)
+        walk_ns.extend(w.duration_ns for w in tw)
+        short += not tw
+        over += sum(w.duration_ns for w in tw) > s.firing.syscall_ns
+    walks = stats.summarize(walk_ns)
+    syscall = stats.summarize([s.firing.syscall_ns for s in measured])
+    failed_moves = [s for s in measured if not s.firing.migrated]
+    sc_doc["walks"] = {**walks.as_dict(), "samples": walk_ns}
+    sc_doc["syscall"] = {**syscall.as_dict(), "samples": [s.firing.syscall_ns for s in measured]}
+    sc_doc["walks_by_kind"] = [
+        {"page_type": p, "function": f, "folio": t, "count": n}
+        for (p, f, t), n in sorted(kinds.items())
+    ]
+    sc_doc["target_identified_by"] = "folio" if base is not None else "page_type"
+    sc_doc["lost_events"] = sum(s.lost_events for s in measured)
+    sc_doc["trials"] = [_trial(s, scenario.page_type) for s in samples]
+
+    ktap.diag(
+        f"samples: {len(measured)} measured after {opts.warmup} warm-up; "
+        f"{len(measured) - len(failed_moves)} migrated"
+    )
+    for s in failed_moves[:3]:
+        ktap.diag(
+            f"sample {s.index}: node {s.firing.from_node} -> {s.firing.to_node} "
+            f"not migrated ({status_text(s.firing.status)})"
+        )
+    if traced:
+        ktap.diag(
+            "walks seen: " + ", ".join(f"{n} {p}/{f}/{t}" for (p, f, t), n in sorted(kinds.items()))
+            if kinds
+            else "walks seen: none"
+        )
+        if base is None:
+            ktap.diag(
+                f"target folio not identified from pointers; counting {scenario.page_type} walks"
+            )
+        if lost:
+            ktap.diag(
+                f"lost events in {len(lost)} samples ({sc_doc['lost_events']} events): "
+                "those samples are left out; raise --buffer-kb"
+            )
+        unpaired = sum(s.unmatched_exits + s.unfinished for s in measured)
+        if unpaired:
+            ktap.diag(f"{unpaired} entry/exit events without a partner")
+        _metrics(ktap, scenario.name, "walk", walks)
+    _metrics(ktap, scenario.name, "syscall", syscall)
+
+    if traced:
+        if not usable:
+            problems.append("every sample lost trace events")
+        elif short:
+            problems.append(
+                f"{short} of {len(usable)} samples captured no {scenario.page_type} walk "
+                "of the target page"
+            )
+        if over:
+            problems.append(f"{over} samples with walks longer than their syscall")
+        if opts.max_p99_ms is not None and walks.p99_ns > opts.max_p99_ms * 1e6:
+            problems.append(
+                f"walk p99 {stats.format_ns(walks.p99_ns)} over the {opts.max_p99_ms:g} ms budget"
+            )
+    elif opts.max_p99_ms is not None and syscall.p99_ns > opts.max_p99_ms * 1e6:
+        problems.append(
+            f"syscall p99 {stats.format_ns(syscall.p99_ns)} over the {opts.max_p99_ms:g} ms budget"
+        )
+    return problems
+
+
+def _metrics(ktap: KTAP, scenario: str, what: str, s: stats.Summary) -> None:
+    ktap.diag(
+        f"{scenario} {what}: n={s.count} min={stats.format_ns(s.min_ns)} "
+        f"p50={stats.format_ns(s.p50_ns)} p90={stats.format_ns(s.p90_ns)} "
+        f"p99={stats.format_ns(s.p99_ns)} max={stats.format_ns(s.max_ns)}"
+    )
+    for key, value in s.as_dict().items():
+        ktap.metric(f"{what}_{key}", value)
+
+
+def _trial(s: measure.Sample, page_type: str) -> dict[str, Any]:
+    return {
+        "index": s.index,
+        "warmup": s.warmup,
+        "from_node": s.firing.from_node,
+        "to_node": s.firing.to_node,
+        "migrated": s.firing.migrated,
+        "status": s.firing.status,
+        "syscall_ns": s.firing.syscall_ns,
+        "walk_ns": [w.duration_ns for w in measure.target_walks(s, page_type)],
+        "other_walks": len(s.walks) - len(measure.target_walks(s, page_type)),
+        "lost_events": s.lost_events,
+    }
+
+
+def _folio_label(target: bool | None) -> str:
+    return "?" if target is None else "target" if target else "other"

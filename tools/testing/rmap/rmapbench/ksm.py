@@ -1,0 +1,134 @@
+"""KSM: merge a region, prove it merged, stop ksmd, and clean up after.
+
+ksmd is stopped (run=0) while walks are measured: a running ksmd takes
+references on KSM pages while it scans, so migration of a KSM page fails its
+refcount check and retries. run=0 keeps merged pages merged. run=2 is never
+written: it unmerges every process's pages, not only ours.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rmapbench import mm
+from rmapbench.knobs import Journal, read_knob
+
+log = logging.getLogger(__name__)
+
+KSM = Path("/sys/kernel/mm/ksm")
+# Fast scanning while we merge: ksmd sleeps 0 ms and scans this many pages
+# per batch. Restored with everything else.
+MERGE_PAGES_TO_SCAN = 10000
+POLL_SECONDS = 0.05
+
+
+class MergeError(RuntimeError):
+    """KSM did not merge the region in time."""
+
+
+def available() -> bool:
+    return (KSM / "run").exists()
+
+
+def counter(name: str) -> int:
+    return int(read_knob(KSM / name))
+
+
+def process_merged_pages(pid: int) -> int | None:
+    """Pages of this process that KSM merged (Linux 6.1+), or None."""
+    try:
+        return int(Path(f"/proc/{pid}/ksm_merging_pages").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class MergeResult:
+    seconds: float
+    full_scans: int
+    pages_shared: int
+    pages_sharing: int
+    max_page_sharing: int
+    stable_node_dups: int
+    process_merged: int | None
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def _start_fast_scanning(journal: Journal) -> None:
+    journal.set(KSM / "sleep_millisecs", 0)
+    pages = max(MERGE_PAGES_TO_SCAN, int(journal.original(KSM / "pages_to_scan")))
+    journal.set(KSM / "pages_to_scan", pages)
+    journal.set(KSM / "run", 1)
+
+
+def _wait_full_scans(n: int, deadline: float) -> int:
+    start = counter("full_scans")
+    while counter("full_scans") < start + n:
+        if time.monotonic() > deadline:
+            raise MergeError(f"ksmd finished {counter('full_scans') - start} of {n} full scans")
+        time.sleep(POLL_SECONDS)
+    return counter("full_scans")
+
+
+def merge(journal: Journal, target_addr: int, expected: int, timeout: float) -> MergeResult:
+    """Run ksmd until the target page is a KSM page and this process's merged
+    page count has stopped growing for a whole scan, then stop ksmd."""
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    pid = os.getpid()
+    _start_fast_scanning(journal)
+    # The first full scan only fills the unstable tree; merging into stable
+    # nodes needs a second one. Then settle: unchanged count across a scan.
+    _wait_full_scans(2, deadline)
+    last = -1
+    while True:
+        merged = process_merged_pages(pid)
+        settled = merged is None or merged == last or merged >= expected
+        if settled and mm.page_info(pid, target_addr).page_type == "ksm":
+            break
+        if time.monotonic() > deadline:
+            info = mm.page_info(pid, target_addr)
+            raise MergeError(
+                f"target page not merged after {timeout:g}s (type {info.page_type}, "
+                f"{merged} of {expected} pages merged)"
+            )
+        last = merged if merged is not None else last
+        _wait_full_scans(1, deadline)
+    journal.set(KSM / "run", 0)
+    return MergeResult(
+        seconds=round(time.monotonic() - t0, 3),
+        full_scans=counter("full_scans"),
+        pages_shared=counter("pages_shared"),
+        pages_sharing=counter("pages_sharing"),
+        max_page_sharing=counter("max_page_sharing"),
+        stable_node_dups=counter("stable_node_dups") if (KSM / "stable_node_dups").exists() else 0,
+        process_merged=process_merged_pages(pid),
+    )
+
+
+def drain(journal: Journal, timeout: float = 30.0) -> None:
+    """After our region is unmapped, let ksmd scan once more so it drops our
+    rmap_items and stable nodes; the journal then puts run back. Without
+    this, run=0 would leave our leftovers counted in pages_sharing. Once no
+    mergeable memory is left ksmd goes idle, so one full scan is all there
+    is to wait for."""
+    if journal.original(KSM / "run") == "1":
+        return  # ksmd goes on scanning by itself once run=1 is restored
+    pid = os.getpid()
+    _start_fast_scanning(journal)
+    deadline = time.monotonic() + timeout
+    try:
+        _wait_full_scans(1, deadline)
+        while process_merged_pages(pid):
+            if time.monotonic() > deadline:
+                raise MergeError(f"{process_merged_pages(pid)} pages still merged")
+            time.sleep(POLL_SECONDS)
+    except MergeError as e:
+        log.warning("ksmd did not finish cleaning up: %s", e)
+    journal.set(KSM / "run", 0)

@@ -1,0 +1,92 @@
+"""The sampling loop: clear the buffer, fire the trigger, collect the walks."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from rmapbench import mm, target
+from rmapbench.tracing.backend import Backend
+from rmapbench.tracing.events import Walk, mark_targets
+from rmapbench.tracing.tracefs import Instance
+from rmapbench.triggers import Firing, MigrateTrigger
+
+
+@dataclass
+class Sample:
+    index: int
+    warmup: bool
+    firing: Firing
+    pfn_before: int
+    pfn_after: int
+    walks: list[Walk] = field(default_factory=list)
+    lost_events: int = 0
+    unmatched_exits: int = 0
+    unfinished: int = 0
+
+    @property
+    def pfns(self) -> set[int]:
+        return {self.pfn_before, self.pfn_after}
+
+
+@dataclass
+class Probe:
+    backend: Backend
+    instance: Instance
+
+
+def run(
+    trigger: MigrateTrigger,
+    addr: int,
+    probe: Probe | None,
+    warmup: int,
+    samples: int,
+    progress: object = None,
+) -> list[Sample]:
+    """Fire the trigger warmup + samples times; one Sample each."""
+    pid = os.getpid()
+    out: list[Sample] = []
+    for i in range(warmup + samples):
+        before = mm.page_info(pid, addr).pfn
+        if probe:
+            probe.instance.clear()
+        firing = trigger.fire(addr)
+        sample = Sample(i, i < warmup, firing, before, mm.page_info(pid, addr).pfn)
+        if probe:
+            text = probe.instance.read()
+            _dump(text, i)
+            pairing = probe.backend.walks(text)
+            sample.lost_events = probe.instance.lost_events()
+            sample.walks = pairing.walks
+            sample.unmatched_exits = pairing.unmatched_exits
+            sample.unfinished = pairing.unfinished
+        out.append(sample)
+        if callable(progress):
+            progress(sample)
+    return out
+
+
+def _dump(text: str, index: int) -> None:
+    """$RMAPBENCH_TRACE_DUMP=FILE appends each sample's raw trace: the
+    recorded fixtures of the unit tests come from there."""
+    path = os.environ.get("RMAPBENCH_TRACE_DUMP")
+    if path:
+        with open(path, "a") as f:
+            f.write(f"# rmapbench sample {index}\n{text}")
+
+
+def mark(samples: list[Sample]) -> int | None:
+    """Decide for every walk whether it touched the target folio; returns the
+    vmemmap base used (None when the backend gives no comparable pointer)."""
+    base = target.calibrate(
+        (s.pfns, [w.folio for w in s.walks if w.folio is not None]) for s in samples if s.walks
+    )
+    for s in samples:
+        s.walks = mark_targets(s.walks, target.target_folios(base, s.pfns))
+    return base
+
+
+def target_walks(sample: Sample, page_type: str) -> list[Walk]:
+    """Walks of the target page: by folio when known, else by page type
+    (the probe only follows this process, so those are this trigger's)."""
+    return [w for w in sample.walks if w.target or (w.target is None and w.page_type == page_type)]

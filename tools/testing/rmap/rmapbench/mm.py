@@ -1,0 +1,209 @@
+"""Memory-management system calls through ctypes.
+
+Python's mmap module cannot mprotect part of a mapping, hands out MAP_SHARED
+(shmem) memory for anonymous maps by default and hides the mapping's address,
+so the scenarios map, protect, advise and migrate memory through libc here.
+Only x86-64 syscall numbers are needed: the suite runs on x86-64 guests.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import platform
+import struct
+from dataclasses import dataclass
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+PROT_READ = 0x1
+PROT_WRITE = 0x2
+MAP_SHARED = 0x01
+MAP_PRIVATE = 0x02
+MAP_ANONYMOUS = 0x20
+MAP_FAILED = ctypes.c_void_p(-1).value
+
+MADV_MERGEABLE = 12
+MADV_UNMERGEABLE = 13
+MADV_NOHUGEPAGE = 15
+
+MPOL_MF_MOVE_ALL = 1 << 2
+
+_SYSCALLS = {"x86_64": {"move_pages": 279}}
+
+# /proc/kpageflags bits (include/uapi/linux/kernel-page-flags.h).
+KPF_ANON = 12
+KPF_COMPOUND_HEAD = 15
+KPF_COMPOUND_TAIL = 16
+KPF_HUGE = 17
+KPF_KSM = 21
+KPF_THP = 22
+
+_PM_PRESENT = 1 << 63
+_PM_PFN_MASK = (1 << 55) - 1
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [
+    ctypes.c_void_p,
+    ctypes.c_size_t,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_long,
+]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_libc.syscall.restype = ctypes.c_long
+
+
+class MMError(OSError):
+    """A memory-management call failed; the message names the call."""
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise MMError(err, f"{what}: {os.strerror(err)}")
+
+
+def mmap(length: int, prot: int, flags: int, fd: int = -1, offset: int = 0) -> int:
+    addr = _libc.mmap(None, length, prot, flags, fd, offset)
+    if addr is None or addr == MAP_FAILED:
+        err = ctypes.get_errno()
+        raise MMError(err, f"mmap of {length} bytes: {os.strerror(err)}")
+    return int(addr)
+
+
+def munmap(addr: int, length: int) -> None:
+    _check(_libc.munmap(addr, length), "munmap")
+
+
+def mprotect(addr: int, length: int, prot: int) -> None:
+    _check(_libc.mprotect(addr, length, prot), f"mprotect at {addr:#x}")
+
+
+def madvise(addr: int, length: int, advice: int) -> None:
+    _check(_libc.madvise(addr, length, advice), f"madvise({advice}) at {addr:#x}")
+
+
+def fill(addr: int, length: int, byte: int) -> None:
+    """Write every byte of the range, faulting each page in."""
+    ctypes.memset(addr, byte, length)
+
+
+def read_bytes(addr: int, length: int) -> bytes:
+    return ctypes.string_at(addr, length)
+
+
+def move_pages(pid: int, addrs: list[int], nodes: list[int] | None, flags: int) -> list[int]:
+    """move_pages(2); returns the per-page status (node or -errno).
+
+    With nodes=None the kernel only reports where each page is.
+    """
+    arch = platform.machine()
+    nr = _SYSCALLS.get(arch, {}).get("move_pages")
+    if nr is None:
+        raise MMError(errno.ENOSYS, f"move_pages: no syscall number for {arch}")
+    count = len(addrs)
+    pages = (ctypes.c_void_p * count)(*addrs)
+    status = (ctypes.c_int * count)(*([-1] * count))
+    node_arr = (ctypes.c_int * count)(*nodes) if nodes is not None else None
+    ret = _libc.syscall(
+        ctypes.c_long(nr),
+        ctypes.c_int(pid),
+        ctypes.c_ulong(count),
+        pages,
+        node_arr,
+        status,
+        ctypes.c_int(flags),
+    )
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise MMError(err, f"move_pages: {os.strerror(err)}")
+    return list(status)
+
+
+@dataclass(frozen=True)
+class PageInfo:
+    """What pagemap and kpageflags say about one virtual page."""
+
+    present: bool
+    pfn: int
+    flags: int
+    mapcount: int = 0
+
+    def has(self, bit: int) -> bool:
+        return bool(self.flags >> bit & 1)
+
+    @property
+    def page_type(self) -> str:
+        """ksm, anon or file, the way rmap_walk dispatches on folio->mapping.
+
+        Some kernels (6.12 among them) report KPF_KSM for every anonymous
+        page: they test `mapping & PAGE_MAPPING_KSM` for non-zero instead of
+        equal. A KSM page is also mapped more than once, which tells them
+        apart; callers that must be sure compare PFNs as well."""
+        if self.has(KPF_ANON):
+            return "ksm" if self.has(KPF_KSM) and self.mapcount > 1 else "anon"
+        return "file"
+
+
+def page_info(pid: int, addr: int) -> PageInfo:
+    """Look a page up in /proc/PID/pagemap and /proc/kpageflags (root only:
+    without CAP_SYS_ADMIN the kernel zeroes the PFN)."""
+    with open(f"/proc/{pid}/pagemap", "rb") as f:
+        f.seek(addr // PAGE_SIZE * 8)
+        (entry,) = struct.unpack("<Q", f.read(8))
+    present = bool(entry & _PM_PRESENT)
+    pfn = entry & _PM_PFN_MASK if present else 0
+    flags = count = 0
+    if present and pfn:
+        flags = _read_u64("/proc/kpageflags", pfn)
+        count = _read_u64("/proc/kpagecount", pfn)
+    return PageInfo(present=present, pfn=pfn, flags=flags, mapcount=count)
+
+
+def pfns(pid: int, addr: int, pages: int) -> list[int]:
+    """PFNs of `pages` consecutive pages (0 where not present), one read."""
+    with open(f"/proc/{pid}/pagemap", "rb") as f:
+        f.seek(addr // PAGE_SIZE * 8)
+        raw = f.read(pages * 8)
+    return [e & _PM_PFN_MASK if e & _PM_PRESENT else 0 for e in struct.unpack(f"<{pages}Q", raw)]
+
+
+def _read_u64(path: str, index: int) -> int:
+    with open(path, "rb") as f:
+        f.seek(index * 8)
+        (value,) = struct.unpack("<Q", f.read(8))
+    return int(value)
+
+
+def page_node(addr: int) -> int:
+    """The NUMA node the calling process's page at addr sits on."""
+    (status,) = move_pages(0, [addr], None, 0)
+    if status < 0:
+        raise MMError(-status, f"page at {addr:#x} has no node: {os.strerror(-status)}")
+    return status
+
+
+def online_nodes() -> list[int]:
+    """NUMA nodes that have memory, from sysfs (one node on non-NUMA kernels)."""
+    try:
+        with open("/sys/devices/system/node/has_memory") as f:
+            text = f.read().strip()
+    except FileNotFoundError:
+        return [0]
+    return parse_cpulist(text)
+
+
+def parse_cpulist(text: str) -> list[int]:
+    """Parse the kernel's list format ("0-2,5")."""
+    out: list[int] = []
+    for part in filter(None, text.split(",")):
+        lo, _, hi = part.partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out

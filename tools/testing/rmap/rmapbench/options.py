@@ -1,0 +1,154 @@
+"""The option set every test program accepts, so one option line drives the
+whole suite. An option a case does not use is reported in that case's
+diagnostics rather than refused; a malformed or unknown option is an error
+(one line on stderr, exit status 2, before anything is set up)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+EXIT_USAGE = 2
+
+BACKENDS = ("auto", "tracepoint", "fprobe", "syscall")
+
+
+@dataclass
+class Options:
+    pages: int = 20000
+    split: int = 2
+    samples: int = 30
+    warmup: int = 2
+    backend: str = "auto"
+    max_p99_ms: float | None = None
+    results: Path | None = None
+    merge_timeout: float = 300.0
+    workdir: Path | None = None
+    buffer_kb: int = 8192
+    verbose: bool = False
+    # Options given on the command line (dest names), for "does not apply".
+    given: set[str] = field(default_factory=set)
+
+
+# Options that only some cases use: dest -> cases that use it.
+CASE_SPECIFIC = {
+    "merge_timeout": {"ksm"},
+    "workdir": {"file"},
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, no usage dump: CI logs show exactly what was wrong.
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def _positive(kind: type[int] | type[float], minimum: float) -> Any:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def build_parser(prog: str, description: str = "") -> argparse.ArgumentParser:
+    p = _Parser(prog=prog, description=description)
+    d = Options()
+    p.add_argument(
+        "--pages",
+        type=_positive(int, 1),
+        metavar="N",
+        help=f"pages of identical content in the region (default {d.pages})",
+    )
+    p.add_argument(
+        "--split",
+        type=_positive(int, 1),
+        metavar="K",
+        help="mprotect(PROT_READ) every K-th page to split the region into VMAs; "
+        f"1 = no split (default {d.split})",
+    )
+    p.add_argument(
+        "--samples",
+        type=_positive(int, 1),
+        metavar="S",
+        help=f"measured migrations of the target page (default {d.samples})",
+    )
+    p.add_argument(
+        "--warmup",
+        type=_positive(int, 0),
+        metavar="W",
+        help=f"migrations before measuring (default {d.warmup})",
+    )
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="how walks are timed; auto picks the most precise available",
+    )
+    p.add_argument(
+        "--max-p99-ms",
+        type=_positive(float, 0.0),
+        metavar="X",
+        help="fail the case when the target-walk p99 exceeds X ms",
+    )
+    p.add_argument(
+        "--results",
+        type=Path,
+        metavar="DIR",
+        help="write JSON, LAVA result.txt and SQUAD metrics into DIR",
+    )
+    p.add_argument(
+        "--merge-timeout",
+        type=_positive(float, 1.0),
+        metavar="SEC",
+        help=f"ksm: give up waiting for KSM to merge after SEC (default {d.merge_timeout:g})",
+    )
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        metavar="DIR",
+        help="file: directory on a real (non-tmpfs) filesystem for the test file "
+        "(default $TMPDIR or /tmp)",
+    )
+    p.add_argument(
+        "--buffer-kb",
+        type=_positive(int, 64),
+        metavar="KB",
+        help=f"per-CPU ring buffer of the private trace instance (default {d.buffer_kb})",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log every knob and tracefs write")
+    return p
+
+
+def parse(prog: str, argv: list[str], description: str = "") -> Options:
+    """Options from $RMAP_ARGS (the suite-wide line) followed by argv."""
+    argv = shlex.split(os.environ.get("RMAP_ARGS", "")) + list(argv)
+    ns = build_parser(prog, description).parse_args(argv)
+    opts = Options()
+    for key, value in vars(ns).items():
+        if value is not None and value is not False:
+            setattr(opts, key, value)
+            opts.given.add(key)
+    if opts.split > opts.pages:
+        build_parser(prog).error(f"--split {opts.split} is larger than --pages {opts.pages}")
+    return opts
+
+
+def not_applicable(opts: Options, case: str) -> list[str]:
+    """Options given on the command line that this case does not use."""
+    return sorted(
+        "--" + dest.replace("_", "-")
+        for dest, cases in CASE_SPECIFIC.items()
+        if dest in opts.given and case not in cases
+    )

@@ -1,0 +1,103 @@
+"""Result files: the JSON document (docs/json.md), LAVA result.txt and SQUAD
+metrics, each written atomically so a reader never sees half a file."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+SCHEMA = "rmapbench/result/1"
+
+# Metrics that leave the JSON for CI dashboards, per scenario.
+_EXPORTED = ("p50_ns", "p99_ns", "max_ns", "mean_ns")
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write through a temporary file in the same directory, fsync, rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def slug(text: str) -> str:
+    """LAVA/SQUAD-safe name: non-alphanumerics become '_'."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
+
+
+def metrics(doc: dict[str, Any]) -> dict[str, tuple[float, str]]:
+    """Flat metric name -> (value, unit) for one result document."""
+    out: dict[str, tuple[float, str]] = {}
+    for sc in doc.get("scenarios", []):
+        name = slug(sc["name"])
+        for group in ("walks", "syscall"):
+            summary = sc.get(group) or {}
+            if not summary.get("count"):
+                continue
+            for key in _EXPORTED:
+                out[f"{name}_{group}_{key.removesuffix('_ns')}"] = (summary[key], "ns")
+            out[f"{name}_{group}_count"] = (
+                summary["count"],
+                "walks" if group == "walks" else "calls",
+            )
+    return out
+
+
+def lava_lines(doc: dict[str, Any]) -> list[str]:
+    """`NAME RESULT [MEASUREMENT UNITS]` lines, as lava-test-case takes them."""
+    prog = slug(doc["program"])
+    result = {"pass": "pass", "fail": "fail", "skip": "skip"}.get(doc.get("status", ""), "unknown")
+    lines = [f"{prog} {result}"]
+    for name, (value, unit) in metrics(doc).items():
+        lines.append(f"{prog}_{name} pass {value} {unit}")
+    return lines
+
+
+def squad_metrics(doc: dict[str, Any], suite: str = "rmap") -> dict[str, dict[str, Any]]:
+    """SQUAD metrics JSON: the suite is the text before the last '/'."""
+    prog = slug(doc["program"])
+    return {
+        f"{suite}/{prog}_{name}": {"value": value, "unit": unit}
+        for name, (value, unit) in metrics(doc).items()
+    }
+
+
+def write_results(directory: str | Path, doc: dict[str, Any]) -> list[Path]:
+    """PROGRAM.json, PROGRAM.result.txt and PROGRAM.squad.json in directory."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    prog = doc["program"]
+    files = {
+        directory / f"{prog}.json": json.dumps(doc, indent=2, sort_keys=False) + "\n",
+        directory / f"{prog}.result.txt": "\n".join(lava_lines(doc)) + "\n",
+        directory / f"{prog}.squad.json": json.dumps(squad_metrics(doc), indent=2) + "\n",
+    }
+    for path, text in files.items():
+        write_atomic(path, text)
+    return list(files)
+
+
+def load_results(directory: str | Path) -> list[dict[str, Any]]:
+    """Every result document in a directory, sorted by program name."""
+    docs = []
+    for path in sorted(Path(directory).glob("*.json")):
+        if path.name.endswith(".squad.json"):
+            continue
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and data.get("schema") == SCHEMA:
+            docs.append(data)
+    return docs

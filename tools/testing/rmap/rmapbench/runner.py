@@ -1,0 +1,137 @@
+"""The kselftest runner's semantics (tools/testing/selftests/kselftest/
+runner.sh) for running this directory outside a kernel tree:
+
+    TAP version 13
+    1..N
+    # timeout set to T
+    # selftests: rmap: PROG
+    # <the program's output, each line prefixed>
+    ok N selftests: rmap: PROG          (# SKIP for 4, # TIMEOUT for 124,
+                                         not ok ... # exit=N otherwise)
+
+Each program runs from its directory as ./PROG $KSELFTEST_<PROG>_ARGS under a
+timeout; on expiry it gets SIGTERM (so it restores the system), then SIGKILL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import TextIO
+
+from rmapbench.ktap import KSFT_SKIP
+
+COLLECTION = "rmap"
+DEFAULT_TIMEOUT = 3600
+KILL_GRACE = 60  # seconds between SIGTERM and SIGKILL: KSM clean-up takes a while
+EXIT_TIMEOUT = 124
+
+
+def env_args_name(prog: str) -> str:
+    """KSELFTEST_<PROG>_ARGS, as runner.sh spells it."""
+    return "KSELFTEST_" + re.sub(r"[^A-Z0-9]", "_", Path(prog).name.upper()) + "_ARGS"
+
+
+def settings_timeout(directory: Path) -> int:
+    """timeout= from the settings file, overridden like runner.sh does."""
+    override = os.environ.get("kselftest_override_timeout")  # noqa: SIM112 (runner.sh spelling)
+    if override:
+        return int(override)
+    settings = directory / "settings"
+    if settings.exists():
+        for line in settings.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "timeout" and value.strip().isdigit():
+                return int(value)
+    return DEFAULT_TIMEOUT
+
+
+def _pump(src: TextIO, dst: TextIO) -> None:
+    for line in src:
+        dst.write("# " + line if line.strip() else "#\n")
+        dst.flush()
+
+
+def run_one(prog: Path, extra: list[str], timeout: int, out: TextIO) -> int:
+    args = shlex.split(os.environ.get(env_args_name(prog.name), "")) + extra
+    cmd = ["./" + prog.name, *args]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=prog.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    pump = threading.Thread(target=_pump, args=(proc.stdout, out), daemon=True)
+    pump.start()
+    try:
+        rc = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=KILL_GRACE)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        rc = EXIT_TIMEOUT
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=KILL_GRACE)
+        raise
+    pump.join()
+    return rc
+
+
+def run(progs: list[Path], extra: list[str], timeout: int, out: TextIO = sys.stdout) -> int:
+    print("TAP version 13", file=out)
+    print(f"1..{len(progs)}", file=out)
+    failed = 0
+    for n, prog in enumerate(progs, 1):
+        title = f"selftests: {COLLECTION}: {prog.name}"
+        print(f"# timeout set to {timeout}", file=out)
+        print(f"# {title}", file=out, flush=True)
+        rc = run_one(prog, extra, timeout, out)
+        if rc == 0:
+            print(f"ok {n} {title}", file=out)
+        elif rc == KSFT_SKIP:
+            print(f"ok {n} {title} # SKIP", file=out)
+        elif rc == EXIT_TIMEOUT:
+            print(f"not ok {n} {title} # TIMEOUT {timeout} seconds", file=out)
+            failed += 1
+        else:
+            print(f"not ok {n} {title} # exit={rc}", file=out)
+            failed += 1
+        out.flush()
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python3 -m rmapbench.runner", description="run test programs with kselftest semantics"
+    )
+    p.add_argument("--timeout", type=int, help="seconds per program (default: settings file)")
+    p.add_argument("progs", nargs="+", type=Path, help="test programs, then -- and their options")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cut = argv.index("--") if "--" in argv else len(argv)
+    ns = p.parse_args(argv[:cut])
+    extra = argv[cut + 1 :]
+    progs = [prog.resolve() for prog in ns.progs]
+    for prog in progs:
+        if not os.access(prog, os.X_OK):
+            print(f"runner: {prog} is not an executable test program", file=sys.stderr)
+            return 2
+    timeout = ns.timeout or settings_timeout(progs[0].parent)
+    return run(progs, extra, timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""The interface every scenario implements."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+from rmapbench.knobs import Journal
+from rmapbench.options import Options
+
+
+class SkipScenario(Exception):
+    """The machine lacks what this scenario needs (short constant reason)."""
+
+
+class Scenario(abc.ABC):
+    name: ClassVar[str]
+    page_type: ClassVar[str]  # what rmap_walk dispatches on for the target
+
+    def __init__(self, opts: Options, journal: Journal) -> None:
+        self.opts = opts
+        self.journal = journal
+        self.setup: dict[str, Any] = {}  # facts measured while building
+
+    def preflight(self) -> None:  # noqa: B027 (optional hook)
+        """Raise SkipScenario before anything is changed."""
+
+    @abc.abstractmethod
+    def params(self) -> dict[str, Any]:
+        """The parameters that define this scenario (JSON `params`)."""
+
+    @abc.abstractmethod
+    def build(self) -> int:
+        """Create the sharing pattern; return the target page's address in
+        this process."""
+
+    @abc.abstractmethod
+    def teardown(self) -> None:
+        """Undo build(); safe to call after a partial build."""

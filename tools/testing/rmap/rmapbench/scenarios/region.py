@@ -1,0 +1,208 @@
+"""The upstream benchmark's three cases: one region of N identical pages,
+split into many VMAs, backed by KSM-merged, plain anonymous or file pages.
+
+Splitting with mprotect(PROT_READ) on every K-th page keeps ONE anon_vma
+(or one file's i_mmap) with one anon_vma_chain per VMA. rmap_walk_anon()
+searches the interval tree at the page's own offset, so it barely notices
+the split; rmap_walk_ksm() searches each sharer's anon_vma over the whole
+address range and visits every VMA, which is the cost the suite exposes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ptrace.debugger.memory_mapping import readProcessMappings
+
+from rmapbench import ksm, mm
+from rmapbench.knobs import read_knob
+from rmapbench.scenarios.base import Scenario, SkipScenario
+
+FILL_BYTE = 0xAA
+MAX_MAP_COUNT = "/proc/sys/vm/max_map_count"
+TMPFS_LIKE = {"tmpfs", "ramfs", "hugetlbfs", "devtmpfs"}
+
+
+class _Pid:
+    """python-ptrace reads /proc/PID/maps of anything with a .pid."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+
+def expected_vmas(pages: int, split: int) -> int:
+    """VMAs after mprotect(PROT_READ) of every split-th page: the number of
+    runs of equal protection."""
+    if split <= 1:
+        return 1
+    prots = [i % split == 0 for i in range(pages)]
+    return 1 + sum(1 for a, b in itertools.pairwise(prots) if a != b)
+
+
+def count_vmas(pid: int, start: int, end: int) -> int:
+    """VMAs of pid inside [start, end), read from /proc/PID/maps."""
+    return sum(1 for m in readProcessMappings(_Pid(pid)) if m.start >= start and m.end <= end)
+
+
+def fs_type(path: Path) -> str:
+    """Filesystem type of the mount holding path (longest mount point)."""
+    real = os.path.realpath(path)
+    best, kind = "", "unknown"
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            mount_point = pre.split()[4].replace("\\040", " ")
+            inside = real == mount_point or real.startswith(mount_point.rstrip("/") + "/")
+            if inside and len(mount_point) >= len(best):
+                best, kind = mount_point, post.split()[0]
+    return kind
+
+
+class RegionScenario(Scenario):
+    """N pages of identical content, THP off, split into VMAs."""
+
+    flags: ClassVar[int] = mm.MAP_PRIVATE | mm.MAP_ANONYMOUS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.addr = 0
+        self.length = self.opts.pages * mm.PAGE_SIZE
+
+    def params(self) -> dict[str, Any]:
+        return {"pages": self.opts.pages, "split": self.opts.split}
+
+    def target_index(self) -> int:
+        # Page 1 stays writable for any split >= 2; page 0 when there is one.
+        return 1 if self.opts.pages > 1 else 0
+
+    def _raise_map_count(self, needed: int) -> None:
+        with open(f"/proc/{os.getpid()}/maps") as maps:
+            in_use = sum(1 for _ in maps)
+        limit = int(read_knob(MAX_MAP_COUNT))
+        if in_use + needed + 1000 > limit:
+            self.journal.set(MAX_MAP_COUNT, in_use + needed + 1000)
+
+    def _map(self, fd: int = -1) -> None:
+        self.addr = mm.mmap(self.length, mm.PROT_READ | mm.PROT_WRITE, self.flags, fd)
+        # THP would turn the region into a few huge folios and the later
+        # mprotect splits would run extra rmap_walk_locked walks.
+        mm.madvise(self.addr, self.length, mm.MADV_NOHUGEPAGE)
+        mm.fill(self.addr, self.length, FILL_BYTE)
+
+    def _split(self) -> None:
+        vmas = expected_vmas(self.opts.pages, self.opts.split)
+        self._raise_map_count(vmas)
+        if self.opts.split > 1:
+            for i in range(0, self.opts.pages, self.opts.split):
+                mm.mprotect(self.addr + i * mm.PAGE_SIZE, mm.PAGE_SIZE, mm.PROT_READ)
+        found = count_vmas(os.getpid(), self.addr, self.addr + self.length)
+        self.setup["vmas_expected"] = vmas
+        self.setup["vmas"] = found
+        if found != vmas:
+            raise RuntimeError(f"expected {vmas} VMAs after the split, /proc/self/maps has {found}")
+
+    def target(self) -> int:
+        return self.addr + self.target_index() * mm.PAGE_SIZE
+
+    def _check_type(self) -> None:
+        info = mm.page_info(os.getpid(), self.target())
+        self.setup["target_page_type"] = info.page_type
+        self.setup["target_mapcount"] = info.mapcount
+        if info.page_type != self.page_type:
+            raise RuntimeError(
+                f"target page is {info.page_type}, expected {self.page_type} (pfn {info.pfn:#x})"
+            )
+
+    def teardown(self) -> None:
+        if self.addr:
+            mm.munmap(self.addr, self.length)
+            self.addr = 0
+
+
+class AnonScenario(RegionScenario):
+    name = "anon"
+    page_type = "anon"
+
+    def build(self) -> int:
+        self._map()
+        self._split()
+        self._check_type()
+        return self.target()
+
+
+class KsmScenario(RegionScenario):
+    name = "ksm"
+    page_type = "ksm"
+
+    def preflight(self) -> None:
+        if not ksm.available():
+            raise SkipScenario("KSM not available")
+
+    def build(self) -> int:
+        self._map()
+        mm.madvise(self.addr, self.length, mm.MADV_MERGEABLE)
+        self._split()
+        result = ksm.merge(self.journal, self.target(), self.opts.pages, self.opts.merge_timeout)
+        self.setup["ksm"] = result.as_dict()
+        self._check_type()
+        self._check_shared()
+        return self.target()
+
+    def _check_shared(self) -> None:
+        """A merged page is one frame behind many virtual pages of ours:
+        count the region's pages that share the target's frame."""
+        pid = os.getpid()
+        pfn = mm.page_info(pid, self.target()).pfn
+        sharing = mm.pfns(pid, self.addr, self.opts.pages).count(pfn)
+        self.setup["target_sharers_here"] = sharing
+        if sharing < 2:
+            raise RuntimeError(f"target page {pfn:#x} is not shared within the region")
+
+    def teardown(self) -> None:
+        had_region = bool(self.addr)
+        super().teardown()
+        if had_region:
+            ksm.drain(self.journal)
+
+
+class FileScenario(RegionScenario):
+    name = "file"
+    page_type = "file"
+    flags = mm.MAP_SHARED
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fd = -1
+        self.path: str | None = None
+        self.directory = self.opts.workdir or Path(tempfile.gettempdir())
+
+    def preflight(self) -> None:
+        kind = fs_type(self.directory)
+        self.setup["filesystem"] = kind
+        if kind in TMPFS_LIKE:
+            # shmem pages would be measured, not a real filesystem's page
+            # cache; a wrong answer is worse than none.
+            raise SkipScenario("no real filesystem for the test file")
+
+    def build(self) -> int:
+        self.fd, self.path = tempfile.mkstemp(prefix="rmapbench-", dir=self.directory)
+        os.ftruncate(self.fd, self.length)
+        self._map(self.fd)
+        # Clean pages migrate without waiting on writeback.
+        os.fsync(self.fd)
+        self._split()
+        self._check_type()
+        return self.target()
+
+    def teardown(self) -> None:
+        super().teardown()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if self.path:
+            os.unlink(self.path)
+            self.path = None

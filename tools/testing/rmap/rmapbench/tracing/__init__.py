@@ -1,0 +1,1 @@
+"""Timing rmap walks: tracefs handling and one module per backend."""

@@ -1,0 +1,63 @@
+"""In-kernel pairing of entry and exit events with a hist trigger feeding a
+synthetic event (Documentation/trace/histogram.rst, "onmatch").
+
+Text trace output prints timestamps in microseconds; the hist variables hold
+common_timestamp in nanoseconds, so a walk's latency is exact to the clock.
+The pairing key is the task (common_pid): a walk can sleep and finish on
+another CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rmapbench.knobs import Undo
+from rmapbench.tracing.tracefs import Instance, TraceFS, write
+
+SYNTH_FIELDS = "u64 lat; u64 folio; u64 mapping"
+
+
+@dataclass(frozen=True)
+class HistPair:
+    """entry (system, event) + exit (system, event) -> synthetic event."""
+
+    synth: str
+    entry: tuple[str, str]
+    exit: tuple[str, str]
+    tag: str  # makes variable names unique across pairs
+    locked: bool = False  # the entry event has a `locked` field to carry
+
+    def fields(self) -> str:
+        return SYNTH_FIELDS + ("; u8 locked" if self.locked else "")
+
+    def entry_trigger(self) -> str:
+        t = self.tag
+        lk = f",lk{t}=locked" if self.locked else ""
+        return f"hist:keys=common_pid:ts{t}=common_timestamp,fo{t}=folio,ma{t}=mapping{lk}"
+
+    def exit_trigger(self) -> str:
+        t = self.tag
+        sys_, ev = self.entry
+        lk_var = f",lx{t}=$lk{t}" if self.locked else ""
+        lk_arg = f",$lx{t}" if self.locked else ""
+        return (
+            f"hist:keys=common_pid:lat{t}=common_timestamp-$ts{t},"
+            f"fx{t}=$fo{t},mx{t}=$ma{t}{lk_var}:"
+            f"onmatch({sys_}.{ev}).trace({self.synth},$lat{t},$fx{t},$mx{t}{lk_arg})"
+        )
+
+
+def hist_supported(tfs: TraceFS) -> bool:
+    return (tfs.root / "synthetic_events").exists()
+
+
+def arm_pair(tfs: TraceFS, inst: Instance, pair: HistPair) -> None:
+    """Create the synthetic event, enable it in the instance and attach the
+    two triggers. Every step is journaled; undo runs in reverse order
+    (triggers, then enables, then the synthetic event itself)."""
+    synth_file = tfs.root / "synthetic_events"
+    write(synth_file, f"{pair.synth} {pair.fields()}", append=True)
+    tfs.journal.on_undo(Undo("append", str(synth_file), f"!{pair.synth}"))
+    inst.enable("synthetic", pair.synth)
+    inst.add_trigger(*pair.entry, pair.entry_trigger())
+    inst.add_trigger(*pair.exit, pair.exit_trigger())

@@ -1,0 +1,142 @@
+"""fprobe and kprobe backends: entry and exit events on the three walk
+implementations, rmap_walk_ksm(), rmap_walk_anon() and rmap_walk_file().
+
+Not on rmap_walk() itself: that dispatcher is inlined into its callers in
+mm/rmap.c (try_to_migrate() calls rmap_walk_anon() directly on Debian's
+6.12 build), so a probe there sees only walks started from other files.
+rmap_walk_locked() dispatches to the same two functions with locked=true.
+
+The entry event records the folio, folio->mapping and `locked`. With BTF
+(CONFIG_PROBE_EVENTS_BTF_ARGS) arguments are named; without it, positional
+arguments and the offset of `mapping` in struct folio on x86-64 (24).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from rmapbench.tracing import events, hist
+from rmapbench.tracing.backend import Description, Unavailable
+from rmapbench.tracing.tracefs import Instance, TraceError, TraceFS
+
+log = logging.getLogger(__name__)
+
+FOLIO_MAPPING_OFFSET = 24  # x86-64: flags, lru (16 bytes), then mapping
+HAS_LOCKED_ARG = {"rmap_walk_anon", "rmap_walk_file"}  # (folio, rwc, locked)
+
+
+class DynamicProbe:
+    """kind "fprobe" (f:, Linux 6.7+) or "kprobe" (p:/r:)."""
+
+    def __init__(self, kind: str) -> None:
+        assert kind in ("fprobe", "kprobe")
+        self.name = kind
+        self.group = f"rmapbench_{os.getpid()}"
+        self._btf = False
+        self._hist = False
+
+    # -- detection ----------------------------------------------------------
+    def check(self, tfs: TraceFS) -> None:
+        readme = _readme(tfs)
+        if not (tfs.root / "dynamic_events").exists():
+            raise Unavailable("no dynamic_events (CONFIG_DYNAMIC_EVENTS / CONFIG_PROBE_EVENTS)")
+        if self.name == "fprobe" and "f[:[<group>/][<event>]]" not in readme:
+            raise Unavailable("no fprobe events (CONFIG_FPROBE_EVENTS, Linux 6.7+)")
+        if self.name == "kprobe" and "p[:[<group>/][<event>]]" not in readme:
+            raise Unavailable("no kprobe events (CONFIG_KPROBE_EVENTS)")
+        self._btf = "<argname>" in readme
+
+    # -- arming -------------------------------------------------------------
+    def _args(self, func: str) -> str:
+        if self._btf:
+            args = "folio=folio:x64 mapping=folio->mapping:x64"
+            locked = "locked=locked:u8"
+        else:
+            args = f"folio=$arg1:x64 mapping=+{FOLIO_MAPPING_OFFSET}($arg1):x64"
+            locked = "locked=$arg3:u8"
+        return f"{args} {locked}" if func in HAS_LOCKED_ARG else args
+
+    def _definitions(self, func: str) -> tuple[str, str]:
+        entry, exit_ = _event_names(func)
+        if self.name == "fprobe":
+            return (
+                f"f:{self.group}/{entry} {func} {self._args(func)}",
+                f"f:{self.group}/{exit_} {func}%return",
+            )
+        return (
+            f"p:{self.group}/{entry} {func} {self._args(func)}",
+            f"r:{self.group}/{exit_} {func}",
+        )
+
+    def arm(self, tfs: TraceFS, inst: Instance) -> Description:
+        for func in events.WALK_FUNCTIONS:
+            for definition in self._definitions(func):
+                name = definition.split()[0].split("/", 1)[1]
+                try:
+                    tfs.add_dynamic_event(definition, self.group, name)
+                except TraceError as e:
+                    raise Unavailable(f"cannot probe {func}: {e}") from e
+        self._hist = hist.hist_supported(tfs)
+        if self._hist:
+            try:
+                for i, func in enumerate(events.WALK_FUNCTIONS):
+                    hist.arm_pair(tfs, inst, self._pair(func, i))
+            except TraceError as e:
+                # Without hist triggers (CONFIG_HIST_TRIGGERS) pairing falls
+                # back to user space at the text output's microseconds.
+                log.warning("in-kernel pairing unavailable, pairing in user space: %s", e)
+                self._hist = False
+        for func in events.WALK_FUNCTIONS:
+            for ev in _event_names(func):
+                inst.enable(self.group, ev)
+        args = "BTF arguments" if self._btf else "raw offsets"
+        where = ", ".join(events.WALK_FUNCTIONS)
+        if self._hist:
+            return Description(
+                self.name, "mono", 1, f"{where}; {args}; paired in kernel (hist/synthetic)"
+            )
+        return Description(
+            self.name, "mono", 1000, f"{where}; {args}; paired in user space (us text)"
+        )
+
+    def _pair(self, func: str, index: int) -> hist.HistPair:
+        entry, exit_ = _event_names(func)
+        return hist.HistPair(
+            synth=f"{self.group}_{func}",
+            entry=(self.group, entry),
+            exit=(self.group, exit_),
+            tag=str(index),
+            locked=func in HAS_LOCKED_ARG,
+        )
+
+    # -- collecting ---------------------------------------------------------
+    def walks(self, trace_text: str) -> events.Pairing:
+        parsed = list(events.parse(trace_text))
+        raw = events.pair_entry_exit(
+            parsed,
+            {_event_names(f)[0]: f for f in events.WALK_FUNCTIONS},
+            {_event_names(f)[1]: f for f in events.WALK_FUNCTIONS},
+        )
+        if not self._hist:
+            return raw
+        exact = events.synthetic_walks(
+            parsed, {f"{self.group}_{f}": f for f in events.WALK_FUNCTIONS}
+        )
+        # The raw entry/exit events are still recorded: they tell walks that
+        # never finished, and where each walk returned to.
+        exact.walks = events.merge_callers(exact.walks, raw.walks)
+        exact.unmatched_exits = raw.unmatched_exits
+        exact.unfinished = raw.unfinished
+        return exact
+
+
+def _event_names(func: str) -> tuple[str, str]:
+    return f"{func}_entry", f"{func}_exit"
+
+
+def _readme(tfs: TraceFS) -> str:
+    try:
+        return (tfs.root / "README").read_text()
+    except OSError:
+        return ""

@@ -1,0 +1,41 @@
+"""Choosing the walk-timing backend: the most precise one the kernel has."""
+
+from __future__ import annotations
+
+from rmapbench.tracing.backend import Backend, Description, Unavailable
+from rmapbench.tracing.probes import DynamicProbe
+from rmapbench.tracing.tracefs import Instance, TraceFS
+from rmapbench.tracing.tracepoint import Tracepoint
+
+# Most precise first: the proposed tracepoints time the walk inside
+# rmap_walk() itself; fprobe/kprobe add their own entry/exit cost.
+AUTO_ORDER = ("tracepoint", "fprobe", "kprobe")
+
+
+def make(name: str) -> Backend:
+    if name == "tracepoint":
+        return Tracepoint()
+    if name in ("fprobe", "kprobe"):
+        return DynamicProbe(name)
+    raise ValueError(f"unknown backend {name!r}")
+
+
+def arm(requested: str, tfs: TraceFS, inst: Instance) -> tuple[Backend, Description, list[str]]:
+    """Arm the requested backend, or for "auto" the first that works.
+
+    Returns the backend, its description and why better ones were passed
+    over; raises Unavailable (with every reason) when none works.
+    """
+    names = AUTO_ORDER if requested == "auto" else (requested,)
+    reasons: list[str] = []
+    for name in names:
+        backend = make(name)
+        try:
+            backend.check(tfs)
+            return backend, backend.arm(tfs, inst), reasons
+        except Unavailable as e:
+            reasons.append(f"{name}: {e}")
+    raise Unavailable("; ".join(reasons))
+
+
+SYSCALL_ONLY = Description("syscall", "CLOCK_MONOTONIC", 1, "wall time of each trigger only")

@@ -1,0 +1,140 @@
+"""tracefs: a private instance restricted to the test's pids, and dynamic
+events created under a group named after this run.
+
+Nothing global is changed beyond what the Journal undoes: the instance is
+removed, dynamic and synthetic events are deleted, and the global tracing
+options (current_tracer, set_event_pid, trace_clock of the top-level buffer)
+are never written.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from rmapbench.knobs import Journal, Undo, append_line
+
+log = logging.getLogger(__name__)
+
+CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
+
+
+class TraceError(RuntimeError):
+    """A tracefs write failed; the message names the file and what was written."""
+
+
+def find_tracefs() -> Path | None:
+    """The mounted tracefs, or None (not mounted, not root, or no CONFIG_TRACING)."""
+    for path in CANDIDATES:
+        if (path / "instances").is_dir() and os.access(path / "instances", os.W_OK):
+            return path
+    return None
+
+
+def write(path: Path, text: str, append: bool = False) -> None:
+    log.info("echo '%s' %s %s", text, ">>" if append else ">", path)
+    try:
+        if append:
+            append_line(path, text)
+        else:
+            path.write_text(text + "\n")
+    except OSError as e:
+        hint = _error_log_hint(path)
+        raise TraceError(f"writing '{text}' to {path}: {e.strerror}{hint}") from e
+
+
+def _error_log_hint(path: Path) -> str:
+    """The last line of tracefs' error_log, which says why a command failed."""
+    for parent in path.parents:
+        log_file = parent / "error_log"
+        if log_file.exists():
+            try:
+                lines = [ln for ln in log_file.read_text().splitlines() if ln.strip()]
+            except OSError:
+                return ""
+            return f" ({'; '.join(ln.strip() for ln in lines[-3:])})" if lines else ""
+    return ""
+
+
+@dataclass
+class TraceFS:
+    root: Path
+    journal: Journal
+
+    def has_event(self, system: str, name: str) -> bool:
+        return (self.root / "events" / system / name / "format").exists()
+
+    def event_format(self, system: str, name: str) -> str:
+        return (self.root / "events" / system / name / "format").read_text()
+
+    def add_dynamic_event(self, definition: str, group: str, name: str) -> None:
+        """Create a probe or synthetic event; its removal is journaled."""
+        write(self.root / "dynamic_events", definition, append=True)
+        self.journal.on_undo(Undo("append", str(self.root / "dynamic_events"), f"-:{group}/{name}"))
+
+    def instance(self, name: str, buffer_kb: int) -> Instance:
+        path = self.root / "instances" / name
+        try:
+            path.mkdir()
+        except FileExistsError:
+            raise TraceError(f"trace instance {path} already exists") from None
+        self.journal.on_undo(Undo("rmdir", str(path)))
+        inst = Instance(path, self.journal)
+        write(path / "buffer_size_kb", str(buffer_kb))
+        # The default "local" clock is per CPU; a walk can sleep and resume on
+        # another CPU, so timestamps must come from a global monotonic clock.
+        clocks = (path / "trace_clock").read_text()
+        write(path / "trace_clock", "mono" if "mono" in clocks else "global")
+        return inst
+
+
+@dataclass
+class Instance:
+    """A private ring buffer; everything written here dies with the rmdir."""
+
+    path: Path
+    journal: Journal
+
+    def event_dir(self, system: str, name: str) -> Path:
+        return self.path / "events" / system / name
+
+    def follow_pids(self, pids: list[int]) -> None:
+        write(self.path / "set_event_pid", " ".join(str(p) for p in pids))
+
+    def enable(self, system: str, name: str) -> None:
+        enable = self.event_dir(system, name) / "enable"
+        write(enable, "1")
+        # Disabled before the event itself is deleted (deleting an enabled
+        # dynamic event fails with EBUSY).
+        self.journal.on_undo(Undo("write", str(enable), "0"))
+
+    def add_trigger(self, system: str, name: str, trigger: str) -> None:
+        path = self.event_dir(system, name) / "trigger"
+        write(path, trigger, append=True)
+        # A hist trigger holds a reference on the synthetic event it feeds.
+        self.journal.on_undo(Undo("append", str(path), "!" + trigger))
+
+    def clear(self) -> None:
+        write(self.path / "trace", "")
+
+    def read(self) -> str:
+        return (self.path / "trace").read_text()
+
+    def lost_events(self) -> int:
+        """Events overwritten or dropped since the last clear, over all CPUs."""
+        lost = 0
+        for stats in sorted((self.path / "per_cpu").glob("cpu*/stats")):
+            for line in stats.read_text().splitlines():
+                m = re.match(r"(overrun|dropped events):\s*(\d+)", line)
+                if m:
+                    lost += int(m.group(2))
+        return lost
+
+
+def ensure_writable_root() -> None:
+    if os.geteuid() != 0:
+        raise PermissionError(errno.EPERM, "tracefs needs root")

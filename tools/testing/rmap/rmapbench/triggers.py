@@ -1,0 +1,66 @@
+"""Make the kernel walk the target page's reverse mappings.
+
+migrate: move_pages(MPOL_MF_MOVE_ALL) of the one target page to another NUMA
+node, alternating. Each migration walks twice: try_to_migrate() replaces
+every mapping with a migration entry, remove_migration_ptes() puts the new
+page back (on the new folio). MOVE_ALL is needed for pages mapped more than
+once (KSM), and needs CAP_SYS_NICE.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from dataclasses import dataclass
+
+from rmapbench import mm
+
+
+class TriggerUnavailable(Exception):
+    """The machine cannot run this trigger (short constant reason)."""
+
+
+@dataclass(frozen=True)
+class Firing:
+    """One trigger: where the page went and how long the syscall took."""
+
+    syscall_ns: int
+    from_node: int
+    to_node: int
+    status: int  # the node the page is on after, or -errno
+
+    @property
+    def migrated(self) -> bool:
+        return self.status == self.to_node
+
+
+class MigrateTrigger:
+    name = "migrate"
+
+    def __init__(self) -> None:
+        self.nodes = mm.online_nodes()
+
+    def check(self) -> None:
+        if len(self.nodes) < 2:
+            raise TriggerUnavailable("fewer than two NUMA nodes")
+        try:
+            mm.move_pages(0, [], None, 0)
+        except mm.MMError as e:
+            if e.errno == errno.ENOSYS:
+                raise TriggerUnavailable("no page migration (CONFIG_MIGRATION)") from e
+
+    def describe(self) -> dict[str, object]:
+        return {"name": self.name, "nodes": self.nodes, "flags": "MPOL_MF_MOVE_ALL"}
+
+    def fire(self, addr: int) -> Firing:
+        here = mm.page_node(addr)
+        there = next(n for n in self.nodes if n != here)
+        t0 = time.perf_counter_ns()
+        (status,) = mm.move_pages(0, [addr], [there], mm.MPOL_MF_MOVE_ALL)
+        t1 = time.perf_counter_ns()
+        return Firing(t1 - t0, here, there, status)
+
+
+def status_text(status: int) -> str:
+    return f"node {status}" if status >= 0 else os.strerror(-status)
