@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # Everything the suite and its tests need on a Debian/Ubuntu machine:
 # QEMU and the guest's initramfs tools from apt, the Python packages in a
@@ -31,6 +31,6 @@ stamp="$venv/.rmapbench-installed"
 if [ ! -f "$stamp" ] || [ "$here/pyproject.toml" -nt "$stamp" ]; then
 	echo "setup: pip install -e '.[dev]'" >&2
 	"$venv/bin/python" -m pip install -q --upgrade pip >&2
-	"$venv/bin/python" -m pip install -q -e "$here[dev]" >&2
+	"$venv/bin/python" -m pip install -q -e "${here}[dev]" >&2
 	touch "$stamp"
 fi

@@ -50,11 +50,19 @@ def suite_run(stock_kernel: kernel.KernelImage, tmp_path_factory: pytest.TempPat
     py = sys.executable
     args = " ".join(SMALL)
     os.chdir(SUITE)
-    script = f"""
-{py} {SNAPSHOT} > {share}/before.json
-{py} -m rmapbench.runner ./rmap_ksm.py ./rmap_anon.py ./rmap_file.py -- {args} --results {share}/res > {share}/tap.txt; echo $? > {share}/rc
-timeout -s TERM 25 ./rmap_ksm.py --pages 2000 --samples 100000 > {share}/interrupted.txt; echo $? > {share}/interrupted.rc
-{py} {SNAPSHOT} > {share}/after.json
+    progs = "./rmap_ksm.py ./rmap_anon.py ./rmap_file.py"
+    script = f"""d={share}
+{py} {SNAPSHOT} > $d/before.json
+{py} -m rmapbench.runner {progs} -- {args} --results $d/res > $d/tap.txt; echo $? > $d/rc
+timeout -s TERM 25 ./rmap_ksm.py --pages 2000 --samples 100000 > $d/interrupted.txt
+echo $? > $d/interrupted.rc
+{py} {SNAPSHOT} > $d/after.json
+./rmap_anon.py --backend tracepoint > $d/no_tracepoint.txt; echo $? >> $d/no_tracepoint.txt
+mount -t tmpfs none /sys/kernel/mm/ksm
+./rmap_ksm.py > $d/no_ksm.txt; echo $? >> $d/no_ksm.txt
+umount /sys/kernel/mm/ksm
+umount /sys/kernel/tracing; umount /sys/kernel/debug/tracing /sys/kernel/debug 2>/dev/null || true
+./rmap_anon.py > $d/no_tracing.txt; echo $? >> $d/no_tracing.txt
 """
     _guest(stock_kernel, script, share)
     return {
@@ -66,6 +74,8 @@ timeout -s TERM 25 ./rmap_ksm.py --pages 2000 --samples 100000 > {share}/interru
         "after": json.loads((share / "after.json").read_text()),
         "interrupted": (share / "interrupted.txt").read_text(),
         "interrupted_rc": int((share / "interrupted.rc").read_text()),
+        **{name: (share / f"{name}.txt").read_text()
+           for name in ("no_tracepoint", "no_ksm", "no_tracing")},
     }
 
 
@@ -128,6 +138,23 @@ def test_sigterm_mid_run_restores_and_reports(suite_run: dict[str, Any]) -> None
     assert suite_run["interrupted_rc"] == 128 + 15, out
     assert "not ok 1 rmap_ksm.walk_latency" in out
     assert "interrupted by SIGTERM" in out
+
+
+@pytest.mark.parametrize(
+    ("run", "reason"),
+    [
+        ("no_ksm", "KSM not available"),
+        ("no_tracing", "no tracing backend"),
+        ("no_tracepoint", "backend unavailable"),
+    ],
+)
+def test_missing_feature_skips(suite_run: dict[str, Any], run: str, reason: str) -> None:
+    """KSM hidden under a tmpfs, tracefs unmounted, or a backend the stock
+    kernel lacks: SKIP with a short constant reason and exit status 4."""
+    out = suite_run[run]
+    assert "ok 1 rmap_" in out and f"# SKIP {reason}" in out, out
+    assert out.rstrip().splitlines()[-1] == "4", out
+    assert "not ok" not in out
 
 
 def test_one_node_guest_skips(stock_kernel: kernel.KernelImage, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from rmapbench.initramfs import CpioWriter
 from rmapbench.kernel import KernelImage, fetch_stock_kernel, read_bzimage_release
 from rmapbench.qemu import Topology, parse_memory

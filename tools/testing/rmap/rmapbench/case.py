@@ -10,6 +10,7 @@ import platform
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -172,7 +173,9 @@ def _run(
         sc_doc["setup"]["seconds"] = round(time.monotonic() - t0, 3)
         _report_setup(ktap, scenario)
         t0 = time.monotonic()
-        samples = measure.run(trigger, addr, probe, opts.warmup, opts.samples)
+        samples = measure.run(
+            trigger, addr, probe, opts.warmup, opts.samples, _progress(ktap, opts)
+        )
         sc_doc["measure_seconds"] = round(time.monotonic() - t0, 3)
     finally:
         scenario.teardown()
@@ -189,6 +192,24 @@ def _run(
         doc["status"] = "pass"
         ktap.ok(CASE)
     return ktap.finish()
+
+
+def _progress(ktap: KTAP, opts: options.Options) -> Callable[[measure.Sample], None]:
+    """A diagnostic every tenth of the run (every sample with -v), so a
+    long run under TCG shows it is alive."""
+    total = opts.warmup + opts.samples
+    step = 1 if opts.verbose else max(1, total // 10)
+
+    def report(s: measure.Sample) -> None:
+        if (s.index + 1) % step and s.index + 1 != total:
+            return
+        walks = ", ".join(stats.format_ns(w.duration_ns) for w in s.walks[:4]) or "none"
+        ktap.diag(
+            f"sample {s.index + 1}/{total}{' (warm-up)' if s.warmup else ''}: "
+            f"move_pages {stats.format_ns(s.firing.syscall_ns)}, walks {walks}"
+        )
+
+    return report
 
 
 def _report_setup(ktap: KTAP, scenario: Scenario) -> None:

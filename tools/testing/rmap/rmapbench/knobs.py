@@ -80,6 +80,7 @@ class Journal:
         self._dir = directory or JOURNAL_DIR
         self._steps: list[Undo] = []
         self._originals: dict[str, str] = {}
+        self._written: set[str] = set()  # knobs with an undo step recorded
         self._file = self._dir / f"journal-{os.getpid()}.json"
 
     # -- recording ----------------------------------------------------------
@@ -88,17 +89,21 @@ class Journal:
         path = str(path)
         new = str(value)
         if path not in self._originals:
-            old = read_knob(path)
-            self._originals[path] = old
+            self._originals[path] = read_knob(path)
+        if path not in self._written:
+            # Also when an earlier set() found the value already in place.
+            old = self._originals[path]
             if old == new:
                 return
+            self._written.add(path)
             self._record(Undo("write", path, old))
         log.info("echo %s > %s", new, path)
         Path(path).write_text(new)
 
     def original(self, path: str | Path) -> str:
         """The value a knob had before this journal touched it."""
-        return self._originals.get(str(path)) or read_knob(path)
+        path = str(path)
+        return self._originals[path] if path in self._originals else read_knob(path)
 
     def on_undo(self, step: Undo) -> None:
         """Register an undo step for a change the caller makes itself."""
@@ -120,6 +125,7 @@ class Journal:
     def restore(self) -> list[str]:
         """Undo everything, newest first; returns the failures (also logged)."""
         failures: list[str] = []
+        self._written.clear()  # a later set() records its undo step again
         while self._steps:
             step = self._steps.pop()
             try:
@@ -129,7 +135,7 @@ class Journal:
                 failures.append(f"{step.kind} {step.path}: {e.strerror or e}")
                 log.error("cannot restore %s %s: %s", step.kind, step.path, e)
         if not failures:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # the journal is a safety net
                 self._file.unlink()
         return failures
 

@@ -65,8 +65,13 @@ class KTAP:
         self._stream.flush()
 
     def finish(self) -> int:
-        """Print the Totals line; return the kselftest exit status."""
+        """Print the Totals line; return the kselftest exit status. A plan
+        left unfinished is an error, as in kselftest's ksft_finished()."""
         c = self.counts
+        reported = c["pass"] + c["fail"] + c["xfail"] + c["xpass"] + c["skip"]
+        if reported != len(self._cases):
+            self.diag(f"planned {len(self._cases)} results, reported {reported}")
+            c["error"] += 1
         self.diag(
             f"Totals: pass:{c['pass']} fail:{c['fail']} xfail:{c['xfail']} "
             f"xpass:{c['xpass']} skip:{c['skip']} error:{c['error']}"

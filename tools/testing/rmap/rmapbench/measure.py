@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rmapbench import mm, target
@@ -41,7 +42,7 @@ def run(
     probe: Probe | None,
     warmup: int,
     samples: int,
-    progress: object = None,
+    progress: Callable[[Sample], None] | None = None,
 ) -> list[Sample]:
     """Fire the trigger warmup + samples times; one Sample each."""
     pid = os.getpid()
@@ -61,7 +62,7 @@ def run(
             sample.unmatched_exits = pairing.unmatched_exits
             sample.unfinished = pairing.unfinished
         out.append(sample)
-        if callable(progress):
+        if progress:
             progress(sample)
     return out
 

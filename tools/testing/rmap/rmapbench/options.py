@@ -133,8 +133,12 @@ def build_parser(prog: str, description: str = "") -> argparse.ArgumentParser:
 
 def parse(prog: str, argv: list[str], description: str = "") -> Options:
     """Options from $RMAP_ARGS (the suite-wide line) followed by argv."""
-    argv = shlex.split(os.environ.get("RMAP_ARGS", "")) + list(argv)
-    ns = build_parser(prog, description).parse_args(argv)
+    parser = build_parser(prog, description)
+    try:
+        suite_args = shlex.split(os.environ.get("RMAP_ARGS", ""))
+    except ValueError as e:  # unbalanced quotes: one line and exit 2, not a traceback
+        parser.error(f"RMAP_ARGS: {e}")
+    ns = parser.parse_args(suite_args + list(argv))
     opts = Options()
     for key, value in vars(ns).items():
         if value is not None and value is not False:

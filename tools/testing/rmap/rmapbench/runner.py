@@ -55,7 +55,7 @@ def settings_timeout(directory: Path) -> int:
 
 def _pump(src: TextIO, dst: TextIO) -> None:
     for line in src:
-        dst.write("# " + line if line.strip() else "#\n")
+        dst.write("# " + line)  # as runner.sh's sed 's/^/# /' does
         dst.flush()
 
 
@@ -91,7 +91,9 @@ def run_one(prog: Path, extra: list[str], timeout: int, out: TextIO) -> int:
     return rc
 
 
-def run(progs: list[Path], extra: list[str], timeout: int, out: TextIO = sys.stdout) -> int:
+def run(progs: list[Path], extra: list[str], timeout: int, out: TextIO | None = None) -> int:
+    if out is None:  # looked up at call time, not bound to the sys.stdout of import time
+        out = sys.stdout
     print("TAP version 13", file=out)
     print(f"1..{len(progs)}", file=out)
     failed = 0

@@ -52,6 +52,8 @@ def summarize(samples: Sequence[int]) -> Summary:
 
 def format_ns(ns: float) -> str:
     """Human units for diagnostics: 812 ns, 12.3 us, 4.56 ms, 1.23 s."""
+    # Round to the three digits shown first, so 999999 ns is "1 ms", not "1e+03 us".
+    ns = float(f"{ns:.3g}")
     for unit, scale in (("s", 1e9), ("ms", 1e6), ("us", 1e3)):
         if abs(ns) >= scale:
             return f"{ns / scale:.3g} {unit}"
