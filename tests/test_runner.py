@@ -63,7 +63,7 @@ def test_pass(tmp_path: Path) -> None:
         "# timeout set to 10",
         "# selftests: rmap: rmap_a.py",
         "# hello from ./rmap_a.py",  # run from its directory as ./PROG
-        "#",
+        "# ",  # an empty line gets the prefix too, as runner.sh's sed does
         "# args:",
         "ok 1 selftests: rmap: rmap_a.py",
     ]

@@ -9,12 +9,13 @@ import os
 import platform
 import sys
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from rmapbench import __version__, knobs, measure, options, results, stats
+from rmapbench import __version__, crossval, knobs, measure, options, results, stats
 from rmapbench.knobs import Interrupted, Journal
 from rmapbench.ktap import KSFT_FAIL, KTAP
 from rmapbench.scenarios import SCENARIOS
@@ -26,6 +27,7 @@ from rmapbench.triggers import MigrateTrigger, TriggerUnavailable, status_text
 log = logging.getLogger("rmapbench")
 
 CASE = "walk_latency"
+AGREEMENT = "backend_agreement"  # with --backend all
 
 
 class Skip(Exception):
@@ -116,7 +118,8 @@ def main(program: str, scenario_name: str, argv: list[str] | None = None) -> int
         f"rmap walk latency of {scenario_name} pages",
     )
     _setup_logging(opts.verbose)
-    ktap = KTAP(program, [CASE])
+    cases = [CASE, AGREEMENT] if opts.backend == "all" else [CASE]
+    ktap = KTAP(program, cases)
     journal = Journal()
     scenario = SCENARIOS[scenario_name](opts, journal)
     doc = _base_doc(program, scenario, opts)
@@ -129,14 +132,25 @@ def main(program: str, scenario_name: str, argv: list[str] | None = None) -> int
     except Skip as e:
         if e.detail:
             ktap.diag(e.detail)
-        ktap.skip(CASE, e.reason)
+        for case in cases:
+            ktap.skip(case, e.reason)
         doc.update(status="skip", reason=e.reason, reason_detail=e.detail)
         status = ktap.finish()
     except Interrupted as e:
-        ktap.fail(CASE, f"{e}; system restored")
+        for case in cases[ktap.reported() :]:
+            ktap.fail(case, f"{e}; system restored")
         doc.update(status="fail", reason=str(e))
         ktap.finish()
         status = knobs.exit_status_for(e)
+    except Exception as e:
+        # Like ksft.py: the exception becomes diagnostics and a failure; the
+        # system is still restored and the result still written.
+        for line in traceback.format_exc().splitlines():
+            ktap.diag(f"Exception| {line}")
+        for case in cases[ktap.reported() :]:
+            ktap.fail(case, f"{type(e).__name__}: {e}")
+        doc.update(status="error", reason=f"{type(e).__name__}: {e}")
+        status = ktap.finish()
     finally:
         failures = journal.restore()
         for f in failures:
@@ -163,9 +177,11 @@ def _run(
         f"kernel {os.uname().release}; trigger {trigger.name} between nodes "
         f"{','.join(map(str, trigger.nodes))}"
     )
-    probe, desc = _arm(opts, journal, ktap)
-    doc["backend"] = desc.as_dict()
+    trigger.quiesce(journal)
+    every = opts.backend == "all"
+    probe, desc = (None, select.SYSCALL_ONLY) if every else _arm(opts, journal, ktap)
     sc_doc = doc["scenarios"][0]
+    rounds: list[crossval.Round] = []
     try:
         t0 = time.monotonic()
         addr = scenario.build()
@@ -173,15 +189,24 @@ def _run(
         sc_doc["setup"]["seconds"] = round(time.monotonic() - t0, 3)
         _report_setup(ktap, scenario)
         t0 = time.monotonic()
-        samples = measure.run(
-            trigger, addr, probe, opts.warmup, opts.samples, _progress(ktap, opts)
-        )
+        if every:
+            rounds = _rounds(trigger, addr, opts, scenario, ktap)
+            samples, traced = rounds[0].samples, True
+            assert rounds[0].desc is not None
+            desc = rounds[0].desc
+            _describe_backend(ktap, desc)
+        else:
+            samples = measure.run(
+                trigger, addr, probe, opts.warmup, opts.samples, _progress(ktap, opts)
+            )
+            traced = probe is not None
         sc_doc["measure_seconds"] = round(time.monotonic() - t0, 3)
     finally:
         scenario.teardown()
         journal.restore()
+    doc["backend"] = desc.as_dict()
     not_restored = journal.check_restored()
-    verdict = _analyse(ktap, scenario, samples, opts, sc_doc, probe is not None)
+    verdict = _analyse(ktap, scenario, samples, opts, sc_doc, traced)
     if not_restored:
         verdict.append("knobs not restored: " + "; ".join(not_restored))
     doc["duration_s"] = round(time.monotonic() - t_start, 3)
@@ -191,7 +216,71 @@ def _run(
     else:
         doc["status"] = "pass"
         ktap.ok(CASE)
+    if every:
+        disagree = _report_rounds(ktap, rounds, sc_doc)
+        if disagree:
+            ktap.fail(AGREEMENT, "; ".join(disagree))
+            doc.update(status="fail", reason="; ".join([*verdict, *disagree]))
+        else:
+            ktap.ok(AGREEMENT)
     return ktap.finish()
+
+
+def _rounds(
+    trigger: MigrateTrigger, addr: int, opts: options.Options, scenario: Scenario, ktap: KTAP
+) -> list[crossval.Round]:
+    """--backend all: one round per timing backend, then the syscall-only
+    baseline. The first round is the most precise backend's."""
+    root = tracefs.find_tracefs()
+    assert root is not None
+    names = crossval.available(root)
+    if not names:
+        raise Skip("no tracing backend", "no timing backend is available on this kernel")
+    rounds: list[crossval.Round] = []
+    for i, name in enumerate([*names, "syscall"], 1):
+        ktap.diag(f"round {i}/{len(names) + 1}: backend {name}")
+        rnd = crossval.run_round(
+            name, trigger, addr, opts, scenario.page_type, _progress(ktap, opts)
+        )
+        if rnd.unavailable:
+            ktap.diag(f"backend {name} unavailable: {rnd.unavailable}")
+            continue
+        rounds.append(rnd)
+    if len(rounds) < 2:
+        raise Skip("no tracing backend", "no timing backend could be armed")
+    return rounds
+
+
+def _report_rounds(ktap: KTAP, rounds: list[crossval.Round], sc_doc: dict[str, Any]) -> list[str]:
+    """Per backend: walk p50/p99, ratio to the reference, overhead per walk."""
+    reference, baseline = rounds[0], rounds[-1]
+    timed = rounds[:-1]
+    sc_doc["backends"] = []
+    for rnd in rounds:
+        entry: dict[str, Any] = {
+            "backend": rnd.desc.as_dict() if rnd.desc else {"name": rnd.name},
+            "walks": rnd.walks.as_dict(),
+            "syscall": rnd.syscall.as_dict(),
+            "walks_per_sample": round(rnd.walks_per_sample, 2),
+        }
+        if rnd is not baseline:
+            ratio = rnd.walks.p50_ns / reference.walks.p50_ns if reference.walks.p50_ns else None
+            overhead = crossval.overhead_per_walk_ns(rnd, baseline)
+            entry.update(p50_ratio=round(ratio, 3) if ratio else None, overhead_ns=overhead)
+            ktap.diag(
+                f"backend {rnd.name}: walk p50 {stats.format_ns(rnd.walks.p50_ns)} "
+                f"p99 {stats.format_ns(rnd.walks.p99_ns)}, "
+                f"{ratio or 0:.2f}x {reference.name}, overhead "
+                f"{stats.format_ns(overhead) if overhead is not None else '?'} per walk"
+            )
+            ktap.metric(f"{rnd.name}_walk_p50_ns", rnd.walks.p50_ns)
+            ktap.metric(f"{rnd.name}_walk_p99_ns", rnd.walks.p99_ns)
+            if overhead is not None:
+                ktap.metric(f"{rnd.name}_overhead_ns", overhead)
+        else:
+            ktap.diag(f"baseline (no backend): syscall p50 {stats.format_ns(rnd.syscall.p50_ns)}")
+        sc_doc["backends"].append(entry)
+    return crossval.disagreements(reference, timed[1:])
 
 
 def _progress(ktap: KTAP, opts: options.Options) -> Callable[[measure.Sample], None]:

@@ -29,8 +29,11 @@ INIT_SCRIPT = Path(__file__).with_name("guest_init.sh")
 # disk (virtio_blk + ext4).  Dependencies are added from each module's .modinfo.
 # crc32c is not a declared dependency of ext4/jbd2 (they ask the crypto API for it at
 # mount time, via modprobe, which the initramfs lacks), so it is listed explicitly.
+# virtio_pci is built in on Debian's 6.12 but a module on 6.1; nothing depends on it,
+# yet without it no virtio device appears.
 WANTED_MODULES = (
-    "netfs", "9pnet", "9pnet_virtio", "9p", "virtio_blk", "crc32c_generic", "ext4",
+    "virtio_pci", "netfs", "9pnet", "9pnet_virtio", "9p", "virtio_blk", "crc32c_generic",
+    "ext4",
 )  # fmt: skip
 
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")

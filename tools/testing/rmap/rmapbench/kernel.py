@@ -104,10 +104,11 @@ def _version_key(name: str) -> tuple[int, ...]:
 
 
 def stock_package_name(series: str, flavour: str = DEFAULT_FLAVOUR) -> str:
-    """Newest linux-image-SERIES.N+debNN-FLAVOUR-unsigned that apt knows about."""
-    pattern = re.compile(
-        rf"^linux-image-{re.escape(series)}\.\d+\+deb\d+-{re.escape(flavour)}-unsigned$"
-    )
+    """Newest stock kernel package of a series that apt knows about. Debian
+    names them linux-image-6.12.N+debNN-FLAVOUR-unsigned since 6.12 and
+    linux-image-6.1.0-ABI-FLAVOUR-unsigned before."""
+    s, f = re.escape(series), re.escape(flavour)
+    pattern = re.compile(rf"^linux-image-{s}\.(?:\d+\+deb\d+|0-\d+)-{f}-unsigned$")
     argv = ["apt-cache", "search", "--names-only", f"^linux-image-{series}"]
     log.info("running: %s", " ".join(argv))
     out = subprocess.run(argv, capture_output=True, text=True, check=False).stdout

@@ -76,12 +76,14 @@ def read_knob(path: str | Path) -> str:
 class Journal:
     """Records undo steps; `restore()` applies them newest first."""
 
-    def __init__(self, directory: Path | None = None) -> None:
+    def __init__(self, directory: Path | None = None, tag: str = "") -> None:
         self._dir = directory or JOURNAL_DIR
         self._steps: list[Undo] = []
         self._originals: dict[str, str] = {}
         self._written: set[str] = set()  # knobs with an undo step recorded
-        self._file = self._dir / f"journal-{os.getpid()}.json"
+        # One file per journal: a run may hold several at once (--backend all).
+        suffix = f"-{tag}" if tag else ""
+        self._file = self._dir / f"journal-{os.getpid()}{suffix}.json"
 
     # -- recording ----------------------------------------------------------
     def set(self, path: str | Path, value: str | int) -> None:

@@ -64,11 +64,16 @@ class KTAP:
         self.counts["skip"] += 1
         self._stream.flush()
 
+    def reported(self) -> int:
+        """Results printed so far."""
+        c = self.counts
+        return c["pass"] + c["fail"] + c["xfail"] + c["xpass"] + c["skip"]
+
     def finish(self) -> int:
         """Print the Totals line; return the kselftest exit status. A plan
         left unfinished is an error, as in kselftest's ksft_finished()."""
         c = self.counts
-        reported = c["pass"] + c["fail"] + c["xfail"] + c["xpass"] + c["skip"]
+        reported = self.reported()
         if reported != len(self._cases):
             self.diag(f"planned {len(self._cases)} results, reported {reported}")
             c["error"] += 1

@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 EXIT_USAGE = 2
 
-BACKENDS = ("auto", "tracepoint", "fprobe", "syscall")
+BACKENDS = ("auto", "tracepoint", "fprobe", "kprobe", "fgraph", "syscall", "all")
 
 
 @dataclass
@@ -94,7 +94,8 @@ def build_parser(prog: str, description: str = "") -> argparse.ArgumentParser:
     p.add_argument(
         "--backend",
         choices=BACKENDS,
-        help="how walks are timed; auto picks the most precise available",
+        help="how walks are timed; auto picks the most precise available, "
+        "all runs the case once per available backend and compares them",
     )
     p.add_argument(
         "--max-p99-ms",

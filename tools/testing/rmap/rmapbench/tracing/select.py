@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 from rmapbench.tracing.backend import Backend, Description, Unavailable
+from rmapbench.tracing.fgraph import FunctionGraph
 from rmapbench.tracing.probes import DynamicProbe
 from rmapbench.tracing.tracefs import Instance, TraceFS
 from rmapbench.tracing.tracepoint import Tracepoint
 
 # Most precise first: the proposed tracepoints time the walk inside
 # rmap_walk() itself; fprobe/kprobe add their own entry/exit cost.
-AUTO_ORDER = ("tracepoint", "fprobe", "kprobe")
+# function_graph is last: it times the walk functions like fprobe does but
+# records no arguments, so walks are matched to the target by type only.
+AUTO_ORDER = ("tracepoint", "fprobe", "kprobe", "fgraph")
 
 
 def make(name: str) -> Backend:
@@ -17,6 +22,8 @@ def make(name: str) -> Backend:
         return Tracepoint()
     if name in ("fprobe", "kprobe"):
         return DynamicProbe(name)
+    if name == "fgraph":
+        return FunctionGraph(os.getpid())
     raise ValueError(f"unknown backend {name!r}")
 
 

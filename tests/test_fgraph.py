@@ -1,0 +1,44 @@
+"""function_graph output (recorded in a Debian 6.12 guest) to walks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rmapbench.tracing.fgraph import graph_walks, parse_duration
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def test_recorded_anon_trace_gives_two_walks_per_migration() -> None:
+    text = (FIXTURES / "fgraph_anon.trace").read_text()
+    samples = text.split("# rmapbench sample ")[1:]
+    assert len(samples) == 12
+    for sample in samples:
+        walks = graph_walks(sample, pid=0).walks
+        assert len(walks) == 2, sample
+        assert {w.page_type for w in walks} == {"anon"}
+        assert all(w.pid == 187 and w.target is None and w.folio is None for w in walks)
+    first = graph_walks(samples[0], pid=0).walks
+    assert [w.duration_ns for w in first] == [828_889, 23_584]
+
+
+def test_units_markers_and_closing_lines() -> None:
+    text = "\n".join([
+        " 1)  ksmd-40       | $ 2.022123 s  |  rmap_walk_ksm();",
+        " 0)  my-prog-9      | # 3022.123 us |  } /* rmap_walk_file */",
+        " 0)  python3-9      |   0.912 us    |  folio_lock();",
+        " 0)  python3-9      |               |  rmap_walk_ksm() {",
+        " 1)   1.500 ms    |  rmap_walk_ksm();",
+    ])
+    walks = graph_walks(text, pid=77).walks
+    assert [(w.page_type, w.duration_ns, w.pid) for w in walks] == [
+        ("ksm", 2_022_123_000, 40),
+        ("file", 3_022_123, 9),
+        ("ksm", 1_500_000, 77),
+    ]
+
+
+def test_parse_duration_has_no_float_rounding() -> None:
+    assert parse_duration("0.001", "us") == 1
+    assert parse_duration("123456.789", "us") == 123_456_789
+    assert parse_duration("2", "s") == 2_000_000_000

@@ -1,0 +1,115 @@
+"""--backend all: the same scenario timed by every available backend in
+turn, and a measurement of what each backend adds.
+
+Rounds run one after another on the same built scenario, each with its own
+trace instance and journal, so no two backends are armed at once. The
+syscall-only round is the baseline: the change in move_pages() time with a
+backend armed, divided by the walks per migration, is that backend's
+overhead per walk.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rmapbench import measure, stats
+from rmapbench.knobs import Journal
+from rmapbench.options import Options
+from rmapbench.tracing import select, tracefs
+from rmapbench.tracing.backend import Description, Unavailable
+from rmapbench.triggers import MigrateTrigger
+
+# Backends disagree by their own cost: entry/exit probes add a few hundred
+# nanoseconds on hardware and tens of microseconds under TCG to walks of a
+# few tens of microseconds. A p50 more than this factor away from the
+# reference backend's is flagged (see the note on the issue for the figures).
+AGREEMENT_FACTOR = 1.5
+
+
+@dataclass
+class Round:
+    name: str
+    desc: Description | None = None
+    unavailable: str = ""
+    samples: list[measure.Sample] = field(default_factory=list)
+    walks: stats.Summary = stats.EMPTY
+    syscall: stats.Summary = stats.EMPTY
+
+    @property
+    def walks_per_sample(self) -> float:
+        measured = [s for s in self.samples if not s.warmup]
+        return self.walks.count / len(measured) if measured else 0.0
+
+
+def available(root: Path) -> list[str]:
+    """Timing backends this kernel offers, most precise first (checks only
+    read tracefs, so the journal stays empty)."""
+    names = []
+    for name in select.AUTO_ORDER:
+        try:
+            select.make(name).check(tracefs.TraceFS(root, Journal(tag="check")))
+            names.append(name)
+        except Unavailable:
+            continue
+    return names
+
+
+def run_round(
+    name: str,
+    trigger: MigrateTrigger,
+    addr: int,
+    opts: Options,
+    page_type: str,
+    progress: Callable[[measure.Sample], None] | None = None,
+) -> Round:
+    rnd = Round(name)
+    with Journal(tag=name) as journal:
+        probe = None
+        if name == "syscall":
+            rnd.desc = select.SYSCALL_ONLY
+        else:
+            root = tracefs.find_tracefs()
+            assert root is not None
+            tfs = tracefs.TraceFS(root, journal)
+            inst = tfs.instance(f"rmapbench-{os.getpid()}-{name}", opts.buffer_kb)
+            inst.follow_pids([os.getpid()])
+            backend = select.make(name)
+            try:
+                backend.check(tfs)
+                rnd.desc = backend.arm(tfs, inst)
+            except Unavailable as e:
+                rnd.unavailable = str(e)
+                return rnd
+            probe = measure.Probe(backend, inst)
+        rnd.samples = measure.run(trigger, addr, probe, opts.warmup, opts.samples, progress)
+    measure.mark(rnd.samples)
+    measured = [s for s in rnd.samples if not s.warmup and not s.lost_events]
+    rnd.walks = stats.summarize(
+        [w.duration_ns for s in measured for w in measure.target_walks(s, page_type)]
+    )
+    rnd.syscall = stats.summarize([s.firing.syscall_ns for s in measured])
+    return rnd
+
+
+def overhead_per_walk_ns(rnd: Round, baseline: Round) -> int | None:
+    """What arming this backend added to each walk, from syscall medians."""
+    if not rnd.walks_per_sample or not baseline.syscall.count:
+        return None
+    return round((rnd.syscall.p50_ns - baseline.syscall.p50_ns) / rnd.walks_per_sample)
+
+
+def disagreements(reference: Round, others: list[Round]) -> list[str]:
+    problems = []
+    for rnd in others:
+        if not rnd.walks.count or not reference.walks.count:
+            continue
+        ratio = rnd.walks.p50_ns / reference.walks.p50_ns
+        if not 1 / AGREEMENT_FACTOR <= ratio <= AGREEMENT_FACTOR:
+            problems.append(
+                f"{rnd.name} p50 {stats.format_ns(rnd.walks.p50_ns)} is {ratio:.2f}x "
+                f"{reference.name}'s {stats.format_ns(reference.walks.p50_ns)}"
+            )
+    return problems

@@ -1,0 +1,100 @@
+"""fgraph backend: the function_graph tracer inside the private instance,
+filtered to the three walk functions (the instance's own set_ftrace_filter)
+and to the test's pid (the instance's set_ftrace_pid).
+
+Never the global graph options (set_graph_function, max_graph_depth,
+tracing_thresh are global only) and never an unfiltered graph, which would
+instrument every call inside the walk and inflate it. With the filter each
+walk function is a leaf: one line with its duration, printed to the
+nanosecond. It carries no folio, so walks are attributed to the target by
+page type in the test's pid.
+"""
+
+from __future__ import annotations
+
+import re
+
+from rmapbench.knobs import Undo
+from rmapbench.tracing import events
+from rmapbench.tracing.backend import Description, Unavailable
+from rmapbench.tracing.tracefs import Instance, TraceError, TraceFS, write
+
+# With funcgraph-proc:  " 0)  python3-187   | ! 828.889 us  |  rmap_walk_anon();"
+# and, when the walk slept and other output came between, a closing line
+# " 0)  python3-187   | ! 2022.123 ms |  } /* rmap_walk_ksm */" (funcgraph-tail).
+_LEAF = re.compile(
+    r"^\s*(?P<cpu>\d+)\)\s+(?:(?P<comm>.+?)-(?P<pid>\d+)\s+\|\s+)?"
+    r"[!#@*+$%& ]*\s*(?P<dur>[\d.]+)\s*(?P<unit>us|ms|s|ns)\s*\|\s*"
+    r"(?:(?P<leaf>\w+)\(\);|\}\s*/\*\s*(?P<tail>\w+)\s*\*/)"
+)
+_SCALE = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+
+
+def parse_duration(value: str, unit: str) -> int:
+    whole, _, frac = value.partition(".")
+    scale = _SCALE[unit]
+    return int(whole) * scale + int(frac.ljust(9, "0")[:9]) * scale // 1_000_000_000
+
+
+def graph_walks(text: str, pid: int) -> events.Pairing:
+    out = events.Pairing()
+    for line in text.splitlines():
+        m = _LEAF.match(line)
+        if not m:
+            continue
+        func = m.group("leaf") or m.group("tail")
+        if func not in events.WALK_FUNCTIONS:
+            continue
+        out.walks.append(
+            events.Walk(
+                end_ns=0,
+                duration_ns=parse_duration(m.group("dur"), m.group("unit")),
+                pid=int(m.group("pid")) if m.group("pid") else pid,
+                function="rmap_walk",  # function_graph records no arguments
+                page_type=events.WALK_FUNCTIONS[func],
+            )
+        )
+    return out
+
+
+class FunctionGraph:
+    name = "fgraph"
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def check(self, tfs: TraceFS) -> None:
+        tracers = (tfs.root / "available_tracers").read_text().split()
+        if "function_graph" not in tracers:
+            raise Unavailable("no function_graph tracer (CONFIG_FUNCTION_GRAPH_TRACER)")
+
+    def arm(self, tfs: TraceFS, inst: Instance) -> Description:
+        try:
+            write(inst.path / "set_ftrace_filter", " ".join(events.WALK_FUNCTIONS))
+            write(inst.path / "set_ftrace_pid", str(self.pid))
+            for option, value in (
+                ("funcgraph-tail", "1"),
+                ("funcgraph-proc", "1"),
+                ("funcgraph-irqs", "0"),
+            ):
+                path = inst.path / "options" / option
+                if path.exists():
+                    write(path, value)
+            write(inst.path / "current_tracer", "function_graph")
+        except TraceError as e:
+            # Linux 6.1 refuses function_graph in an instance (EINVAL); the
+            # global tracer is never touched, so the backend is unavailable.
+            raise Unavailable(f"function_graph cannot run in a trace instance here: {e}") from e
+        # Stopped before the instance is removed.
+        tfs.journal.on_undo(Undo("write", str(inst.path / "current_tracer"), "nop"))
+        return Description(
+            self.name,
+            "mono",
+            1,
+            "function_graph in the instance, filtered to "
+            + ", ".join(events.WALK_FUNCTIONS)
+            + " and the test's pid",
+        )
+
+    def walks(self, trace_text: str) -> events.Pairing:
+        return graph_walks(trace_text, self.pid)
