@@ -14,11 +14,15 @@ missing=""
 for p in $packages; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 done
-if [ -n "$missing" ]; then
-	sudo=""
-	[ "$(id -u)" -eq 0 ] || sudo=sudo
-	echo "setup: apt-get install$missing" >&2
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo=sudo
+# The guest kernel is fetched with apt-get download: it needs current lists.
+if [ -n "$missing" ] || ! apt-cache search --names-only '^linux-image-6\.12' | grep -q unsigned; then
+	echo "setup: apt-get update" >&2
 	$sudo apt-get update -qq
+fi
+if [ -n "$missing" ]; then
+	echo "setup: apt-get install$missing" >&2
 	# shellcheck disable=SC2086 # word splitting of the package list is wanted
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >&2
 fi

@@ -54,7 +54,8 @@ def suite_run(stock_kernel: kernel.KernelImage, tmp_path_factory: pytest.TempPat
     script = f"""d={share}
 {py} {SNAPSHOT} > $d/before.json
 {py} -m rmapbench.runner {progs} -- {args} --results $d/res > $d/tap.txt; echo $? > $d/rc
-timeout --preserve-status -s TERM 25 ./rmap_ksm.py --pages 2000 --samples 100000 > $d/interrupted.txt
+timeout --preserve-status -s TERM 25 \\
+    ./rmap_ksm.py --pages 2000 --samples 100000 > $d/interrupted.txt
 echo $? > $d/interrupted.rc
 {py} {SNAPSHOT} > $d/after.json
 ./rmap_anon.py --backend tracepoint > $d/no_tracepoint.txt; echo $? >> $d/no_tracepoint.txt

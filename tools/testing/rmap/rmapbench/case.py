@@ -280,7 +280,7 @@ def _report_rounds(ktap: KTAP, rounds: list[crossval.Round], sc_doc: dict[str, A
         else:
             ktap.diag(f"baseline (no backend): syscall p50 {stats.format_ns(rnd.syscall.p50_ns)}")
         sc_doc["backends"].append(entry)
-    return crossval.disagreements(reference, timed[1:])
+    return crossval.disagreements(reference, timed[1:], baseline)
 
 
 def _progress(ktap: KTAP, opts: options.Options) -> Callable[[measure.Sample], None]:

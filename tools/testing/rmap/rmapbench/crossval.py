@@ -22,10 +22,12 @@ from rmapbench.tracing import select, tracefs
 from rmapbench.tracing.backend import Description, Unavailable
 from rmapbench.triggers import MigrateTrigger
 
-# Backends disagree by their own cost: entry/exit probes add a few hundred
-# nanoseconds on hardware and tens of microseconds under TCG to walks of a
-# few tens of microseconds. A p50 more than this factor away from the
-# reference backend's is flagged (see the note on the issue for the figures).
+# Backends disagree by their own cost: the entry event, and with in-kernel
+# pairing the hist trigger's work, fall inside the timed interval. That is
+# a few hundred nanoseconds on hardware but tens of microseconds under TCG,
+# as much as a whole anonymous walk there. So two backends agree when their
+# p50s are within this factor of each other, or when the difference is no
+# larger than the overhead per walk measured for either of them.
 AGREEMENT_FACTOR = 1.5
 
 
@@ -101,13 +103,16 @@ def overhead_per_walk_ns(rnd: Round, baseline: Round) -> int | None:
     return round((rnd.syscall.p50_ns - baseline.syscall.p50_ns) / rnd.walks_per_sample)
 
 
-def disagreements(reference: Round, others: list[Round]) -> list[str]:
+def disagreements(reference: Round, others: list[Round], baseline: Round) -> list[str]:
     problems = []
+    ref_cost = abs(overhead_per_walk_ns(reference, baseline) or 0)
     for rnd in others:
         if not rnd.walks.count or not reference.walks.count:
             continue
         ratio = rnd.walks.p50_ns / reference.walks.p50_ns
-        if not 1 / AGREEMENT_FACTOR <= ratio <= AGREEMENT_FACTOR:
+        allowed = max(ref_cost, abs(overhead_per_walk_ns(rnd, baseline) or 0))
+        within_cost = abs(rnd.walks.p50_ns - reference.walks.p50_ns) <= allowed
+        if not (1 / AGREEMENT_FACTOR <= ratio <= AGREEMENT_FACTOR or within_cost):
             problems.append(
                 f"{rnd.name} p50 {stats.format_ns(rnd.walks.p50_ns)} is {ratio:.2f}x "
                 f"{reference.name}'s {stats.format_ns(reference.walks.p50_ns)}"
