@@ -100,6 +100,8 @@ def test_target_walks_of_the_right_type_every_sample(suite_run: dict[str, Any], 
     assert len(measured) == 5
     for t in measured:
         assert t["migrated"], t
+        # Every mapping of the target sees the new frame, content intact.
+        assert t["verified"] and not t["problems"], t
         # try_to_migrate() and remove_migration_ptes() each walk the page.
         assert len(t["walk_ns"]) >= 1, t
     kinds = {(k["page_type"], k["folio"]) for k in sc["walks_by_kind"]}
@@ -107,6 +109,11 @@ def test_target_walks_of_the_right_type_every_sample(suite_run: dict[str, Any], 
     assert not {k for k in kinds if k[1] == "target" and k[0] != CASES[program]}
     assert sc["walks"]["count"] >= 5
     assert sc["setup"]["vmas"] == 2000  # split 2: every page its own VMA
+    assert sc["verified"]["failed"] == 0
+    # KSM: all the region's pages merged into the target's frame (up to
+    # max_page_sharing) were checked after every migration; else just one.
+    sharers = sc["verified"]["mappings_per_sample"]
+    assert sharers >= 2 if program == "rmap_ksm" else sharers == 1
 
 
 @pytest.mark.parametrize("program", CASES)

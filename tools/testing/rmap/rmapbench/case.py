@@ -197,7 +197,13 @@ def _run(
             _describe_backend(ktap, desc)
         else:
             samples = measure.run(
-                trigger, addr, probe, opts.warmup, opts.samples, _progress(ktap, opts)
+                trigger,
+                addr,
+                scenario.verify,
+                probe,
+                opts.warmup,
+                opts.samples,
+                _progress(ktap, opts),
             )
             traced = probe is not None
         sc_doc["measure_seconds"] = round(time.monotonic() - t0, 3)
@@ -240,7 +246,7 @@ def _rounds(
     for i, name in enumerate([*names, "syscall"], 1):
         ktap.diag(f"round {i}/{len(names) + 1}: backend {name}")
         rnd = crossval.run_round(
-            name, trigger, addr, opts, scenario.page_type, _progress(ktap, opts)
+            name, trigger, addr, scenario.verify, opts, scenario.page_type, _progress(ktap, opts)
         )
         if rnd.unavailable:
             ktap.diag(f"backend {name} unavailable: {rnd.unavailable}")
@@ -355,11 +361,20 @@ def _analyse(
     sc_doc["target_identified_by"] = "folio" if base is not None else "page_type"
     sc_doc["lost_events"] = sum(s.lost_events for s in measured)
     sc_doc["trials"] = [_trial(s, scenario.page_type) for s in samples]
+    unverified = [s for s in samples if not s.verified]
+    sc_doc["verified"] = {
+        "samples": len(samples),
+        "failed": len(unverified),
+        "mappings_per_sample": scenario.setup.get("target_sharers_here"),
+    }
 
     ktap.diag(
         f"samples: {len(measured)} measured after {opts.warmup} warm-up; "
-        f"{len(measured) - len(failed_moves)} migrated"
+        f"{len(measured) - len(failed_moves)} migrated; every mapping of the target "
+        f"verified after {len(samples) - len(unverified)} of {len(samples)} triggers"
     )
+    for s in unverified[:3]:
+        ktap.diag(f"sample {s.index} not verified: " + "; ".join(s.problems[:3]))
     for s in failed_moves[:3]:
         ktap.diag(
             f"sample {s.index}: node {s.firing.from_node} -> {s.firing.to_node} "
@@ -386,6 +401,11 @@ def _analyse(
         _metrics(ktap, scenario.name, "walk", walks)
     _metrics(ktap, scenario.name, "syscall", syscall)
 
+    if unverified:
+        problems.append(
+            f"{len(unverified)} triggers left a mapping of the target behind "
+            "(an rmap walk missed it)"
+        )
     if traced:
         if not usable:
             problems.append("every sample lost trace events")
@@ -429,6 +449,8 @@ def _trial(s: measure.Sample, page_type: str) -> dict[str, Any]:
         "walk_ns": [w.duration_ns for w in measure.target_walks(s, page_type)],
         "other_walks": len(s.walks) - len(measure.target_walks(s, page_type)),
         "lost_events": s.lost_events,
+        "verified": s.verified,
+        "problems": s.problems,
     }
 
 

@@ -63,6 +63,7 @@ def run_round(
     name: str,
     trigger: MigrateTrigger,
     addr: int,
+    verify: Callable[[], list[str]] | None,
     opts: Options,
     page_type: str,
     progress: Callable[[measure.Sample], None] | None = None,
@@ -86,7 +87,7 @@ def run_round(
                 rnd.unavailable = str(e)
                 return rnd
             probe = measure.Probe(backend, inst)
-        rnd.samples = measure.run(trigger, addr, probe, opts.warmup, opts.samples, progress)
+        rnd.samples = measure.run(trigger, addr, verify, probe, opts.warmup, opts.samples, progress)
     measure.mark(rnd.samples)
     measured = [s for s in rnd.samples if not s.warmup and not s.lost_events]
     rnd.walks = stats.summarize(

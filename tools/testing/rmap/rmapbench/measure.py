@@ -24,6 +24,11 @@ class Sample:
     lost_events: int = 0
     unmatched_exits: int = 0
     unfinished: int = 0
+    problems: list[str] = field(default_factory=list)  # from the scenario's verify()
+
+    @property
+    def verified(self) -> bool:
+        return not self.problems
 
     @property
     def pfns(self) -> set[int]:
@@ -39,6 +44,7 @@ class Probe:
 def run(
     trigger: MigrateTrigger,
     addr: int,
+    verify: Callable[[], list[str]] | None,
     probe: Probe | None,
     warmup: int,
     samples: int,
@@ -61,6 +67,8 @@ def run(
             sample.walks = pairing.walks
             sample.unmatched_exits = pairing.unmatched_exits
             sample.unfinished = pairing.unfinished
+        if verify:  # after the trace is read: it reads memory, never walks
+            sample.problems = verify()
         out.append(sample)
         if progress:
             progress(sample)

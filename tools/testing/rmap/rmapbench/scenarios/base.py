@@ -34,6 +34,13 @@ class Scenario(abc.ABC):
         """Create the sharing pattern; return the target page's address in
         this process."""
 
+    def verify(self) -> list[str]:
+        """After a trigger: every mapping of the target sees the frame the
+        target now has, with its content intact. Returns what is wrong, with
+        the process, address and frames involved; an rmap walk that missed a
+        mapping leaves that mapping on the old frame (or a migration entry)."""
+        return []
+
     @abc.abstractmethod
     def teardown(self) -> None:
         """Undo build(); safe to call after a partial build."""

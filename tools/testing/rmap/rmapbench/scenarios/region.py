@@ -71,6 +71,7 @@ class RegionScenario(Scenario):
         super().__init__(*args, **kwargs)
         self.addr = 0
         self.length = self.opts.pages * mm.PAGE_SIZE
+        self.sharers: list[int] = []
 
     def params(self) -> dict[str, Any]:
         return {"pages": self.opts.pages, "split": self.opts.split}
@@ -108,6 +109,31 @@ class RegionScenario(Scenario):
     def target(self) -> int:
         return self.addr + self.target_index() * mm.PAGE_SIZE
 
+    def _record_sharers(self) -> None:
+        """The region's pages that map the target's frame (one, or all the
+        pages KSM merged into it). verify() checks each of them."""
+        pfns = mm.pfns(os.getpid(), self.addr, self.opts.pages)
+        target = pfns[self.target_index()]
+        self.sharers = [i for i, pfn in enumerate(pfns) if pfn == target]
+        self.setup["target_sharers_here"] = len(self.sharers)
+
+    def verify(self) -> list[str]:
+        pid = os.getpid()
+        pfns = mm.pfns(pid, self.addr, self.opts.pages)
+        expected = pfns[self.target_index()]
+        want = bytes([FILL_BYTE]) * mm.PAGE_SIZE
+        problems = []
+        for i in self.sharers:
+            addr = self.addr + i * mm.PAGE_SIZE
+            if pfns[i] != expected:
+                problems.append(
+                    f"pid {pid} address {addr:#x} maps frame {pfns[i]:#x}, "
+                    f"the target is on {expected:#x}"
+                )
+            elif mm.read_bytes(addr, mm.PAGE_SIZE) != want:
+                problems.append(f"pid {pid} address {addr:#x} frame {expected:#x}: content changed")
+        return problems
+
     def _check_type(self) -> None:
         info = mm.page_info(os.getpid(), self.target())
         self.setup["target_page_type"] = info.page_type
@@ -131,6 +157,7 @@ class AnonScenario(RegionScenario):
         self._map()
         self._split()
         self._check_type()
+        self._record_sharers()
         return self.target()
 
 
@@ -153,14 +180,10 @@ class KsmScenario(RegionScenario):
         return self.target()
 
     def _check_shared(self) -> None:
-        """A merged page is one frame behind many virtual pages of ours:
-        count the region's pages that share the target's frame."""
-        pid = os.getpid()
-        pfn = mm.page_info(pid, self.target()).pfn
-        sharing = mm.pfns(pid, self.addr, self.opts.pages).count(pfn)
-        self.setup["target_sharers_here"] = sharing
-        if sharing < 2:
-            raise RuntimeError(f"target page {pfn:#x} is not shared within the region")
+        """A merged page is one frame behind many virtual pages of ours."""
+        self._record_sharers()
+        if len(self.sharers) < 2:
+            raise RuntimeError("the target's frame is not shared within the region")
 
     def teardown(self) -> None:
         had_region = bool(self.addr)
@@ -196,6 +219,7 @@ class FileScenario(RegionScenario):
         os.fsync(self.fd)
         self._split()
         self._check_type()
+        self._record_sharers()
         return self.target()
 
     def teardown(self) -> None:
