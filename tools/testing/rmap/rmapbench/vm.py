@@ -100,11 +100,21 @@ def params_script(share: Path, keep: Sequence[str]) -> str:
     )
 
 
+def _project_root() -> str:
+    """The checkout this package runs from (it holds run_tests.sh), or ""."""
+    root = Path(__file__).resolve().parents[3]
+    return str(root) if (root / "run_tests.sh").exists() else ""
+
+
 def paths_to_keep(cwd: str) -> list[str]:
-    """Host paths under /tmp the command needs although the scratch disk hides /tmp."""
-    wanted = [cwd, sys.prefix, os.path.dirname(os.path.realpath(sys.executable))]
-    keep = [p for p in dict.fromkeys(wanted) if p.startswith("/tmp/") and " " not in p]
-    return sorted(keep)
+    """Host paths under /tmp the command needs although the scratch disk hides /tmp:
+    the cwd, the interpreter and its prefix, and the whole checkout (a CI clone in
+    /tmp runs its tests' helper scripts in the guest). Paths inside another kept
+    path are left out."""
+    wanted = [cwd, sys.prefix, os.path.dirname(os.path.realpath(sys.executable)),
+              _project_root()]  # fmt: skip
+    keep = sorted(p for p in set(wanted) if p.startswith("/tmp/") and " " not in p)
+    return [p for p in keep if not any(p.startswith(k + "/") for k in keep)]
 
 
 def make_scratch(path: Path, size: int) -> None:
