@@ -20,6 +20,7 @@ import pytest
 from rmapbench.initramfs import CpioWriter
 from rmapbench.kernel import KernelImage, fetch_stock_kernel, read_bzimage_release
 from rmapbench.qemu import Topology, parse_memory
+from rmapbench import vm
 from rmapbench.vm import GuestError, GuestResult, job_script, main, run_in_guest
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1] / "tools" / "testing" / "rmap"
@@ -178,3 +179,14 @@ def test_cli_returns_command_status(kernel: KernelImage, tmp_path: Path) -> None
     )  # fmt: skip
     assert proc.returncode == 5, proc.stderr
     assert proc.stdout == "via-cli\n"
+
+
+def test_checkout_in_tmp_is_kept_visible_in_the_guest() -> None:
+    """A CI clone under /tmp must stay visible although /tmp is the guest's
+    scratch disk; paths inside a kept path are not listed again."""
+    root = vm._project_root()
+    assert Path(root, "run_tests.sh").exists()
+    keep = vm.paths_to_keep(f"{root}/tools/testing/rmap")
+    if root.startswith("/tmp/"):
+        assert root in keep
+        assert not any(p.startswith(root + "/") for p in keep)

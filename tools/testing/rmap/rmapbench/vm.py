@@ -102,7 +102,7 @@ def params_script(share: Path, keep: Sequence[str]) -> str:
 
 def _project_root() -> str:
     """The checkout this package runs from (it holds run_tests.sh), or ""."""
-    root = Path(__file__).resolve().parents[3]
+    root = Path(__file__).resolve().parents[4]
     return str(root) if (root / "run_tests.sh").exists() else ""
 
 
