@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from rmapbench import vm
 from rmapbench.initramfs import CpioWriter
 from rmapbench.kernel import KernelImage, fetch_stock_kernel, read_bzimage_release
 from rmapbench.qemu import Topology, parse_memory
-from rmapbench import vm
 from rmapbench.vm import GuestError, GuestResult, job_script, main, run_in_guest
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1] / "tools" / "testing" / "rmap"
