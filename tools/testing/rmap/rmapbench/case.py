@@ -87,11 +87,7 @@ def _arm(
     if opts.backend == "syscall":
         _describe_backend(ktap, select.SYSCALL_ONLY)
         return None, select.SYSCALL_ONLY
-    root = tracefs.find_tracefs()
-    assert root is not None
-    tfs = tracefs.TraceFS(root, journal)
-    inst = tfs.instance(f"rmapbench-{os.getpid()}", opts.buffer_kb)
-    inst.follow_pids([os.getpid()])
+    tfs, inst = tracefs.private_instance(journal, opts.buffer_kb)
     try:
         backend, desc, passed_over = select.arm(opts.backend, tfs, inst)
     except Unavailable as e:
@@ -337,7 +333,7 @@ def _analyse(
     measured = [s for s in samples if not s.warmup]
     lost = [s for s in measured if s.lost_events]
     usable = [s for s in measured if not s.lost_events]
-    walk_ns: list[int] = []
+    walk_ns = measure.target_durations(samples, scenario.page_type)
     kinds: Counter[tuple[str, str, str]] = Counter()
     short = 0
     over = 0
@@ -346,7 +342,6 @@ def _analyse(
             kinds[(w.page_type, w.function, _folio_label(w.target))] += 1
     for s in usable:
         tw = measure.target_walks(s, scenario.page_type)
-        walk_ns.extend(w.duration_ns for w in tw)
         short += not tw
         over += sum(w.duration_ns for w in tw) > s.firing.syscall_ns
     walks = stats.summarize(walk_ns)

@@ -10,7 +10,6 @@ overhead per walk.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,11 +73,7 @@ def run_round(
         if name == "syscall":
             rnd.desc = select.SYSCALL_ONLY
         else:
-            root = tracefs.find_tracefs()
-            assert root is not None
-            tfs = tracefs.TraceFS(root, journal)
-            inst = tfs.instance(f"rmapbench-{os.getpid()}-{name}", opts.buffer_kb)
-            inst.follow_pids([os.getpid()])
+            tfs, inst = tracefs.private_instance(journal, opts.buffer_kb, tag=name)
             backend = select.make(name)
             try:
                 backend.check(tfs)
@@ -90,9 +85,7 @@ def run_round(
         rnd.samples = measure.run(trigger, addr, verify, probe, opts.warmup, opts.samples, progress)
     measure.mark(rnd.samples)
     measured = [s for s in rnd.samples if not s.warmup and not s.lost_events]
-    rnd.walks = stats.summarize(
-        [w.duration_ns for s in measured for w in measure.target_walks(s, page_type)]
-    )
+    rnd.walks = stats.summarize(measure.target_durations(rnd.samples, page_type))
     rnd.syscall = stats.summarize([s.firing.syscall_ns for s in measured])
     return rnd
 

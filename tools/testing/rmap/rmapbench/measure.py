@@ -95,6 +95,17 @@ def mark(samples: list[Sample]) -> int | None:
     return base
 
 
+def target_durations(samples: list[Sample], page_type: str) -> list[int]:
+    """Latencies of the target's walks in the measured samples that lost no
+    trace events: what the walk statistics summarise."""
+    return [
+        w.duration_ns
+        for s in samples
+        if not s.warmup and not s.lost_events
+        for w in target_walks(s, page_type)
+    ]
+
+
 def target_walks(sample: Sample, page_type: str) -> list[Walk]:
     """Walks of the target page: by folio when known, else by page type
     (the probe only follows this process, so those are this trigger's)."""

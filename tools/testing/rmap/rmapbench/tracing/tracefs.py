@@ -135,6 +135,19 @@ class Instance:
         return lost
 
 
+def private_instance(journal: Journal, buffer_kb: int, tag: str = "") -> tuple[TraceFS, Instance]:
+    """The run's own instance (rmapbench-PID[-TAG]) on the mounted tracefs,
+    following only this process."""
+    root = find_tracefs()
+    if root is None:
+        raise TraceError("tracefs is not mounted or not writable")
+    tfs = TraceFS(root, journal)
+    name = f"rmapbench-{os.getpid()}" + (f"-{tag}" if tag else "")
+    inst = tfs.instance(name, buffer_kb)
+    inst.follow_pids([os.getpid()])
+    return tfs, inst
+
+
 def ensure_writable_root() -> None:
     if os.geteuid() != 0:
         raise PermissionError(errno.EPERM, "tracefs needs root")
