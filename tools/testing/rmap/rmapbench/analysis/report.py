@@ -4,7 +4,8 @@ summary.txt (plain text for a mailing-list reply) with PNG plots:
 - every source: the latency CDF of each case (per grid point, per side);
 - a sweep: latency against each varied parameter with the fitted power law;
 - an ab set: the comparison of side B with side A;
-- two or more sources: each later one compared with the first.
+- two or more sources: each later one compared with the first (sweeps
+  with sweeps, by grid point; the others by case).
 """
 
 from __future__ import annotations
@@ -164,10 +165,20 @@ def build(sources: list[Source], out: Path) -> Report:
     rep = Report()
     for n, source in enumerate(sources):
         source_section(rep, source, out, n)
-    if len(sources) > 1:
-        first = compare.Side(sources[0].label, sources[0].runs, sources[0])
-        for other in sources[1:]:
-            comparison(rep, first, compare.Side(other.label, other.runs, other), out)
+    # Later sources against the first of their kind (sweeps line up by grid
+    # point, result dirs and ab sets by case).
+    for group in (
+        [s for s in sources if s.kind == "sweep"],
+        [s for s in sources if s.kind != "sweep"],
+    ):
+        for other in group[1:]:
+            first = group[0]
+            comparison(
+                rep,
+                compare.Side(first.label, first.runs, first),
+                compare.Side(other.label, other.runs, other),
+                out,
+            )
     if not rep.summary:
         from rmapbench import summary
 
