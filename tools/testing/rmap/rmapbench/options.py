@@ -31,14 +31,21 @@ class Options:
     workdir: Path | None = None
     buffer_kb: int = 8192
     verbose: bool = False
+    max_page_sharing: int | None = None  # None: leave KSM's value as it is
+    merge_across_nodes: int | None = None
     # Options given on the command line (dest names), for "does not apply".
     given: set[str] = field(default_factory=set)
 
 
+# Every case whose target is a KSM page.
+KSM_CASES = {"ksm", "ksm-procs", "ksm-fork", "ksm-mremap"}
+
 # Options that only some cases use: dest -> cases that use it.
 CASE_SPECIFIC = {
-    "merge_timeout": {"ksm"},
+    "merge_timeout": KSM_CASES,
     "workdir": {"file"},
+    "max_page_sharing": KSM_CASES,
+    "merge_across_nodes": KSM_CASES,
 }
 
 
@@ -121,6 +128,20 @@ def build_parser(prog: str, description: str = "") -> argparse.ArgumentParser:
         metavar="DIR",
         help="file: directory on a real (non-tmpfs) filesystem for the test file "
         "(default $TMPDIR or /tmp)",
+    )
+    p.add_argument(
+        "--max-page-sharing",
+        type=_positive(int, 2),
+        metavar="N",
+        help="ksm cases: set KSM's max_page_sharing (sharers per stable node) while "
+        "merging; only possible while no KSM pages exist (default: as it is)",
+    )
+    p.add_argument(
+        "--merge-across-nodes",
+        type=int,
+        choices=(0, 1),
+        help="ksm cases: set KSM's merge_across_nodes (0: one stable tree per NUMA node) "
+        "while merging (default: as it is)",
     )
     p.add_argument(
         "--buffer-kb",
