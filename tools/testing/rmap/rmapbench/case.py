@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rmapbench import __version__, crossval, knobs, ksm_knobs, measure, options, results, stats
+from rmapbench.cases import report_not_selected
 from rmapbench.knobs import Interrupted, Journal
 from rmapbench.ktap import KSFT_FAIL, KTAP
 from rmapbench.scenarios import SCENARIOS
@@ -117,6 +118,8 @@ def main(program: str, scenario_name: str, argv: list[str] | None = None) -> int
     )
     _setup_logging(opts.verbose)
     cases = [CASE, AGREEMENT] if opts.backend == "all" else [CASE]
+    if opts.case and scenario_name not in opts.case:
+        return report_not_selected(program, cases)
     ktap = KTAP(program, cases)
     journal = Journal()
     scenario = SCENARIOS[scenario_name](opts, journal)

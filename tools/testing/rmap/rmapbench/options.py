@@ -31,6 +31,7 @@ class Options:
     workdir: Path | None = None
     buffer_kb: int = 8192
     verbose: bool = False
+    case: list[str] = field(default_factory=list)  # --case: empty selects every case
     max_page_sharing: int | None = None  # None: leave KSM's value as it is
     merge_across_nodes: int | None = None
     # Options given on the command line (dest names), for "does not apply".
@@ -73,6 +74,13 @@ def _positive(kind: type[int] | type[float], minimum: float) -> Any:
 def build_parser(prog: str, description: str = "") -> argparse.ArgumentParser:
     p = _Parser(prog=prog, description=description)
     d = Options()
+    p.add_argument(
+        "--case",
+        action="append",
+        metavar="NAME",
+        help="run only this case (repeatable; default: all); a program whose case "
+        "is not selected reports SKIP and exits 0",
+    )
     p.add_argument(
         "--pages",
         type=_positive(int, 1),
@@ -166,6 +174,12 @@ def parse(prog: str, argv: list[str], description: str = "") -> Options:
         if value is not None and value is not False:
             setattr(opts, key, value)
             opts.given.add(key)
+    if opts.case:
+        from rmapbench import cases  # the registry imports the scenarios, which import us
+
+        problem = cases.error(opts.case)
+        if problem:
+            parser.error(problem)
     if opts.split > opts.pages:
         build_parser(prog).error(f"--split {opts.split} is larger than --pages {opts.pages}")
     return opts
