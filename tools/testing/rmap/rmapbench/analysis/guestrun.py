@@ -84,14 +84,10 @@ def check_test_args(programs: list[Path], args: list[str]) -> None:
         said = io.StringIO()
         try:
             with contextlib.redirect_stderr(said):
-                ns = options.build_parser(prog.name).parse_args(args)
+                options.parse(prog.name, args)
         except SystemExit:  # the parser's one line, without its "prog: error: "
             why = said.getvalue().strip().partition("error: ")[2] or shlex.join(args)
             raise UsageError(f"{prog.name}: {why}") from None
-        pages = ns.pages or options.Options.pages
-        split = ns.split or options.Options.split
-        if split > pages:
-            raise UsageError(f"{prog.name}: --split {split} is larger than --pages {pages}")
 
 
 def add_guest_options(p: argparse.ArgumentParser) -> None:
