@@ -71,6 +71,18 @@ def test_compare_same_data_is_no_change(capsys: pytest.CaptureFixture[str]) -> N
     assert "| - |" in out or out.rstrip().count("| - |") >= 1
 
 
+def test_ab_set_alone_compares_its_sides(capsys: pytest.CaptureFixture[str]) -> None:
+    # Recorded: max_page_sharing 16 (B) against the default 256 (A), 2 rounds.
+    assert _main(["compare", str(AB), "--format", "json", "--max-regression", "5"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    walk = next(r for r in doc["rows"] if r["metric"] == "walk")
+    assert walk["verdict"] == "improved" and walk["ci_high"] < 0.5
+    assert len(walk["base_round_medians"]) == 2
+    assert "max_page_sharing=16" in doc["new"]["detail"]
+    # Sides named explicitly, the other way round: a regression beyond 100%.
+    assert _main(["compare", f"{AB}:B", f"{AB}:A", "--max-regression", "100"]) == 6
+
+
 def test_sweep_from_set_fits_exponent(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["sweep", "--from", str(SWEEP)]) == 0
     out = capsys.readouterr().out
@@ -86,13 +98,14 @@ def test_sweep_from_set_fits_exponent(capsys: pytest.CaptureFixture[str]) -> Non
 
 def test_report_writes_expected_files(tmp_path: Path) -> None:
     out = tmp_path / "rep"
-    sources = [resultset.load(p) for p in (SWEEP, K1000, K2000)]
+    sources = [resultset.load(p) for p in (SWEEP, K1000, K2000, AB)]
     written = report.write(report.build(sources, out), out)
     assert sorted(p.name for p in written) == sorted(report.FILES)
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert any("-vs-pages" in p for p in pngs), pngs  # sweep curve with its fit
     assert any(p.startswith("cmp-") for p in pngs), pngs  # comparison CDF
-    assert sum("-cdf" in p for p in pngs) >= 3
+    assert sum("-cdf" in p for p in pngs) >= 4
+    assert any(p.startswith("cmp-ab_A-ab_B") for p in pngs), pngs
     for p in out.glob("*.png"):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (out / "report.md").read_text()

@@ -37,6 +37,19 @@ class Side:
     def kernels(self) -> list[str]:
         return sorted({str(r.doc.get("kernel", {}).get("release", "?")) for r in self.runs})
 
+    def describe(self) -> str:
+        """Kernel, accelerator and (one side of an ab set) settings."""
+        parts = [f"kernel {', '.join(self.kernels())}"]
+        index = self.source.index or {}
+        accel = sorted({str(b.get("accel")) for b in index.get("boots", []) if b.get("accel")})
+        if accel:
+            parts.append(", ".join(accel))
+        sides = {r.side for r in self.runs}
+        if index.get("sides") and len(sides) == 1:
+            sets = index["sides"].get(sides.pop(), {}).get("set") or {}
+            parts.append(" ".join(f"{k}={v}" for k, v in sets.items()) or "default settings")
+        return "; ".join(parts)
+
 
 @dataclass
 class Row:
@@ -153,10 +166,7 @@ def legend(t: Thresholds) -> str:
 
 
 def header_lines(base: Side, new: Side) -> list[str]:
-    return [
-        f"base: {base.label} (kernel {', '.join(base.kernels())})",
-        f"new:  {new.label} (kernel {', '.join(new.kernels())})",
-    ]
+    return [f"base: {base.label} ({base.describe()})", f"new:  {new.label} ({new.describe()})"]
 
 
 def warnings_of(rows: list[Row], base: Side, new: Side) -> list[str]:
@@ -227,8 +237,8 @@ def as_json(
     rows: list[Row], base: Side, new: Side, t: Thresholds, extra: list[str] | None = None
 ) -> dict[str, Any]:
     return {
-        "base": {"label": base.label, "kernels": base.kernels()},
-        "new": {"label": new.label, "kernels": new.kernels()},
+        "base": {"label": base.label, "kernels": base.kernels(), "detail": base.describe()},
+        "new": {"label": new.label, "kernels": new.kernels(), "detail": new.describe()},
         "thresholds": {
             "alpha": t.alpha,
             "min_effect": t.min_effect,

@@ -86,7 +86,9 @@ def source_section(rep: Report, source: Source, out: Path, n: int) -> None:
             for key, values in samples.pooled(
                 [r for r in source.runs if r.side == side], ["walk"]
             ).items():
-                by_side.setdefault((key.case, key.page_type), []).append((side, values))
+                sets = ((source.index or {}).get("sides", {}).get(side) or {}).get("set") or {}
+                label = f"{side}: " + (" ".join(f"{k}={v}" for k, v in sets.items()) or "default")
+                by_side.setdefault((key.case, key.page_type), []).append((label, values))
         groups = by_side
     else:
         groups = {}
