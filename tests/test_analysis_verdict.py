@@ -82,7 +82,7 @@ def test_noise_warnings_like_pyperf() -> None:
     assert verdict.noise_warnings("base", steady) == []
     noisy = verdict.describe(np.array([50.0, 150.0] * 15))
     (w,) = verdict.noise_warnings("new", noisy)
-    assert "unstable" in w and "of the mean" in w
+    assert "unstable: stddev is" in w and "of the mean" in w
     few = verdict.describe(np.array([100.0, 101.0, 99.0]))
     assert any("only 3 samples" in w for w in verdict.noise_warnings("base", few))
 

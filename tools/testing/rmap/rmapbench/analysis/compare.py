@@ -15,6 +15,7 @@ import argparse
 import json
 import math
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,7 +181,7 @@ def warnings_of(rows: list[Row], base: Side, new: Side) -> list[str]:
             if len(meds) > 1 and min(meds) > 0 and max(meds) / min(meds) > 1 + MIN_DRIFT:
                 out.append(
                     f"{row.key.label()}: {label}: round medians differ by "
-                    f"{max(meds) / min(meds) - 1:.0%} (drift between boots or builds)"
+                    f"{max(meds) / min(meds) - 1:.0%} (drift)"
                 )
     return out
 
@@ -206,11 +207,18 @@ def format_text(
 ) -> str:
     lines = [*header_lines(base, new), ""]
     lines += text_table([HEADER, *[_cells(r) for r in rows]]) if rows else ["no common cases"]
-    lines += ["", legend(t)]
+    lines += ["", textwrap.fill(legend(t), width=WIDTH)]
     notes = warnings_of(rows, base, new) + (extra or [])
     if notes:
-        lines += ["", *[f"warning: {w}" for w in notes]]
+        lines += [""]
+        lines += [
+            textwrap.fill(f"warning: {w}", width=WIDTH, subsequent_indent="  ") for w in notes
+        ]
     return "\n".join(lines)
+
+
+# Prose lines of the text format wrap for a mail (the table does not).
+WIDTH = 78
 
 
 def format_markdown(

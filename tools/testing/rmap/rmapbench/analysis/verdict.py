@@ -67,12 +67,9 @@ def noise_warnings(label: str, side: Side) -> list[str]:
     """Why this side's numbers may not support a conclusion (pyperf's style)."""
     out = []
     if side.count < MIN_SAMPLES:
-        out.append(f"{label}: only {side.count} samples (at least {MIN_SAMPLES} recommended)")
+        out.append(f"{label}: only {side.count} samples (fewer than {MIN_SAMPLES})")
     if side.count > 1 and side.cv > MAX_CV:
-        out.append(
-            f"{label}: unstable: the standard deviation is {side.cv:.0%} of the mean "
-            f"(over {MAX_CV:.0%})"
-        )
+        out.append(f"{label}: unstable: stddev is {side.cv:.0%} of the mean (over {MAX_CV:.0%})")
     return out
 
 
