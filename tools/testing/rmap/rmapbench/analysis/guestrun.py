@@ -90,7 +90,7 @@ def check_test_args(programs: list[Path], args: list[str]) -> None:
             raise UsageError(f"{prog.name}: {why}") from None
 
 
-def add_guest_options(p: argparse.ArgumentParser) -> None:
+def add_guest_options(p: argparse.ArgumentParser, output_required: bool = True) -> None:
     p.add_argument("--nodes", type=int, default=2, help="guest NUMA nodes (default 2)")
     p.add_argument("--cpus", type=int, default=2, help="guest CPUs (default 2)")
     p.add_argument("--memory", default="2G", help="guest memory (default 2G)")
@@ -106,7 +106,7 @@ def add_guest_options(p: argparse.ArgumentParser) -> None:
         "-o",
         "--output",
         type=Path,
-        required=True,
+        required=output_required,
         metavar="DIR",
         help="the result set to create (must not exist)",
     )

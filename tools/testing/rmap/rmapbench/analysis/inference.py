@@ -7,7 +7,7 @@ tests/test_analysis_stats.py checks them against scipy.stats on fixed data.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,7 +143,7 @@ class PowerFit:
 
 
 def power_fit(
-    xs: dict[str, Sequence[float] | Array],
+    xs: Mapping[str, Sequence[float] | Array],
     y: Sequence[float] | Array,
     confidence: float = CONFIDENCE,
 ) -> PowerFit:

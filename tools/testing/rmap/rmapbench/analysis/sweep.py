@@ -117,7 +117,7 @@ def fits(source: Source, metric: str = "walk") -> list[Fit]:
                     xs[n] += [numeric(point[n]) or 0.0] * len(vals)
                 ys += vals
             try:
-                out.append(Fit(case, page_type, mode, inference.power_fit(xs, ys)))  # type: ignore[arg-type]
+                out.append(Fit(case, page_type, mode, inference.power_fit(xs, ys)))
             except ValueError as e:
                 out.append(Fit(case, page_type, mode, None, str(e)))
     return out
@@ -226,10 +226,7 @@ def main(argv: list[str]) -> int:
         help="analyse an existing result set instead of running",
     )
     p.add_argument("--format", choices=("text", "json"), default="text")
-    guestrun.add_guest_options(p)
-    for a in p._actions:  # -o is only needed when running
-        if a.dest == "output":
-            a.required = False
+    guestrun.add_guest_options(p, output_required=False)
     p.add_argument("test", nargs="*", metavar="-- TEST ARGS")
     cut = argv.index("--") if "--" in argv else len(argv)
     ns = p.parse_args(argv[:cut])
