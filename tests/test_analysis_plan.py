@@ -6,6 +6,9 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
+
+from rmapbench import __main__ as cli
 from rmapbench.analysis import ab, guestrun, sweep
 from rmapbench.analysis.progress import Progress
 from rmapbench.kernel import KernelImage
@@ -78,3 +81,11 @@ def test_progress_only_on_a_terminal() -> None:
     assert "1/4 runs done" in loud.getvalue() and "left" in loud.getvalue()
     p.finish()
     assert loud.getvalue().endswith("\n")
+
+
+def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    for cmd in ("sweep", "ab", "compare", "report"):
+        with pytest.raises(SystemExit) as e:
+            cli.main([cmd, "--help"])
+        assert e.value.code == 0
+        assert f"rmapbench {cmd}" in capsys.readouterr().out

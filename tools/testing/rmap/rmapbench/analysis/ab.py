@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rmapbench.analysis import compare, guestrun, resultset
-from rmapbench.analysis.cli import EXIT_FAILED, EXIT_GUEST, EXIT_KERNEL, Parser, UsageError
+from rmapbench.analysis.cli import EXIT_FAILED, EXIT_GUEST, EXIT_KERNEL, RAW, Parser, UsageError
 from rmapbench.analysis.progress import Progress
 from rmapbench.kernel import KernelError, KernelImage
 from rmapbench.vm import GuestError
@@ -78,7 +78,7 @@ def plan(
 
 
 def main(argv: list[str]) -> int:
-    p = Parser(prog="rmapbench ab", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="rmapbench ab", description=__doc__, formatter_class=RAW)
     p.add_argument(
         "--kernel",
         action="append",

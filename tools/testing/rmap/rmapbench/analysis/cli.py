@@ -19,6 +19,9 @@ EXIT_KERNEL = 5
 EXIT_REGRESSION = 6
 
 
+RAW = argparse.RawDescriptionHelpFormatter
+
+
 class UsageError(Exception):
     pass
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rmapbench.analysis import inference, samples, verdict
-from rmapbench.analysis.cli import EXIT_REGRESSION, Parser, UsageError
+from rmapbench.analysis.cli import EXIT_REGRESSION, RAW, Parser, UsageError
 from rmapbench.analysis.resultset import Run, Source, load
 from rmapbench.analysis.verdict import Comparison, Thresholds
 from rmapbench.stats import format_ns
@@ -320,7 +320,7 @@ def add_decision_options(p: argparse.ArgumentParser) -> None:
         type=float,
         default=verdict.MIN_EFFECT * 100,
         metavar="PCT",
-        help=f"smallest change called significant (default {verdict.MIN_EFFECT:.0%})",
+        help=f"smallest change called significant, percent (default {verdict.MIN_EFFECT * 100:g})",
     )
     p.add_argument("--resamples", type=int, default=inference.RESAMPLES)
     p.add_argument("--seed", type=int, default=inference.SEED)
@@ -353,7 +353,7 @@ def finish(
 
 
 def main(argv: list[str]) -> int:
-    p = Parser(prog="rmapbench compare", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="rmapbench compare", description=__doc__, formatter_class=RAW)
     p.add_argument("results", nargs="+", metavar="BASE NEW", help="result dirs or sets")
     add_decision_options(p)
     ns = p.parse_args(argv)

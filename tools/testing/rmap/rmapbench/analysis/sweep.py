@@ -26,6 +26,7 @@ from rmapbench.analysis.cli import (
     EXIT_GUEST,
     EXIT_KERNEL,
     EXIT_USAGE,
+    RAW,
     Parser,
     UsageError,
 )
@@ -210,7 +211,7 @@ def fits_json(source: Source) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str]) -> int:
-    p = Parser(prog="rmapbench sweep", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="rmapbench sweep", description=__doc__, formatter_class=RAW)
     p.add_argument("--vary", action="append", default=[], metavar="NAME=V1,V2,...")
     p.add_argument(
         "--kernel",
