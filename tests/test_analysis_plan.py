@@ -89,3 +89,30 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
             cli.main([cmd, "--help"])
         assert e.value.code == 0
         assert f"rmapbench {cmd}" in capsys.readouterr().out
+
+
+def test_fits_per_kernel_when_kernels_are_swept() -> None:
+    """A kernel dimension (or any non-numeric one) is not fitted: each of
+    its values gets its own exponent."""
+    import numpy as np
+
+    from rmapbench.analysis.resultset import Run, Source
+
+    rng = np.random.default_rng(5)
+    runs = []
+    for kernel, slope in (("6.1", 1.0), ("6.12", 0.5)):
+        for pages in (1000, 2000, 4000):
+            walks = (1e3 * pages**slope * rng.lognormal(0, 0.05, 12)).tolist()
+            doc = {"program": "rmap_ksm", "kernel": {"release": kernel},
+                   "scenarios": [{"name": "ksm", "setup": {"target_page_type": "ksm"},
+                                  "walks": {"samples": walks}}]}  # fmt: skip
+            runs.append(Run(doc, {"pages": str(pages), "kernel": kernel}))
+    grid = {"pages": ["1000", "2000", "4000"], "kernel": ["6.1", "6.12"]}
+    source = Source(Path("set"), "sweep", runs, {"grid": grid})
+    fits = {(f.given["kernel"], f.mode): f for f in sweep.fits(source)}
+    for kernel, slope in (("6.1", 1.0), ("6.12", 0.5)):
+        fit = fits[(kernel, "samples")].fit
+        assert fit is not None
+        (e,) = fit.exponents
+        assert e.name == "pages" and e.low < slope < e.high
+    assert "ksm/ksm kernel=6.1 walk" in sweep.summary_text(source)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -38,31 +39,47 @@ def cdf(path: Path, title: str, series: Sequence[tuple[str, Array]], xlabel: str
     return path
 
 
-def sweep_curve(
-    path: Path,
-    title: str,
-    name: str,
-    xs: Sequence[float],
-    series: Sequence[Array],
-    fit: PowerFit | None,
-) -> Path:
+@dataclass
+class Curve:
+    label: str
+    xs: list[float]
+    series: list[Array]
+    fit: PowerFit | None = None
+
+
+def sweep_curve(path: Path, title: str, name: str, curves: Sequence[Curve]) -> Path:
     """p50 per point with the 25-75% range as error bars, every sample as a
-    faint dot, and the fitted power law, on log-log axes."""
+    faint dot, and the fitted power law, on log-log axes; one curve per
+    value of the other varied parameters."""
     fig, ax = plt.subplots(figsize=SIZE)
-    x = np.asarray(xs, dtype=np.float64)
-    p25, p50, p75 = (np.array([np.percentile(s, q) for s in series]) / 1e6 for q in (25, 50, 75))
-    for xi, s in zip(x, series, strict=True):
-        ax.scatter(np.full(s.size, xi), s / 1e6, s=8, alpha=0.25, color="gray")
-    ax.errorbar(x, p50, yerr=[p50 - p25, p75 - p50], fmt="o", capsize=4, label="p50 (25-75%)")
-    if fit is not None:
-        e = next((e for e in fit.exponents if e.name == name), None)
-        if e is not None and len(fit.exponents) == 1:
+    for n, c in enumerate(curves):
+        color = f"C{n % 10}"
+        x = np.asarray(c.xs, dtype=np.float64)
+        p25, p50, p75 = (
+            np.array([np.percentile(s, q) for s in c.series]) / 1e6 for q in (25, 50, 75)
+        )
+        for xi, s in zip(x, c.series, strict=True):
+            ax.scatter(np.full(s.size, xi), s / 1e6, s=8, alpha=0.25, color=color)
+        prefix = f"{c.label}: " if c.label else ""
+        ax.errorbar(
+            x,
+            p50,
+            yerr=[p50 - p25, p75 - p50],
+            fmt="o",
+            capsize=4,
+            color=color,
+            label=f"{prefix}p50 (25-75%)",
+        )
+        e = next((e for e in c.fit.exponents if e.name == name), None) if c.fit else None
+        if c.fit is not None and e is not None and len(c.fit.exponents) == 1:
+            fit = c.fit
             grid = np.geomspace(x.min(), x.max(), 50)
             ax.plot(
                 grid,
                 [fit.predict({name: g}) / 1e6 for g in grid],
                 "-",
-                label=f"fit: {name}^{e.slope:.2f} [{e.low:.2f}, {e.high:.2f}]",
+                color=color,
+                label=f"{prefix}fit {name}^{e.slope:.2f} [{e.low:.2f}, {e.high:.2f}]",
             )
     ax.set_xscale("log")
     ax.set_yscale("log")

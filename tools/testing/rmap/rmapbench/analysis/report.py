@@ -117,26 +117,42 @@ def source_section(rep: Report, source: Source, out: Path, n: int) -> None:
 
 def sweep_plots(rep: Report, source: Source, out: Path, n: int) -> None:
     grid = (source.index or {}).get("grid", {})
-    fits = {(f.case, f.page_type): f.fit for f in sweep.fits(source) if f.mode == "samples"}
+    fits = {
+        (f.case, f.page_type, tuple(f.given.items())): f.fit
+        for f in sweep.fits(source)
+        if f.mode == "samples"
+    }
+    series = _walk_series(source)
     for name, values in grid.items():
-        if len(values) < 2 or any(sweep.numeric(v) is None for v in values):
+        if name == "kernel" or len(values) < 2 or any(sweep.numeric(v) is None for v in values):
             continue
-        by_case: dict[tuple[str, str], list[tuple[float, np.ndarray]]] = {}
-        for key, vals in _walk_series(source).items():
+        others = [o for o, vals in grid.items() if o != name and len(vals) > 1]
+        # (case, page type) -> label of the other parameters -> [(x, samples)]
+        by_case: dict[tuple[str, str], dict[str, list[tuple[float, np.ndarray]]]] = {}
+        fixed: dict[tuple[str, str, str], tuple[tuple[str, str], ...]] = {}
+        for key, vals in series.items():
             point = dict(kv.split("=", 1) for kv in key.point.split())
             x = sweep.numeric(point.get(name, ""))
-            if x is not None:
-                by_case.setdefault((key.case, key.page_type), []).append((x, vals))
-        for (case, page_type), pts in by_case.items():
-            pts.sort(key=lambda p: p[0])
+            if x is None:
+                continue
+            label = " ".join(f"{o}={point.get(o, '')}" for o in others)
+            by_case.setdefault((key.case, key.page_type), {}).setdefault(label, []).append(
+                (x, vals)
+            )
+            fixed[(key.case, key.page_type, label)] = tuple(
+                (o, point.get(o, ""))
+                for o in others
+                if sweep.numeric(point.get(o, "")) is None or o == "kernel"
+            )
+        for (case, page_type), groups in by_case.items():
+            curves = []
+            for label, pts in groups.items():
+                pts.sort(key=lambda p: p[0])
+                fit = fits.get((case, page_type, fixed[(case, page_type, label)]))
+                curves.append(plots.Curve(label, [p[0] for p in pts], [p[1] for p in pts], fit))
             file = f"{n:02d}-{slug(source.label)}-{slug(case)}-vs-{slug(name)}.png"
             plots.sweep_curve(
-                out / file,
-                f"{case} ({page_type}) walk latency against {name}",
-                name,
-                [p[0] for p in pts],
-                [p[1] for p in pts],
-                fits.get((case, page_type)),
+                out / file, f"{case} ({page_type}) walk latency against {name}", name, curves
             )
             rep.add("img", file)
 
@@ -145,6 +161,9 @@ def comparison(rep: Report, base: compare.Side, new: compare.Side, out: Path) ->
     t = Thresholds()
     rows = compare.compare_sides(base, new, list(samples.METRICS), t)
     rep.add("h", f"{new.label} compared with {base.label}")
+    if not rows:
+        rep.add("p", "no case and grid point in common: nothing to compare")
+        return
     extra = compare.only_one_side(base, new, list(samples.METRICS))
     rep.add("md", compare.format_markdown(rows, base, new, t, extra))
     text = compare.format_text(rows, base, new, t, extra)

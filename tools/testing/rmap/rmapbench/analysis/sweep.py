@@ -14,7 +14,7 @@ import itertools
 import json
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from rmapbench.analysis.inference import PowerFit
 from rmapbench.analysis.progress import Progress
 from rmapbench.analysis.resultset import Source, building, load, write_index
 from rmapbench.kernel import KernelError
+from rmapbench.results import slug
 from rmapbench.stats import format_ns
 from rmapbench.vm import GuestError
 
@@ -62,7 +63,7 @@ def points(grid: dict[str, list[str]]) -> list[dict[str, str]]:
 
 
 def point_dir(i: int, point: dict[str, str]) -> str:
-    return f"p{i:03d}-" + "-".join(f"{k}{v}" for k, v in point.items())
+    return f"p{i:03d}-" + "-".join(f"{k}{slug(v)}" for k, v in point.items())
 
 
 def point_args(base: list[str], point: dict[str, str]) -> list[str]:
@@ -83,6 +84,11 @@ class Fit:
     mode: str  # "samples" (every walk) or "p50" (one median per point)
     fit: PowerFit | None
     note: str = ""
+    given: dict[str, str] = field(default_factory=dict)  # fixed non-numeric parameters
+
+    def label(self) -> str:
+        extra = " ".join(f"{k}={v}" for k, v in self.given.items())
+        return f"{self.case}/{self.page_type}" + (f" {extra}" if extra else "")
 
 
 def numeric(value: str) -> float | None:
@@ -94,21 +100,26 @@ def numeric(value: str) -> float | None:
 
 
 def fits(source: Source, metric: str = "walk") -> list[Fit]:
-    """Per case: log(latency) against log(each varied parameter), once over
-    every sample and once over each point's median."""
+    """Per case: log(latency) against log(each varied numeric parameter), once
+    over every sample and once over each point's median; separately for each
+    value of a varied parameter that is not a number (a kernel, a backend)."""
     grid: dict[str, list[str]] = (source.index or {}).get("grid", {})
-    names = [
-        n for n, vals in grid.items() if len(vals) > 1 and all(numeric(v) is not None for v in vals)
-    ]
-    by_case: dict[tuple[str, str], list[tuple[dict[str, str], np.ndarray[Any, Any]]]] = {}
+    varied = [n for n, vals in grid.items() if len(vals) > 1]
+    names = [n for n in varied if n != "kernel" and all(numeric(v) is not None for v in grid[n])]
+    others = [n for n in varied if n not in names]
+    Group = tuple[str, str, tuple[tuple[str, str], ...]]
+    by_case: dict[Group, list[tuple[dict[str, str], np.ndarray[Any, Any]]]] = {}
     for key, values in samples.pooled(source.runs, [metric]).items():
         point = dict(kv.split("=", 1) for kv in key.point.split()) if key.point else {}
-        by_case.setdefault((key.case, key.page_type), []).append((point, values))
+        given = tuple((o, point.get(o, "")) for o in others)
+        by_case.setdefault((key.case, key.page_type, given), []).append((point, values))
     out = []
-    for (case, page_type), series in by_case.items():
+    for (case, page_type, given), series in by_case.items():
         for mode in ("samples", "p50"):
+            fit = Fit(case, page_type, mode, None, given=dict(given))
             if not names:
-                out.append(Fit(case, page_type, mode, None, "no numeric parameter varied"))
+                fit.note = "no numeric parameter varied"
+                out.append(fit)
                 continue
             xs: dict[str, list[float]] = {n: [] for n in names}
             ys: list[float] = []
@@ -118,9 +129,10 @@ def fits(source: Source, metric: str = "walk") -> list[Fit]:
                     xs[n] += [numeric(point[n]) or 0.0] * len(vals)
                 ys += vals
             try:
-                out.append(Fit(case, page_type, mode, inference.power_fit(xs, ys)))
+                fit.fit = inference.power_fit(xs, ys)
             except ValueError as e:
-                out.append(Fit(case, page_type, mode, None, str(e)))
+                fit.note = str(e)
+            out.append(fit)
     return out
 
 
@@ -145,7 +157,7 @@ def fit_lines(fs: list[Fit]) -> list[str]:
     lines = []
     for f in fs:
         over = "every sample" if f.mode == "samples" else "p50 per point"
-        head = f"{f.case}/{f.page_type} walk, fit on {over}"
+        head = f"{f.label()} walk, fit on {over}"
         if f.fit is None:
             lines.append(f"{head}: {f.note}")
             continue
@@ -184,7 +196,12 @@ def summary_text(source: Source) -> str:
 def fits_json(source: Source) -> list[dict[str, Any]]:
     out = []
     for f in fits(source):
-        entry: dict[str, Any] = {"case": f.case, "page_type": f.page_type, "mode": f.mode}
+        entry: dict[str, Any] = {
+            "case": f.case,
+            "page_type": f.page_type,
+            "given": f.given,
+            "mode": f.mode,
+        }
         if f.fit is None:
             entry["note"] = f.note
         else:
@@ -215,9 +232,11 @@ def main(argv: list[str]) -> int:
     p.add_argument("--vary", action="append", default=[], metavar="NAME=V1,V2,...")
     p.add_argument(
         "--kernel",
-        default="6.12",
+        action="append",
+        default=[],
         metavar="IMAGE|SERIES",
-        help="kernel image, or a Debian stock series (default 6.12)",
+        help="kernel image or Debian stock series (default 6.12); repeat it to sweep "
+        "several kernels, one boot each (the grid gains a kernel dimension)",
     )
     p.add_argument(
         "--from",
@@ -237,74 +256,89 @@ def main(argv: list[str]) -> int:
             return show(load(ns.source), ns.format)
         except (ValueError, OSError) as e:
             p.error(str(e))
+    specs: list[str] = ns.kernel or ["6.12"]
     try:
         if ns.output is None:
             raise UsageError("give -o SET (the result set to create)")
         grid = parse_vary(ns.vary)
+        if "kernel" in grid:
+            raise UsageError("vary kernels with --kernel given several times")
+        if len(set(specs)) != len(specs):
+            raise UsageError("a --kernel is repeated")
         programs, base_args = guestrun.split_test_args(rest)
         pts = points(grid)
         for pt in pts:
             guestrun.check_test_args(programs, point_args(base_args, pt))
-        guestrun.check_kernel_spec(ns.kernel)
+        for spec in specs:
+            guestrun.check_kernel_spec(spec)
         g = guestrun.guest_options(ns)
         if ns.output.exists():
             raise UsageError(f"{ns.output} exists; give a new directory")
     except UsageError as e:
         p.error(str(e))
     try:
-        kernel = guestrun.resolve_kernel(ns.kernel)
+        kernels = [guestrun.resolve_kernel(spec) for spec in specs]
     except (KernelError, OSError) as e:
         print(f"rmapbench sweep: error: {e}", file=sys.stderr)
         return EXIT_KERNEL
-    boot = guestrun.Boot(kernel)
-    for i, pt in enumerate(pts):
-        for prog in programs:
-            boot.jobs.append(guestrun.Job(point_dir(i, pt), prog, point_args(base_args, pt)))
+    several = len(kernels) > 1
+    boots: list[guestrun.Boot] = []
+    entries: list[dict[str, Any]] = []
+    for k, (spec, kernel) in enumerate(zip(specs, kernels, strict=True)):
+        boot = guestrun.Boot(kernel)
+        boots.append(boot)
+        for pt in pts:
+            # The kernel is a grid dimension but not a test option.
+            full = {**pt, "kernel": spec} if several else pt
+            directory = point_dir(len(entries), full)
+            args = point_args(base_args, pt)
+            for prog in programs:
+                boot.jobs.append(guestrun.Job(directory, prog, args))
+            entries.append({"dir": directory, "params": full, "args": args, "boot": k})
     index = resultset.base_index("sweep", ["rmapbench", "sweep", *argv])
     index.update(
-        grid=grid,
+        grid={**grid, "kernel": specs} if several else grid,
         programs=[pr.stem for pr in programs],
         test_args=base_args,
-        kernel={"spec": ns.kernel, "release": kernel.release},
+        kernels=[{"spec": s, "release": k.release} for s, k in zip(specs, kernels, strict=True)],
         guest={"nodes": g.nodes, "cpus": g.cpus, "memory": g.memory},
+        boots=[],
     )
-    progress = Progress(len(boot.jobs), "runs")
+    jobs = [j for b in boots for j in b.jobs]
+    progress = Progress(len(jobs), "runs")
     with building(ns.output) as tmp:
-        progress.start(f"booting {kernel.release}")
-        try:
-            res = guestrun.run_boot(
-                boot, tmp, g, "console.log", 0, lambda i, rc: progress.step(boot.jobs[i].directory)
-            )
-        except GuestError as e:
-            progress.finish()
-            print(f"rmapbench sweep: error: {e}; partial results in {tmp}", file=sys.stderr)
-            raise SystemExit(EXIT_GUEST) from None
-        progress.finish()
-        index["boots"] = [
-            {
-                "kernel": kernel.release,
-                "accel": res.accel,
-                "boot_seconds": round(res.boot_seconds, 1),
-                "total_seconds": round(res.total_seconds, 1),
-                "status": res.status,
-            }
-        ]
-        for i, pt in enumerate(pts):
-            jobs = [j for j in boot.jobs if j.directory == point_dir(i, pt)]
-            index["points"].append(
+        first = 0
+        for n, boot in enumerate(boots):
+            progress.start(f"boot {n + 1}/{len(boots)}: {boot.kernel.release}")
+            log = "console.log" if not several else f"console-{n}.log"
+            try:
+                res = guestrun.run_boot(
+                    boot, tmp, g, log, first, lambda i, rc: progress.step(jobs[i].directory)
+                )
+            except GuestError as e:
+                progress.finish()
+                print(f"rmapbench sweep: error: {e}; partial results in {tmp}", file=sys.stderr)
+                raise SystemExit(EXIT_GUEST) from None
+            first += len(boot.jobs)
+            index["boots"].append(
                 {
-                    "dir": point_dir(i, pt),
-                    "params": pt,
-                    "args": jobs[0].args,
-                    "boot": 0,
-                    "status": {j.program.stem: j.status for j in jobs},
+                    "kernel": boot.kernel.release,
+                    "accel": res.accel,
+                    "boot_seconds": round(res.boot_seconds, 1),
+                    "total_seconds": round(res.total_seconds, 1),
+                    "status": res.status,
                 }
             )
+        progress.finish()
+        for entry in entries:
+            entry["status"] = {
+                j.program.stem: j.status for j in jobs if j.directory == entry["dir"]
+            }
+        index["points"] = entries
         write_index(tmp, index)
-    source = load(ns.output)
-    show(source, ns.format)
+    show(load(ns.output), ns.format)
     print(f"\nresult set in {ns.output}", file=sys.stderr)
-    failed = [j for j in boot.jobs if j.status not in (0, 4)]
+    failed = [j for j in jobs if j.status not in (0, 4)]
     for j in failed:
         print(f"rmapbench sweep: {j.directory}/{j.program.stem} exited {j.status}", file=sys.stderr)
     return EXIT_FAILED if failed else 0
