@@ -4,8 +4,8 @@ summary.txt (plain text for a mailing-list reply) with PNG plots:
 - every source: the latency CDF of each case (per grid point, per side);
 - a sweep: latency against each varied parameter with the fitted power law;
 - an ab set: the comparison of side B with side A;
-- two or more sources: each later one compared with the first (sweeps
-  with sweeps, by grid point; the others by case).
+- two or more sweeps or result dirs: each later one compared with the
+  first of its kind (sweeps by grid point, result dirs by case).
 """
 
 from __future__ import annotations
@@ -186,11 +186,11 @@ def build(sources: list[Source], out: Path) -> Report:
     rep = Report()
     for n, source in enumerate(sources):
         source_section(rep, source, out, n)
-    # Later sources against the first of their kind (sweeps line up by grid
-    # point, result dirs and ab sets by case).
+    # Later sources against the first of their kind: sweeps line up by grid
+    # point, result dirs by case; an ab set is compared within itself.
     for group in (
         [s for s in sources if s.kind == "sweep"],
-        [s for s in sources if s.kind != "sweep"],
+        [s for s in sources if s.kind == "dir"],
     ):
         for other in group[1:]:
             first = group[0]
