@@ -27,7 +27,9 @@ def test_programs_from_names() -> None:
     progs, args = guestrun.split_test_args(["--", "ksm,rmap_anon.py", "--pages", "5"])
     assert [p.name for p in progs] == ["rmap_ksm.py", "rmap_anon.py"] and args == ["--pages", "5"]
     progs, args = guestrun.split_test_args(["--pages", "5"])
-    assert [p.name for p in progs] == list(guestrun.DEFAULT_PROGRAMS)
+    assert [p.name for p in progs][:3] == ["rmap_ksm.py", "rmap_anon.py", "rmap_file.py"]
+    progs, args = guestrun.split_test_args(["--case", "anon", "--pages", "5"])
+    assert [p.name for p in progs] == ["rmap_anon.py"]
 
 
 def _kernel(name: str) -> KernelImage:

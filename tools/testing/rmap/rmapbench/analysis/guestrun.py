@@ -19,12 +19,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rmapbench import cases, options, vm
 from rmapbench import kernel as kernel_mod
-from rmapbench import options, vm
 from rmapbench.analysis.cli import UsageError
 
 SUITE_DIR = Path(__file__).resolve().parent.parent.parent
-DEFAULT_PROGRAMS = ("rmap_ksm.py", "rmap_anon.py", "rmap_file.py")
 MARKER = "rmapbench-job"
 SERIES = re.compile(r"\d+\.\d+")
 NAME = re.compile(r"[a-z][a-z0-9_]*")
@@ -60,13 +59,18 @@ def program_paths(spec: str) -> list[Path]:
 
 
 def split_test_args(rest: Sequence[str]) -> tuple[list[Path], list[str]]:
-    """TEST ARGS after --: an optional program list, then options for it."""
+    """TEST ARGS after --: an optional program list, then options for it.
+    Without the list: every case of the suite, or those --case selects."""
     args = [a for a in rest]
     if args[:1] == ["--"]:
         args = args[1:]
     if args and not args[0].startswith("-"):
         return program_paths(args[0]), args[1:]
-    return [SUITE_DIR / p for p in DEFAULT_PROGRAMS], args
+    # No program named: the cases --case selects, every case without it.
+    selected = cases.selection(args)
+    if selected is not None and cases.error(selected):
+        raise UsageError(str(cases.error(selected)))
+    return cases.programs(selected), args
 
 
 def option_flag(name: str) -> str:
