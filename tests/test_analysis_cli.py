@@ -111,7 +111,8 @@ def test_report_writes_expected_files(tmp_path: Path) -> None:
     md = (out / "report.md").read_text()
     for p in pngs:
         assert f"]({p})" in md
-    assert "<img src=" in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "<img src=" in page and "<th>ratio [95% CI]</th>" in page
     text = (out / "summary.txt").read_text()
     assert "pages^" in text and "ratio [95% CI]" in text
 

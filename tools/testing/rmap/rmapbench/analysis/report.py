@@ -62,12 +62,48 @@ class Report:
                 out.append(f"<h2>{html.escape(text)}</h2>")
             elif kind == "p":
                 out.append(f"<p>{html.escape(text)}</p>")
-            elif kind in ("pre", "md"):
+            elif kind == "pre":
                 out.append(f"<pre>{html.escape(text)}</pre>")
+            elif kind == "md":
+                out += _md_html(text)
             elif kind == "img":
                 out.append(f'<p><img src="{html.escape(text)}" alt="{html.escape(text)}"></p>')
         out.append("</body></html>")
         return "\n".join(out) + "\n"
+
+
+def _md_html(text: str) -> list[str]:
+    """The little Markdown compare writes (a table, "- " items, paragraphs)."""
+    out: list[str] = []
+    table: list[list[str]] = []
+    items: list[str] = []
+
+    def flush() -> None:
+        if table:
+            head, *body = table
+            out.append('<table border="1" cellspacing="0" cellpadding="3">')
+            out.append("<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr>")
+            for row in body:
+                out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
+            out.append("</table>")
+            table.clear()
+        if items:
+            out.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>")
+            items.clear()
+
+    for line in text.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip().replace("\\*", "*") for c in line.strip("|").split("|")]
+            if not all(set(c) <= set("-:") for c in cells):
+                table.append(cells)
+        elif line.startswith("- "):
+            items.append(line[2:])
+        else:
+            flush()
+            if line.strip():
+                out.append(f"<p>{html.escape(line)}</p>")
+    flush()
+    return out
 
 
 def _walk_series(source: Source) -> dict[samples.Key, np.ndarray]:
