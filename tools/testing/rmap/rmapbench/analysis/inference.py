@@ -157,7 +157,8 @@ def power_fit(
     n, k = ys.size, len(names)
     dof = n - k - 1
     if dof < 1:
-        raise ValueError(f"{n} observations cannot fit {k} exponents with an interval")
+        plural = "s" if k > 1 else ""
+        raise ValueError(f"{n} observations are too few for {k} exponent{plural} and an interval")
     design = np.column_stack([np.ones(n), *cols])
     log_y = np.log(ys)
     coef, _, rank, _ = np.linalg.lstsq(design, log_y, rcond=None)
