@@ -117,6 +117,10 @@ def main(program: str, scenario_name: str, argv: list[str] | None = None) -> int
     cases = [CASE, AGREEMENT] if opts.backend == "all" else [CASE]
     ktap = KTAP(program, cases)
     journal = Journal()
+    refused = SCENARIOS[scenario_name].usage_error(opts)
+    if refused:
+        print(f"{program}.py: error: {refused}", file=sys.stderr)
+        return options.EXIT_USAGE
     scenario = SCENARIOS[scenario_name](opts, journal)
     doc = _base_doc(program, scenario, opts)
     for opt in options.not_applicable(opts, scenario_name):
@@ -360,7 +364,10 @@ def _analyse(
     sc_doc["verified"] = {
         "samples": len(samples),
         "failed": len(unverified),
-        "mappings_per_sample": scenario.setup.get("target_sharers_here"),
+        "mappings_per_sample": scenario.setup.get(
+            "target_mappings", scenario.setup.get("target_sharers_here")
+        ),
+        "processes": len(scenario.pids()),
     }
 
     ktap.diag(

@@ -76,29 +76,39 @@ def _wait_full_scans(n: int, deadline: float) -> int:
     return counter("full_scans")
 
 
-def merge(journal: Journal, target_addr: int, expected: int, timeout: float) -> MergeResult:
-    """Run ksmd until the target page is a KSM page and this process's merged
-    page count has stopped growing for a whole scan, then stop ksmd."""
+def merge(
+    journal: Journal,
+    target_addr: int,
+    expected: int,
+    timeout: float,
+    pids: list[int] | None = None,
+) -> MergeResult:
+    """Run ksmd until the target page (in this process) is a KSM page and the
+    merged page count of every process in pids (default: this one) has
+    stopped growing for a whole scan, then stop ksmd. expected is the count
+    at which a process is done without waiting for a further scan."""
     t0 = time.monotonic()
     deadline = t0 + timeout
     pid = os.getpid()
+    pids = pids or [pid]
     _start_fast_scanning(journal)
     # The first full scan only fills the unstable tree; merging into stable
-    # nodes needs a second one. Then settle: unchanged count across a scan.
+    # nodes needs a second one. Then settle: unchanged counts across a scan.
     _wait_full_scans(2, deadline)
-    last = -1
+    last: dict[int, int | None] = {}
     while True:
-        merged = process_merged_pages(pid)
-        settled = merged is None or merged == last or merged >= expected
+        merged = {p: process_merged_pages(p) for p in pids}
+        settled = all(m is None or m == last.get(p) or m >= expected for p, m in merged.items())
         if settled and mm.page_info(pid, target_addr).page_type == "ksm":
             break
         if time.monotonic() > deadline:
             info = mm.page_info(pid, target_addr)
+            counts = ", ".join(f"{m}" for m in merged.values())
             raise MergeError(
                 f"target page not merged after {timeout:g}s (type {info.page_type}, "
-                f"{merged} of {expected} pages merged)"
+                f"pages merged per process: {counts} of {expected})"
             )
-        last = merged if merged is not None else last
+        last = merged
         _wait_full_scans(1, deadline)
     journal.set(KSM / "run", 0)
     return MergeResult(
@@ -110,6 +120,13 @@ def merge(journal: Journal, target_addr: int, expected: int, timeout: float) -> 
         stable_node_dups=counter("stable_node_dups") if (KSM / "stable_node_dups").exists() else 0,
         process_merged=process_merged_pages(pid),
     )
+
+
+def rmap_items_total() -> int:
+    """KSM's rmap_items over the whole machine: pages_volatile is defined as
+    rmap_items minus the other three counters."""
+    names = ("pages_shared", "pages_sharing", "pages_unshared", "pages_volatile")
+    return sum(counter(n) for n in names if (KSM / n).exists())
 
 
 def rmap_items(pid: int) -> int | None:
@@ -124,14 +141,20 @@ def rmap_items(pid: int) -> int | None:
     return None
 
 
-def drain(journal: Journal, timeout: float = 30.0) -> None:
+def drain(journal: Journal, timeout: float = 30.0, baseline: int | None = None) -> None:
     """After our region is unmapped, let ksmd scan once more so it drops our
     rmap_items and stable nodes; the journal then puts run back. Without
     this, run=0 would leave our leftovers counted in pages_sharing.
 
     Done when this process has no rmap_items left. Once no mergeable memory
     is left ksmd goes idle, so counting full scans alone could wait forever
-    for a scan that never starts."""
+    for a scan that never starts.
+
+    With baseline (rmap_items_total() before the scenario built anything),
+    also wait for the rmap_items of children that have exited: an exited mm
+    keeps its rmap_items until ksmd's cursor reaches it, which takes at most
+    two full scans; its /proc/PID is gone by then, so the machine-wide count
+    going back to the baseline is what shows it."""
     if journal.original(KSM / "run") == "1":
         return  # ksmd goes on scanning by itself once run=1 is restored
     pid = os.getpid()
@@ -140,10 +163,20 @@ def drain(journal: Journal, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         left = rmap_items(pid)
-        if left == 0 or (left is None and counter("full_scans") > scans):
+        mine = left == 0 or (left is None and counter("full_scans") > scans)
+        others = (
+            baseline is None
+            or rmap_items_total() <= baseline
+            or counter("full_scans") >= scans + 2
+        )
+        if mine and others:
             break
         if time.monotonic() > deadline:
-            log.warning("ksmd did not finish cleaning up: %s rmap_items left", left)
+            log.warning(
+                "ksmd did not finish cleaning up: %s rmap_items left here, %d in all",
+                left,
+                rmap_items_total(),
+            )
             break
         time.sleep(POLL_SECONDS)
     journal.set(KSM / "run", 0)
