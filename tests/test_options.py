@@ -106,7 +106,7 @@ def test_not_applicable() -> None:
     assert not_applicable(opts, "file") == ["--merge-timeout"]
     assert not_applicable(opts, "anon") == ["--merge-timeout", "--workdir"]
     assert not_applicable(parse("rmap_anon", []), "anon") == []
-    assert set(options.CASE_SPECIFIC) == {"merge_timeout", "workdir"}
+    assert {"merge_timeout", "workdir"} <= set(options.CASE_SPECIFIC)
 
 
 def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
@@ -114,3 +114,36 @@ def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
     for opt in ("--pages", "--split", "--samples", "--warmup", "--backend", "--max-p99-ms",
                 "--results", "--merge-timeout", "--workdir", "--buffer-kb", "--verbose"):
         assert opt in text
+
+
+def test_process_options() -> None:
+    opts = parse("rmap_ksm_fork", ["--procs", "16", "--fork-width", "3", "--fork-depth", "1"])
+    assert (opts.procs, opts.fork_width, opts.fork_depth) == (16, 3, 1)
+    assert options.procs_for(opts, "ksm-procs") == 16
+    d = parse("rmap_ksm_procs", [])
+    assert (d.procs, d.fork_width, d.fork_depth) == (None, 2, 2)
+    assert options.procs_for(d, "ksm-procs") == 8
+    assert options.procs_for(d, "file-mappers") == 32
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--procs", "0"], "--procs: must be at least 1"),
+        (["--procs", "513"], "--procs 513 is more than 512"),
+        (["--fork-width", "0"], "--fork-width: must be at least 1"),
+        (["--fork-depth", "9"], "--fork-depth 9 is more than 8"),
+        (["--fork-width", "8", "--fork-depth", "3"], "make a tree of 584 processes"),
+    ],
+)
+def test_process_options_refused(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert message in refused(capsys, argv)
+
+
+def test_process_options_apply_to_their_cases() -> None:
+    opts = parse("rmap_ksm", ["--procs", "4", "--fork-depth", "1"])
+    assert not_applicable(opts, "ksm") == ["--fork-depth", "--procs"]
+    assert not_applicable(opts, "ksm-procs") == ["--fork-depth"]
+    assert not_applicable(opts, "anon-fork") == ["--procs"]

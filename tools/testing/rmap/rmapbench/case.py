@@ -314,6 +314,11 @@ def _report_setup(ktap: KTAP, scenario: Scenario) -> None:
         f"scenario {scenario.name}: {params} vmas={s.get('vmas')} "
         f"target={s.get('target_page_type')} built in {s.get('seconds')} s"
     )
+    if "target_processes" in s:
+        ktap.diag(
+            f"target mapped {s['target_mappings']} times in {s['target_processes']} of "
+            f"{s['processes']} processes"
+        )
     k = s.get("ksm")
     if k:
         ktap.diag(

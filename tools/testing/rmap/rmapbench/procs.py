@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
-import errno
 import os
 import select
 import signal
@@ -174,13 +173,18 @@ class Family:
 
     def kill(self) -> None:
         """SIGKILL every process of the family and reap them all. Safe to call
-        more than once and after a partial spawn."""
+        more than once and after a partial spawn (an interrupted fork loop
+        may not have recorded its last child: closing the release pipe makes
+        any such child exit by itself, and the reaping takes every child)."""
         old = signal.pthread_sigmask(signal.SIG_BLOCK, TERMINATION)
         try:
+            if self._release_w >= 0:
+                os.close(self._release_w)
+                self._release_w = -1
             for pid in [*self._direct, *self.pids]:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-            if self._direct:
+            if self._subreaper:
                 # Grandchildren die by their PDEATHSIG and, orphaned, are
                 # handed to us (subreaper): reap until no child is left.
                 while True:
@@ -188,16 +192,12 @@ class Family:
                         os.waitpid(-1, 0)
                     except ChildProcessError:
                         break
-                    except OSError as e:
-                        if e.errno != errno.EINTR:
-                            raise
-            self._direct.clear()
-            for fd in (self._report_r, self._report_w, self._release_r, self._release_w):
-                if fd >= 0:
-                    os.close(fd)
-            self._report_r = self._report_w = self._release_r = self._release_w = -1
-            if self._subreaper:
                 _prctl(PR_SET_CHILD_SUBREAPER, 0)
                 self._subreaper = False
+            self._direct.clear()
+            for fd in (self._report_r, self._report_w, self._release_r):
+                if fd >= 0:
+                    os.close(fd)
+            self._report_r = self._report_w = self._release_r = -1
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)

@@ -53,7 +53,9 @@ class SharedRegion(RegionScenario):
     def _record_mappings(self) -> None:
         """Find every page of every process's region that maps the target's
         frame; verify() checks exactly these after each trigger."""
-        frame = mm.page_info(os.getpid(), self.target()).pfn
+        info = mm.page_info(os.getpid(), self.target())
+        frame = info.pfn
+        self.setup["target_mapcount"] = info.mapcount
         self.mapped = []
         for pid, start in self.regions():
             pfns = mm.pfns(pid, start, self.opts.pages)
