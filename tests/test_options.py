@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,20 @@ def test_process_options_apply_to_their_cases() -> None:
     assert not_applicable(opts, "ksm") == ["--fork-depth", "--procs"]
     assert not_applicable(opts, "ksm-procs") == ["--fork-depth"]
     assert not_applicable(opts, "anon-fork") == ["--procs"]
+
+
+@pytest.mark.parametrize(
+    ("program", "argv", "message"),
+    [
+        ("rmap_ksm_procs.py", ["--procs", "1"], "ksm-procs needs --procs 2 or more"),
+        ("rmap_anon_fork.py", ["--fork-width", "2", "--fork-depth", "9"], "--fork-depth 9"),
+        ("rmap_shmem.py", ["--procs", "1000"], "--procs 1000 is more than 512"),
+    ],
+)
+def test_programs_refuse_process_options(program: str, argv: list[str], message: str) -> None:
+    """Before anything is set up: one line on stderr, nothing on stdout, 2."""
+    prog = Path(__file__).resolve().parents[1] / "tools/testing/rmap" / program
+    proc = subprocess.run([str(prog), *argv], capture_output=True, text=True, check=False)
+    assert proc.returncode == EXIT_USAGE, proc.stderr
+    assert proc.stdout == ""
+    assert len(proc.stderr.splitlines()) == 1 and message in proc.stderr, proc.stderr

@@ -113,14 +113,14 @@ def main(program: str, scenario_name: str, argv: list[str] | None = None) -> int
         sys.argv[1:] if argv is None else argv,
         f"rmap walk latency of {scenario_name} pages",
     )
-    _setup_logging(opts.verbose)
-    cases = [CASE, AGREEMENT] if opts.backend == "all" else [CASE]
-    ktap = KTAP(program, cases)
-    journal = Journal()
     refused = SCENARIOS[scenario_name].usage_error(opts)
     if refused:
         print(f"{program}.py: error: {refused}", file=sys.stderr)
         return options.EXIT_USAGE
+    _setup_logging(opts.verbose)
+    cases = [CASE, AGREEMENT] if opts.backend == "all" else [CASE]
+    ktap = KTAP(program, cases)
+    journal = Journal()
     scenario = SCENARIOS[scenario_name](opts, journal)
     doc = _base_doc(program, scenario, opts)
     for opt in options.not_applicable(opts, scenario_name):
