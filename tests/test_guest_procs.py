@@ -1,8 +1,9 @@
 """Guest tests of the multi-process cases: one boot of Debian's stock 6.12
 kernel (TCG here) runs all five small, plus ksm-procs with fewer processes,
-an anon-fork run sent SIGTERM while measuring, and a refused option; then checks walks, the
-mappings each scenario built, verification after every trigger, and that no
-child process outlived its test."""
+runs sent SIGTERM while measuring (anon-fork's test process alone, and
+ksm-procs's whole process group through timeout(1)), and a refused option;
+then checks walks, the mappings each scenario built, verification after
+every trigger, and that no child process outlived its test."""
 
 from __future__ import annotations
 
@@ -54,6 +55,16 @@ pid=$!
 i=0
 until grep -q "sample 2/" $d/interrupted.txt || [ $i -ge 600 ]; do sleep 0.5; i=$((i + 1)); done
 kill -TERM $pid; wait $pid; echo $? > $d/interrupted.rc
+# The same through timeout(1), which passes SIGTERM to the whole process
+# group: the children die at once, the test must still reap them and wait
+# for ksmd to drop their rmap_items.
+PYTHONUNBUFFERED=1 timeout --preserve-status -s TERM 900 ./rmap_ksm_procs.py {small} --procs 4 \\
+    --samples 100000 -v > $d/timeout.txt 2>&1 &
+pid=$!
+i=0
+until grep -q "sample 2/" $d/timeout.txt || [ $i -ge 600 ]; do sleep 0.5; i=$((i + 1)); done
+kill -TERM $pid; wait $pid; echo $? > $d/timeout.rc
+cat /sys/kernel/mm/ksm/pages_shared /sys/kernel/mm/ksm/pages_sharing > $d/ksm_after.txt
 ./rmap_ksm_procs.py --procs 1 > $d/refused.txt 2>&1; echo $? >> $d/refused.txt
 sleep 1
 {py} {LEFTOVERS} {names} > $d/leftovers.txt
@@ -71,9 +82,10 @@ sleep 1
         "docs": {d["program"]: d for d in results.load_results(share / "res")},
         "p2": {d["program"]: d for d in results.load_results(share / "res2")},
         **{name: (share / f"{name}.txt").read_text()
-           for name in ("interrupted", "refused", "leftovers")},
+           for name in ("interrupted", "timeout", "refused", "leftovers", "ksm_after")},
         "p2_tap": (share / "p2.txt").read_text(),
         "interrupted_rc": int((share / "interrupted.rc").read_text()),
+        "timeout_rc": int((share / "timeout.rc").read_text()),
     }
 
 
@@ -128,6 +140,14 @@ def test_sigterm_mid_run_reaps_the_tree(procs_run: dict[str, Any]) -> None:
     out = procs_run["interrupted"]
     assert procs_run["interrupted_rc"] == 128 + 15, out
     assert "not ok 1 rmap_anon_fork.walk_latency" in out and "interrupted by SIGTERM" in out
+
+
+def test_timeout_sigterm_to_the_group_restores_ksm(procs_run: dict[str, Any]) -> None:
+    out = procs_run["timeout"]
+    assert procs_run["timeout_rc"] == 128 + 15, out
+    assert "not ok 1 rmap_ksm_procs.walk_latency" in out and "interrupted by SIGTERM" in out
+    # Every process's rmap_items dropped: no KSM page is left behind.
+    assert procs_run["ksm_after"].split() == ["0", "0"], procs_run["ksm_after"]
 
 
 def test_no_child_outlives_its_test(procs_run: dict[str, Any]) -> None:
