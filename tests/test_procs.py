@@ -112,3 +112,47 @@ def test_children_die_with_a_killed_parent() -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert wait_gone(pids) == []
+
+
+def test_sigterm_while_children_build_reaps_them(tmp_path: Path) -> None:
+    """SIGTERM while the children are still building (none has reported):
+    the Interrupted exception reaches the teardown, which kills and reaps
+    every child, grandchildren included."""
+    pidfile = tmp_path / "pids"
+    code = (
+        "import os, sys, time\n"
+        "from rmapbench import knobs\n"
+        "from rmapbench.procs import Family\n"
+        "def work():\n"
+        f"    with open({str(pidfile)!r}, 'a') as f:\n"
+        "        f.write(f'{os.getpid()}\\n')\n"
+        "    time.sleep(60)\n"
+        "    return []\n"
+        "f = Family()\n"
+        "try:\n"
+        "    with knobs.signals_raise():\n"
+        "        try:\n"
+        "            print('spawning', flush=True)\n"
+        "            f.spawn_tree(2, 2, work)\n"
+        "        finally:\n"
+        "            f.kill()\n"
+        "except knobs.Interrupted as e:\n"
+        "    print(e, flush=True)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=PACKAGE_ROOT, stdout=subprocess.PIPE, text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "spawning"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if pidfile.exists() and len(pidfile.read_text().split()) == 6:
+            break
+        time.sleep(0.05)
+    pids = [int(p) for p in pidfile.read_text().split()]
+    assert len(pids) == 6
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "interrupted by SIGTERM" in out
+    for pid in pids:  # reaped by the test itself: not even a zombie is left
+        assert not Path(f"/proc/{pid}").exists()
