@@ -209,16 +209,6 @@ def parse_cpulist(text: str) -> list[int]:
     return out
 
 
-def read_mem(pid: int, addr: int, length: int) -> bytes:
-    """Bytes of another process's memory, through /proc/PID/mem (root, or
-    the process's ptracer: the test process is its children's parent)."""
-    fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
-    try:
-        return os.pread(fd, length, addr)
-    finally:
-        os.close(fd)
-
-
 def stamp_pages(addr: int, pages: int, first: int = 1) -> None:
     """Write each page's number (first, first + 1, ...) into its first 8
     bytes, so that pages of one region differ from each other."""

@@ -83,17 +83,18 @@ class SharedRegion(RegionScenario):
         problems: list[str] = []
         for m in self.mapped:
             pfns = mm.pfns(m.pid, m.start, m.pages)
-            for i in m.indices:
-                addr = m.start + i * mm.PAGE_SIZE
-                if pfns[i] != frame:
-                    problems.append(
-                        f"pid {m.pid} address {addr:#x} maps frame {pfns[i]:#x}, "
-                        f"the target is on {frame:#x}"
-                    )
-                elif mm.read_mem(m.pid, addr, mm.PAGE_SIZE) != self.expected_content(i):
-                    problems.append(
-                        f"pid {m.pid} address {addr:#x} frame {frame:#x}: content changed"
-                    )
+            with open(f"/proc/{m.pid}/mem", "rb", buffering=0) as mem:
+                for i in m.indices:
+                    addr = m.start + i * mm.PAGE_SIZE
+                    if pfns[i] != frame:
+                        problems.append(
+                            f"pid {m.pid} address {addr:#x} maps frame {pfns[i]:#x}, "
+                            f"the target is on {frame:#x}"
+                        )
+                    elif os.pread(mem.fileno(), mm.PAGE_SIZE, addr) != self.expected_content(i):
+                        problems.append(
+                            f"pid {m.pid} address {addr:#x} frame {frame:#x}: content changed"
+                        )
         return problems
 
     def _read_region(self) -> list[int]:
