@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -109,7 +110,8 @@ def test_not_applicable() -> None:
     assert not_applicable(opts, "anon") == ["--merge-timeout", "--workdir"]
     assert not_applicable(parse("rmap_anon", []), "anon") == []
     assert set(options.CASE_SPECIFIC) == {
-        "merge_timeout", "workdir", "max_page_sharing", "merge_across_nodes"}
+        "merge_timeout", "workdir", "max_page_sharing", "merge_across_nodes",
+        "procs", "fork_width", "fork_depth"}
     ksm = parse("rmap_ksm", ["--max-page-sharing", "16", "--merge-across-nodes", "0"])
     assert (ksm.max_page_sharing, ksm.merge_across_nodes) == (16, 0)
     for case in ("ksm", "ksm-procs", "ksm-fork", "ksm-mremap"):
@@ -123,3 +125,53 @@ def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
                 "--results", "--merge-timeout", "--workdir", "--buffer-kb", "--verbose",
                 "--max-page-sharing", "--merge-across-nodes"):
         assert opt in text
+
+
+def test_process_options() -> None:
+    opts = parse("rmap_ksm_fork", ["--procs", "16", "--fork-width", "3", "--fork-depth", "1"])
+    assert (opts.procs, opts.fork_width, opts.fork_depth) == (16, 3, 1)
+    assert options.procs_for(opts, "ksm-procs") == 16
+    d = parse("rmap_ksm_procs", [])
+    assert (d.procs, d.fork_width, d.fork_depth) == (None, 2, 2)
+    assert options.procs_for(d, "ksm-procs") == 8
+    assert options.procs_for(d, "file-mappers") == 32
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--procs", "0"], "--procs: must be at least 1"),
+        (["--procs", "513"], "--procs 513 is more than 512"),
+        (["--fork-width", "0"], "--fork-width: must be at least 1"),
+        (["--fork-depth", "9"], "--fork-depth 9 is more than 8"),
+        (["--fork-width", "8", "--fork-depth", "3"], "make a tree of 584 processes"),
+    ],
+)
+def test_process_options_refused(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert message in refused(capsys, argv)
+
+
+def test_process_options_apply_to_their_cases() -> None:
+    opts = parse("rmap_ksm", ["--procs", "4", "--fork-depth", "1"])
+    assert not_applicable(opts, "ksm") == ["--fork-depth", "--procs"]
+    assert not_applicable(opts, "ksm-procs") == ["--fork-depth"]
+    assert not_applicable(opts, "anon-fork") == ["--procs"]
+
+
+@pytest.mark.parametrize(
+    ("program", "argv", "message"),
+    [
+        ("rmap_ksm_procs.py", ["--procs", "1"], "ksm-procs needs --procs 2 or more"),
+        ("rmap_anon_fork.py", ["--fork-width", "2", "--fork-depth", "9"], "--fork-depth 9"),
+        ("rmap_shmem.py", ["--procs", "1000"], "--procs 1000 is more than 512"),
+    ],
+)
+def test_programs_refuse_process_options(program: str, argv: list[str], message: str) -> None:
+    """Before anything is set up: one line on stderr, nothing on stdout, 2."""
+    prog = Path(__file__).resolve().parents[1] / "tools/testing/rmap" / program
+    proc = subprocess.run([str(prog), *argv], capture_output=True, text=True, check=False)
+    assert proc.returncode == EXIT_USAGE, proc.stderr
+    assert proc.stdout == ""
+    assert len(proc.stderr.splitlines()) == 1 and message in proc.stderr, proc.stderr

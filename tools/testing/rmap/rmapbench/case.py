@@ -116,6 +116,10 @@ def main(program: str, scenario_name: str, argv: list[str] | None = None) -> int
         sys.argv[1:] if argv is None else argv,
         f"rmap walk latency of {scenario_name} pages",
     )
+    refused = SCENARIOS[scenario_name].usage_error(opts)
+    if refused:
+        print(f"{program}.py: error: {refused}", file=sys.stderr)
+        return options.EXIT_USAGE
     _setup_logging(opts.verbose)
     cases = [CASE, AGREEMENT] if opts.backend == "all" else [CASE]
     if opts.case and scenario_name not in opts.case:
@@ -323,6 +327,11 @@ def _report_setup(ktap: KTAP, scenario: Scenario) -> None:
         f"scenario {scenario.name}: {params} vmas={s.get('vmas')} "
         f"target={s.get('target_page_type')} built in {s.get('seconds')} s"
     )
+    if "target_processes" in s:
+        ktap.diag(
+            f"target mapped {s['target_mappings']} times in {s['target_processes']} of "
+            f"{s['processes']} processes"
+        )
     k = s.get("ksm")
     if k:
         ktap.diag(
@@ -373,7 +382,10 @@ def _analyse(
     sc_doc["verified"] = {
         "samples": len(samples),
         "failed": len(unverified),
-        "mappings_per_sample": scenario.setup.get("target_sharers_here"),
+        "mappings_per_sample": scenario.setup.get(
+            "target_mappings", scenario.setup.get("target_sharers_here")
+        ),
+        "processes": len(scenario.pids()),
     }
 
     ktap.diag(

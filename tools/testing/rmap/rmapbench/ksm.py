@@ -80,29 +80,39 @@ def _wait_full_scans(n: int, deadline: float) -> int:
     return counter("full_scans")
 
 
-def merge(journal: Journal, target_addr: int, expected: int, timeout: float) -> MergeResult:
-    """Run ksmd until the target page is a KSM page and this process's merged
-    page count has stopped growing for a whole scan, then stop ksmd."""
+def merge(
+    journal: Journal,
+    target_addr: int,
+    expected: int,
+    timeout: float,
+    pids: list[int] | None = None,
+) -> MergeResult:
+    """Run ksmd until the target page (in this process) is a KSM page and the
+    merged page count of every process in pids (default: this one) has
+    stopped growing for a whole scan, then stop ksmd. expected is the count
+    at which a process is done without waiting for a further scan."""
     t0 = time.monotonic()
     deadline = t0 + timeout
     pid = os.getpid()
+    pids = pids or [pid]
     _start_fast_scanning(journal)
     # The first full scan only fills the unstable tree; merging into stable
-    # nodes needs a second one. Then settle: unchanged count across a scan.
+    # nodes needs a second one. Then settle: unchanged counts across a scan.
     _wait_full_scans(2, deadline)
-    last = -1
+    last: dict[int, int | None] = {}
     while True:
-        merged = process_merged_pages(pid)
-        settled = merged is None or merged == last or merged >= expected
+        merged = {p: process_merged_pages(p) for p in pids}
+        settled = all(m is None or m == last.get(p) or m >= expected for p, m in merged.items())
         if settled and mm.page_info(pid, target_addr).page_type == "ksm":
             break
         if time.monotonic() > deadline:
             info = mm.page_info(pid, target_addr)
+            counts = ", ".join(f"{m}" for m in merged.values())
             raise MergeError(
                 f"target page not merged after {timeout:g}s (type {info.page_type}, "
-                f"{merged} of {expected} pages merged)"
+                f"pages merged per process: {counts} of {expected})"
             )
-        last = merged if merged is not None else last
+        last = merged
         _wait_full_scans(1, deadline)
     journal.set(KSM / "run", 0)
     return MergeResult(
@@ -119,6 +129,13 @@ def merge(journal: Journal, target_addr: int, expected: int, timeout: float) -> 
     )
 
 
+def rmap_items_total() -> int:
+    """KSM's rmap_items over the whole machine: pages_volatile is defined as
+    rmap_items minus the other three counters."""
+    names = ("pages_shared", "pages_sharing", "pages_unshared", "pages_volatile")
+    return sum(counter(n) for n in names if (KSM / n).exists())
+
+
 def rmap_items(pid: int) -> int | None:
     """KSM's rmap_items for this process (/proc/PID/ksm_stat, 6.1+), or None."""
     try:
@@ -131,7 +148,7 @@ def rmap_items(pid: int) -> int | None:
     return None
 
 
-def drain(journal: Journal, timeout: float = 30.0) -> None:
+def drain(journal: Journal, timeout: float = 30.0, baseline: int | None = None) -> None:
     """After our region is unmapped, let ksmd scan once more so it drops our
     rmap_items and stable nodes; the journal then puts run back. Without
     this, run=0 would leave our leftovers counted in pages_sharing.
@@ -142,7 +159,13 @@ def drain(journal: Journal, timeout: float = 30.0) -> None:
 
     A structural knob we changed (max_page_sharing, merge_across_nodes) can
     only be restored once our KSM pages are gone (ksm_pages_shared back to
-    0), so then we wait even if ksmd was running before."""
+    0), so then we wait even if ksmd was running before.
+
+    With baseline (rmap_items_total() before the scenario built anything),
+    also wait for the rmap_items of children that have exited: an exited mm
+    keeps its rmap_items until ksmd's cursor reaches it, which takes at most
+    two full scans; its /proc/PID is gone by then, so the machine-wide count
+    going back to the baseline is what shows it."""
     was_running = journal.original(KSM / "run") == "1"
     if was_running and not knobs_to_restore(journal):
         return  # ksmd goes on scanning by itself once run=1 is restored
@@ -152,10 +175,18 @@ def drain(journal: Journal, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         left = rmap_items(pid)
-        if left == 0 or (left is None and counter("full_scans") > scans):
+        mine = left == 0 or (left is None and counter("full_scans") > scans)
+        others = (
+            baseline is None or rmap_items_total() <= baseline or counter("full_scans") >= scans + 2
+        )
+        if mine and others:
             break
         if time.monotonic() > deadline:
-            log.warning("ksmd did not finish cleaning up: %s rmap_items left", left)
+            log.warning(
+                "ksmd did not finish cleaning up: %s rmap_items left here, %d in all",
+                left,
+                rmap_items_total(),
+            )
             break
         time.sleep(POLL_SECONDS)
     if not was_running:

@@ -100,7 +100,6 @@ def apply(opts: options.Options, journal: Journal, root: Path = KSM) -> dict[str
     return states
 
 
-
 def prepare(case: str, opts: options.Options, journal: Journal) -> dict[str, KnobState]:
     """apply() for KSM cases; nothing for the others."""
     return apply(opts, journal) if applies(case) else {}

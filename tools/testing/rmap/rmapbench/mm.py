@@ -207,3 +207,10 @@ def parse_cpulist(text: str) -> list[int]:
         lo, _, hi = part.partition("-")
         out.extend(range(int(lo), int(hi or lo) + 1))
     return out
+
+
+def stamp_pages(addr: int, pages: int, first: int = 1) -> None:
+    """Write each page's number (first, first + 1, ...) into its first 8
+    bytes, so that pages of one region differ from each other."""
+    for i in range(pages):
+        ctypes.c_uint64.from_address(addr + i * PAGE_SIZE).value = first + i

@@ -34,6 +34,9 @@ class Options:
     case: list[str] = field(default_factory=list)  # --case: empty selects every case
     max_page_sharing: int | None = None  # None: leave KSM's value as it is
     merge_across_nodes: int | None = None
+    procs: int | None = None  # None: the case's own default (see PROCS_DEFAULT)
+    fork_width: int = 2
+    fork_depth: int = 2
     # Options given on the command line (dest names), for "does not apply".
     given: set[str] = field(default_factory=set)
 
@@ -44,10 +47,22 @@ KSM_CASES = {"ksm", "ksm-procs", "ksm-fork", "ksm-mremap"}
 # Options that only some cases use: dest -> cases that use it.
 CASE_SPECIFIC = {
     "merge_timeout": KSM_CASES,
-    "workdir": {"file"},
+    "workdir": {"file", "file-mappers"},
     "max_page_sharing": KSM_CASES,
     "merge_across_nodes": KSM_CASES,
+    "procs": {"ksm-procs", "file-mappers", "shmem"},
+    "fork_width": {"ksm-fork", "anon-fork"},
+    "fork_depth": {"ksm-fork", "anon-fork"},
 }
+
+# Processes mapping the target (the test's own counts) when --procs is not
+# given; file-mappers defaults to more, as a shared library page has.
+PROCS_DEFAULT = 8
+PROCS_DEFAULT_BY_CASE = {"file-mappers": 32}
+# Upper bounds: every process is a forked Python interpreter.
+MAX_PROCS = 512
+MAX_FORK_WIDTH = 64
+MAX_FORK_DEPTH = 8
 
 
 class _Parser(argparse.ArgumentParser):
@@ -157,6 +172,27 @@ def build_parser(prog: str, description: str = "") -> argparse.ArgumentParser:
         metavar="KB",
         help=f"per-CPU ring buffer of the private trace instance (default {d.buffer_kb})",
     )
+    p.add_argument(
+        "--procs",
+        type=_positive(int, 1),
+        metavar="P",
+        help="ksm-procs, file-mappers, shmem: processes mapping the target, the test's "
+        f"own included (default {PROCS_DEFAULT}; file-mappers "
+        f"{PROCS_DEFAULT_BY_CASE['file-mappers']}; at most {MAX_PROCS})",
+    )
+    p.add_argument(
+        "--fork-width",
+        type=_positive(int, 1),
+        metavar="W",
+        help=f"ksm-fork, anon-fork: children per process of the fork tree (default {d.fork_width})",
+    )
+    p.add_argument(
+        "--fork-depth",
+        type=_positive(int, 1),
+        metavar="D",
+        help=f"ksm-fork, anon-fork: levels of the fork tree (default {d.fork_depth}); "
+        f"the tree has W + W^2 + ... + W^D processes below the test, at most {MAX_PROCS}",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log every knob and tracefs write")
     return p
 
@@ -182,7 +218,30 @@ def parse(prog: str, argv: list[str], description: str = "") -> Options:
             parser.error(problem)
     if opts.split > opts.pages:
         build_parser(prog).error(f"--split {opts.split} is larger than --pages {opts.pages}")
+    _check_processes(prog, opts)
     return opts
+
+
+def procs_for(opts: Options, case: str) -> int:
+    """--procs, or the case's default."""
+    if opts.procs is not None:
+        return opts.procs
+    return PROCS_DEFAULT_BY_CASE.get(case, PROCS_DEFAULT)
+
+
+def _check_processes(prog: str, opts: Options) -> None:
+    if opts.procs is not None and opts.procs > MAX_PROCS:
+        build_parser(prog).error(f"--procs {opts.procs} is more than {MAX_PROCS}")
+    if opts.fork_width > MAX_FORK_WIDTH:
+        build_parser(prog).error(f"--fork-width {opts.fork_width} is more than {MAX_FORK_WIDTH}")
+    if opts.fork_depth > MAX_FORK_DEPTH:
+        build_parser(prog).error(f"--fork-depth {opts.fork_depth} is more than {MAX_FORK_DEPTH}")
+    tree = sum(opts.fork_width**d for d in range(1, opts.fork_depth + 1))
+    if tree > MAX_PROCS:
+        build_parser(prog).error(
+            f"--fork-width {opts.fork_width} --fork-depth {opts.fork_depth} make a tree of "
+            f"{tree} processes, more than {MAX_PROCS}"
+        )
 
 
 def not_applicable(opts: Options, case: str) -> list[str]:

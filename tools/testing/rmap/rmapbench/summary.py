@@ -40,7 +40,16 @@ def rows(docs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
 
 
 # The suite's own programs first, in the order the runner runs them.
-ORDER = ("rmap_ksm", "rmap_anon", "rmap_file")
+ORDER = (
+    "rmap_ksm",
+    "rmap_anon",
+    "rmap_file",
+    "rmap_ksm_procs",
+    "rmap_ksm_fork",
+    "rmap_anon_fork",
+    "rmap_file_mappers",
+    "rmap_shmem",
+)
 
 
 def _order(doc: dict[str, Any]) -> tuple[int, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import os
 from typing import Any, ClassVar
 
 from rmapbench.knobs import Journal
@@ -21,6 +22,16 @@ class Scenario(abc.ABC):
         self.opts = opts
         self.journal = journal
         self.setup: dict[str, Any] = {}  # facts measured while building
+
+    @classmethod
+    def usage_error(cls, opts: Options) -> str | None:
+        """Why this case can never run with these options (the program exits
+        with status 2 before setting anything up), or None."""
+        return None
+
+    def pids(self) -> list[int]:
+        """Every process that maps the target page."""
+        return [os.getpid()]
 
     def preflight(self) -> None:  # noqa: B027 (optional hook)
         """Raise SkipScenario before anything is changed."""

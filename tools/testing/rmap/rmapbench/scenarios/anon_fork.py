@@ -1,0 +1,36 @@
+"""anon-fork: the anon case's region, then a fork tree (width W, depth D)
+whose children only read it, so the target stays one anonymous page mapped
+copy-on-write by 1 + W + ... + W^D processes. rmap_walk_anon() searches the
+page's anon_vma at the page's own offset and finds one VMA per process: the
+walk grows with the processes, not with the VMAs of the split.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rmapbench.scenarios.region import AnonScenario
+from rmapbench.scenarios.shared import SharedRegion
+
+
+class AnonForkScenario(SharedRegion, AnonScenario):
+    name = "anon-fork"
+    page_type = "anon"
+    backing = "anon"
+    target_mapped_once = False
+
+    def params(self) -> dict[str, Any]:
+        return {
+            **super().params(),
+            "fork_width": self.opts.fork_width,
+            "fork_depth": self.opts.fork_depth,
+        }
+
+    def build(self) -> int:
+        addr = super().build()
+        w, d = self.opts.fork_width, self.opts.fork_depth
+        self.family.spawn_tree(w, d, self._read_region)
+        self._fork_setup(w, d)
+        self._record_mappings()
+        self._require_mappings(len(self.pids()), 1)
+        return addr

@@ -1,0 +1,117 @@
+"""What the multi-process scenarios share: forked children holding mappings
+of the target page, the list of every (process, address) that maps the
+target's frame, and the check after each trigger that all of them followed
+the page to its new frame with the content intact.
+
+A migration replaces every mapping of the page with a migration entry
+(try_to_migrate) and then with the new frame (remove_migration_ptes); both
+find the mappings through the rmap walk. A walk that missed a process leaves
+that process on the old frame, which its /proc/PID/pagemap shows.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from rmapbench import mm
+from rmapbench.procs import Family
+from rmapbench.scenarios.region import FILL_BYTE, RegionScenario
+
+
+@dataclass
+class Mapped:
+    """The pages of one process's region that map the target's frame."""
+
+    pid: int
+    start: int  # the region's first address in that process
+    pages: int  # the region's length in pages
+    indices: list[int]  # pages of the region on the target's frame
+
+
+class SharedRegion(RegionScenario):
+    """A region scenario whose target is mapped by several processes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.family = Family()
+        self.mapped: list[Mapped] = []
+
+    def pids(self) -> list[int]:
+        return [os.getpid(), *self.family.pids]
+
+    def expected_content(self, index: int) -> bytes:
+        """What page `index` of a region holds."""
+        return bytes([FILL_BYTE]) * mm.PAGE_SIZE
+
+    def regions(self) -> list[tuple[int, int]]:
+        """(pid, start) of every process's region: by default the children
+        inherited the test's region at the same address."""
+        return [(pid, self.addr) for pid in self.pids()]
+
+    def _record_mappings(self) -> None:
+        """Find every page of every process's region that maps the target's
+        frame; verify() checks exactly these after each trigger."""
+        info = mm.page_info(os.getpid(), self.target())
+        frame = info.pfn
+        self.setup["target_mapcount"] = info.mapcount
+        self.mapped = []
+        for pid, start in self.regions():
+            pfns = mm.pfns(pid, start, self.opts.pages)
+            indices = [i for i, pfn in enumerate(pfns) if pfn == frame]
+            if indices:
+                self.mapped.append(Mapped(pid, start, self.opts.pages, indices))
+        here = next((m for m in self.mapped if m.pid == os.getpid()), None)
+        self.sharers = here.indices if here else []
+        self.setup["target_sharers_here"] = len(self.sharers)
+        self.setup["target_mappings"] = sum(len(m.indices) for m in self.mapped)
+        self.setup["target_processes"] = len(self.mapped)
+        self.setup["processes"] = len(self.pids())
+
+    def _require_mappings(self, processes: int, per_process: int) -> None:
+        got = self.setup["target_processes"], self.setup["target_mappings"]
+        want = processes, processes * per_process
+        if got != want:
+            raise RuntimeError(
+                f"the target's frame is mapped {got[1]} times in {got[0]} processes, "
+                f"expected {want[1]} in {want[0]}"
+            )
+
+    def verify(self) -> list[str]:
+        frame = mm.page_info(os.getpid(), self.target()).pfn
+        problems: list[str] = []
+        for m in self.mapped:
+            pfns = mm.pfns(m.pid, m.start, m.pages)
+            with open(f"/proc/{m.pid}/mem", "rb", buffering=0) as mem:
+                for i in m.indices:
+                    addr = m.start + i * mm.PAGE_SIZE
+                    if pfns[i] != frame:
+                        problems.append(
+                            f"pid {m.pid} address {addr:#x} maps frame {pfns[i]:#x}, "
+                            f"the target is on {frame:#x}"
+                        )
+                    elif os.pread(mem.fileno(), mm.PAGE_SIZE, addr) != self.expected_content(i):
+                        problems.append(
+                            f"pid {m.pid} address {addr:#x} frame {frame:#x}: content changed"
+                        )
+        return problems
+
+    def _read_region(self) -> list[int]:
+        """Child work for inherited mappings: read every page (a shared file
+        mapping is not copied at fork, so this maps it; anonymous pages are
+        only read, never written, so they stay shared); report the region."""
+        mm.read_bytes(self.addr, self.length)
+        return [self.addr]
+
+    def _fork_setup(self, width: int, depth: int) -> None:
+        self.setup["fork_tree"] = {
+            "width": width,
+            "depth": depth,
+            "processes": len(self.family.pids) + 1,
+        }
+
+    def teardown(self) -> None:
+        # Children first: the KSM clean-up after munmap must see their mms gone.
+        self.family.kill()
+        super().teardown()
