@@ -31,6 +31,7 @@ def test_registry_is_the_scenarios() -> None:
     assert cases.case_of("/x/rmap_anon_fork.py") == ("anon-fork" if "anon-fork" in SCENARIOS
                                                       else None)
     assert cases.case_of("./rmap_anon.py") == "anon"
+    assert cases.case_of("/x/rmap_ksm_mremap.py") == "ksm-mremap"
     assert cases.case_of("other.sh") is None
 
 

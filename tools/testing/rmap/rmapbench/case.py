@@ -323,6 +323,8 @@ def _report_setup(ktap: KTAP, scenario: Scenario) -> None:
         f"scenario {scenario.name}: {params} vmas={s.get('vmas')} "
         f"target={s.get('target_page_type')} built in {s.get('seconds')} s"
     )
+    for note in s.get("notes", []):  # what a scenario wants said about its set-up
+        ktap.diag(note)
     k = s.get("ksm")
     if k:
         ktap.diag(

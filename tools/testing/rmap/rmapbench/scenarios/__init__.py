@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from rmapbench.scenarios.base import Scenario
+from rmapbench.scenarios.ksm_mremap import KsmMremapScenario
 from rmapbench.scenarios.region import AnonScenario, FileScenario, KsmScenario
 
 SCENARIOS: dict[str, type[Scenario]] = {
     "ksm": KsmScenario,
     "anon": AnonScenario,
     "file": FileScenario,
+    "ksm-mremap": KsmMremapScenario,
 }
 
 __all__ = ["SCENARIOS", "Scenario"]
