@@ -120,6 +120,10 @@ def fill(addr: int, length: int, byte: int) -> None:
     ctypes.memset(addr, byte, length)
 
 
+def write_bytes(addr: int, data: bytes) -> None:
+    ctypes.memmove(addr, data, len(data))
+
+
 def read_bytes(addr: int, length: int) -> bytes:
     return ctypes.string_at(addr, length)
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from ptrace.debugger.memory_mapping import readProcessMappings
 
@@ -50,7 +50,7 @@ def vma_spans(pid: int, start: int, end: int) -> list[tuple[int, int]]:
 
 class KsmMremapScenario(KsmScenario):
     name = "ksm-mremap"
-    backing = "ksm"
+    backing: ClassVar[str] = "ksm"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
