@@ -41,7 +41,7 @@ d={share}
 ./rmap_thp.py --samples 3 --results $d/res > $d/thp.txt; echo $? > $d/thp.rc
 ./rmap_ksm.py {SMALL} --max-page-sharing 16 --results $d/mps16 > $d/mps16.txt
 ./rmap_ksm.py {SMALL} --results $d/res > $d/ksm.txt
-./rmap_ksm.py --pages 1000 --samples 100000 > $d/holder.txt 2>&1 &
+./rmap_ksm.py --pages 300 --samples 100000 > $d/holder.txt 2>&1 &
 holder=$!
 n=0
 while [ "$(cat /sys/kernel/mm/ksm/pages_shared)" = 0 ] && [ $n -lt 600 ]; do
@@ -49,6 +49,12 @@ while [ "$(cat /sys/kernel/mm/ksm/pages_shared)" = 0 ] && [ $n -lt 600 ]; do
 done
 ./rmap_ksm_mremap.py --pages 100 --max-page-sharing 16 > $d/busy.txt; echo $? > $d/busy.rc
 kill -TERM $holder; wait $holder
+echo 1 > /sys/kernel/mm/ksm/run
+{py} {SNAPSHOT} > $d/running_before.json
+./rmap_ksm.py --pages 300 --samples 2 --max-page-sharing 16 --merge-across-nodes 0 \
+    > $d/running.txt; echo $? > $d/running.rc
+{py} {SNAPSHOT} > $d/running_after.json
+echo 0 > /sys/kernel/mm/ksm/run
 ./rmap_file.py --case anon --results $d/unselected > $d/unselected.txt; echo $? > $d/unselected.rc
 ./rmap_anon.py --case anon --case nope > $d/unknown.txt 2>&1; echo $? > $d/unknown.rc
 {py} -m rmapbench.runner {progs} -- --case=nope > $d/runner_unknown.txt 2>&1
@@ -162,6 +168,16 @@ def test_knob_change_refused_while_ksm_pages_exist_skips(run: dict[str, Any]) ->
     assert run["busy_rc"] == 4, run["busy"]
     assert "ok 1 rmap_ksm_mremap.walk_latency # SKIP KSM pages exist; cannot change " \
         "max_page_sharing" in run["busy"]
+
+
+def test_knobs_restored_when_ksmd_was_running(run: dict[str, Any]) -> None:
+    """With ksmd running before, the run still waits for ksmd to drop its
+    KSM pages before putting the knobs back (KSM refuses them otherwise)."""
+    assert run["running_rc"] == 0, run["running"]
+    assert "max_page_sharing=16 (was 256; restored after) merge_across_nodes=0 (was 1" \
+        in run["running"]
+    assert run["running_before"]["ksm/run"] == "1"
+    assert run["running_after"] == run["running_before"]
 
 
 def test_unselected_program_skips_and_exits_0(run: dict[str, Any]) -> None:
