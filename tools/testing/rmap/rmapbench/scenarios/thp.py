@@ -25,12 +25,16 @@ from rmapbench import mm, thp
 from rmapbench.scenarios.base import Scenario, SkipScenario
 
 MAX_PROBLEMS = 16  # per verify(): enough to see the pattern
+SUBPAGE_TAG = 0xA5 << 56
 
 
 def subpage_content(index: int) -> bytes:
     """Each subpage holds its own index, so a subpage mapped at the wrong
-    offset shows as changed content."""
-    return index.to_bytes(8, "little") * (mm.PAGE_SIZE // 8)
+    offset shows as changed content. Never all zeroes: splitting an anon
+    THP maps zero-filled subpages to the shared zero page (6.12's
+    remap_page() with RMP_USE_SHARED_ZEROPAGE), which would take them out
+    of the folio and off the frames being checked."""
+    return (SUBPAGE_TAG | index).to_bytes(8, "little") * (mm.PAGE_SIZE // 8)
 
 
 class ThpScenario(Scenario):
