@@ -31,6 +31,7 @@ def test_registry_is_the_scenarios() -> None:
     assert cases.case_of("/x/rmap_anon_fork.py") == ("anon-fork" if "anon-fork" in SCENARIOS
                                                       else None)
     assert cases.case_of("./rmap_anon.py") == "anon"
+    assert cases.case_of("/x/rmap_ksm_mremap.py") == "ksm-mremap"
     assert cases.case_of("other.sh") is None
 
 
@@ -132,3 +133,12 @@ def test_front_door_unknown_case_exit_2_before_anything(
     assert len(err) == 1 and "unknown case 'zzz'" in err[0], err
     assert suite._programs(["--case", "anon"]) == [SUITE / "rmap_anon.py"]
     assert suite._programs([]) == cases.programs()
+
+
+def test_summary_orders_by_the_registry() -> None:
+    from rmapbench.summary import table
+
+    docs = [{"program": cases.program(n)[:-3], "status": "pass", "scenarios": [{"name": n}]}
+            for n in reversed(cases.names())]
+    rows = [line.split()[0] for line in table(docs).splitlines()[1:]]
+    assert rows == cases.names()

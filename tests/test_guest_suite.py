@@ -176,8 +176,9 @@ def test_one_node_guest_skips(stock_kernel: kernel.KernelImage, tmp_path: Path) 
 def test_run_tests_sh_vm_writes_results(tmp_path: Path) -> None:
     res = tmp_path / "res"
     proc = subprocess.run(
+        # The first three cases (test_guest_cases.py covers the later ones).
         [str(ROOT / "run_tests.sh"), "--vm", "--results", str(res), "--", "--pages", "1000",
-         "--samples", "3"],
+         "--samples", "3", *[a for c in CASES.values() for a in ("--case", c)]],
         capture_output=True, text=True, timeout=900, check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

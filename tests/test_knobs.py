@@ -278,3 +278,19 @@ def test_signals_raise_other_signals(sig: signal.Signals) -> None:
             pass
     assert exc.value.signum == sig
     assert knobs.exit_status_for(exc.value) == 128 + sig
+
+
+def test_choice_knob_reads_and_restores_as_its_word(tmp_path: Path, jdir: Path) -> None:
+    # THP's enabled file: the selection in brackets is the value it accepts.
+    enabled = knob(tmp_path, "enabled", "always madvise [never]")
+    assert knobs.read_knob(enabled) == "never"
+    assert knobs.read_knob(knob(tmp_path, "defrag", "[always] defer defer+madvise")) == "always"
+    assert knobs.read_knob(knob(tmp_path, "n", "256")) == "256"
+    assert knobs.read_knob(knob(tmp_path, "odd", "a [b] [c]")) == "a [b] [c]"
+    j = Journal(directory=jdir)
+    j.set(enabled, "madvise")
+    assert enabled.read_text() == "madvise"  # a plain file keeps the word; sysfs would bracket it
+    enabled.write_text("always [madvise] never\n")
+    assert j.check_restored() == [f"{enabled}: 'madvise' != 'never'"]
+    assert j.restore() == []
+    assert enabled.read_text() == "never"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from tap.parser import Parser
 
-from rmapbench import suite
+from rmapbench import cases, suite
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,15 +27,14 @@ def test_make_run_tests_skips_where_it_cannot_measure() -> None:
     lines = list(Parser().parse_text(proc.stdout))
     assert lines[0].category == "version"
     tests = [ln for ln in lines if ln.category == "test"]
-    programs = len(list((ROOT / "tools/testing/rmap").glob("rmap_*.py")))
-    assert len(tests) == programs
+    assert len(tests) == len(cases.programs())  # every case of the registry
     assert all(t.ok and t.skip for t in tests), proc.stdout
     # The programs' own TAP is nested behind "# " and must be valid too.
     inner = "\n".join(ln[2:] for ln in proc.stdout.splitlines()
                       if ln.startswith("# ") and not ln.startswith("# selftests:")
                       and not ln.startswith("# timeout set to"))
     inner_results = [ln for ln in Parser().parse_text(inner) if ln.category == "test"]
-    assert len(inner_results) == programs and all(r.skip for r in inner_results)
+    assert len(inner_results) == len(tests) and all(r.skip for r in inner_results)
 
 
 def test_programs_refuse_bad_options_with_one_line() -> None:

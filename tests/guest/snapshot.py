@@ -20,6 +20,7 @@ def read(path: Path) -> str:
 
 def main() -> None:
     snap = {f"ksm/{k}": read(KSM / k) for k in KSM_STATE}
+    snap["thp/enabled"] = read(Path("/sys/kernel/mm/transparent_hugepage/enabled"))
     snap["vm.max_map_count"] = read(Path("/proc/sys/vm/max_map_count"))
     snap["vm.numa_balancing"] = read(Path("/proc/sys/kernel/numa_balancing"))
     for name in ("dynamic_events", "synthetic_events", "kprobe_events", "current_tracer",

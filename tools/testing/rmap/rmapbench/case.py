@@ -332,6 +332,8 @@ def _report_setup(ktap: KTAP, scenario: Scenario) -> None:
             f"target mapped {s['target_mappings']} times in {s['target_processes']} of "
             f"{s['processes']} processes"
         )
+    for note in s.get("notes", []):  # what a scenario wants said about its set-up
+        ktap.diag(note)
     k = s.get("ksm")
     if k:
         ktap.diag(
@@ -377,6 +379,7 @@ def _analyse(
     ]
     sc_doc["target_identified_by"] = "folio" if base is not None else "page_type"
     sc_doc["lost_events"] = sum(s.lost_events for s in measured)
+    sc_doc["locked_walks"] = sum(n for (_, f, _), n in kinds.items() if f == "rmap_walk_locked")
     sc_doc["trials"] = [_trial(s, scenario.page_type) for s in samples]
     unverified = [s for s in samples if not s.verified]
     sc_doc["verified"] = {
@@ -410,6 +413,11 @@ def _analyse(
             ktap.diag(
                 f"target folio not identified from pointers; counting {scenario.page_type} walks"
             )
+        locked = sum(n for (_, f, _), n in kinds.items() if f == "rmap_walk_locked")
+        if locked:
+            # The caller held the anon_vma/i_mmap lock: e.g. a THP split
+            # remapping its subpages (remap_page()), not a plain migration.
+            ktap.diag(f"{locked} rmap_walk_locked walks seen (a THP split during the trigger?)")
         if lost:
             ktap.diag(
                 f"lost events in {len(lost)} samples ({sc_doc['lost_events']} events): "

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Iterator
@@ -70,7 +71,14 @@ def append_line(path: str | Path, text: str) -> None:
 
 
 def read_knob(path: str | Path) -> str:
-    return Path(path).read_text().strip()
+    """A knob's value. A choice knob ("always [madvise] never", as THP's
+    enabled reads) gives its selected word, which is what it accepts back."""
+    text = Path(path).read_text().strip()
+    choice = _CHOICE.fullmatch(text)
+    return choice.group(1) if choice else text
+
+
+_CHOICE = re.compile(r"(?:[\w+-]+ )*\[([\w+-]+)\](?: [\w+-]+)*")
 
 
 class Journal:

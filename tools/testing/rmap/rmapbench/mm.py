@@ -18,16 +18,23 @@ from dataclasses import dataclass
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
+PROT_NONE = 0x0
 PROT_READ = 0x1
 PROT_WRITE = 0x2
 MAP_SHARED = 0x01
 MAP_PRIVATE = 0x02
 MAP_ANONYMOUS = 0x20
+MAP_NORESERVE = 0x4000
 MAP_FAILED = ctypes.c_void_p(-1).value
 
 MADV_MERGEABLE = 12
 MADV_UNMERGEABLE = 13
+MADV_HUGEPAGE = 14
 MADV_NOHUGEPAGE = 15
+MADV_COLLAPSE = 25
+
+MREMAP_MAYMOVE = 1
+MREMAP_FIXED = 2
 
 MPOL_MF_MOVE_ALL = 1 << 2
 
@@ -58,6 +65,14 @@ _libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 _libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 _libc.syscall.restype = ctypes.c_long
+_libc.mremap.restype = ctypes.c_void_p
+_libc.mremap.argtypes = [
+    ctypes.c_void_p,
+    ctypes.c_size_t,
+    ctypes.c_size_t,
+    ctypes.c_int,
+    ctypes.c_void_p,
+]
 
 
 class MMError(OSError):
@@ -82,6 +97,16 @@ def munmap(addr: int, length: int) -> None:
     _check(_libc.munmap(addr, length), "munmap")
 
 
+def mremap(old: int, old_len: int, new_len: int, flags: int, new: int = 0) -> int:
+    """mremap(2); returns the new address. With MREMAP_FIXED the range at
+    `new` is unmapped first, like MAP_FIXED."""
+    addr = _libc.mremap(old, old_len, new_len, flags, new)
+    if addr is None or addr == MAP_FAILED:
+        err = ctypes.get_errno()
+        raise MMError(err, f"mremap of {old:#x} to {new:#x}: {os.strerror(err)}")
+    return int(addr)
+
+
 def mprotect(addr: int, length: int, prot: int) -> None:
     _check(_libc.mprotect(addr, length, prot), f"mprotect at {addr:#x}")
 
@@ -93,6 +118,10 @@ def madvise(addr: int, length: int, advice: int) -> None:
 def fill(addr: int, length: int, byte: int) -> None:
     """Write every byte of the range, faulting each page in."""
     ctypes.memset(addr, byte, length)
+
+
+def write_bytes(addr: int, data: bytes) -> None:
+    ctypes.memmove(addr, data, len(data))
 
 
 def read_bytes(addr: int, length: int) -> bytes:

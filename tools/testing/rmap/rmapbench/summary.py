@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rmapbench import cases
 from rmapbench.stats import format_ns
 
 COLUMNS = ("case", "backend", "walks", "p50", "p90", "p99", "max", "syscall p50", "result")
@@ -40,16 +41,7 @@ def rows(docs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
 
 
 # The suite's own programs first, in the order the runner runs them.
-ORDER = (
-    "rmap_ksm",
-    "rmap_anon",
-    "rmap_file",
-    "rmap_ksm_procs",
-    "rmap_ksm_fork",
-    "rmap_anon_fork",
-    "rmap_file_mappers",
-    "rmap_shmem",
-)
+ORDER = tuple(cases.program(name).removesuffix(".py") for name in cases.names())
 
 
 def _order(doc: dict[str, Any]) -> tuple[int, str]:

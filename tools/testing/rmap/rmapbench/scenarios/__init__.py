@@ -6,9 +6,11 @@ from rmapbench.scenarios.anon_fork import AnonForkScenario
 from rmapbench.scenarios.base import Scenario
 from rmapbench.scenarios.file_mappers import FileMappersScenario
 from rmapbench.scenarios.ksm_fork import KsmForkScenario
+from rmapbench.scenarios.ksm_mremap import KsmMremapScenario
 from rmapbench.scenarios.ksm_procs import KsmProcsScenario
 from rmapbench.scenarios.region import AnonScenario, FileScenario, KsmScenario
 from rmapbench.scenarios.shmem import ShmemScenario
+from rmapbench.scenarios.thp import ThpScenario
 
 SCENARIOS: dict[str, type[Scenario]] = {
     "ksm": KsmScenario,
@@ -19,6 +21,8 @@ SCENARIOS: dict[str, type[Scenario]] = {
     "anon-fork": AnonForkScenario,
     "file-mappers": FileMappersScenario,
     "shmem": ShmemScenario,
+    "ksm-mremap": KsmMremapScenario,
+    "thp": ThpScenario,
 }
 
 __all__ = ["SCENARIOS", "Scenario"]

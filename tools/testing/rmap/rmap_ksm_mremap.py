@@ -1,0 +1,14 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""rmap walk latency of KSM pages in VMAs moved with mremap(); see README.md
+and rmapbench/scenarios/ksm_mremap.py."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from rmapbench.case import main
+
+if __name__ == "__main__":
+    sys.exit(main("rmap_ksm_mremap", "ksm-mremap"))
