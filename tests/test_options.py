@@ -175,3 +175,10 @@ def test_programs_refuse_process_options(program: str, argv: list[str], message:
     assert proc.returncode == EXIT_USAGE, proc.stderr
     assert proc.stdout == ""
     assert len(proc.stderr.splitlines()) == 1 and message in proc.stderr, proc.stderr
+
+
+def test_multi_process_cases_default_to_fewer_pages() -> None:
+    assert parse("rmap_ksm.py", []).pages == 20000
+    assert parse("rmap_ksm_fork.py", []).pages == options.PAGES_DEFAULT_BY_CASE["ksm-fork"]
+    assert parse("rmap_file_mappers", []).pages == options.PAGES_DEFAULT_BY_CASE["file-mappers"]
+    assert parse("rmap_ksm_fork.py", ["--pages", "30000"]).pages == 30000
