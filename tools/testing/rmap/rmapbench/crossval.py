@@ -19,7 +19,7 @@ from rmapbench.knobs import Journal
 from rmapbench.options import Options
 from rmapbench.tracing import select, tracefs
 from rmapbench.tracing.backend import Description, Unavailable
-from rmapbench.triggers import MigrateTrigger
+from rmapbench.triggers import Trigger
 
 # Backends disagree by their own cost: the entry event, and with in-kernel
 # pairing the hist trigger's work, fall inside the timed interval. That is
@@ -60,7 +60,7 @@ def available(root: Path) -> list[str]:
 
 def run_round(
     name: str,
-    trigger: MigrateTrigger,
+    trigger: Trigger,
     addr: int,
     verify: Callable[[], list[str]] | None,
     opts: Options,
@@ -82,6 +82,7 @@ def run_round(
                 rnd.unavailable = str(e)
                 return rnd
             probe = measure.Probe(backend, inst)
+            probe.follow(trigger.pids())
         rnd.samples = measure.run(trigger, addr, verify, probe, opts.warmup, opts.samples, progress)
     measure.mark(rnd.samples)
     measured = [s for s in rnd.samples if not s.warmup and not s.lost_events]

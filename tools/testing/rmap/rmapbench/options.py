@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 EXIT_USAGE = 2
 
 BACKENDS = ("auto", "tracepoint", "fprobe", "kprobe", "fgraph", "syscall", "all")
+TRIGGERS = ("auto", "migrate", "damon", "msync", "pageout", "soft-offline", "split")
 
 
 @dataclass
@@ -31,6 +32,8 @@ class Options:
     workdir: Path | None = None
     buffer_kb: int = 8192
     verbose: bool = False
+    trigger: str = "auto"
+    allow_destructive: bool = False
     # Options given on the command line (dest names), for "does not apply".
     given: set[str] = field(default_factory=set)
 
@@ -127,6 +130,17 @@ def build_parser(prog: str, description: str = "") -> argparse.ArgumentParser:
         type=_positive(int, 64),
         metavar="KB",
         help=f"per-CPU ring buffer of the private trace instance (default {d.buffer_kb})",
+    )
+    p.add_argument(
+        "--trigger",
+        choices=TRIGGERS,
+        help="what makes the kernel walk the target (README, Triggers); auto: "
+        "migrate with two NUMA nodes, else the best harmless one for the case",
+    )
+    p.add_argument(
+        "--allow-destructive",
+        action="store_true",
+        help="allow triggers that harm the machine (soft-offline retires frames)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log every knob and tracefs write")
     return p

@@ -96,5 +96,10 @@ class FunctionGraph:
             + " and the test's pid",
         )
 
+    def follow(self, inst: Instance, pids: list[int]) -> None:
+        """Trace these processes' walks instead (e.g. kdamond's)."""
+        write(inst.path / "set_ftrace_pid", " ".join(str(p) for p in pids))
+        self.pid = pids[0]
+
     def walks(self, trace_text: str) -> events.Pairing:
         return graph_walks(trace_text, self.pid)

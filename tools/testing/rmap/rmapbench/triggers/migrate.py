@@ -1,10 +1,8 @@
-"""Make the kernel walk the target page's reverse mappings.
-
-migrate: move_pages(MPOL_MF_MOVE_ALL) of the one target page to another NUMA
-node, alternating. Each migration walks twice: try_to_migrate() replaces
-every mapping with a migration entry, remove_migration_ptes() puts the new
-page back (on the new folio). MOVE_ALL is needed for pages mapped more than
-once (KSM), and needs CAP_SYS_NICE.
+"""migrate: move_pages(MPOL_MF_MOVE_ALL) of the one target page to another
+NUMA node, alternating. Each migration walks twice: try_to_migrate()
+replaces every mapping with a migration entry, remove_migration_ptes() puts
+the new page back (on the new folio). MOVE_ALL is needed for pages mapped
+more than once (KSM), and needs CAP_SYS_NICE.
 """
 
 from __future__ import annotations
@@ -12,35 +10,18 @@ from __future__ import annotations
 import errno
 import os
 import time
-from dataclasses import dataclass
 
 from rmapbench import mm
 from rmapbench.knobs import Journal
-
-
-class TriggerUnavailable(Exception):
-    """The machine cannot run this trigger (short constant reason)."""
-
-
-@dataclass(frozen=True)
-class Firing:
-    """One trigger: where the page went and how long the syscall took."""
-
-    syscall_ns: int
-    from_node: int
-    to_node: int
-    status: int  # the node the page is on after, or -errno
-
-    @property
-    def migrated(self) -> bool:
-        return self.status == self.to_node
-
+from rmapbench.triggers.base import MOVES, Firing, Trigger, TriggerUnavailable
 
 NUMA_BALANCING = "/proc/sys/kernel/numa_balancing"
 
 
-class MigrateTrigger:
+class MigrateTrigger(Trigger):
     name = "migrate"
+    effect = MOVES
+    cost_name = "move_pages"
 
     def __init__(self) -> None:
         self.nodes = mm.online_nodes()
@@ -63,7 +44,10 @@ class MigrateTrigger:
                 raise TriggerUnavailable("no page migration (CONFIG_MIGRATION)") from e
 
     def describe(self) -> dict[str, object]:
-        return {"name": self.name, "nodes": self.nodes, "flags": "MPOL_MF_MOVE_ALL"}
+        return {**super().describe(), "nodes": self.nodes, "flags": "MPOL_MF_MOVE_ALL"}
+
+    def summary(self) -> str:
+        return f"migrate between nodes {','.join(map(str, self.nodes))}"
 
     def fire(self, addr: int) -> Firing:
         try:

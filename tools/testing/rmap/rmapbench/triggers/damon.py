@@ -1,0 +1,158 @@
+"""damon: DAMON's physical-address monitoring of exactly the target's frame.
+
+kdamond samples every region once per sampling interval: it clears the
+accessed bits of the frame's mappings (damon_folio_mkold -> rmap_walk), sleeps
+for the interval, then looks for a young mapping (damon_folio_young ->
+rmap_walk, which stops at the first young one). So every pass walks the
+target twice, in kdamond's context: the probe follows kdamond's pid, not ours.
+KSM and file folios are walked only when folio_trylock() succeeds.
+
+A firing waits until kdamond has gone to sleep twice since it began (its
+voluntary context switches in /proc/PID/status): whatever point of the
+pass it started at, the window then holds at least one whole mkold walk and
+one whole young walk. Its timed cost is the window's length. DAMON never
+moves or unmaps the page; when something else moved it, the region is
+re-pointed at the new frame (a "commit" to the running kdamond) before the
+next firing.
+
+Everything is created through the sysfs interface (admin/kdamonds) and
+undone by the journal: kdamond turned off, then nr_kdamonds back to 0, which
+removes the contexts, targets and regions.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+from rmapbench import mm
+from rmapbench.knobs import Journal, Undo, read_knob
+from rmapbench.triggers.base import LEAVES, Firing, Trigger, TriggerUnavailable
+
+ADMIN = Path("/sys/kernel/mm/damon/admin")
+KDAMONDS = ADMIN / "kdamonds"
+
+# A short sleep between mkold and young keeps a firing quick; it also leaves
+# user space time to read the trace before the next pass begins. Sampling
+# and aggregation intervals are equal, so every pass ends an aggregation.
+SAMPLE_US = 20_000
+# The operations update interval: paddr has nothing to update.
+UPDATE_US = 1_000_000
+# Regions cannot be smaller than a page; the floor DAMON accepts is 3.
+MIN_REGIONS = 3
+SLEEPS_PER_FIRING = 2
+FIRING_TIMEOUT_S = 60.0
+
+
+def _write(path: Path, value: str | int) -> None:
+    try:
+        path.write_text(f"{value}\n")
+    except OSError as e:
+        raise TriggerUnavailable(f"DAMON refused {value} in {path.name}") from e
+
+
+def voluntary_switches(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        m = re.search(r"^voluntary_ctxt_switches:\s*(\d+)", f.read(), re.M)
+    if not m:
+        raise RuntimeError(f"no voluntary_ctxt_switches for pid {pid}")
+    return int(m.group(1))
+
+
+class DamonTrigger(Trigger):
+    name = "damon"
+    effect = LEAVES
+    cost_name = "sampling window"
+    walks_inside_cost = False  # a walk may begin before the window does
+
+    def __init__(self) -> None:
+        self.kdamond = KDAMONDS / "0"
+        self.ctx = self.kdamond / "contexts" / "0"
+        self.region = self.ctx / "targets" / "0" / "regions" / "0"
+        self.pid = 0
+        self.pfn = 0
+
+    def check(self) -> None:
+        if not KDAMONDS.is_dir():
+            raise TriggerUnavailable("no DAMON sysfs interface")
+        if int(read_knob(KDAMONDS / "nr_kdamonds")) != 0:
+            raise TriggerUnavailable("DAMON in use")
+
+    def prepare(self, addr: int, journal: Journal) -> None:
+        journal.set(KDAMONDS / "nr_kdamonds", 1)
+        _write(self.kdamond / "contexts" / "nr_contexts", 1)
+        avail = self.ctx / "avail_operations"
+        if avail.exists() and "paddr" not in avail.read_text().split():
+            raise TriggerUnavailable("no DAMON paddr")
+        _write(self.ctx / "operations", "paddr")
+        attrs = self.ctx / "monitoring_attrs"
+        _write(attrs / "intervals" / "sample_us", SAMPLE_US)
+        _write(attrs / "intervals" / "aggr_us", SAMPLE_US)
+        _write(attrs / "intervals" / "update_us", UPDATE_US)
+        _write(attrs / "nr_regions" / "min", MIN_REGIONS)
+        _write(attrs / "nr_regions" / "max", MIN_REGIONS)
+        _write(self.ctx / "targets" / "nr_targets", 1)
+        _write(self.ctx / "targets" / "0" / "regions" / "nr_regions", 1)
+        self._point(self._pfn(addr))
+        _write(self.kdamond / "state", "on")
+        # Only a running kdamond can be turned off; undone before nr_kdamonds.
+        journal.on_undo(Undo("write", str(self.kdamond / "state"), "off"))
+        self.pid = int(read_knob(self.kdamond / "pid"))
+        if self.pid <= 0:
+            raise RuntimeError("kdamond did not start")
+
+    @staticmethod
+    def _pfn(addr: int) -> int:
+        info = mm.page_info(os.getpid(), addr)
+        if not info.present:
+            mm.read_bytes(addr, 1)
+            info = mm.page_info(os.getpid(), addr)
+        return info.pfn
+
+    def _point(self, pfn: int) -> None:
+        start = pfn * mm.PAGE_SIZE
+        # Written end first when moving up, start first when moving down, so
+        # the pair is never start >= end (checked when committed).
+        if start >= self.pfn * mm.PAGE_SIZE:
+            _write(self.region / "end", start + mm.PAGE_SIZE)
+            _write(self.region / "start", start)
+        else:
+            _write(self.region / "start", start)
+            _write(self.region / "end", start + mm.PAGE_SIZE)
+        self.pfn = pfn
+
+    def ready(self, addr: int) -> None:
+        pfn = self._pfn(addr)
+        if pfn != self.pfn:
+            self._point(pfn)
+            _write(self.kdamond / "state", "commit")
+
+    def pids(self) -> list[int]:
+        return [self.pid]
+
+    def describe(self) -> dict[str, object]:
+        return {
+            **super().describe(),
+            "operations": "paddr",
+            "sample_us": SAMPLE_US,
+            "aggr_us": SAMPLE_US,
+            "kdamond_pid": self.pid,
+            "sleeps_per_firing": SLEEPS_PER_FIRING,
+        }
+
+    def summary(self) -> str:
+        return f"damon paddr on the target's frame, sample/aggr {SAMPLE_US // 1000} ms"
+
+    def fire(self, addr: int) -> Firing:
+        t0 = time.perf_counter_ns()
+        start = voluntary_switches(self.pid)
+        deadline = time.monotonic() + FIRING_TIMEOUT_S
+        done = False
+        while time.monotonic() < deadline:
+            if voluntary_switches(self.pid) >= start + SLEEPS_PER_FIRING:
+                done = True
+                break
+            time.sleep(0.001)
+        return Firing(time.perf_counter_ns() - t0, done=done)
