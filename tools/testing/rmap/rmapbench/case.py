@@ -195,6 +195,7 @@ def _run(
             raise Skip(str(e)) from e
         if probe:
             probe.follow(trigger.pids())
+        doc["trigger"].update(trigger.describe())  # what prepare() learnt (kdamond's pid)
         t0 = time.monotonic()
         if every:
             rounds = _rounds(trigger, addr, opts, scenario, ktap)
