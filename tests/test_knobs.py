@@ -278,3 +278,15 @@ def test_signals_raise_other_signals(sig: signal.Signals) -> None:
             pass
     assert exc.value.signum == sig
     assert knobs.exit_status_for(exc.value) == 128 + sig
+
+
+def test_signal_held_until_the_change_is_journaled() -> None:
+    """SIGTERM between a change and its journal entry arrives after both."""
+    steps: list[str] = []
+    with pytest.raises(knobs.Interrupted), knobs.signals_raise():
+        with knobs.signals_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            steps.append("changed")
+            steps.append("journaled")
+        steps.append("after")  # never reached: the signal is raised first
+    assert steps == ["changed", "journaled"]

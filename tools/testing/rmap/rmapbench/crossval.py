@@ -3,9 +3,10 @@ turn, and a measurement of what each backend adds.
 
 Rounds run one after another on the same built scenario, each with its own
 trace instance and journal, so no two backends are armed at once. The
-syscall-only round is the baseline: the change in move_pages() time with a
-backend armed, divided by the walks per migration, is that backend's
-overhead per walk.
+syscall-only round is the baseline: the change in the trigger's timed cost
+(move_pages() for migrate) with a backend armed, divided by the walks per
+firing, is that backend's overhead per walk. (For damon the timed cost is a
+sampling window that a backend lengthens only through kdamond's walks.)
 """
 
 from __future__ import annotations

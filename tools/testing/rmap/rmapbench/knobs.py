@@ -194,6 +194,20 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM/SIGHUP off between a change and the journal entry
+    that undoes it: a signal raised in between (signals_raise) would leave
+    the change unrecorded and never undone. It is delivered when the block
+    ends."""
+    sigs = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@contextlib.contextmanager
 def signals_raise() -> Iterator[None]:
     """Turn SIGINT/SIGTERM/SIGHUP into an exception while inside the block,
     so `finally` clauses and context managers restore the system."""

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from rmapbench import mm
-from rmapbench.knobs import Journal, Undo, read_knob
+from rmapbench.knobs import Journal, Undo, read_knob, signals_held
 from rmapbench.triggers.base import LEAVES, Firing, Trigger, TriggerUnavailable
 
 ADMIN = Path("/sys/kernel/mm/damon/admin")
@@ -96,9 +96,11 @@ class DamonTrigger(Trigger):
         _write(self.ctx / "targets" / "nr_targets", 1)
         _write(self.ctx / "targets" / "0" / "regions" / "nr_regions", 1)
         self._point(self._pfn(addr))
-        _write(self.kdamond / "state", "on")
-        # Only a running kdamond can be turned off; undone before nr_kdamonds.
-        journal.on_undo(Undo("write", str(self.kdamond / "state"), "off"))
+        with signals_held():
+            _write(self.kdamond / "state", "on")
+            # Only a running kdamond can be turned off; undone before
+            # nr_kdamonds goes back to 0.
+            journal.on_undo(Undo("write", str(self.kdamond / "state"), "off"))
         self.pid = int(read_knob(self.kdamond / "pid"))
         if self.pid <= 0:
             raise RuntimeError("kdamond did not start")
