@@ -167,3 +167,21 @@ def test_firing_done() -> None:
     assert Firing(10, 0, 1, 1).migrated  # move_pages status: the page is on node 1
     assert not Firing(10, 0, 1, -16).migrated
     assert Firing(10, done=True).migrated and not Firing(10, done=False).migrated
+
+
+def test_walk_in_flight_across_a_clear_is_not_kept() -> None:
+    """Recorded (6.12, fprobe, --trigger damon on ksm, before firings were
+    aligned with kdamond's sleep): the first event after the clear is the
+    exit of a walk begun before it, and the kernel's pairing gives it a
+    negative latency (printed as u64 near 2**64). It is counted as
+    unpaired, the whole walks that follow are kept."""
+    from rmapbench.tracing import events
+
+    fixture = Path(__file__).resolve().parent / "fixtures" / "fprobe_damon_ksm.trace"
+    sample0 = fixture.read_text().split("# rmapbench sample 1\n")[0]
+    evs = list(events.parse(sample0))
+    assert {ev.pid for ev in evs} == {183}  # all kdamond's
+    pairing = events.synthetic_walks(evs, {"rmapbench_179_rmap_walk_ksm": "rmap_walk_ksm"})
+    assert pairing.unmatched_exits == 1
+    assert [w.duration_ns for w in pairing.walks] == [193_302_860, 190_921_463, 290_331_036]
+    assert {w.page_type for w in pairing.walks} == {"ksm"}

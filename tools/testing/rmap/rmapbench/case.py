@@ -178,6 +178,8 @@ def _run(
     ktap.diag(f"kernel {os.uname().release}; trigger {trigger.summary()} ({why})")
     for warning in trigger.warnings():
         ktap.diag(f"warning: {warning}")
+    if opts.allow_destructive and trigger.harmless:
+        ktap.diag(f"option --allow-destructive does not apply to trigger {name}; ignored")
     trigger.quiesce(journal)
     every = opts.backend == "all"
     probe, desc = (None, select.SYSCALL_ONLY) if every else _arm(opts, journal, ktap)

@@ -65,6 +65,7 @@ def run(
     for i in range(warmup + samples):
         trigger.ready(addr)  # untimed, before the buffer is cleared
         before = mm.page_info(pid, addr).pfn
+        trigger.align()
         if probe:
             probe.instance.clear()
         firing = trigger.fire(addr)

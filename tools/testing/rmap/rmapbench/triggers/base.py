@@ -82,6 +82,11 @@ class Trigger:
         cleared: put the target back in the state a firing needs (fault it
         in after a pageout, re-collapse a split THP, re-point DAMON)."""
 
+    def align(self) -> None:
+        """Untimed, right before the trace buffer is cleared: wait for the
+        moment a firing should begin (damon: kdamond has just gone to sleep,
+        so that no walk is in flight across the clear)."""
+
     def warnings(self) -> list[str]:
         """Diagnostics to print before firing (e.g. harm outside a guest)."""
         return []

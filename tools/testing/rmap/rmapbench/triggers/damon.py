@@ -7,10 +7,19 @@ rmap_walk, which stops at the first young one). So every pass walks the
 target twice, in kdamond's context: the probe follows kdamond's pid, not ours.
 KSM and file folios are walked only when folio_trylock() succeeds.
 
-A firing waits until kdamond has gone to sleep twice since it began (its
-voluntary context switches in /proc/PID/status): whatever point of the
-pass it started at, the window then holds at least one whole mkold walk and
-one whole young walk. Its timed cost is the window's length. DAMON never
+kdamond's sleeps are the only moments no walk is in flight, and its
+voluntary context switches (/proc/PID/status) count them. Before each
+firing, untimed, we wait for kdamond to go to sleep and clear the trace
+buffer during that sleep (a walk in flight across the clear would be
+paired wrongly); the firing then lasts until kdamond goes to sleep again.
+So every window holds exactly one whole young walk (the end of one pass)
+and one whole mkold walk (the start of the next), and nothing else of
+kdamond's. Its timed cost is the window's length. Our verify() reads the
+page between firings, making its mappings young again; a young walk that
+finds a young mapping stops there. So the wait is for the second sleep
+after verify(): the mkold walk before that sleep began after verify()
+ended, and the young walk in the window sees every mapping old: a whole
+walk. DAMON never
 moves or unmaps the page; when something else moved it, the region is
 re-pointed at the new frame (a "commit" to the running kdamond) before the
 next firing.
@@ -34,16 +43,19 @@ from rmapbench.triggers.base import LEAVES, Firing, Trigger, TriggerUnavailable
 ADMIN = Path("/sys/kernel/mm/damon/admin")
 KDAMONDS = ADMIN / "kdamonds"
 
-# A short sleep between mkold and young keeps a firing quick; it also leaves
-# user space time to read the trace before the next pass begins. Sampling
-# and aggregation intervals are equal, so every pass ends an aggregation.
-SAMPLE_US = 20_000
+# The sleep between mkold and young: long enough for user space to clear
+# the buffer (before a firing) and read it (after) while kdamond sleeps,
+# short enough to keep a firing quick. Sampling and aggregation intervals
+# are equal, so every pass ends an aggregation.
+SAMPLE_US = 50_000
 # The operations update interval: paddr has nothing to update.
 UPDATE_US = 1_000_000
 # Regions cannot be smaller than a page; the floor DAMON accepts is 3.
 MIN_REGIONS = 3
-SLEEPS_PER_FIRING = 2
+SLEEPS_PER_FIRING = 1
+ALIGN_SLEEPS = 2
 FIRING_TIMEOUT_S = 60.0
+POLL_S = 0.001
 
 
 def _write(path: Path, value: str | int) -> None:
@@ -130,6 +142,26 @@ class DamonTrigger(Trigger):
         if pfn != self.pfn:
             self._point(pfn)
             _write(self.kdamond / "state", "commit")
+        # damon_get_folio() skips a folio that is not on the LRU. One just
+        # migrated or faulted in may still sit in this CPU's lru_add batch;
+        # madvise(MADV_COLD) drains that batch first (lru_add_drain), and
+        # on our own page only deactivates it.
+        if not mm.page_info(os.getpid(), addr).has(mm.KPF_LRU):
+            page = addr - addr % mm.PAGE_SIZE
+            mm.madvise(page, mm.PAGE_SIZE, mm.MADV_COLD)
+
+    def _sleeps_since(self, start: int, count: int) -> bool:
+        """Wait until kdamond has gone to sleep `count` times since its
+        voluntary switch count was `start`; False on timeout."""
+        deadline = time.monotonic() + FIRING_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if voluntary_switches(self.pid) >= start + count:
+                return True
+            time.sleep(POLL_S)
+        return False
+
+    def align(self) -> None:
+        self._sleeps_since(voluntary_switches(self.pid), ALIGN_SLEEPS)
 
     def pids(self) -> list[int]:
         return [self.pid]
@@ -149,12 +181,5 @@ class DamonTrigger(Trigger):
 
     def fire(self, addr: int) -> Firing:
         t0 = time.perf_counter_ns()
-        start = voluntary_switches(self.pid)
-        deadline = time.monotonic() + FIRING_TIMEOUT_S
-        done = False
-        while time.monotonic() < deadline:
-            if voluntary_switches(self.pid) >= start + SLEEPS_PER_FIRING:
-                done = True
-                break
-            time.sleep(0.001)
+        done = self._sleeps_since(voluntary_switches(self.pid), SLEEPS_PER_FIRING)
         return Firing(time.perf_counter_ns() - t0, done=done)
