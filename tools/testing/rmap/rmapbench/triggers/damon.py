@@ -31,6 +31,7 @@ removes the contexts, targets and regions.
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import time
@@ -73,6 +74,21 @@ def voluntary_switches(pid: int) -> int:
     return int(m.group(1))
 
 
+def kernel_config_lacks(option: str) -> bool:
+    """True when the running kernel's config is readable (/proc/config.gz,
+    /boot/config-RELEASE) and does not set option; False when unknown. The
+    paddr operations are also checked in sysfs (avail_operations) once the
+    context exists."""
+    for path in (Path("/proc/config.gz"), Path(f"/boot/config-{os.uname().release}")):
+        try:
+            raw = path.read_bytes()
+        except OSError:
+            continue
+        text = (gzip.decompress(raw) if path.suffix == ".gz" else raw).decode(errors="replace")
+        return f"\n{option}=y" not in text and f"\n{option}=m" not in text
+    return False
+
+
 class DamonTrigger(Trigger):
     name = "damon"
     effect = LEAVES
@@ -89,6 +105,8 @@ class DamonTrigger(Trigger):
     def check(self) -> None:
         if not KDAMONDS.is_dir():
             raise TriggerUnavailable("no DAMON sysfs interface")
+        if kernel_config_lacks("CONFIG_DAMON_PADDR"):
+            raise TriggerUnavailable("no DAMON paddr")
         if int(read_knob(KDAMONDS / "nr_kdamonds")) != 0:
             raise TriggerUnavailable("DAMON in use")
 
