@@ -70,6 +70,9 @@ def _opt_items(opts: options.Options) -> list[tuple[str, Any]]:
 def _preflight(scenario: Scenario, trigger: Trigger, opts: options.Options) -> None:
     if os.geteuid() != 0:
         raise Skip("not root")
+    # Before the checks: a run killed with SIGKILL may have left state
+    # behind that a check would take for someone else's (a kdamond).
+    knobs.recover_stale()
     try:
         scenario.preflight()
         trigger.check()
@@ -172,7 +175,6 @@ def _run(
     trigger = triggers.make(name, type(scenario))
     doc["trigger"] = {"name": name, "requested": opts.trigger, "why": why}
     _preflight(scenario, trigger, opts)
-    knobs.recover_stale()
     t_start = time.monotonic()
     doc["trigger"] = {**trigger.describe(), "requested": opts.trigger, "why": why}
     ktap.diag(f"kernel {os.uname().release}; trigger {trigger.summary()} ({why})")

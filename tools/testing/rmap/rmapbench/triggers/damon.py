@@ -93,7 +93,9 @@ class DamonTrigger(Trigger):
     name = "damon"
     effect = LEAVES
     cost_name = "sampling window"
-    walks_inside_cost = False  # a walk may begin before the window does
+    # The window opens while kdamond sleeps, but on a loaded machine the
+    # clear can come late, after a walk has begun.
+    walks_inside_cost = False
 
     def __init__(self) -> None:
         self.kdamond = KDAMONDS / "0"
