@@ -285,7 +285,7 @@ def test_signal_held_until_the_change_is_journaled() -> None:
     steps: list[str] = []
     with pytest.raises(knobs.Interrupted), knobs.signals_raise():
         with knobs.signals_held():
-            os.kill(os.getpid(), signal.SIGTERM)
+            signal.raise_signal(signal.SIGTERM)
             steps.append("changed")
             steps.append("journaled")
         steps.append("after")  # never reached: the signal is raised first

@@ -22,6 +22,9 @@ LEAVES = "leaves"  # the page stays where it is, mapped as before
 UNMAPS = "unmaps"  # every mapping is removed; the next access faults it back in
 
 
+NUMA_BALANCING = "/proc/sys/kernel/numa_balancing"
+
+
 class TriggerUnavailable(Exception):
     """The machine cannot run this trigger (short constant reason)."""
 
@@ -71,7 +74,14 @@ class Trigger:
 
     def quiesce(self, journal: Journal) -> None:
         """Silence what would add walks or defeat the trigger while
-        measuring (journaled), before the probe is armed."""
+        measuring (journaled), before the probe is armed.
+
+        Automatic NUMA balancing is turned off for every trigger: it
+        migrates the test's own pages behind its back, adding walks in its
+        pid (and, on 6.1, its PROT_NONE hinting entries make move_pages()
+        report the target as not present)."""
+        if os.path.exists(NUMA_BALANCING):
+            journal.set(NUMA_BALANCING, 0)
 
     def prepare(self, addr: int, journal: Journal) -> None:
         """Set up what firing needs once the target page exists (journaled).

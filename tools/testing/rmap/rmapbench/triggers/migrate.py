@@ -12,10 +12,7 @@ import os
 import time
 
 from rmapbench import mm
-from rmapbench.knobs import Journal
 from rmapbench.triggers.base import MOVES, Firing, Trigger, TriggerUnavailable
-
-NUMA_BALANCING = "/proc/sys/kernel/numa_balancing"
 
 
 class MigrateTrigger(Trigger):
@@ -25,14 +22,6 @@ class MigrateTrigger(Trigger):
 
     def __init__(self) -> None:
         self.nodes = mm.online_nodes()
-
-    def quiesce(self, journal: Journal) -> None:
-        """Turn automatic NUMA balancing off while measuring (restored by the
-        journal): it migrates the test's own pages behind its back, adding
-        walks in its pid, and on 6.1 its PROT_NONE hinting entries make
-        move_pages() report the target page as not present."""
-        if os.path.exists(NUMA_BALANCING):
-            journal.set(NUMA_BALANCING, 0)
 
     def check(self) -> None:
         if len(self.nodes) < 2:

@@ -37,6 +37,7 @@ class SoftOfflineTrigger(Trigger):
             raise TriggerUnavailable("no memory failure handling")
 
     def quiesce(self, journal: Journal) -> None:
+        super().quiesce(journal)
         if os.path.exists(ENABLE):
             journal.set(ENABLE, 1)
 
