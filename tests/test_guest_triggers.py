@@ -153,10 +153,11 @@ def test_run_tests_sh_one_node_passes_with_auto(tmp_path: Path) -> None:
         if trigger == "damon":
             # The walks ran in kdamond, whose pid the probe followed; each
             # window, opened while kdamond sleeps, holds one young walk and
-            # one mkold walk of the target, and no other walk.
+            # one mkold walk of the target (a third when the trace is read
+            # after kdamond woke again: a loaded machine), no other walk.
             assert doc["trigger"]["kdamond_pid"] > 0
             for t in sc["trials"]:
-                assert len(t["walk_ns"]) == 2 and t["other_walks"] == 0, t
+                assert 2 <= len(t["walk_ns"]) <= 3 and t["other_walks"] == 0, t
             assert sc["lost_events"] == 0
         else:  # msync: one folio_mkclean walk inside msync()
             assert all(len(t["walk_ns"]) == 1 and t["walk_ns"][0] <= t["syscall_ns"]

@@ -65,9 +65,9 @@ def run(
     for i in range(warmup + samples):
         trigger.ready(addr)  # untimed, before the buffer is cleared
         before = mm.page_info(pid, addr).pfn
-        trigger.align()
-        if probe:
-            probe.instance.clear()
+        # The trigger clears the buffer itself, at the moment a firing
+        # should begin (damon: while kdamond sleeps).
+        trigger.align(probe.instance.clear if probe else _nothing)
         firing = trigger.fire(addr)
         # A firing that unmaps the target (pageout) walked the frame it was on.
         after = mm.page_info(pid, addr).pfn or before
@@ -86,6 +86,10 @@ def run(
         if progress:
             progress(sample)
     return out
+
+
+def _nothing() -> None:
+    pass
 
 
 def _dump(text: str, index: int) -> None:

@@ -9,6 +9,7 @@ scenario has built its target page, then fired once per sample.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -92,10 +93,11 @@ class Trigger:
         cleared: put the target back in the state a firing needs (fault it
         in after a pageout, re-collapse a split THP, re-point DAMON)."""
 
-    def align(self) -> None:
-        """Untimed, right before the trace buffer is cleared: wait for the
-        moment a firing should begin (damon: kdamond has just gone to sleep,
-        so that no walk is in flight across the clear)."""
+    def align(self, clear: Callable[[], None]) -> None:
+        """Untimed, right before firing: clear the trace buffer at the
+        moment a firing should begin (damon: while kdamond sleeps, so that
+        no walk is in flight across the clear)."""
+        clear()
 
     def warnings(self) -> list[str]:
         """Diagnostics to print before firing (e.g. harm outside a guest)."""

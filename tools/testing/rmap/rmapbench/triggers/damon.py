@@ -35,6 +35,7 @@ import gzip
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rmapbench import mm
@@ -48,13 +49,14 @@ KDAMONDS = ADMIN / "kdamonds"
 # the buffer (before a firing) and read it (after) while kdamond sleeps,
 # short enough to keep a firing quick. Sampling and aggregation intervals
 # are equal, so every pass ends an aggregation.
-SAMPLE_US = 50_000
+SAMPLE_US = 100_000
 # The operations update interval: paddr has nothing to update.
 UPDATE_US = 1_000_000
 # Regions cannot be smaller than a page; the floor DAMON accepts is 3.
 MIN_REGIONS = 3
 SLEEPS_PER_FIRING = 1
 ALIGN_SLEEPS = 2
+ALIGN_TRIES = 5
 FIRING_TIMEOUT_S = 60.0
 POLL_S = 0.001
 
@@ -67,11 +69,18 @@ def _write(path: Path, value: str | int) -> None:
 
 
 def voluntary_switches(pid: int) -> int:
+    return task_status(pid)[1]
+
+
+def task_status(pid: int) -> tuple[str, int]:
+    """(state letter, voluntary context switches) of a task."""
     with open(f"/proc/{pid}/status") as f:
-        m = re.search(r"^voluntary_ctxt_switches:\s*(\d+)", f.read(), re.M)
-    if not m:
-        raise RuntimeError(f"no voluntary_ctxt_switches for pid {pid}")
-    return int(m.group(1))
+        text = f.read()
+    state = re.search(r"^State:\s*(\S)", text, re.M)
+    switches = re.search(r"^voluntary_ctxt_switches:\s*(\d+)", text, re.M)
+    if not state or not switches:
+        raise RuntimeError(f"no state or voluntary_ctxt_switches for pid {pid}")
+    return state.group(1), int(switches.group(1))
 
 
 def kernel_config_lacks(option: str) -> bool:
@@ -103,6 +112,7 @@ class DamonTrigger(Trigger):
         self.region = self.ctx / "targets" / "0" / "regions" / "0"
         self.pid = 0
         self.pfn = 0
+        self.misaligned = 0  # clears that came after kdamond woke up
 
     def check(self) -> None:
         if not KDAMONDS.is_dir():
@@ -180,8 +190,22 @@ class DamonTrigger(Trigger):
             time.sleep(POLL_S)
         return False
 
-    def align(self) -> None:
-        self._sleeps_since(voluntary_switches(self.pid), ALIGN_SLEEPS)
+    def align(self, clear: Callable[[], None]) -> None:
+        count = ALIGN_SLEEPS
+        for _ in range(ALIGN_TRIES):
+            if not self._sleeps_since(voluntary_switches(self.pid), count):
+                break
+            _, asleep_at = task_status(self.pid)
+            clear()
+            # Still in that same sleep (not running, no switch since): no
+            # walk began before the clear. Else (a slow clear on a loaded
+            # machine) wait for the next sleep and clear again.
+            state, switches = task_status(self.pid)
+            if state != "R" and switches == asleep_at:
+                return
+            self.misaligned += 1
+            count = 1
+        clear()
 
     def pids(self) -> list[int]:
         return [self.pid]
@@ -194,6 +218,7 @@ class DamonTrigger(Trigger):
             "aggr_us": SAMPLE_US,
             "kdamond_pid": self.pid,
             "sleeps_per_firing": SLEEPS_PER_FIRING,
+            "late_clears": self.misaligned,
         }
 
     def summary(self) -> str:
