@@ -128,6 +128,7 @@ def test_split_walks_are_locked(one_node: dict[str, Any]) -> None:
 
 def test_everything_restored(one_node: dict[str, Any]) -> None:
     assert one_node["after"] == one_node["before"]
+    assert one_node["before"]["damon/nr_kdamonds"] == "0"
     assert one_node["nr_kdamonds"] == "0"
 
 
