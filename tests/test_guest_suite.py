@@ -166,9 +166,11 @@ def test_missing_feature_skips(suite_run: dict[str, Any], run: str, reason: str)
 
 
 def test_one_node_guest_skips(stock_kernel: kernel.KernelImage, tmp_path: Path) -> None:
+    # Migration needs a second node; auto would pick a one-node trigger
+    # (tests/test_guest_triggers.py).
     os.chdir(SUITE)
     out = _guest(stock_kernel, f"{sys.executable} -m rmapbench.runner ./rmap_ksm.py "
-                 "./rmap_anon.py ./rmap_file.py", tmp_path, nodes=1)
+                 "./rmap_anon.py ./rmap_file.py -- --trigger migrate", tmp_path, nodes=1)
     assert out.count("# SKIP fewer than two NUMA nodes") == 3, out
     assert "not ok" not in out
 

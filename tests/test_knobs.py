@@ -294,3 +294,15 @@ def test_choice_knob_reads_and_restores_as_its_word(tmp_path: Path, jdir: Path) 
     assert j.check_restored() == [f"{enabled}: 'madvise' != 'never'"]
     assert j.restore() == []
     assert enabled.read_text() == "never"
+
+
+def test_signal_held_until_the_change_is_journaled() -> None:
+    """SIGTERM between a change and its journal entry arrives after both."""
+    steps: list[str] = []
+    with pytest.raises(knobs.Interrupted), knobs.signals_raise():
+        with knobs.signals_held():
+            signal.raise_signal(signal.SIGTERM)
+            steps.append("changed")
+            steps.append("journaled")
+        steps.append("after")  # never reached: the signal is raised first
+    assert steps == ["changed", "journaled"]

@@ -23,6 +23,8 @@ def main() -> None:
     snap["thp/enabled"] = read(Path("/sys/kernel/mm/transparent_hugepage/enabled"))
     snap["vm.max_map_count"] = read(Path("/proc/sys/vm/max_map_count"))
     snap["vm.numa_balancing"] = read(Path("/proc/sys/kernel/numa_balancing"))
+    snap["vm.enable_soft_offline"] = read(Path("/proc/sys/vm/enable_soft_offline"))
+    snap["damon/nr_kdamonds"] = read(Path("/sys/kernel/mm/damon/admin/kdamonds/nr_kdamonds"))
     for name in ("dynamic_events", "synthetic_events", "kprobe_events", "current_tracer",
                  "tracing_on", "set_event_pid", "trace_clock", "buffer_size_kb"):
         snap[f"tracing/{name}"] = read(TRACING / name)

@@ -15,7 +15,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from rmapbench import __version__, crossval, knobs, ksm_knobs, measure, options, results, stats
+from rmapbench import (
+    __version__,
+    crossval,
+    knobs,
+    ksm_knobs,
+    measure,
+    options,
+    results,
+    stats,
+    triggers,
+)
 from rmapbench.cases import report_not_selected
 from rmapbench.knobs import Interrupted, Journal
 from rmapbench.ktap import KSFT_FAIL, KTAP
@@ -23,7 +33,7 @@ from rmapbench.scenarios import SCENARIOS
 from rmapbench.scenarios.base import Scenario, SkipScenario
 from rmapbench.tracing import select, tracefs
 from rmapbench.tracing.backend import Description, Unavailable
-from rmapbench.triggers import MigrateTrigger, TriggerUnavailable, status_text
+from rmapbench.triggers import Trigger, TriggerUnavailable, status_text
 
 log = logging.getLogger("rmapbench")
 
@@ -68,9 +78,12 @@ def _opt_items(opts: options.Options) -> list[tuple[str, Any]]:
     return [(k, v) for k, v in vars(opts).items() if k != "given"]
 
 
-def _preflight(scenario: Scenario, trigger: MigrateTrigger, opts: options.Options) -> None:
+def _preflight(scenario: Scenario, trigger: Trigger, opts: options.Options) -> None:
     if os.geteuid() != 0:
         raise Skip("not root")
+    # Before the checks: a run killed with SIGKILL may have left state
+    # behind that a check would take for someone else's (a kdamond).
+    knobs.recover_stale()
     try:
         scenario.preflight()
         if ksm_knobs.applies(scenario.name):
@@ -116,14 +129,17 @@ def main(program: str, scenario_name: str, argv: list[str] | None = None) -> int
         sys.argv[1:] if argv is None else argv,
         f"rmap walk latency of {scenario_name} pages",
     )
-    refused = SCENARIOS[scenario_name].usage_error(opts)
-    if refused:
-        print(f"{program}.py: error: {refused}", file=sys.stderr)
-        return options.EXIT_USAGE
     _setup_logging(opts.verbose)
     cases = [CASE, AGREEMENT] if opts.backend == "all" else [CASE]
     if opts.case and scenario_name not in opts.case:
         return report_not_selected(program, cases)
+    # Usage errors: one line, exit 2, nothing set up.
+    refused = SCENARIOS[scenario_name].usage_error(opts) or triggers.refusal(
+        opts, scenario_name, SCENARIOS[scenario_name]
+    )
+    if refused:
+        print(f"{program}.py: error: {refused}", file=sys.stderr)
+        return options.EXIT_USAGE
     ktap = KTAP(program, cases)
     journal = Journal()
     scenario = SCENARIOS[scenario_name](opts, journal)
@@ -173,15 +189,17 @@ def _run(
     ktap: KTAP,
     doc: dict[str, Any],
 ) -> int:
-    trigger = MigrateTrigger()
+    name, why = triggers.choose(opts, type(scenario))
+    trigger = triggers.make(name, type(scenario))
+    doc["trigger"] = {"name": name, "requested": opts.trigger, "why": why}
     _preflight(scenario, trigger, opts)
-    knobs.recover_stale()
     t_start = time.monotonic()
-    doc["trigger"] = trigger.describe()
-    ktap.diag(
-        f"kernel {os.uname().release}; trigger {trigger.name} between nodes "
-        f"{','.join(map(str, trigger.nodes))}"
-    )
+    doc["trigger"] = {**trigger.describe(), "requested": opts.trigger, "why": why}
+    ktap.diag(f"kernel {os.uname().release}; trigger {trigger.summary()} ({why})")
+    for warning in trigger.warnings():
+        ktap.diag(f"warning: {warning}")
+    if opts.allow_destructive and trigger.harmless:
+        ktap.diag(f"option --allow-destructive does not apply to trigger {name}; ignored")
     trigger.quiesce(journal)
     every = opts.backend == "all"
     probe, desc = (None, select.SYSCALL_ONLY) if every else _arm(opts, journal, ktap)
@@ -199,6 +217,13 @@ def _run(
         sc_doc["setup"] = scenario.setup
         sc_doc["setup"]["seconds"] = round(time.monotonic() - t0, 3)
         _report_setup(ktap, scenario)
+        try:
+            trigger.prepare(addr, journal)
+        except TriggerUnavailable as e:
+            raise Skip(str(e)) from e
+        if probe:
+            probe.follow(trigger.pids())
+        doc["trigger"].update(trigger.describe())  # what prepare() learnt (kdamond's pid)
         t0 = time.monotonic()
         if every:
             rounds = _rounds(trigger, addr, opts, scenario, ktap)
@@ -214,7 +239,7 @@ def _run(
                 probe,
                 opts.warmup,
                 opts.samples,
-                _progress(ktap, opts),
+                _progress(ktap, opts, trigger),
             )
             traced = probe is not None
         sc_doc["measure_seconds"] = round(time.monotonic() - t0, 3)
@@ -225,7 +250,7 @@ def _run(
         journal.restore()
     doc["backend"] = desc.as_dict()
     not_restored = journal.check_restored()
-    verdict = _analyse(ktap, scenario, samples, opts, sc_doc, traced)
+    verdict = _analyse(ktap, scenario, trigger, samples, opts, sc_doc, traced)
     if not_restored:
         verdict.append("knobs not restored: " + "; ".join(not_restored))
     doc["duration_s"] = round(time.monotonic() - t_start, 3)
@@ -246,7 +271,7 @@ def _run(
 
 
 def _rounds(
-    trigger: MigrateTrigger, addr: int, opts: options.Options, scenario: Scenario, ktap: KTAP
+    trigger: Trigger, addr: int, opts: options.Options, scenario: Scenario, ktap: KTAP
 ) -> list[crossval.Round]:
     """--backend all: one round per timing backend, then the syscall-only
     baseline. The first round is the most precise backend's."""
@@ -259,7 +284,13 @@ def _rounds(
     for i, name in enumerate([*names, "syscall"], 1):
         ktap.diag(f"round {i}/{len(names) + 1}: backend {name}")
         rnd = crossval.run_round(
-            name, trigger, addr, scenario.verify, opts, scenario.page_type, _progress(ktap, opts)
+            name,
+            trigger,
+            addr,
+            scenario.verify,
+            opts,
+            scenario.page_type,
+            _progress(ktap, opts, trigger),
         )
         if rnd.unavailable:
             ktap.diag(f"backend {name} unavailable: {rnd.unavailable}")
@@ -302,7 +333,9 @@ def _report_rounds(ktap: KTAP, rounds: list[crossval.Round], sc_doc: dict[str, A
     return crossval.disagreements(reference, timed[1:], baseline)
 
 
-def _progress(ktap: KTAP, opts: options.Options) -> Callable[[measure.Sample], None]:
+def _progress(
+    ktap: KTAP, opts: options.Options, trigger: Trigger
+) -> Callable[[measure.Sample], None]:
     """A diagnostic every tenth of the run (every sample with -v), so a
     long run under TCG shows it is alive."""
     total = opts.warmup + opts.samples
@@ -314,7 +347,7 @@ def _progress(ktap: KTAP, opts: options.Options) -> Callable[[measure.Sample], N
         walks = ", ".join(stats.format_ns(w.duration_ns) for w in s.walks[:4]) or "none"
         ktap.diag(
             f"sample {s.index + 1}/{total}{' (warm-up)' if s.warmup else ''}: "
-            f"move_pages {stats.format_ns(s.firing.syscall_ns)}, walks {walks}"
+            f"{trigger.cost_name} {stats.format_ns(s.firing.syscall_ns)}, walks {walks}"
         )
 
     return report
@@ -346,6 +379,7 @@ def _report_setup(ktap: KTAP, scenario: Scenario) -> None:
 def _analyse(
     ktap: KTAP,
     scenario: Scenario,
+    trigger: Trigger,
     samples: list[measure.Sample],
     opts: options.Options,
     sc_doc: dict[str, Any],
@@ -367,7 +401,9 @@ def _analyse(
     for s in usable:
         tw = measure.target_walks(s, scenario.page_type)
         short += not tw
-        over += sum(w.duration_ns for w in tw) > s.firing.syscall_ns
+        # Walks run inside the timed call, except damon's, whose window
+        # may open in the middle of one.
+        over += trigger.walks_inside_cost and sum(w.duration_ns for w in tw) > s.firing.syscall_ns
     walks = stats.summarize(walk_ns)
     syscall = stats.summarize([s.firing.syscall_ns for s in measured])
     failed_moves = [s for s in measured if not s.firing.migrated]
@@ -393,16 +429,19 @@ def _analyse(
 
     ktap.diag(
         f"samples: {len(measured)} measured after {opts.warmup} warm-up; "
-        f"{len(measured) - len(failed_moves)} migrated; every mapping of the target "
+        f"{len(measured) - len(failed_moves)} {_done_word(trigger)}; every mapping of the target "
         f"verified after {len(samples) - len(unverified)} of {len(samples)} triggers"
     )
     for s in unverified[:3]:
         ktap.diag(f"sample {s.index} not verified: " + "; ".join(s.problems[:3]))
     for s in failed_moves[:3]:
-        ktap.diag(
-            f"sample {s.index}: node {s.firing.from_node} -> {s.firing.to_node} "
-            f"not migrated ({status_text(s.firing.status)})"
-        )
+        if trigger.name == "migrate":
+            ktap.diag(
+                f"sample {s.index}: node {s.firing.from_node} -> {s.firing.to_node} "
+                f"not migrated ({status_text(s.firing.status)})"
+            )
+        else:
+            ktap.diag(f"sample {s.index}: {trigger.name} did not take effect")
     if traced:
         ktap.diag(
             "walks seen: " + ", ".join(f"{n} {p}/{f}/{t}" for (p, f, t), n in sorted(kinds.items()))
@@ -455,6 +494,17 @@ def _analyse(
     return problems
 
 
+def _done_word(trigger: Trigger) -> str:
+    return {
+        "migrate": "migrated",
+        "soft-offline": "migrated",
+        "damon": "sampled",
+        "msync": "cleaned",
+        "pageout": "paged out",
+        "split": "split",
+    }.get(trigger.name, "done")
+
+
 def _metrics(ktap: KTAP, scenario: str, what: str, s: stats.Summary) -> None:
     ktap.diag(
         f"{scenario} {what}: n={s.count} min={stats.format_ns(s.min_ns)} "
@@ -472,6 +522,7 @@ def _trial(s: measure.Sample, page_type: str) -> dict[str, Any]:
         "from_node": s.firing.from_node,
         "to_node": s.firing.to_node,
         "migrated": s.firing.migrated,
+        "done": s.firing.migrated,
         "status": s.firing.status,
         "syscall_ns": s.firing.syscall_ns,
         "walk_ns": [w.duration_ns for w in measure.target_walks(s, page_type)],

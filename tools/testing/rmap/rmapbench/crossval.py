@@ -3,9 +3,10 @@ turn, and a measurement of what each backend adds.
 
 Rounds run one after another on the same built scenario, each with its own
 trace instance and journal, so no two backends are armed at once. The
-syscall-only round is the baseline: the change in move_pages() time with a
-backend armed, divided by the walks per migration, is that backend's
-overhead per walk.
+syscall-only round is the baseline: the change in the trigger's timed cost
+(move_pages() for migrate) with a backend armed, divided by the walks per
+firing, is that backend's overhead per walk. (For damon the timed cost is a
+sampling window that a backend lengthens only through kdamond's walks.)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from rmapbench.knobs import Journal
 from rmapbench.options import Options
 from rmapbench.tracing import select, tracefs
 from rmapbench.tracing.backend import Description, Unavailable
-from rmapbench.triggers import MigrateTrigger
+from rmapbench.triggers import Trigger
 
 # Backends disagree by their own cost: the entry event, and with in-kernel
 # pairing the hist trigger's work, fall inside the timed interval. That is
@@ -60,7 +61,7 @@ def available(root: Path) -> list[str]:
 
 def run_round(
     name: str,
-    trigger: MigrateTrigger,
+    trigger: Trigger,
     addr: int,
     verify: Callable[[], list[str]] | None,
     opts: Options,
@@ -82,6 +83,7 @@ def run_round(
                 rnd.unavailable = str(e)
                 return rnd
             probe = measure.Probe(backend, inst)
+            probe.follow(trigger.pids())
         rnd.samples = measure.run(trigger, addr, verify, probe, opts.warmup, opts.samples, progress)
     measure.mark(rnd.samples)
     measured = [s for s in rnd.samples if not s.warmup and not s.lost_events]

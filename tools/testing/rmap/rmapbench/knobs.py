@@ -201,12 +201,39 @@ def _alive(pid: int) -> bool:
     return True
 
 
+# signals_held() nesting depth, and a signal that arrived meanwhile.
+_held = 0
+_pending: int | None = None
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold Interrupted back between a change and the journal entry that
+    undoes it: raised in between (signals_raise), it would leave the change
+    unrecorded and never undone. It is raised when the block ends. (Python
+    runs signal handlers in the main thread whichever thread the signal
+    hit, so deferring in the handler works where a signal mask would not.)"""
+    global _held, _pending
+    _held += 1
+    try:
+        yield
+    finally:
+        _held -= 1
+        if not _held and _pending is not None:
+            signum, _pending = _pending, None
+            raise Interrupted(signum)
+
+
 @contextlib.contextmanager
 def signals_raise() -> Iterator[None]:
     """Turn SIGINT/SIGTERM/SIGHUP into an exception while inside the block,
     so `finally` clauses and context managers restore the system."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        global _pending
+        if _held:
+            _pending = signum
+            return
         raise Interrupted(signum)
 
     sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

@@ -1,4 +1,5 @@
-"""The sampling loop: clear the buffer, fire the trigger, collect the walks."""
+"""The sampling loop: ready the target, clear the buffer, fire the trigger,
+collect the walks."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from dataclasses import dataclass, field
 from rmapbench import mm, target
 from rmapbench.tracing.backend import Backend
 from rmapbench.tracing.events import Walk, mark_targets
+from rmapbench.tracing.fgraph import FunctionGraph
 from rmapbench.tracing.tracefs import Instance
-from rmapbench.triggers import Firing, MigrateTrigger
+from rmapbench.triggers import Firing, Trigger
 
 
 @dataclass
@@ -40,9 +42,16 @@ class Probe:
     backend: Backend
     instance: Instance
 
+    def follow(self, pids: list[int]) -> None:
+        """Record the walks of these processes: where the trigger's walks run
+        (this process, or kdamond for damon)."""
+        self.instance.follow_pids(pids)
+        if isinstance(self.backend, FunctionGraph):
+            self.backend.follow(self.instance, pids)
+
 
 def run(
-    trigger: MigrateTrigger,
+    trigger: Trigger,
     addr: int,
     verify: Callable[[], list[str]] | None,
     probe: Probe | None,
@@ -54,11 +63,15 @@ def run(
     pid = os.getpid()
     out: list[Sample] = []
     for i in range(warmup + samples):
+        trigger.ready(addr)  # untimed, before the buffer is cleared
         before = mm.page_info(pid, addr).pfn
-        if probe:
-            probe.instance.clear()
+        # The trigger clears the buffer itself, at the moment a firing
+        # should begin (damon: while kdamond sleeps).
+        trigger.align(probe.instance.clear if probe else _nothing)
         firing = trigger.fire(addr)
-        sample = Sample(i, i < warmup, firing, before, mm.page_info(pid, addr).pfn)
+        # A firing that unmaps the target (pageout) walked the frame it was on.
+        after = mm.page_info(pid, addr).pfn or before
+        sample = Sample(i, i < warmup, firing, before, after)
         if probe:
             text = probe.instance.read()
             _dump(text, i)
@@ -73,6 +86,10 @@ def run(
         if progress:
             progress(sample)
     return out
+
+
+def _nothing() -> None:
+    pass
 
 
 def _dump(text: str, index: int) -> None:

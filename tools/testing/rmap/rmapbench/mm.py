@@ -31,16 +31,23 @@ MADV_MERGEABLE = 12
 MADV_UNMERGEABLE = 13
 MADV_HUGEPAGE = 14
 MADV_NOHUGEPAGE = 15
+MADV_COLD = 20
+MADV_PAGEOUT = 21
 MADV_COLLAPSE = 25
+MADV_SOFT_OFFLINE = 101
 
 MREMAP_MAYMOVE = 1
 MREMAP_FIXED = 2
+
+MS_SYNC = 4
 
 MPOL_MF_MOVE_ALL = 1 << 2
 
 _SYSCALLS = {"x86_64": {"move_pages": 279}}
 
 # /proc/kpageflags bits (include/uapi/linux/kernel-page-flags.h).
+KPF_DIRTY = 4
+KPF_LRU = 5
 KPF_ANON = 12
 KPF_COMPOUND_HEAD = 15
 KPF_COMPOUND_TAIL = 16
@@ -64,6 +71,7 @@ _libc.mmap.argtypes = [
 _libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 _libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_libc.msync.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 _libc.syscall.restype = ctypes.c_long
 _libc.mremap.restype = ctypes.c_void_p
 _libc.mremap.argtypes = [
@@ -113,6 +121,10 @@ def mprotect(addr: int, length: int, prot: int) -> None:
 
 def madvise(addr: int, length: int, advice: int) -> None:
     _check(_libc.madvise(addr, length, advice), f"madvise({advice}) at {addr:#x}")
+
+
+def msync(addr: int, length: int, flags: int) -> None:
+    _check(_libc.msync(addr, length, flags), f"msync at {addr:#x}")
 
 
 def fill(addr: int, length: int, byte: int) -> None:

@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 EXIT_USAGE = 2
 
 BACKENDS = ("auto", "tracepoint", "fprobe", "kprobe", "fgraph", "syscall", "all")
+TRIGGERS = ("auto", "migrate", "damon", "msync", "pageout", "soft-offline", "split")
 
 
 @dataclass
@@ -37,6 +38,8 @@ class Options:
     procs: int | None = None  # None: the case's own default (see PROCS_DEFAULT)
     fork_width: int = 2
     fork_depth: int = 2
+    trigger: str = "auto"
+    allow_destructive: bool = False
     # Options given on the command line (dest names), for "does not apply".
     given: set[str] = field(default_factory=set)
 
@@ -205,6 +208,17 @@ def build_parser(prog: str, description: str = "") -> argparse.ArgumentParser:
         metavar="D",
         help=f"ksm-fork, anon-fork: levels of the fork tree (default {d.fork_depth}); "
         f"the tree has W + W^2 + ... + W^D processes below the test, at most {MAX_PROCS}",
+    )
+    p.add_argument(
+        "--trigger",
+        choices=TRIGGERS,
+        help="what makes the kernel walk the target (README, Triggers); auto: "
+        "migrate with two NUMA nodes, else the best harmless one for the case",
+    )
+    p.add_argument(
+        "--allow-destructive",
+        action="store_true",
+        help="allow triggers that harm the machine (soft-offline retires frames)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log every knob and tracefs write")
     return p

@@ -49,7 +49,9 @@ from rmapbench.qemu import (
 
 log = logging.getLogger(__name__)
 
-CMDLINE = "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init"
+# rmapbench.guest=1 marks our guests (read from /proc/cmdline, e.g. before
+# destructive triggers); the kernel ignores an unknown module parameter.
+CMDLINE = "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init rmapbench.guest=1"
 STANDARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SCRATCH_SIZE = 2 << 30  # sparse; only what the guest writes takes host space
 KVM_BOOT_WINDOW = 30.0  # an `auto` KVM attempt that shows nothing by then is abandoned

@@ -17,6 +17,18 @@ class SkipScenario(Exception):
 class Scenario(abc.ABC):
     name: ClassVar[str]
     page_type: ClassVar[str]  # what rmap_walk dispatches on for the target
+    # What backs the target page: "ksm", "anon", "file" (page cache of a real
+    # filesystem) or "shmem"; triggers decide from it whether they fit.
+    # Defaults to page_type.
+    backing: ClassVar[str]
+    # True when the target page has exactly one mapping (MADV_PAGEOUT skips
+    # pages that look shared).
+    target_mapped_once: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "backing" not in vars(cls) and "page_type" in vars(cls):
+            cls.backing = cls.page_type
 
     def __init__(self, opts: Options, journal: Journal) -> None:
         self.opts = opts

@@ -119,6 +119,10 @@ class RegionScenario(Scenario):
 
     def verify(self) -> list[str]:
         pid = os.getpid()
+        # A trigger that unmaps (pageout) leaves the target not present:
+        # fault it back in (a read: content unchanged) so its frame, the one
+        # every sharer must map, is known.
+        mm.read_bytes(self.target(), 1)
         pfns = mm.pfns(pid, self.addr, self.opts.pages)
         expected = pfns[self.target_index()]
         want = bytes([FILL_BYTE]) * mm.PAGE_SIZE
@@ -152,6 +156,8 @@ class RegionScenario(Scenario):
 class AnonScenario(RegionScenario):
     name = "anon"
     page_type = "anon"
+    backing = "anon"
+    target_mapped_once = True
 
     def build(self) -> int:
         self._map()
@@ -164,6 +170,8 @@ class AnonScenario(RegionScenario):
 class KsmScenario(RegionScenario):
     name = "ksm"
     page_type = "ksm"
+    backing = "ksm"
+    target_mapped_once = False
 
     def preflight(self) -> None:
         if not ksm.available():
@@ -195,6 +203,8 @@ class KsmScenario(RegionScenario):
 class FileScenario(RegionScenario):
     name = "file"
     page_type = "file"
+    backing = "file"
+    target_mapped_once = True
     flags = mm.MAP_SHARED
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

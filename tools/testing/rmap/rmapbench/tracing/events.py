@@ -200,11 +200,19 @@ def synthetic_walks(events: Iterable[Event], names: dict[str, str]) -> Pairing:
         func = names.get(ev.name)
         if func is None or "lat" not in ev.fields:
             continue
+        lat = to_int(ev.fields["lat"])
+        if lat >= 1 << 63:
+            # A negative latency, printed as u64: the exit's timestamp is
+            # before its entry's. Seen (6.12) for a walk in flight while
+            # the buffer was cleared: the pairing is wrong, so the walk is
+            # counted as unpaired rather than kept.
+            out.unmatched_exits += 1
+            continue
         folio = ev.fields.get("folio")
         out.walks.append(
             Walk(
                 end_ns=ev.ts_ns,
-                duration_ns=to_int(ev.fields["lat"]),
+                duration_ns=lat,
                 pid=ev.pid,
                 function=_function_of_locked(ev.fields),
                 page_type=WALK_FUNCTIONS.get(func) or page_type_of(ev.fields),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from rmapbench.knobs import Undo
+from rmapbench.knobs import Undo, signals_held
 from rmapbench.tracing import events
 from rmapbench.tracing.backend import Description, Unavailable
 from rmapbench.tracing.tracefs import Instance, TraceError, TraceFS, write
@@ -80,13 +80,14 @@ class FunctionGraph:
                 path = inst.path / "options" / option
                 if path.exists():
                     write(path, value)
-            write(inst.path / "current_tracer", "function_graph")
+            with signals_held():
+                write(inst.path / "current_tracer", "function_graph")
+                # Stopped before the instance is removed.
+                tfs.journal.on_undo(Undo("write", str(inst.path / "current_tracer"), "nop"))
         except TraceError as e:
             # Linux 6.1 refuses function_graph in an instance (EINVAL); the
             # global tracer is never touched, so the backend is unavailable.
             raise Unavailable(f"function_graph cannot run in a trace instance here: {e}") from e
-        # Stopped before the instance is removed.
-        tfs.journal.on_undo(Undo("write", str(inst.path / "current_tracer"), "nop"))
         return Description(
             self.name,
             "mono",
@@ -95,6 +96,11 @@ class FunctionGraph:
             + ", ".join(events.WALK_FUNCTIONS)
             + " and the test's pid",
         )
+
+    def follow(self, inst: Instance, pids: list[int]) -> None:
+        """Trace these processes' walks instead (e.g. kdamond's)."""
+        write(inst.path / "set_ftrace_pid", " ".join(str(p) for p in pids))
+        self.pid = pids[0]
 
     def walks(self, trace_text: str) -> events.Pairing:
         return graph_walks(trace_text, self.pid)

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from rmapbench.knobs import Journal, Undo, append_line
+from rmapbench.knobs import Journal, Undo, append_line, signals_held
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +73,19 @@ class TraceFS:
 
     def add_dynamic_event(self, definition: str, group: str, name: str) -> None:
         """Create a probe or synthetic event; its removal is journaled."""
-        write(self.root / "dynamic_events", definition, append=True)
-        self.journal.on_undo(Undo("append", str(self.root / "dynamic_events"), f"-:{group}/{name}"))
+        events = self.root / "dynamic_events"
+        with signals_held():
+            write(events, definition, append=True)
+            self.journal.on_undo(Undo("append", str(events), f"-:{group}/{name}"))
 
     def instance(self, name: str, buffer_kb: int) -> Instance:
         path = self.root / "instances" / name
-        try:
-            path.mkdir()
-        except FileExistsError:
-            raise TraceError(f"trace instance {path} already exists") from None
-        self.journal.on_undo(Undo("rmdir", str(path)))
+        with signals_held():
+            try:
+                path.mkdir()
+            except FileExistsError:
+                raise TraceError(f"trace instance {path} already exists") from None
+            self.journal.on_undo(Undo("rmdir", str(path)))
         inst = Instance(path, self.journal)
         write(path / "buffer_size_kb", str(buffer_kb))
         # The default "local" clock is per CPU; a walk can sleep and resume on
@@ -107,16 +110,18 @@ class Instance:
 
     def enable(self, system: str, name: str) -> None:
         enable = self.event_dir(system, name) / "enable"
-        write(enable, "1")
-        # Disabled before the event itself is deleted (deleting an enabled
-        # dynamic event fails with EBUSY).
-        self.journal.on_undo(Undo("write", str(enable), "0"))
+        with signals_held():
+            write(enable, "1")
+            # Disabled before the event itself is deleted (deleting an
+            # enabled dynamic event fails with EBUSY).
+            self.journal.on_undo(Undo("write", str(enable), "0"))
 
     def add_trigger(self, system: str, name: str, trigger: str) -> None:
         path = self.event_dir(system, name) / "trigger"
-        write(path, trigger, append=True)
-        # A hist trigger holds a reference on the synthetic event it feeds.
-        self.journal.on_undo(Undo("append", str(path), "!" + trigger))
+        with signals_held():
+            write(path, trigger, append=True)
+            # A hist trigger holds a reference on the synthetic event it feeds.
+            self.journal.on_undo(Undo("append", str(path), "!" + trigger))
 
     def clear(self) -> None:
         write(self.path / "trace", "")
