@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from rmapbench import __version__, crossval, knobs, measure, options, results, stats
+from rmapbench import __version__, crossval, knobs, measure, options, results, stats, visitcount
 from rmapbench.knobs import Interrupted, Journal
 from rmapbench.ktap import KSFT_FAIL, KTAP
 from rmapbench.scenarios import SCENARIOS
@@ -203,12 +203,17 @@ def _run(
             )
             traced = probe is not None
         sc_doc["measure_seconds"] = round(time.monotonic() - t0, 3)
+        # Separate, untimed: the visit probes would inflate the latency.
+        vpass = visitcount.run_pass(trigger, addr, opts, journal) if opts.count_visits else None
     finally:
         scenario.teardown()
         journal.restore()
     doc["backend"] = desc.as_dict()
     not_restored = journal.check_restored()
     verdict = _analyse(ktap, scenario, samples, opts, sc_doc, traced)
+    if vpass is not None:
+        p50 = sc_doc["walks"]["p50_ns"] if traced else None
+        verdict += visitcount.report(ktap, sc_doc, vpass, scenario.page_type, p50)
     if not_restored:
         verdict.append("knobs not restored: " + "; ".join(not_restored))
     doc["duration_s"] = round(time.monotonic() - t_start, 3)

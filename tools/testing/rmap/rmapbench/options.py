@@ -31,6 +31,7 @@ class Options:
     workdir: Path | None = None
     buffer_kb: int = 8192
     verbose: bool = False
+    count_visits: bool = False
     # Options given on the command line (dest names), for "does not apply".
     given: set[str] = field(default_factory=set)
 
@@ -127,6 +128,12 @@ def build_parser(prog: str, description: str = "") -> argparse.ArgumentParser:
         type=_positive(int, 64),
         metavar="KB",
         help=f"per-CPU ring buffer of the private trace instance (default {d.buffer_kb})",
+    )
+    p.add_argument(
+        "--count-visits",
+        action="store_true",
+        help="after the timed samples, a few untimed triggers counting the interval-tree "
+        "visits of each walk and how many were skipped",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log every knob and tracefs write")
     return p
