@@ -214,10 +214,20 @@ class VisitProbe:
         assert kind in ("fprobe", "kprobe")
         self.kind = kind
         self.group = f"rmapvisit_{os.getpid()}"
-        self.roles: dict[str, str] = {}  # ring-buffer event -> role (see bracket())
-        self.counted: list[str] = []  # return-probe events with a hist trigger
+        # Ring-buffer event -> role (see bracket()); return-probe events
+        # counted by a hist trigger. Fixed names, so a recorded trace can be
+        # replayed without tracefs.
+        self.roles: dict[str, str] = {}
+        for func in events.WALK_FUNCTIONS:
+            self.roles[f"{func}_entry"] = f"walk:{func}"
+            self.roles[f"{func}_exit"] = f"exit:{func}"
+        for func in SEARCHES:
+            self.roles[ITERATORS[func]] = "search"
+        for func in CALLBACKS:
+            self.roles[f"cb_{func}"] = f"cb:{func}"
+        self.counted = [f"{stem}_ret" for stem in ITERATORS.values()]
         self.callbacks: list[str] = []
-        self._last: dict[str, Buckets] = {}
+        self._last: dict[str, Buckets] = {name: {} for name in self.counted}
 
     def _entry(self, func: str, name: str, args: str = "") -> str:
         p = "f" if self.kind == "fprobe" else "p"
@@ -233,39 +243,35 @@ class VisitProbe:
         is available_filter_functions when readable (None: try them all)."""
         folio = "folio=$arg1:x64"
         for func in events.WALK_FUNCTIONS:
-            self._add(tfs, self._entry(func, f"{func}_entry", folio), f"walk:{func}")
-            self._add(tfs, self._exit(func, f"{func}_exit"), f"exit:{func}")
+            self._add(tfs, self._entry(func, f"{func}_entry", folio))
+            self._add(tfs, self._exit(func, f"{func}_exit"))
         for func in SEARCHES:
-            self._add(tfs, self._entry(func, f"{ITERATORS[func]}", "sp=$stack:x64"), "search")
+            self._add(tfs, self._entry(func, ITERATORS[func], "sp=$stack:x64"))
         for func, stem in ITERATORS.items():
-            name = f"{stem}_ret"
-            self._add(tfs, self._exit(func, name, "ret=$retval:x64 sp=$stack:x64"), None)
-            self.counted.append(name)
+            self._add(tfs, self._exit(func, f"{stem}_ret", "ret=$retval:x64 sp=$stack:x64"))
         for func in CALLBACKS:
             if traceable is not None and func not in traceable:
+                del self.roles[f"cb_{func}"]  # absent or untraceable: matches nothing
                 continue
             try:
-                self._add(tfs, self._entry(func, f"cb_{func}"), f"cb:{func}")
-                self.callbacks.append(func)
+                self._add(tfs, self._entry(func, f"cb_{func}"))
             except Unavailable:
-                continue  # a callback this kernel lacks cannot match anything
+                del self.roles[f"cb_{func}"]
+                continue
+            self.callbacks.append(func)
         for name in self.counted:
             # Not enabled in the buffer: the trigger alone arms the probe and
-            # the records are discarded after it has counted them.
+            # the records are discarded once it has counted them.
             inst.add_trigger(self.group, name, "hist:keys=common_pid,sp:vals=hitcount if ret != 0")
         for name in self.roles:
             inst.enable(self.group, name)
-        for name in self.counted:
-            self._last[name] = {}
 
-    def _add(self, tfs: TraceFS, definition: str, role: str | None) -> None:
+    def _add(self, tfs: TraceFS, definition: str) -> None:
         name = definition.split()[0].split("/", 1)[1]
         try:
             tfs.add_dynamic_event(definition, self.group, name)
         except TraceError as e:
             raise Unavailable(f"cannot probe {definition.split()[1]}: {e}") from e
-        if role is not None:
-            self.roles[name] = role
 
     def hist_texts(self, inst: Instance) -> dict[str, str]:
         return {n: (inst.event_dir(self.group, n) / "hist").read_text() for n in self.counted}
