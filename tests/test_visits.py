@@ -15,13 +15,16 @@ from __future__ import annotations
 import io
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from rmapbench import options, results, visitcount
+from rmapbench import measure, options, results, visitcount
 from rmapbench.ktap import KTAP
 from rmapbench.tracing import visits
+from rmapbench.tracing.events import Walk
 from rmapbench.tracing.visits import Firing, WalkVisits
+from rmapbench.triggers import Firing as Firing_
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -138,23 +141,39 @@ def _pass(walks: list[WalkVisits], lost: int = 0) -> visitcount.VisitPass:
     return visitcount.VisitPass([Firing(walks, 0, lost, 0)], "fprobe", 8)
 
 
-def _report(vp: visitcount.VisitPass, p50: int | None = 1000) -> tuple[dict, str, list[str]]:
+def _timed(durations: dict[str, list[int]]) -> list[measure.Sample]:
+    """Timed samples with one walk each, by caller."""
+    out = []
+    for caller, ds in durations.items():
+        for d in ds:
+            walk = Walk(0, d, 1, "rmap_walk", "ksm", caller=caller)
+            out.append(measure.Sample(len(out), False, Firing_(0, 0, 1, 1), 1, 2, [walk]))
+    return out
+
+
+def _report(
+    vp: visitcount.VisitPass, timed: list[measure.Sample] | None = None
+) -> tuple[dict[str, Any], str, list[str]]:
     out = io.StringIO()
-    doc: dict = {}
-    problems = visitcount.report(KTAP("rmap_ksm", ["x"], stream=out), doc, vp, "ksm", p50)
+    doc: dict[str, Any] = {}
+    problems = visitcount.report(KTAP("rmap_ksm", ["x"], stream=out), doc, vp, "ksm", timed)
     return doc, out.getvalue(), problems
 
 
 def test_report_json_ktap_and_metrics() -> None:
     found, sp_delta = replay("visits_ksm.trace")
-    doc, text, problems = _report(visitcount.VisitPass(found, "fprobe", sp_delta), 120_000_000)
+    timed = _timed({"try_to_migrate": [30_000_000] * 3, "migrate_folio_move": [130_000_000] * 3})
+    doc, text, problems = _report(visitcount.VisitPass(found, "fprobe", sp_delta), timed)
     assert not problems
     v = doc["visits"]
     assert v["visits"]["count"] == 4 and v["visits"]["max"] == 512512
     assert v["matched"]["p50"] == 256
     assert v["skipped"]["max"] == 512512 - 256
-    assert v["cost_per_visit_ns"] == pytest.approx(120_000_000 / v["visits"]["p50"], rel=1e-3)
-    assert [c["caller"] for c in v["by_caller"]] == ["migrate_folio_move", "try_to_migrate"]
+    assert v["cost_per_visit_ns"] == pytest.approx(80_000_000 / v["visits"]["p50"], rel=1e-3)
+    remove, unmap = v["by_caller"]
+    assert (remove["caller"], unmap["caller"]) == ("migrate_folio_move", "try_to_migrate")
+    assert remove["cost_per_visit_ns"] == pytest.approx(130_000_000 / 512512, rel=1e-3)
+    assert unmap["walk_p50_ns"] == 30_000_000
     assert "# rmap_ksm.visits_p50: " in text and "# rmap_ksm.cost_per_visit_ns: " in text
     m = results.metrics({"scenarios": [{"name": "ksm", **doc}]})
     assert m["ksm_visits_max"] == (512512, "visits")
@@ -176,6 +195,7 @@ def test_report_fails_on_more_matches_than_visits() -> None:
 
 def test_report_unavailable() -> None:
     doc, text, problems = _report(visitcount.VisitPass(unavailable="no kprobe events"))
+    assert visitcount.timed_p50(None, "ksm") == {}
     assert doc["visits"] == {"unavailable": "no kprobe events"} and not problems
     assert "unavailable" in text
 

@@ -212,8 +212,8 @@ def _run(
     not_restored = journal.check_restored()
     verdict = _analyse(ktap, scenario, samples, opts, sc_doc, traced)
     if vpass is not None:
-        p50 = sc_doc["walks"]["p50_ns"] if traced else None
-        verdict += visitcount.report(ktap, sc_doc, vpass, scenario.page_type, p50)
+        timed = samples if traced else None
+        verdict += visitcount.report(ktap, sc_doc, vpass, scenario.page_type, timed)
     if not_restored:
         verdict.append("knobs not restored: " + "; ".join(not_restored))
     doc["duration_s"] = round(time.monotonic() - t_start, 3)

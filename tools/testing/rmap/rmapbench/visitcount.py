@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from rmapbench import options, stats
+from rmapbench import measure, options, stats
 from rmapbench.knobs import Journal
 from rmapbench.ktap import KTAP
 from rmapbench.tracing import tracefs, visits
@@ -129,11 +129,39 @@ def _walks(vp: VisitPass, page_type: str) -> tuple[list[WalkVisits], int, int]:
     return kept, left_out, shared
 
 
+def timed_p50(samples: list[measure.Sample] | None, page_type: str) -> dict[str, int]:
+    """Walk p50 of the timed pass: overall ("") and per caller, where the
+    timing backend tells the caller."""
+    if not samples:
+        return {}
+    out = {"": stats.summarize(measure.target_durations(samples, page_type)).p50_ns}
+    by_caller: dict[str, list[int]] = {}
+    for s in samples:
+        if s.warmup or s.lost_events:
+            continue
+        for w in measure.target_walks(s, page_type):
+            if w.caller:
+                by_caller.setdefault(w.caller, []).append(w.duration_ns)
+    out.update({c: stats.summarize(d).p50_ns for c, d in by_caller.items()})
+    return {c: p for c, p in out.items() if p}
+
+
+def _cost(p50_ns: int | None, visits_p50: int | None) -> float | None:
+    return round(p50_ns / visits_p50, 1) if p50_ns and visits_p50 else None
+
+
 def report(
-    ktap: KTAP, sc_doc: dict[str, Any], vp: VisitPass, page_type: str, walk_p50_ns: int | None
+    ktap: KTAP,
+    sc_doc: dict[str, Any],
+    vp: VisitPass,
+    page_type: str,
+    timed: list[measure.Sample] | None,
 ) -> list[str]:
     """KTAP diagnostics and metrics, and the scenario's `visits` object
-    (docs/json.md); returns failure reasons."""
+    (docs/json.md); returns failure reasons. `timed`: the timed pass's
+    samples (None when it timed no walk), for the cost per visit."""
+    p50s = timed_p50(timed, page_type)
+    walk_p50_ns = p50s.get("")
     if vp.unavailable:
         sc_doc["visits"] = {"unavailable": vp.unavailable}
         ktap.diag(f"count-visits: unavailable: {vp.unavailable}")
@@ -143,7 +171,7 @@ def report(
     sk = _summary([w.skipped or 0 for w in ws])
     ma = _summary([w.matched for w in ws])
     se = _summary([w.searches for w in ws])
-    cost = round(walk_p50_ns / v["p50"], 1) if walk_p50_ns and v.get("p50") else None
+    cost = _cost(walk_p50_ns, v.get("p50"))
     callers: dict[str, list[WalkVisits]] = {}
     for w in ws:
         callers.setdefault(w.caller or "?", []).append(w)
@@ -164,6 +192,10 @@ def report(
                 "skipped": _summary([w.skipped or 0 for w in cw]),
                 "matched": _summary([w.matched for w in cw]),
                 "searches": _summary([w.searches for w in cw]),
+                "walk_p50_ns": p50s.get(c),
+                "cost_per_visit_ns": _cost(
+                    p50s.get(c), _summary([w.visits or 0 for w in cw])["p50"]
+                ),
             }
             for c, cw in sorted(callers.items())
         ],
@@ -189,9 +221,11 @@ def report(
         cv = _summary([w.visits or 0 for w in cw])
         cm = _summary([w.matched for w in cw])
         cs = _summary([w.searches for w in cw])
+        cc = _cost(p50s.get(c), cv["p50"])
         ktap.diag(
             f"  {c}: {len(cw)} walks, visits p50 {cv['p50']}, matched p50 {cm['p50']}, "
             f"searches p50 {cs['p50']}"
+            + (f", walk p50 {stats.format_ns(p50s[c])}, {stats.format_ns(cc)}/visit" if cc else "")
         )
     if cost is not None:
         ktap.diag(
