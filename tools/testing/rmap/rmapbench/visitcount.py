@@ -63,15 +63,23 @@ def _kind(root: os.PathLike[str] | str) -> str | None:
 
 
 def run_pass(
-    trigger: MigrateTrigger, addr: int, opts: options.Options, journal: Journal
+    trigger: MigrateTrigger,
+    addr: int,
+    opts: options.Options,
+    journal: Journal,
+    pids: list[int] | None = None,
 ) -> VisitPass:
     """Fire the trigger firings_for(samples) more times with the visit
-    probes armed in their own instance; nothing of it is timed."""
+    probes armed in their own instance; nothing of it is timed. `pids`:
+    whose walks to follow when the trigger's walks run in another task
+    (kdamond); default this process."""
     root = tracefs.find_tracefs()
     kind = _kind(root) if root else None
     if root is None or kind is None or not (root / "synthetic_events").exists():
         return VisitPass(unavailable="no kprobe/fprobe events or hist triggers")
     tfs, inst = tracefs.private_instance(journal, opts.buffer_kb, tag="visits")
+    if pids:
+        inst.follow_pids(pids)
     probe = visits.VisitProbe(kind)
     try:
         probe.arm(tfs, inst, _traceable(root))
