@@ -207,3 +207,17 @@ def test_firings_are_few() -> None:
 def test_option() -> None:
     assert options.parse("rmap_ksm.py", ["--count-visits"]).count_visits
     assert not options.parse("rmap_ksm.py", []).count_visits
+
+
+@pytest.mark.parametrize(
+    ("backing", "walk", "tree"),
+    [("ksm", "rmap_walk_ksm", "avfirst"), ("anon", "rmap_walk_anon", "avfirst"),
+     ("file", "rmap_walk_file", "vmfirst"), ("shmem", "rmap_walk_file", "vmfirst")],
+)  # fmt: skip
+def test_probes_only_the_backing_walk_and_tree(backing: str, walk: str, tree: str) -> None:
+    p = visits.VisitProbe("kprobe", backing)
+    assert p.walks == [walk]
+    assert p.roles[f"{walk}_entry"] == f"walk:{walk}" and p.roles[tree] == "search"
+    assert p.counted == [f"{tree}_ret", f"{tree.replace('first', 'next')}_ret"]
+    assert len([r for r in p.roles.values() if r.startswith("cb:")]) == len(visits.CALLBACKS)
+    assert p._exit("f", "x") == f"r:{p.group}/x f"

@@ -204,7 +204,10 @@ def _run(
             traced = probe is not None
         sc_doc["measure_seconds"] = round(time.monotonic() - t0, 3)
         # Separate, untimed: the visit probes would inflate the latency.
-        vpass = visitcount.run_pass(trigger, addr, opts, journal) if opts.count_visits else None
+        vpass = None
+        if opts.count_visits:
+            backing = getattr(scenario, "backing", scenario.page_type)
+            vpass = visitcount.run_pass(trigger, addr, opts, journal, backing)
     finally:
         scenario.teardown()
         journal.restore()

@@ -67,6 +67,7 @@ def run_pass(
     addr: int,
     opts: options.Options,
     journal: Journal,
+    backing: str,
     pids: list[int] | None = None,
 ) -> VisitPass:
     """Fire the trigger firings_for(samples) more times with the visit
@@ -80,7 +81,7 @@ def run_pass(
     tfs, inst = tracefs.private_instance(journal, opts.buffer_kb, tag="visits")
     if pids:
         inst.follow_pids(pids)
-    probe = visits.VisitProbe(kind)
+    probe = visits.VisitProbe(kind, backing)
     try:
         probe.arm(tfs, inst, _traceable(root))
     except (Unavailable, tracefs.TraceError) as e:

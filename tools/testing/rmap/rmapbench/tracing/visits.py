@@ -56,6 +56,15 @@ ITERATORS = {
 }
 SEARCHES = ("anon_vma_interval_tree_iter_first", "vma_interval_tree_iter_first")
 
+# Backing -> its walk function and the tree that walk searches. Only those
+# are probed: under TCG each probe takes about a second to arm and to remove.
+WALK_OF = {
+    "ksm": ("rmap_walk_ksm", "anon_vma"),
+    "anon": ("rmap_walk_anon", "anon_vma"),
+    "file": ("rmap_walk_file", "vma"),
+    "shmem": ("rmap_walk_file", "vma"),
+}
+
 # rmap_one callbacks of the walks the triggers start (mm/rmap.c, mm/migrate.c,
 # mm/damon/paddr.c); the ones a kernel lacks or cannot trace are left out.
 CALLBACKS = (
@@ -210,22 +219,32 @@ def attribute(walks: list[WalkVisits], buckets: Buckets, sp_delta: int | None) -
 class VisitProbe:
     """Probes, hist triggers and the reading of one firing's counts."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, backing: str | None = None) -> None:
+        """`backing`: probe only that backing's walk and tree (None: all,
+        as for replaying a recorded trace)."""
         assert kind in ("fprobe", "kprobe")
         self.kind = kind
         self.group = f"rmapvisit_{os.getpid()}"
+        if backing is None:
+            self.walks = list(events.WALK_FUNCTIONS)
+            self.iterators = list(ITERATORS)
+        else:
+            walk, tree = WALK_OF[backing]
+            self.walks = [walk]
+            self.iterators = [f"{tree}_interval_tree_iter_{x}" for x in ("first", "next")]
         # Ring-buffer event -> role (see bracket()); return-probe events
         # counted by a hist trigger. Fixed names, so a recorded trace can be
         # replayed without tracefs.
         self.roles: dict[str, str] = {}
-        for func in events.WALK_FUNCTIONS:
+        for func in self.walks:
             self.roles[f"{func}_entry"] = f"walk:{func}"
             self.roles[f"{func}_exit"] = f"exit:{func}"
         for func in SEARCHES:
-            self.roles[ITERATORS[func]] = "search"
+            if func in self.iterators:
+                self.roles[ITERATORS[func]] = "search"
         for func in CALLBACKS:
             self.roles[f"cb_{func}"] = f"cb:{func}"
-        self.counted = [f"{stem}_ret" for stem in ITERATORS.values()]
+        self.counted = [f"{ITERATORS[func]}_ret" for func in self.iterators]
         self.callbacks: list[str] = []
         self._last: dict[str, Buckets] = {name: {} for name in self.counted}
 
@@ -242,13 +261,14 @@ class VisitProbe:
         """Create the events (journaled) and enable them in `inst`. `traceable`
         is available_filter_functions when readable (None: try them all)."""
         folio = "folio=$arg1:x64"
-        for func in events.WALK_FUNCTIONS:
+        for func in self.walks:
             self._add(tfs, self._entry(func, f"{func}_entry", folio))
             self._add(tfs, self._exit(func, f"{func}_exit"))
-        for func in SEARCHES:
-            self._add(tfs, self._entry(func, ITERATORS[func], "sp=$stack:x64"))
-        for func, stem in ITERATORS.items():
-            self._add(tfs, self._exit(func, f"{stem}_ret", "ret=$retval:x64 sp=$stack:x64"))
+        for func in self.iterators:
+            if func in SEARCHES:
+                self._add(tfs, self._entry(func, ITERATORS[func], "sp=$stack:x64"))
+            ret = f"{ITERATORS[func]}_ret"
+            self._add(tfs, self._exit(func, ret, "ret=$retval:x64 sp=$stack:x64"))
         for func in CALLBACKS:
             if traceable is not None and func not in traceable:
                 del self.roles[f"cb_{func}"]  # absent or untraceable: matches nothing
