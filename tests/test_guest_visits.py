@@ -107,10 +107,14 @@ def test_skipped_never_exceeds_visits(runs: dict[str, Any]) -> None:
         if name.endswith(".txt"):
             continue
         v = _visits(doc)
-        assert v["visits"]["count"] >= 2, name
-        assert v["skipped"]["min"] >= 0 and v["skipped"]["max"] <= v["visits"]["max"], name
-        assert v["lost_events"] == 0 and v["unattributed_walks"] == 0, name
-        assert doc["status"] == "pass", name
+        why = f"{name}: {v}"
+        assert v["visits"]["count"] >= 2, why
+        assert v["skipped"]["min"] >= 0 and v["skipped"]["max"] <= v["visits"]["max"], why
+        # A migration retried inside one move_pages() walks again from the
+        # same frame: those walks share a stack pointer and are reported as
+        # unattributed rather than guessed. Nothing may be lost, though.
+        assert v["lost_events"] == 0 and v["left_out_walks"] == 0, why
+        assert doc["status"] == "pass", why
 
 
 def test_ktap_and_metrics(runs: dict[str, Any]) -> None:
