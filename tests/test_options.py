@@ -74,6 +74,8 @@ def test_rmap_args_is_prepended(monkeypatch: pytest.MonkeyPatch) -> None:
     (["--buffer-kb", "8"], "must be at least 64"),
     (["--merge-timeout", "0.5"], "must be at least 1.0"),
     (["--backend", "ebpf"], "invalid choice"),
+    (["--max-page-sharing", "1"], "must be at least 2"),
+    (["--merge-across-nodes", "2"], "invalid choice"),
     (["--pages"], "expected one argument"),
     (["--bogus"], "unrecognized arguments: --bogus"),
     (["extra"], "unrecognized arguments: extra"),
@@ -106,11 +108,18 @@ def test_not_applicable() -> None:
     assert not_applicable(opts, "file") == ["--merge-timeout"]
     assert not_applicable(opts, "anon") == ["--merge-timeout", "--workdir"]
     assert not_applicable(parse("rmap_anon", []), "anon") == []
-    assert set(options.CASE_SPECIFIC) == {"merge_timeout", "workdir"}
+    assert set(options.CASE_SPECIFIC) == {
+        "merge_timeout", "workdir", "max_page_sharing", "merge_across_nodes"}
+    ksm = parse("rmap_ksm", ["--max-page-sharing", "16", "--merge-across-nodes", "0"])
+    assert (ksm.max_page_sharing, ksm.merge_across_nodes) == (16, 0)
+    for case in ("ksm", "ksm-procs", "ksm-fork", "ksm-mremap"):
+        assert not_applicable(ksm, case) == []
+    assert not_applicable(ksm, "anon") == ["--max-page-sharing", "--merge-across-nodes"]
 
 
 def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
     text = options.build_parser("rmap_ksm").format_help()
     for opt in ("--pages", "--split", "--samples", "--warmup", "--backend", "--max-p99-ms",
-                "--results", "--merge-timeout", "--workdir", "--buffer-kb", "--verbose"):
+                "--results", "--merge-timeout", "--workdir", "--buffer-kb", "--verbose",
+                "--max-page-sharing", "--merge-across-nodes"):
         assert opt in text

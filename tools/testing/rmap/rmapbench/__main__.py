@@ -3,6 +3,15 @@
 rmapbench run [run_tests.sh options]   run the suite here or in a guest
 rmapbench summary DIR                  table of a result directory
 rmapbench vm [options] -- CMD          run a command in a guest
+rmapbench sweep --vary NAME=V1,V2 [guest options] -- TEST ARGS
+                                       run cases over a grid in one guest per kernel
+rmapbench compare BASE NEW             compare two result dirs or sets
+rmapbench ab --kernel A --kernel B | --set NAME=VALUE [-- TEST ARGS]
+                                       A/B runs in alternation, then compare
+rmapbench report RESULTS... -o DIR     Markdown/HTML report with plots
+
+Exit status: 0 done, 1 a test failed, 2 bad usage, 3 guest failure,
+5 no kernel, 6 a significant regression beyond --max-regression.
 """
 
 from __future__ import annotations
@@ -10,6 +19,9 @@ from __future__ import annotations
 import sys
 
 from rmapbench import results, suite, summary
+
+# Subcommands in rmapbench.analysis (imported on use: numpy, scipy, matplotlib).
+ANALYSIS = {"sweep": "sweep", "compare": "compare", "ab": "ab", "report": "report"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +42,16 @@ def main(argv: list[str] | None = None) -> int:
         from rmapbench import vm
 
         return vm.main(rest)
-    print(f"rmapbench: error: unknown command {cmd!r} (run, summary, vm)", file=sys.stderr)
+    if cmd in ANALYSIS:
+        import importlib
+
+        module = importlib.import_module(f"rmapbench.analysis.{ANALYSIS[cmd]}")
+        status: int = module.main(rest)
+        return status
+    print(
+        f"rmapbench: error: unknown command {cmd!r} (run, summary, vm, {', '.join(ANALYSIS)})",
+        file=sys.stderr,
+    )
     return suite.EXIT_USAGE
 
 

@@ -15,7 +15,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from rmapbench import __version__, crossval, knobs, measure, options, results, stats, visitcount
+from rmapbench import (
+    __version__,
+    crossval,
+    knobs,
+    ksm_knobs,
+    measure,
+    options,
+    results,
+    stats,
+    visitcount,
+)
+from rmapbench.cases import report_not_selected
 from rmapbench.knobs import Interrupted, Journal
 from rmapbench.ktap import KSFT_FAIL, KTAP
 from rmapbench.scenarios import SCENARIOS
@@ -72,6 +83,8 @@ def _preflight(scenario: Scenario, trigger: MigrateTrigger, opts: options.Option
         raise Skip("not root")
     try:
         scenario.preflight()
+        if ksm_knobs.applies(scenario.name):
+            ksm_knobs.check(opts)
         trigger.check()
     except (SkipScenario, TriggerUnavailable) as e:
         raise Skip(str(e)) from e
@@ -115,6 +128,8 @@ def main(program: str, scenario_name: str, argv: list[str] | None = None) -> int
     )
     _setup_logging(opts.verbose)
     cases = [CASE, AGREEMENT] if opts.backend == "all" else [CASE]
+    if opts.case and scenario_name not in opts.case:
+        return report_not_selected(program, cases)
     ktap = KTAP(program, cases)
     journal = Journal()
     scenario = SCENARIOS[scenario_name](opts, journal)
@@ -180,6 +195,12 @@ def _run(
     rounds: list[crossval.Round] = []
     try:
         t0 = time.monotonic()
+        # KSM's structural knobs go in before merging, undone after drain.
+        knob_states = ksm_knobs.prepare(scenario.name, opts, journal)
+        if knob_states:
+            scenario.setup["ksm_knobs"] = {k: v.as_dict() for k, v in knob_states.items()}
+            sc_doc["params"].update(ksm_knobs.params(knob_states))
+            ktap.diag(ksm_knobs.describe(knob_states))
         addr = scenario.build()
         sc_doc["setup"] = scenario.setup
         sc_doc["setup"]["seconds"] = round(time.monotonic() - t0, 3)
@@ -208,6 +229,8 @@ def _run(
         if opts.count_visits:
             backing = getattr(scenario, "backing", scenario.page_type)
             vpass = visitcount.run_pass(trigger, addr, opts, journal, backing)
+    except SkipScenario as e:  # found out while building (a knob KSM refused)
+        raise Skip(str(e)) from e
     finally:
         scenario.teardown()
         journal.restore()

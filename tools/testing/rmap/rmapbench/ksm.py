@@ -24,6 +24,9 @@ KSM = Path("/sys/kernel/mm/ksm")
 # per batch. Restored with everything else.
 MERGE_PAGES_TO_SCAN = 10000
 POLL_SECONDS = 0.05
+# Knobs that shape the stable tree; KSM refuses to change them (EBUSY) while
+# KSM pages exist. See ksm_knobs.py.
+STRUCTURAL = ("max_page_sharing", "merge_across_nodes")
 
 
 class MergeError(RuntimeError):
@@ -53,6 +56,7 @@ class MergeResult:
     pages_shared: int
     pages_sharing: int
     max_page_sharing: int
+    merge_across_nodes: int | None
     stable_node_dups: int
     process_merged: int | None
 
@@ -107,6 +111,9 @@ def merge(journal: Journal, target_addr: int, expected: int, timeout: float) -> 
         pages_shared=counter("pages_shared"),
         pages_sharing=counter("pages_sharing"),
         max_page_sharing=counter("max_page_sharing"),
+        merge_across_nodes=(
+            counter("merge_across_nodes") if (KSM / "merge_across_nodes").exists() else None
+        ),
         stable_node_dups=counter("stable_node_dups") if (KSM / "stable_node_dups").exists() else 0,
         process_merged=process_merged_pages(pid),
     )
@@ -131,8 +138,13 @@ def drain(journal: Journal, timeout: float = 30.0) -> None:
 
     Done when this process has no rmap_items left. Once no mergeable memory
     is left ksmd goes idle, so counting full scans alone could wait forever
-    for a scan that never starts."""
-    if journal.original(KSM / "run") == "1":
+    for a scan that never starts.
+
+    A structural knob we changed (max_page_sharing, merge_across_nodes) can
+    only be restored once our KSM pages are gone (ksm_pages_shared back to
+    0), so then we wait even if ksmd was running before."""
+    was_running = journal.original(KSM / "run") == "1"
+    if was_running and not knobs_to_restore(journal):
         return  # ksmd goes on scanning by itself once run=1 is restored
     pid = os.getpid()
     scans = counter("full_scans")
@@ -146,4 +158,13 @@ def drain(journal: Journal, timeout: float = 30.0) -> None:
             log.warning("ksmd did not finish cleaning up: %s rmap_items left", left)
             break
         time.sleep(POLL_SECONDS)
-    journal.set(KSM / "run", 0)
+    if not was_running:
+        journal.set(KSM / "run", 0)
+
+
+def knobs_to_restore(journal: Journal) -> bool:
+    """Whether a structural knob of ours awaits restoring."""
+    return any(
+        (KSM / name).exists() and journal.original(KSM / name) != read_knob(KSM / name)
+        for name in STRUCTURAL
+    )

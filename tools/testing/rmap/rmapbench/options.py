@@ -31,15 +31,23 @@ class Options:
     workdir: Path | None = None
     buffer_kb: int = 8192
     verbose: bool = False
+    case: list[str] = field(default_factory=list)  # --case: empty selects every case
+    max_page_sharing: int | None = None  # None: leave KSM's value as it is
+    merge_across_nodes: int | None = None
     count_visits: bool = False
     # Options given on the command line (dest names), for "does not apply".
     given: set[str] = field(default_factory=set)
 
 
+# Every case whose target is a KSM page.
+KSM_CASES = {"ksm", "ksm-procs", "ksm-fork", "ksm-mremap"}
+
 # Options that only some cases use: dest -> cases that use it.
 CASE_SPECIFIC = {
-    "merge_timeout": {"ksm"},
+    "merge_timeout": KSM_CASES,
     "workdir": {"file"},
+    "max_page_sharing": KSM_CASES,
+    "merge_across_nodes": KSM_CASES,
 }
 
 
@@ -67,6 +75,13 @@ def _positive(kind: type[int] | type[float], minimum: float) -> Any:
 def build_parser(prog: str, description: str = "") -> argparse.ArgumentParser:
     p = _Parser(prog=prog, description=description)
     d = Options()
+    p.add_argument(
+        "--case",
+        action="append",
+        metavar="NAME",
+        help="run only this case (repeatable; default: all); a program whose case "
+        "is not selected reports SKIP and exits 0",
+    )
     p.add_argument(
         "--pages",
         type=_positive(int, 1),
@@ -124,6 +139,20 @@ def build_parser(prog: str, description: str = "") -> argparse.ArgumentParser:
         "(default $TMPDIR or /tmp)",
     )
     p.add_argument(
+        "--max-page-sharing",
+        type=_positive(int, 2),
+        metavar="N",
+        help="ksm cases: set KSM's max_page_sharing (sharers per stable node) while "
+        "merging; only possible while no KSM pages exist (default: as it is)",
+    )
+    p.add_argument(
+        "--merge-across-nodes",
+        type=int,
+        choices=(0, 1),
+        help="ksm cases: set KSM's merge_across_nodes (0: one stable tree per NUMA node) "
+        "while merging (default: as it is)",
+    )
+    p.add_argument(
         "--buffer-kb",
         type=_positive(int, 64),
         metavar="KB",
@@ -152,6 +181,12 @@ def parse(prog: str, argv: list[str], description: str = "") -> Options:
         if value is not None and value is not False:
             setattr(opts, key, value)
             opts.given.add(key)
+    if opts.case:
+        from rmapbench import cases  # the registry imports the scenarios, which import us
+
+        problem = cases.error(opts.case)
+        if problem:
+            parser.error(problem)
     if opts.split > opts.pages:
         build_parser(prog).error(f"--split {opts.split} is larger than --pages {opts.pages}")
     return opts

@@ -11,6 +11,8 @@ runner.sh) for running this directory outside a kernel tree:
 
 Each program runs from its directory as ./PROG $KSELFTEST_<PROG>_ARGS under a
 timeout; on expiry it gets SIGTERM (so it restores the system), then SIGKILL.
+With --case in the options (or $RMAP_ARGS), only the selected cases' programs
+run and are in the plan.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
+from rmapbench import cases
 from rmapbench.ktap import KSFT_SKIP
 
 COLLECTION = "rmap"
@@ -127,11 +130,20 @@ def main(argv: list[str] | None = None) -> int:
     ns = p.parse_args(argv[:cut])
     extra = argv[cut + 1 :]
     progs = [prog.resolve() for prog in ns.progs]
+    timeout = ns.timeout or settings_timeout(progs[0].parent)
+    selected = cases.selection(extra)
+    if selected is not None:
+        problem = cases.error(selected)
+        if problem:
+            print(f"runner: error: {problem}", file=sys.stderr)
+            return 2
+        # Programs of cases --case left out are not run at all (a program
+        # outside the registry is, and decides for itself).
+        progs = [q for q in progs if cases.case_of(q) in (None, *selected)]
     for prog in progs:
         if not os.access(prog, os.X_OK):
             print(f"runner: {prog} is not an executable test program", file=sys.stderr)
             return 2
-    timeout = ns.timeout or settings_timeout(progs[0].parent)
     return run(progs, extra, timeout)
 
 

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import NoReturn
 
-from rmapbench import mm, results, runner, summary
+from rmapbench import cases, mm, options, results, runner, summary
 from rmapbench.tracing import tracefs
 
 EXIT_USAGE = 2
@@ -24,7 +24,6 @@ EXIT_GUEST = 3
 EXIT_KERNEL = 5
 
 SUITE_DIR = Path(__file__).resolve().parent.parent
-PROGRAMS = ("rmap_ksm.py", "rmap_anon.py", "rmap_file.py")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -98,12 +97,13 @@ def why_not_here() -> str | None:
     return None
 
 
-def _programs() -> list[Path]:
-    return [SUITE_DIR / p for p in PROGRAMS]
+def _programs(test_args: list[str]) -> list[Path]:
+    """The programs of the cases --case selects (all without --case)."""
+    return cases.programs(cases.selection(test_args))
 
 
 def run_here(test_args: list[str], timeout: int) -> int:
-    return runner.run(_programs(), test_args, timeout)
+    return runner.run(_programs(test_args), test_args, timeout)
 
 
 def run_guest(ns: argparse.Namespace, test_args: list[str], share: Path) -> int:
@@ -124,7 +124,7 @@ def run_guest(ns: argparse.Namespace, test_args: list[str], share: Path) -> int:
         "rmapbench.runner",
         "--timeout",
         str(ns.timeout),
-        *[str(p) for p in _programs()],
+        *[str(p) for p in _programs(test_args)],
         "--",
         *test_args,
     ]
@@ -156,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     test_args = [a for a in ns.test_args if a != "--"] if ns.test_args else []
     if "--results" in test_args:
         parser().error("give --results before --, to run_tests.sh itself")
+    # The test options (and $RMAP_ARGS) are checked here, before a guest is
+    # booted: an unknown --case or a malformed option is exit status 2 now.
+    options.parse("run_tests.sh", test_args)
     for opt in ("nodes", "cpus"):
         if getattr(ns, opt) < 1:
             parser().error(f"--{opt} must be at least 1")

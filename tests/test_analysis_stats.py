@@ -1,0 +1,136 @@
+"""The analysis statistics against scipy.stats on fixed data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from rmapbench.analysis import inference
+
+# Walk latencies (ns) of two small recorded KSM runs, 1000 and 2000 pages.
+BASE = [
+    62350422,
+    64028491,
+    31480332,
+    33022077,
+    61980071,
+    66511200,
+    35180003,
+    61004822,
+    32119084,
+    60917000,
+]
+NEW = [
+    89904512,
+    130214801,
+    67602313,
+    130392130,
+    63710003,
+    124003311,
+    62350422,
+    125091881,
+    62702113,
+    125001277,
+]
+
+
+def test_bootstrap_ratio_matches_scipy() -> None:
+    rng = np.random.default_rng(7)
+    base = rng.lognormal(mean=4.0, sigma=0.3, size=40)
+    new = rng.lognormal(mean=3.8, sigma=0.3, size=35)
+    ours = inference.bootstrap_median_ratio(base, new, resamples=20000, seed=1)
+
+    def ratio(b: np.ndarray, n: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.median(n, axis=axis) / np.median(b, axis=axis)
+
+    ref = sps.bootstrap(
+        (base, new),
+        ratio,
+        n_resamples=20000,
+        method="percentile",
+        rng=np.random.default_rng(2),
+        vectorized=True,
+    )
+    assert ours.estimate == pytest.approx(np.median(new) / np.median(base))
+    # Different random draws: the endpoints agree to Monte Carlo error.
+    assert ours.low == pytest.approx(ref.confidence_interval.low, rel=0.02)
+    assert ours.high == pytest.approx(ref.confidence_interval.high, rel=0.02)
+
+
+def test_bootstrap_is_seeded() -> None:
+    a = inference.bootstrap_median_ratio(BASE, NEW)
+    b = inference.bootstrap_median_ratio(BASE, NEW)
+    assert a == b
+    assert a.low <= a.estimate <= a.high
+
+
+@pytest.mark.parametrize(
+    ("x", "y"),
+    [
+        (BASE, NEW),  # no ties, n=10: asymptotic
+        (BASE[:6], NEW[:7]),  # small, no ties: exact
+        ([1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0]),
+        ([3.0, 1.0, 8.0, 2.0, 9.0], [4.0, 2.5, 7.0]),
+        ([1, 2, 2, 3, 3, 3], [2, 3, 4, 4, 5]),  # ties: asymptotic with tie correction
+        (list(range(30)), [x + 0.5 for x in range(5, 40)]),
+        ([5.0] * 5, [5.0] * 6),  # all equal
+    ],
+)
+def test_mann_whitney_matches_scipy(x: list[float], y: list[float]) -> None:
+    ours = inference.mann_whitney_u(x, y)
+    ref = sps.mannwhitneyu(x, y, alternative="two-sided", method="auto")
+    assert ours.u1 == pytest.approx(ref.statistic)
+    assert ours.pvalue == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize(("n1", "n2"), [(1, 1), (3, 5), (8, 8), (4, 20)])
+def test_exact_u_distribution_counts_every_ordering(n1: int, n2: int) -> None:
+    from math import comb
+
+    dist = inference._u_distribution(n1, n2)
+    assert sum(dist) == comb(n1 + n2, n1)
+    assert dist == dist[::-1]  # U and n1*n2 - U are equally likely
+    x = np.arange(n1, dtype=float)
+    y = np.arange(n1, n1 + n2, dtype=float)
+    ref = sps.mannwhitneyu(x, y, method="exact")
+    assert inference.mann_whitney_u(x, y).pvalue == pytest.approx(ref.pvalue)
+
+
+def test_power_fit_matches_linregress() -> None:
+    rng = np.random.default_rng(3)
+    pages = np.repeat([1000.0, 2000.0, 4000.0], 8)
+    y = 3e4 * pages**1.05 * rng.lognormal(0, 0.2, pages.size)
+    fit = inference.power_fit({"pages": pages}, y)
+    ref = sps.linregress(np.log(pages), np.log(y))
+    (e,) = fit.exponents
+    t = sps.t.ppf(0.975, pages.size - 2)
+    assert e.slope == pytest.approx(ref.slope)
+    assert e.stderr == pytest.approx(ref.stderr)
+    assert (e.low, e.high) == pytest.approx(
+        (ref.slope - t * ref.stderr, ref.slope + t * ref.stderr)
+    )
+    assert fit.intercept == pytest.approx(ref.intercept)
+    assert fit.r_squared == pytest.approx(ref.rvalue**2)
+    assert e.low < 1.05 < e.high
+
+
+def test_power_fit_two_parameters_recovers_exponents() -> None:
+    rng = np.random.default_rng(4)
+    grid = [(p, s) for p in (1000.0, 2000.0, 4000.0) for s in (1.0, 2.0, 4.0)]
+    pages = np.repeat([g[0] for g in grid], 10)
+    sharers = np.repeat([g[1] for g in grid], 10)
+    y = 50 * pages**1.0 * sharers**-0.5 * rng.lognormal(0, 0.05, pages.size)
+    fit = inference.power_fit({"pages": pages, "sharers": sharers}, y)
+    by = {e.name: e for e in fit.exponents}
+    assert by["pages"].low < 1.0 < by["pages"].high
+    assert by["sharers"].low < -0.5 < by["sharers"].high
+
+
+def test_power_fit_refuses_what_it_cannot_fit() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        inference.power_fit({"x": [0.0, 1.0, 2.0]}, [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="observations"):
+        inference.power_fit({"x": [1.0, 2.0]}, [1.0, 2.0])
+    with pytest.raises(ValueError, match="collinear"):
+        inference.power_fit({"x": [1.0, 1.0, 1.0, 1.0]}, [1.0, 2.0, 3.0, 4.0])

@@ -1,0 +1,194 @@
+"""`rmapbench ab`: A/B runs of the same cases, alternating the sides so drift
+(a busy host, a warming cache) hits both, then a comparison of B against A
+(compare.py, verdict.py).
+
+Two kernels:   rmapbench ab --kernel A --kernel B [--rounds R] -o SET -- TEST ARGS
+    boots A, B, A, B, ... (one boot per side and round).
+Two settings:  rmapbench ab [--kernel K] --set NAME=VALUE [--set ...] -o SET -- TEST ARGS
+    side B gets the test option --NAME-with-dashes VALUE, side A the default;
+    both run in one boot per round, A then B in odd rounds, B then A in even.
+
+Each side's samples are pooled over its rounds. Exit status: 0, 1 a test
+failed, 2 bad usage, 3 a guest failed, 5 no kernel, 6 a significant
+regression beyond --max-regression PCT.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from rmapbench.analysis import compare, guestrun, resultset
+from rmapbench.analysis.cli import EXIT_FAILED, EXIT_GUEST, EXIT_KERNEL, RAW, Parser, UsageError
+from rmapbench.analysis.progress import Progress
+from rmapbench.kernel import KernelError, KernelImage
+from rmapbench.vm import GuestError
+
+SIDES = ("A", "B")
+
+
+def parse_sets(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        guestrun.option_flag(name)
+        if not eq or not value:
+            raise UsageError(f"--set {item}: give NAME=VALUE")
+        out[name] = value
+    return out
+
+
+def side_args(base: list[str], sets: dict[str, str]) -> list[str]:
+    extra = [x for k, v in sets.items() for x in (guestrun.option_flag(k), v)]
+    return [*base, *extra]
+
+
+def plan(
+    kernels: dict[str, KernelImage],
+    args: dict[str, list[str]],
+    programs: list[Path],
+    rounds: int,
+    one_boot_per_round: bool,
+) -> tuple[list[guestrun.Boot], list[dict[str, Any]]]:
+    """The boots in order and the index's point entries."""
+    boots: list[guestrun.Boot] = []
+    entries: list[dict[str, Any]] = []
+    for r in range(1, rounds + 1):
+        order = SIDES if (r % 2 or not one_boot_per_round) else SIDES[::-1]
+        for side in order:
+            if one_boot_per_round and boots and side != order[0]:
+                boot = boots[-1]
+            else:
+                boot = guestrun.Boot(kernels[side])
+                boots.append(boot)
+            directory = f"r{r}-{side}"
+            for prog in programs:
+                boot.jobs.append(guestrun.Job(directory, prog, args[side]))
+            entries.append(
+                {
+                    "dir": directory,
+                    "side": side,
+                    "round": r,
+                    "args": args[side],
+                    "boot": len(boots) - 1,
+                }
+            )
+    return boots, entries
+
+
+def main(argv: list[str]) -> int:
+    p = Parser(prog="rmapbench ab", description=__doc__, formatter_class=RAW)
+    p.add_argument(
+        "--kernel",
+        action="append",
+        default=[],
+        metavar="IMAGE|SERIES",
+        help="twice: the two sides; once with --set: both (default 6.12)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="side B's test option --NAME-with-dashes VALUE (repeatable)",
+    )
+    p.add_argument("--rounds", type=int, default=2, help="rounds of A and B (default 2)")
+    guestrun.add_guest_options(p)
+    compare.add_decision_options(p)
+    p.add_argument("test", nargs="*", metavar="-- TEST ARGS")
+    cut = argv.index("--") if "--" in argv else len(argv)
+    ns = p.parse_args(argv[:cut])
+    rest = ns.test + argv[cut + 1 :]
+    try:
+        t = compare.thresholds(ns)
+        sets = parse_sets(ns.set)
+        if sets and len(ns.kernel) > 1:
+            raise UsageError("give two --kernel or --set NAME=VALUE, not both")
+        if not sets and len(ns.kernel) != 2:
+            raise UsageError("give --kernel twice (A and B) or --set NAME=VALUE")
+        if ns.rounds < 1:
+            raise UsageError("--rounds must be at least 1")
+        specs = ns.kernel or ["6.12"]
+        for spec in specs:
+            guestrun.check_kernel_spec(spec)
+        programs, base_args = guestrun.split_test_args(rest)
+        args = {"A": base_args, "B": side_args(base_args, sets)}
+        for side in SIDES:
+            guestrun.check_test_args(programs, args[side])
+        g = guestrun.guest_options(ns)
+        if ns.output.exists():
+            raise UsageError(f"{ns.output} exists; give a new directory")
+    except UsageError as e:
+        p.error(str(e))
+    try:
+        images = [guestrun.resolve_kernel(s) for s in specs]
+    except (KernelError, OSError) as e:
+        print(f"rmapbench ab: error: {e}", file=sys.stderr)
+        return EXIT_KERNEL
+    kernels = {"A": images[0], "B": images[-1]}
+    boots, entries = plan(kernels, args, programs, ns.rounds, one_boot_per_round=bool(sets))
+    index = resultset.base_index("ab", ["rmapbench", "ab", *argv])
+    index.update(
+        programs=[pr.stem for pr in programs],
+        test_args=base_args,
+        rounds=ns.rounds,
+        sides={
+            s: {
+                "kernel": {"spec": specs[0 if s == "A" else -1], "release": kernels[s].release},
+                "set": sets if s == "B" else {},
+                "args": args[s],
+            }
+            for s in SIDES
+        },
+        guest={"nodes": g.nodes, "cpus": g.cpus, "memory": g.memory},
+        boots=[],
+    )
+    jobs = [j for b in boots for j in b.jobs]
+    progress = Progress(len(jobs), "runs")
+    with resultset.building(ns.output) as tmp:
+        first = 0
+        for n, boot in enumerate(boots):
+            progress.start(f"boot {n + 1}/{len(boots)}: {boot.kernel.release}")
+            try:
+                res = guestrun.run_boot(
+                    boot,
+                    tmp,
+                    g,
+                    f"console-{n}.log",
+                    first,
+                    lambda i, rc: progress.step(jobs[i].directory),
+                )
+            except GuestError as e:
+                progress.finish()
+                print(f"rmapbench ab: error: {e}; partial results in {tmp}", file=sys.stderr)
+                raise SystemExit(EXIT_GUEST) from None
+            first += len(boot.jobs)
+            index["boots"].append(
+                {
+                    "kernel": boot.kernel.release,
+                    "accel": res.accel,
+                    "boot_seconds": round(res.boot_seconds, 1),
+                    "total_seconds": round(res.total_seconds, 1),
+                    "status": res.status,
+                }
+            )
+        progress.finish()
+        for entry in entries:
+            entry["status"] = {
+                j.program.stem: j.status for j in jobs if j.directory == entry["dir"]
+            }
+        index["points"] = entries
+        resultset.write_index(tmp, index)
+    base, new = compare.sides_of([str(ns.output)])
+    rows = compare.compare_sides(base, new, compare.metrics_of(ns), t)
+    status = compare.finish(rows, base, new, ns, t)
+    print(f"\nresult set in {ns.output}", file=sys.stderr)
+    failed = [j for j in jobs if j.status not in (0, 4)]
+    for j in failed:
+        print(f"rmapbench ab: {j.directory}/{j.program.stem} exited {j.status}", file=sys.stderr)
+    return status or (EXIT_FAILED if failed else 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,125 @@
+"""Result sets: several runs of the test programs kept together, one
+subdirectory per grid point (sweep) or per side and round (ab), each holding
+the PROGRAM.json files the programs wrote with --results, and an index.json
+naming them (schema in docs/json.md).
+
+A result set is built in a hidden sibling directory and renamed into place
+when complete, so a reader never sees half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rmapbench import __version__, results
+
+SCHEMA = "rmapbench/resultset/1"
+INDEX = "index.json"
+
+
+@dataclass
+class Run:
+    """One test program's result document, and where in the set it was."""
+
+    doc: dict[str, Any]
+    point: dict[str, str] = field(default_factory=dict)  # varied name -> value
+    side: str = ""  # "A" or "B" in an ab set
+    round: int = 0  # 1-based round in an ab set
+
+
+@dataclass
+class Source:
+    path: Path
+    kind: str  # "dir" (one --results directory), "sweep" or "ab"
+    runs: list[Run]
+    index: dict[str, Any] | None = None
+
+    @property
+    def label(self) -> str:
+        return self.path.name or str(self.path)
+
+
+def is_result_set(path: Path) -> bool:
+    return (path / INDEX).is_file()
+
+
+def read_index(path: Path) -> dict[str, Any]:
+    data = json.loads((path / INDEX).read_text())
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise ValueError(f"{path / INDEX}: not a {SCHEMA} index")
+    return data
+
+
+def load(path: str | Path) -> Source:
+    """A --results directory or a result set; ValueError when it is neither."""
+    p = Path(path)
+    if not p.is_dir():
+        raise ValueError(f"{p}: not a directory")
+    if not is_result_set(p):
+        docs = results.load_results(p)
+        if not docs:
+            raise ValueError(f"{p}: no {results.SCHEMA} result files and no {INDEX}")
+        return Source(p, "dir", [Run(d) for d in docs])
+    index = read_index(p)
+    runs = []
+    for entry in index["points"]:
+        for doc in results.load_results(p / entry["dir"]):
+            runs.append(
+                Run(
+                    doc,
+                    dict(entry.get("params", {})),
+                    entry.get("side", ""),
+                    int(entry.get("round", 0)),
+                )
+            )
+    return Source(p, str(index["kind"]), runs, index)
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def base_index(kind: str, argv: list[str]) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "kind": kind,
+        "tool": {"name": "rmapbench", "version": __version__},
+        "created": now(),
+        "command": argv,
+        "points": [],
+    }
+
+
+class OutputExists(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def building(final: Path) -> Iterator[Path]:
+    """A hidden directory next to `final` to fill; renamed to `final` when
+    the block ends normally, left in place (and named) when it raises."""
+    final = final.resolve()
+    if final.exists():
+        raise OutputExists(f"{final} exists; give a new directory")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    os.chmod(tmp, 0o755)
+    yield tmp
+    os.replace(tmp, final)
+
+
+def write_index(directory: Path, index: dict[str, Any]) -> None:
+    results.write_atomic(directory / INDEX, json.dumps(index, indent=2) + "\n")
+
+
+def discard(tmp: Path) -> None:
+    shutil.rmtree(tmp, ignore_errors=True)

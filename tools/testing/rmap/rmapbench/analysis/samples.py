@@ -1,0 +1,70 @@
+"""Latency samples out of loaded results, keyed so two sources can be lined
+up: (case, page type, metric, grid point)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from rmapbench.analysis.inference import Array
+from rmapbench.analysis.resultset import Run
+
+# "walk": the target's rmap walks (walks.samples); "syscall": the trigger's
+# wall time (syscall.samples), the only figure with --backend syscall.
+METRICS = ("walk", "syscall")
+_GROUP = {"walk": "walks", "syscall": "syscall"}
+
+
+@dataclass(frozen=True, order=True)
+class Key:
+    case: str  # scenario name: ksm, anon, file, ...
+    page_type: str  # the target's page type as the scenario built it
+    metric: str
+    point: str = ""  # "pages=1000 split=2" in a sweep, "" otherwise
+
+    def label(self) -> str:
+        parts = [f"{self.case}/{self.page_type}", self.metric]
+        return " ".join([*parts, self.point]) if self.point else " ".join(parts)
+
+
+def sort_key(key: Key) -> tuple[str, str, str, int]:
+    """Cases in name order, grid points in run order, walk before syscall."""
+    return (key.case, key.page_type, key.point, METRICS.index(key.metric))
+
+
+def point_label(point: dict[str, str]) -> str:
+    return " ".join(f"{k}={v}" for k, v in point.items())
+
+
+def run_series(run: Run, metric: str) -> Iterable[tuple[Key, list[float]]]:
+    for sc in run.doc.get("scenarios", []):
+        group = sc.get(_GROUP[metric]) or {}
+        values = group.get("samples") or []
+        if not values:
+            continue
+        page_type = (sc.get("setup") or {}).get("target_page_type") or sc["name"]
+        yield Key(sc["name"], str(page_type), metric, point_label(run.point)), values
+
+
+def pooled(runs: Iterable[Run], metrics: Iterable[str] = METRICS) -> dict[Key, Array]:
+    """Every sample of each key, pooled over rounds and repeated runs."""
+    out: dict[Key, list[float]] = defaultdict(list)
+    wanted = list(metrics)
+    for run in runs:
+        for metric in wanted:
+            for key, values in run_series(run, metric):
+                out[key].extend(values)
+    return {k: np.asarray(out[k], dtype=np.float64) for k in sorted(out, key=sort_key)}
+
+
+def round_medians(runs: Iterable[Run], key: Key) -> list[float]:
+    """The median of each round's samples for one key (drift between rounds)."""
+    by_round: dict[int, list[float]] = defaultdict(list)
+    for run in runs:
+        for k, values in run_series(run, key.metric):
+            if k == key:
+                by_round[run.round].extend(values)
+    return [float(np.median(v)) for _, v in sorted(by_round.items())]

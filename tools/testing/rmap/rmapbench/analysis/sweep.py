@@ -1,0 +1,359 @@
+"""`rmapbench sweep --vary NAME=V1,V2,... [--vary ...] -o SET -- TEST ARGS`:
+run the chosen cases at every point of the grid, all in one guest boot, keep
+every point's results in one result set, and fit walk latency against each
+varied parameter on log-log scales (growth exponent with a 95% interval).
+
+A varied NAME becomes the test option --NAME-with-dashes V (pages -> --pages,
+max_page_sharing -> --max-page-sharing). `--from SET` analyses a result set
+again without running anything.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rmapbench.analysis import guestrun, inference, resultset, samples
+from rmapbench.analysis.cli import (
+    EXIT_FAILED,
+    EXIT_GUEST,
+    EXIT_KERNEL,
+    EXIT_USAGE,
+    RAW,
+    Parser,
+    UsageError,
+)
+from rmapbench.analysis.inference import PowerFit
+from rmapbench.analysis.progress import Progress
+from rmapbench.analysis.resultset import Source, building, load, write_index
+from rmapbench.kernel import KernelError
+from rmapbench.results import slug
+from rmapbench.stats import format_ns
+from rmapbench.vm import GuestError
+
+
+def parse_vary(items: list[str]) -> dict[str, list[str]]:
+    grid: dict[str, list[str]] = {}
+    for item in items:
+        name, eq, values = item.partition("=")
+        guestrun.option_flag(name)
+        vals = [v for v in values.split(",") if v]
+        if not eq or not vals:
+            raise UsageError(f"--vary {item}: give NAME=V1,V2,...")
+        if name in grid:
+            raise UsageError(f"--vary {name} given twice")
+        if len(set(vals)) != len(vals):
+            raise UsageError(f"--vary {item}: a value is repeated")
+        grid[name] = vals
+    if not grid:
+        raise UsageError("give at least one --vary NAME=V1,V2,...")
+    return grid
+
+
+def points(grid: dict[str, list[str]]) -> list[dict[str, str]]:
+    names = list(grid)
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*grid.values())]
+
+
+def point_dir(i: int, point: dict[str, str]) -> str:
+    return f"p{i:03d}-" + "-".join(f"{k}{slug(v)}" for k, v in point.items())
+
+
+def point_args(base: list[str], point: dict[str, str]) -> list[str]:
+    """The test options with the varied ones appended (argparse: the last wins)."""
+    return [
+        *base,
+        *itertools.chain.from_iterable((guestrun.option_flag(k), v) for k, v in point.items()),
+    ]
+
+
+# --- fitting ---------------------------------------------------------------
+
+
+@dataclass
+class Fit:
+    case: str
+    page_type: str
+    mode: str  # "samples" (every walk) or "p50" (one median per point)
+    fit: PowerFit | None
+    note: str = ""
+    given: dict[str, str] = field(default_factory=dict)  # fixed non-numeric parameters
+
+    def label(self) -> str:
+        extra = " ".join(f"{k}={v}" for k, v in self.given.items())
+        return f"{self.case}/{self.page_type}" + (f" {extra}" if extra else "")
+
+
+def numeric(value: str) -> float | None:
+    try:
+        x = float(value)
+    except ValueError:
+        return None
+    return x if x > 0 and math.isfinite(x) else None
+
+
+def fits(source: Source, metric: str = "walk") -> list[Fit]:
+    """Per case: log(latency) against log(each varied numeric parameter), once
+    over every sample and once over each point's median; separately for each
+    value of a varied parameter that is not a number (a kernel, a backend)."""
+    grid: dict[str, list[str]] = (source.index or {}).get("grid", {})
+    varied = [n for n, vals in grid.items() if len(vals) > 1]
+    names = [n for n in varied if n != "kernel" and all(numeric(v) is not None for v in grid[n])]
+    others = [n for n in varied if n not in names]
+    Group = tuple[str, str, tuple[tuple[str, str], ...]]
+    by_case: dict[Group, list[tuple[dict[str, str], np.ndarray[Any, Any]]]] = {}
+    for key, values in samples.pooled(source.runs, [metric]).items():
+        point = dict(kv.split("=", 1) for kv in key.point.split()) if key.point else {}
+        given = tuple((o, point.get(o, "")) for o in others)
+        by_case.setdefault((key.case, key.page_type, given), []).append((point, values))
+    out = []
+    for (case, page_type, given), series in by_case.items():
+        for mode in ("samples", "p50"):
+            fit = Fit(case, page_type, mode, None, given=dict(given))
+            if not names:
+                fit.note = "no numeric parameter varied"
+                out.append(fit)
+                continue
+            xs: dict[str, list[float]] = {n: [] for n in names}
+            ys: list[float] = []
+            for point, values in series:
+                vals = list(values) if mode == "samples" else [float(np.median(values))]
+                for n in names:
+                    xs[n] += [numeric(point[n]) or 0.0] * len(vals)
+                ys += vals
+            try:
+                fit.fit = inference.power_fit(xs, ys)
+            except ValueError as e:
+                fit.note = str(e)
+            out.append(fit)
+    return out
+
+
+def point_table(source: Source, metric: str = "walk") -> list[list[str]]:
+    rows = [["case", "point", "n", "p50", "p90", "p99"]]
+    for key, values in samples.pooled(source.runs, [metric]).items():
+        p50, p90, p99 = np.percentile(values, [50, 90, 99])
+        rows.append(
+            [
+                f"{key.case}/{key.page_type}",
+                key.point,
+                str(values.size),
+                format_ns(p50),
+                format_ns(p90),
+                format_ns(p99),
+            ]
+        )
+    return rows
+
+
+def fit_lines(fs: list[Fit]) -> list[str]:
+    lines = []
+    for f in fs:
+        over = "every sample" if f.mode == "samples" else "p50 per point"
+        head = f"{f.label()} walk, fit on {over}"
+        if f.fit is None:
+            lines.append(f"{head}: {f.note}")
+            continue
+        exps = "; ".join(
+            f"{e.name}^{e.slope:.2f} [95% CI {e.low:.2f}, {e.high:.2f}]" for e in f.fit.exponents
+        )
+        lines.append(
+            f"{head} (n={f.fit.observations}, R^2={f.fit.r_squared:.2f}): latency ~ {exps}"
+        )
+    return lines
+
+
+def summary_text(source: Source) -> str:
+    rows = point_table(source)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i < 2 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ).rstrip()
+        for r in rows
+    ]
+    index = source.index or {}
+    kernels = sorted({str(r.doc.get("kernel", {}).get("release", "?")) for r in source.runs})
+    accel = ", ".join(sorted({b.get("accel", "?") for b in index.get("boots", [])}))
+    grid = " x ".join(f"{k}={','.join(v)}" for k, v in index.get("grid", {}).items())
+    head = f"sweep {source.label}: kernel {', '.join(kernels)}"
+    if accel:
+        head += f", {accel}"
+    head += f"; grid {grid}"
+    if index.get("test_args"):
+        head += f"; test args: {' '.join(index['test_args'])}"
+    return "\n".join([head, "", *lines, "", *fit_lines(fits(source))])
+
+
+def fits_json(source: Source) -> list[dict[str, Any]]:
+    out = []
+    for f in fits(source):
+        entry: dict[str, Any] = {
+            "case": f.case,
+            "page_type": f.page_type,
+            "given": f.given,
+            "mode": f.mode,
+        }
+        if f.fit is None:
+            entry["note"] = f.note
+        else:
+            entry.update(
+                observations=f.fit.observations,
+                r_squared=f.fit.r_squared,
+                intercept=f.fit.intercept,
+                exponents=[
+                    {
+                        "name": e.name,
+                        "exponent": e.slope,
+                        "ci_low": e.low,
+                        "ci_high": e.high,
+                        "stderr": e.stderr,
+                    }
+                    for e in f.fit.exponents
+                ],
+            )
+        out.append(entry)
+    return out
+
+
+# --- running ---------------------------------------------------------------
+
+
+def main(argv: list[str]) -> int:
+    p = Parser(prog="rmapbench sweep", description=__doc__, formatter_class=RAW)
+    p.add_argument("--vary", action="append", default=[], metavar="NAME=V1,V2,...")
+    p.add_argument(
+        "--kernel",
+        action="append",
+        default=[],
+        metavar="IMAGE|SERIES",
+        help="kernel image or Debian stock series (default 6.12); repeat it to sweep "
+        "several kernels, one boot each (the grid gains a kernel dimension)",
+    )
+    p.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        metavar="SET",
+        help="analyse an existing result set instead of running",
+    )
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    guestrun.add_guest_options(p, output_required=False)
+    p.add_argument("test", nargs="*", metavar="-- TEST ARGS")
+    cut = argv.index("--") if "--" in argv else len(argv)
+    ns = p.parse_args(argv[:cut])
+    rest = ns.test + argv[cut + 1 :]
+    if ns.source:
+        try:
+            return show(load(ns.source), ns.format)
+        except (ValueError, OSError) as e:
+            p.error(str(e))
+    specs: list[str] = ns.kernel or ["6.12"]
+    try:
+        if ns.output is None:
+            raise UsageError("give -o SET (the result set to create)")
+        grid = parse_vary(ns.vary)
+        if "kernel" in grid:
+            raise UsageError("vary kernels with --kernel given several times")
+        if len(set(specs)) != len(specs):
+            raise UsageError("a --kernel is repeated")
+        programs, base_args = guestrun.split_test_args(rest)
+        pts = points(grid)
+        for pt in pts:
+            guestrun.check_test_args(programs, point_args(base_args, pt))
+        for spec in specs:
+            guestrun.check_kernel_spec(spec)
+        g = guestrun.guest_options(ns)
+        if ns.output.exists():
+            raise UsageError(f"{ns.output} exists; give a new directory")
+    except UsageError as e:
+        p.error(str(e))
+    try:
+        kernels = [guestrun.resolve_kernel(spec) for spec in specs]
+    except (KernelError, OSError) as e:
+        print(f"rmapbench sweep: error: {e}", file=sys.stderr)
+        return EXIT_KERNEL
+    several = len(kernels) > 1
+    boots: list[guestrun.Boot] = []
+    entries: list[dict[str, Any]] = []
+    for k, (spec, kernel) in enumerate(zip(specs, kernels, strict=True)):
+        boot = guestrun.Boot(kernel)
+        boots.append(boot)
+        for pt in pts:
+            # The kernel is a grid dimension but not a test option.
+            full = {**pt, "kernel": spec} if several else pt
+            directory = point_dir(len(entries), full)
+            args = point_args(base_args, pt)
+            for prog in programs:
+                boot.jobs.append(guestrun.Job(directory, prog, args))
+            entries.append({"dir": directory, "params": full, "args": args, "boot": k})
+    index = resultset.base_index("sweep", ["rmapbench", "sweep", *argv])
+    index.update(
+        grid={**grid, "kernel": specs} if several else grid,
+        programs=[pr.stem for pr in programs],
+        test_args=base_args,
+        kernels=[{"spec": s, "release": k.release} for s, k in zip(specs, kernels, strict=True)],
+        guest={"nodes": g.nodes, "cpus": g.cpus, "memory": g.memory},
+        boots=[],
+    )
+    jobs = [j for b in boots for j in b.jobs]
+    progress = Progress(len(jobs), "runs")
+    with building(ns.output) as tmp:
+        first = 0
+        for n, boot in enumerate(boots):
+            progress.start(f"boot {n + 1}/{len(boots)}: {boot.kernel.release}")
+            log = "console.log" if not several else f"console-{n}.log"
+            try:
+                res = guestrun.run_boot(
+                    boot, tmp, g, log, first, lambda i, rc: progress.step(jobs[i].directory)
+                )
+            except GuestError as e:
+                progress.finish()
+                print(f"rmapbench sweep: error: {e}; partial results in {tmp}", file=sys.stderr)
+                raise SystemExit(EXIT_GUEST) from None
+            first += len(boot.jobs)
+            index["boots"].append(
+                {
+                    "kernel": boot.kernel.release,
+                    "accel": res.accel,
+                    "boot_seconds": round(res.boot_seconds, 1),
+                    "total_seconds": round(res.total_seconds, 1),
+                    "status": res.status,
+                }
+            )
+        progress.finish()
+        for entry in entries:
+            entry["status"] = {
+                j.program.stem: j.status for j in jobs if j.directory == entry["dir"]
+            }
+        index["points"] = entries
+        write_index(tmp, index)
+    show(load(ns.output), ns.format)
+    print(f"\nresult set in {ns.output}", file=sys.stderr)
+    failed = [j for j in jobs if j.status not in (0, 4)]
+    for j in failed:
+        print(f"rmapbench sweep: {j.directory}/{j.program.stem} exited {j.status}", file=sys.stderr)
+    return EXIT_FAILED if failed else 0
+
+
+def show(source: Source, fmt: str) -> int:
+    if source.kind != "sweep":
+        print(f"rmapbench sweep: error: {source.path} is not a sweep result set", file=sys.stderr)
+        return EXIT_USAGE
+    if fmt == "json":
+        print(
+            json.dumps(
+                {"grid": (source.index or {}).get("grid"), "fits": fits_json(source)}, indent=2
+            )
+        )
+    else:
+        print(summary_text(source))
+    return 0
