@@ -25,6 +25,7 @@ from rmapbench import (
     results,
     stats,
     triggers,
+    visitcount,
 )
 from rmapbench.cases import report_not_selected
 from rmapbench.knobs import Interrupted, Journal
@@ -243,6 +244,12 @@ def _run(
             )
             traced = probe is not None
         sc_doc["measure_seconds"] = round(time.monotonic() - t0, 3)
+        # Separate, untimed: the visit probes would inflate the latency.
+        vpass = None
+        if opts.count_visits:
+            vpass = visitcount.run_pass(
+                trigger, addr, opts, journal, scenario.backing, trigger.pids()
+            )
     except SkipScenario as e:  # found out while building (a knob KSM refused)
         raise Skip(str(e)) from e
     finally:
@@ -251,6 +258,9 @@ def _run(
     doc["backend"] = desc.as_dict()
     not_restored = journal.check_restored()
     verdict = _analyse(ktap, scenario, trigger, samples, opts, sc_doc, traced)
+    if vpass is not None:
+        timed = samples if traced else None
+        verdict += visitcount.report(ktap, sc_doc, vpass, scenario.page_type, timed)
     if not_restored:
         verdict.append("knobs not restored: " + "; ".join(not_restored))
     doc["duration_s"] = round(time.monotonic() - t_start, 3)

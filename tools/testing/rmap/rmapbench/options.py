@@ -40,6 +40,7 @@ class Options:
     fork_depth: int = 2
     trigger: str = "auto"
     allow_destructive: bool = False
+    count_visits: bool = False
     # Options given on the command line (dest names), for "does not apply".
     given: set[str] = field(default_factory=set)
 
@@ -219,6 +220,12 @@ def build_parser(prog: str, description: str = "") -> argparse.ArgumentParser:
         "--allow-destructive",
         action="store_true",
         help="allow triggers that harm the machine (soft-offline retires frames)",
+    )
+    p.add_argument(
+        "--count-visits",
+        action="store_true",
+        help="after the timed samples, a few untimed triggers counting the interval-tree "
+        "visits of each walk and how many were skipped",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log every knob and tracefs write")
     return p

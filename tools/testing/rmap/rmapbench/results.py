@@ -54,6 +54,20 @@ def metrics(doc: dict[str, Any]) -> dict[str, tuple[float, str]]:
                 summary["count"],
                 "walks" if group == "walks" else "calls",
             )
+        out.update(_visit_metrics(name, sc.get("visits") or {}))
+    return out
+
+
+def _visit_metrics(name: str, visits: dict[str, Any]) -> dict[str, tuple[float, str]]:
+    """--count-visits: tree visits per walk and what they cost."""
+    out: dict[str, tuple[float, str]] = {}
+    for group in ("visits", "skipped", "matched"):
+        summary = visits.get(group) or {}
+        if summary.get("count"):
+            out[f"{name}_{group}_p50"] = (summary["p50"], "visits")
+            out[f"{name}_{group}_max"] = (summary["max"], "visits")
+    if visits.get("cost_per_visit_ns") is not None:
+        out[f"{name}_cost_per_visit"] = (visits["cost_per_visit_ns"], "ns")
     return out
 
 
