@@ -20,10 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from rmapbench.analysis import compare, guestrun, resultset
-from rmapbench.analysis.cli import EXIT_FAILED, EXIT_GUEST, EXIT_KERNEL, RAW, Parser, UsageError
-from rmapbench.analysis.progress import Progress
+from rmapbench.analysis.cli import EXIT_FAILED, EXIT_KERNEL, RAW, Parser, UsageError
 from rmapbench.kernel import KernelError, KernelImage
-from rmapbench.vm import GuestError
 
 SIDES = ("A", "B")
 
@@ -144,49 +142,14 @@ def main(argv: list[str]) -> int:
         guest={"nodes": g.nodes, "cpus": g.cpus, "memory": g.memory},
         boots=[],
     )
-    jobs = [j for b in boots for j in b.jobs]
-    progress = Progress(len(jobs), "runs")
     with resultset.building(ns.output) as tmp:
-        first = 0
-        for n, boot in enumerate(boots):
-            progress.start(f"boot {n + 1}/{len(boots)}: {boot.kernel.release}")
-            try:
-                res = guestrun.run_boot(
-                    boot,
-                    tmp,
-                    g,
-                    f"console-{n}.log",
-                    first,
-                    lambda i, rc: progress.step(jobs[i].directory),
-                )
-            except GuestError as e:
-                progress.finish()
-                print(f"rmapbench ab: error: {e}; partial results in {tmp}", file=sys.stderr)
-                raise SystemExit(EXIT_GUEST) from None
-            first += len(boot.jobs)
-            index["boots"].append(
-                {
-                    "kernel": boot.kernel.release,
-                    "accel": res.accel,
-                    "boot_seconds": round(res.boot_seconds, 1),
-                    "total_seconds": round(res.total_seconds, 1),
-                    "status": res.status,
-                }
-            )
-        progress.finish()
-        for entry in entries:
-            entry["status"] = {
-                j.program.stem: j.status for j in jobs if j.directory == entry["dir"]
-            }
-        index["points"] = entries
+        guestrun.run_boots("ab", boots, tmp, g, entries, index, lambda n: f"console-{n}.log")
         resultset.write_index(tmp, index)
     base, new = compare.sides_of([str(ns.output)])
     rows = compare.compare_sides(base, new, compare.metrics_of(ns), t)
     status = compare.finish(rows, base, new, ns, t)
     print(f"\nresult set in {ns.output}", file=sys.stderr)
-    failed = [j for j in jobs if j.status not in (0, 4)]
-    for j in failed:
-        print(f"rmapbench ab: {j.directory}/{j.program.stem} exited {j.status}", file=sys.stderr)
+    failed = guestrun.report_failed("ab", boots)
     return status or (EXIT_FAILED if failed else 0)
 
 

@@ -18,10 +18,12 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rmapbench import cases, options, vm
 from rmapbench import kernel as kernel_mod
-from rmapbench.analysis.cli import UsageError
+from rmapbench.analysis.cli import EXIT_GUEST, UsageError
+from rmapbench.analysis.progress import Progress
 
 SUITE_DIR = Path(__file__).resolve().parent.parent.parent
 MARKER = "rmapbench-job"
@@ -209,3 +211,61 @@ def run_boot(
         )
     finally:
         os.chdir(cwd)
+
+
+def run_boots(
+    command: str,
+    boots: Sequence[Boot],
+    share: Path,
+    g: GuestOptions,
+    entries: list[dict[str, Any]],
+    index: dict[str, Any],
+    log_name: Callable[[int], str],
+) -> None:
+    """Boot each of `boots` in turn into `share` (a result set being built),
+    with progress on a terminal; record each boot in index["boots"] and each
+    point's program statuses in its entry, then index["points"]. A guest
+    that fails ends the command with EXIT_GUEST, naming the partial set."""
+    jobs = [j for b in boots for j in b.jobs]
+    progress = Progress(len(jobs), "runs")
+    first = 0
+    for n, boot in enumerate(boots):
+        progress.start(f"boot {n + 1}/{len(boots)}: {boot.kernel.release}")
+        try:
+            res = run_boot(
+                boot,
+                share,
+                g,
+                log_name(n),
+                first,
+                lambda i, rc: progress.step(jobs[i].directory),
+            )
+        except vm.GuestError as e:
+            progress.finish()
+            print(f"rmapbench {command}: error: {e}; partial results in {share}", file=sys.stderr)
+            raise SystemExit(EXIT_GUEST) from None
+        first += len(boot.jobs)
+        index["boots"].append(
+            {
+                "kernel": boot.kernel.release,
+                "accel": res.accel,
+                "boot_seconds": round(res.boot_seconds, 1),
+                "total_seconds": round(res.total_seconds, 1),
+                "status": res.status,
+            }
+        )
+    progress.finish()
+    for entry in entries:
+        entry["status"] = {j.program.stem: j.status for j in jobs if j.directory == entry["dir"]}
+    index["points"] = entries
+
+
+def report_failed(command: str, boots: Sequence[Boot]) -> bool:
+    """Name every run that neither passed nor skipped; True if any."""
+    failed = [j for b in boots for j in b.jobs if j.status not in (0, 4)]
+    for j in failed:
+        print(
+            f"rmapbench {command}: {j.directory}/{j.program.stem} exited {j.status}",
+            file=sys.stderr,
+        )
+    return bool(failed)

@@ -23,7 +23,6 @@ import numpy as np
 from rmapbench.analysis import guestrun, inference, resultset, samples
 from rmapbench.analysis.cli import (
     EXIT_FAILED,
-    EXIT_GUEST,
     EXIT_KERNEL,
     EXIT_USAGE,
     RAW,
@@ -31,12 +30,10 @@ from rmapbench.analysis.cli import (
     UsageError,
 )
 from rmapbench.analysis.inference import PowerFit
-from rmapbench.analysis.progress import Progress
 from rmapbench.analysis.resultset import Source, building, load, write_index
 from rmapbench.kernel import KernelError
 from rmapbench.results import slug
 from rmapbench.stats import format_ns
-from rmapbench.vm import GuestError
 
 
 def parse_vary(items: list[str]) -> dict[str, list[str]]:
@@ -304,43 +301,20 @@ def main(argv: list[str]) -> int:
         guest={"nodes": g.nodes, "cpus": g.cpus, "memory": g.memory},
         boots=[],
     )
-    jobs = [j for b in boots for j in b.jobs]
-    progress = Progress(len(jobs), "runs")
     with building(ns.output) as tmp:
-        first = 0
-        for n, boot in enumerate(boots):
-            progress.start(f"boot {n + 1}/{len(boots)}: {boot.kernel.release}")
-            log = "console.log" if not several else f"console-{n}.log"
-            try:
-                res = guestrun.run_boot(
-                    boot, tmp, g, log, first, lambda i, rc: progress.step(jobs[i].directory)
-                )
-            except GuestError as e:
-                progress.finish()
-                print(f"rmapbench sweep: error: {e}; partial results in {tmp}", file=sys.stderr)
-                raise SystemExit(EXIT_GUEST) from None
-            first += len(boot.jobs)
-            index["boots"].append(
-                {
-                    "kernel": boot.kernel.release,
-                    "accel": res.accel,
-                    "boot_seconds": round(res.boot_seconds, 1),
-                    "total_seconds": round(res.total_seconds, 1),
-                    "status": res.status,
-                }
-            )
-        progress.finish()
-        for entry in entries:
-            entry["status"] = {
-                j.program.stem: j.status for j in jobs if j.directory == entry["dir"]
-            }
-        index["points"] = entries
+        guestrun.run_boots(
+            "sweep",
+            boots,
+            tmp,
+            g,
+            entries,
+            index,
+            lambda n: f"console-{n}.log" if several else "console.log",
+        )
         write_index(tmp, index)
     show(load(ns.output), ns.format)
     print(f"\nresult set in {ns.output}", file=sys.stderr)
-    failed = [j for j in jobs if j.status not in (0, 4)]
-    for j in failed:
-        print(f"rmapbench sweep: {j.directory}/{j.program.stem} exited {j.status}", file=sys.stderr)
+    failed = guestrun.report_failed("sweep", boots)
     return EXIT_FAILED if failed else 0
 
 
