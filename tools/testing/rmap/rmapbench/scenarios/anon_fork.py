@@ -20,17 +20,9 @@ class AnonForkScenario(SharedRegion, AnonScenario):
     target_mapped_once = False
 
     def params(self) -> dict[str, Any]:
-        return {
-            **super().params(),
-            "fork_width": self.opts.fork_width,
-            "fork_depth": self.opts.fork_depth,
-        }
+        return {**super().params(), **self._fork_params()}
 
     def build(self) -> int:
         addr = super().build()
-        w, d = self.opts.fork_width, self.opts.fork_depth
-        self.family.spawn_tree(w, d, self._read_region)
-        self._fork_setup(w, d)
-        self._record_mappings()
-        self._require_mappings(len(self.pids()), 1)
+        self._fork_tree(1)
         return addr

@@ -22,18 +22,10 @@ class KsmForkScenario(SharedRegion, KsmScenario):
     target_mapped_once = False
 
     def params(self) -> dict[str, Any]:
-        return {
-            **super().params(),
-            "fork_width": self.opts.fork_width,
-            "fork_depth": self.opts.fork_depth,
-        }
+        return {**super().params(), **self._fork_params()}
 
     def build(self) -> int:
         addr = super().build()  # merged, ksmd stopped
         sharers = len(self.sharers)
-        w, d = self.opts.fork_width, self.opts.fork_depth
-        self.family.spawn_tree(w, d, self._read_region)
-        self._fork_setup(w, d)
-        self._record_mappings()
-        self._require_mappings(len(self.pids()), sharers)
+        self._fork_tree(sharers)
         return addr

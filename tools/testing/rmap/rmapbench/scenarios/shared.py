@@ -104,12 +104,22 @@ class SharedRegion(RegionScenario):
         mm.read_bytes(self.addr, self.length)
         return [self.addr]
 
-    def _fork_setup(self, width: int, depth: int) -> None:
+    def _fork_tree(self, mappings_per_process: int) -> None:
+        """After the region is built (and merged): fork the --fork-width x
+        --fork-depth tree of readers and check that every process of it
+        maps the target, mappings_per_process times."""
+        w, d = self.opts.fork_width, self.opts.fork_depth
+        self.family.spawn_tree(w, d, self._read_region)
         self.setup["fork_tree"] = {
-            "width": width,
-            "depth": depth,
+            "width": w,
+            "depth": d,
             "processes": len(self.family.pids) + 1,
         }
+        self._record_mappings()
+        self._require_mappings(len(self.pids()), mappings_per_process)
+
+    def _fork_params(self) -> dict[str, Any]:
+        return {"fork_width": self.opts.fork_width, "fork_depth": self.opts.fork_depth}
 
     def teardown(self) -> None:
         # Children first: the KSM clean-up after munmap must see their mms gone.
