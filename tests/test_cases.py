@@ -142,3 +142,12 @@ def test_summary_orders_by_the_registry() -> None:
             for n in reversed(cases.names())]
     rows = [line.split()[0] for line in table(docs).splitlines()[1:]]
     assert rows == cases.names()
+
+
+def test_front_door_takes_case_before_the_double_dash() -> None:
+    """run_tests.sh --case NAME is the same as run_tests.sh -- --case NAME."""
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([str(root / "run_tests.sh"), "--vm", "--case", "nope"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "unknown case 'nope'" in proc.stderr

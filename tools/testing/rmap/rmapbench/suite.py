@@ -74,6 +74,13 @@ def parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="keep JSON, LAVA and SQUAD results (and the guest console log) in DIR",
     )
+    p.add_argument(
+        "--case",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only this case (repeatable); the same as --case after --",
+    )
     p.add_argument("test_args", nargs=argparse.REMAINDER, help="-- options for every test program")
     return p
 
@@ -154,6 +161,7 @@ def run_guest(ns: argparse.Namespace, test_args: list[str], share: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     ns = parser().parse_args(argv)
     test_args = [a for a in ns.test_args if a != "--"] if ns.test_args else []
+    test_args = [arg for name in ns.case for arg in ("--case", name)] + test_args
     if "--results" in test_args:
         parser().error("give --results before --, to run_tests.sh itself")
     # The test options (and $RMAP_ARGS) are checked here, before a guest is
