@@ -90,3 +90,20 @@ def test_noise_warnings_like_pyperf() -> None:
 def test_empty_side_is_no_data() -> None:
     c = verdict.compare(np.array([1.0, 2.0]), np.array([]))
     assert c.verdict == verdict.NO_DATA
+
+
+def test_rounds_must_agree_for_a_significant_ab_verdict() -> None:
+    """Pooled samples of two runs per side: one drifted run (round 2) must
+    not make a change significant that round 1 does not show."""
+    t = verdict.Thresholds()
+    sig = verdict.Comparison(
+        verdict.describe(np.ones(3)), verdict.describe(np.ones(3)),
+        1.2, 1.1, 1.3, 1e-6, verdict.REGRESSED,
+    )  # fmt: skip
+    kept = verdict.across_rounds(sig, [100.0, 100.0], [120.0, 125.0], t)
+    assert kept.verdict == verdict.REGRESSED
+    dropped = verdict.across_rounds(sig, [100.0, 100.0], [140.0, 101.0], t)
+    assert dropped.verdict == verdict.NO_CHANGE
+    assert any("rounds disagree" in w for w in dropped.warnings)
+    # One round (compare of two result directories): the pooled rule alone.
+    assert verdict.across_rounds(sig, [100.0], [101.0], t).verdict == verdict.REGRESSED

@@ -93,10 +93,10 @@ def compare_sides(base: Side, new: Side, metrics: list[str], t: Thresholds) -> l
     n = samples.pooled(new.runs, metrics)
     rows = []
     for key in sorted(set(b) & set(n), key=samples.sort_key):
-        c = verdict.compare(b[key], n[key], t)
-        rows.append(
-            Row(key, c, samples.round_medians(base.runs, key), samples.round_medians(new.runs, key))
-        )
+        b_rounds = samples.round_medians(base.runs, key)
+        n_rounds = samples.round_medians(new.runs, key)
+        c = verdict.across_rounds(verdict.compare(b[key], n[key], t), b_rounds, n_rounds, t)
+        rows.append(Row(key, c, b_rounds, n_rounds))
     return rows
 
 

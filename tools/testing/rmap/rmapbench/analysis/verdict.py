@@ -4,13 +4,18 @@ when a side is too noisy to conclude anything.
 A change is significant when all three hold (documented in README.md):
   - the two-sided Mann-Whitney U p-value is below ALPHA (0.01),
   - the bootstrap 95% interval of median(NEW)/median(BASE) excludes 1,
-  - the median moved by at least MIN_EFFECT (5%).
+  - the median moved by at least MIN_EFFECT (5%),
+  - and, when both sides ran in two or more rounds (ab), every round agrees:
+    its median ratio moved by at least MIN_EFFECT the same way. Samples of
+    one run share that run's layout (which KSM page the target merged into,
+    with how many sharers), so they are not independent across runs; a run
+    that drifted can make the pooled test significant on its own.
 Latencies: lower is better, so a significant ratio below 1 is "improved".
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -110,6 +115,27 @@ def compare(base: Array, new: Array, t: Thresholds | None = None) -> Comparison:
     p = inference.mann_whitney_u(base, new).pvalue
     return Comparison(
         b, n, ci.estimate, ci.low, ci.high, p, decide(ci.estimate, ci.low, ci.high, p, t), warnings
+    )
+
+
+def across_rounds(
+    c: Comparison, base_rounds: list[float], new_rounds: list[float], t: Thresholds
+) -> Comparison:
+    """Keep a significant verdict only if every paired round shows it."""
+    if c.verdict not in (IMPROVED, REGRESSED) or min(len(base_rounds), len(new_rounds)) < 2:
+        return c
+    ratios = [n / b for b, n in zip(base_rounds, new_rounds, strict=False) if b > 0]
+    if c.verdict == IMPROVED:
+        agree = all(r <= 1 - t.min_effect for r in ratios)
+    else:
+        agree = all(r >= 1 + t.min_effect for r in ratios)
+    if agree:
+        return c
+    shown = ", ".join(f"{r:.2f}" for r in ratios)
+    return replace(
+        c,
+        verdict=NO_CHANGE,
+        warnings=[*c.warnings, f"new: rounds disagree (round ratios {shown}); not significant"],
     )
 
 
