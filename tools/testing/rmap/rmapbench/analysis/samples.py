@@ -30,9 +30,22 @@ class Key:
         return " ".join([*parts, self.point]) if self.point else " ".join(parts)
 
 
-def sort_key(key: Key) -> tuple[str, str, str, int]:
-    """Cases in name order, grid points in run order, walk before syscall."""
-    return (key.case, key.page_type, key.point, METRICS.index(key.metric))
+def sort_key(key: Key) -> tuple[str, str, tuple[tuple[str, float], ...], int]:
+    """Cases in name order, grid points in numeric order (procs=2 before
+    procs=32), walk before syscall."""
+    return (key.case, key.page_type, _natural(key.point), METRICS.index(key.metric))
+
+
+def _natural(point: str) -> tuple[tuple[str, float], ...]:
+    """ "pages=1000 split=2" -> (("pages", 1000.0), ("split", 2.0))."""
+    out = []
+    for item in point.split():
+        name, _, value = item.partition("=")
+        try:
+            out.append((name, float(value)))
+        except ValueError:
+            out.append((f"{name}={value}", 0.0))
+    return tuple(out)
 
 
 def point_label(point: dict[str, str]) -> str:
