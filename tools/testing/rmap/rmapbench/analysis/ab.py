@@ -21,7 +21,7 @@ from typing import Any
 
 from rmapbench.analysis import compare, guestrun, resultset
 from rmapbench.analysis.cli import EXIT_FAILED, EXIT_KERNEL, RAW, Parser, UsageError
-from rmapbench.kernel import KernelError, KernelImage
+from rmapbench.kernel import KernelImage
 
 SIDES = ("A", "B")
 
@@ -119,10 +119,8 @@ def main(argv: list[str]) -> int:
             raise UsageError(f"{ns.output} exists; give a new directory")
     except UsageError as e:
         p.error(str(e))
-    try:
-        images = [guestrun.resolve_kernel(s) for s in specs]
-    except (KernelError, OSError) as e:
-        print(f"rmapbench ab: error: {e}", file=sys.stderr)
+    images = guestrun.resolve_kernels("ab", specs)
+    if images is None:
         return EXIT_KERNEL
     kernels = {"A": images[0], "B": images[-1]}
     boots, entries = plan(kernels, args, programs, ns.rounds, one_boot_per_round=bool(sets))

@@ -178,6 +178,16 @@ def guest_options(ns: argparse.Namespace) -> GuestOptions:
     return GuestOptions(ns.nodes, ns.cpus, ns.memory, ns.accel, ns.timeout)
 
 
+def resolve_kernels(command: str, specs: Sequence[str]) -> list[kernel_mod.KernelImage] | None:
+    """Every kernel, fetched once; None (after one line on stderr) when one
+    cannot be had: the command then exits with EXIT_KERNEL."""
+    try:
+        return [resolve_kernel(s) for s in specs]
+    except (kernel_mod.KernelError, OSError) as e:
+        print(f"rmapbench {command}: error: {e}", file=sys.stderr)
+        return None
+
+
 def run_boot(
     boot: Boot,
     share: Path,

@@ -31,7 +31,6 @@ from rmapbench.analysis.cli import (
 )
 from rmapbench.analysis.inference import PowerFit
 from rmapbench.analysis.resultset import Source, building, load, write_index
-from rmapbench.kernel import KernelError
 from rmapbench.results import slug
 from rmapbench.stats import format_ns
 
@@ -273,10 +272,8 @@ def main(argv: list[str]) -> int:
             raise UsageError(f"{ns.output} exists; give a new directory")
     except UsageError as e:
         p.error(str(e))
-    try:
-        kernels = [guestrun.resolve_kernel(spec) for spec in specs]
-    except (KernelError, OSError) as e:
-        print(f"rmapbench sweep: error: {e}", file=sys.stderr)
+    kernels = guestrun.resolve_kernels("sweep", specs)
+    if kernels is None:
         return EXIT_KERNEL
     several = len(kernels) > 1
     boots: list[guestrun.Boot] = []
