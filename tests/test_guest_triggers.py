@@ -132,17 +132,20 @@ def test_everything_restored(one_node: dict[str, Any]) -> None:
 
 
 def test_run_tests_sh_one_node_passes_with_auto(tmp_path: Path) -> None:
-    """One NUMA node: auto picks damon for ksm and anon, msync for file, and
-    every case passes instead of skipping."""
+    """One NUMA node: auto picks damon for ksm and anon (and shmem, thp),
+    msync for file, and the cases pass instead of skipping. The cheap cases
+    only: the multi-process ones take as long as the rest of this module."""
     res = tmp_path / "res"
+    selected = [a for c in ("ksm", "anon", "file", "shmem", "thp") for a in ("--case", c)]
     proc = subprocess.run(
-        [str(ROOT / "run_tests.sh"), "--vm", "--nodes", "1", "--results", str(res), "--",
-         *SMALL.split()],
+        [str(ROOT / "run_tests.sh"), "--vm", "--nodes", "1", *selected, "--results", str(res),
+         "--", *SMALL.split()],
         capture_output=True, text=True, timeout=900, check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "SKIP" not in proc.stdout, proc.stdout
     docs = {d["program"]: d for d in results.load_results(res)}
+    assert set(docs) == {"rmap_ksm", "rmap_anon", "rmap_file", "rmap_shmem", "rmap_thp"}
     want = {"rmap_ksm": ("ksm", "damon"), "rmap_anon": ("anon", "damon"),
             "rmap_file": ("file", "msync")}
     for program, (page_type, trigger) in want.items():
