@@ -306,3 +306,12 @@ def test_signal_held_until_the_change_is_journaled() -> None:
             steps.append("journaled")
         steps.append("after")  # never reached: the signal is raised first
     assert steps == ["changed", "journaled"]
+
+
+def test_a_caught_signal_is_remembered() -> None:
+    """What fails after a group-wide SIGTERM may be a read of a killed
+    child's /proc files; the case then still reports the signal."""
+    with pytest.raises(knobs.Interrupted), knobs.signals_raise():
+        assert knobs.received_signal() is None
+        signal.raise_signal(signal.SIGTERM)
+    assert knobs.received_signal() == signal.SIGTERM

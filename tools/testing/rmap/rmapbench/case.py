@@ -159,20 +159,21 @@ def main(program: str, scenario_name: str, argv: list[str] | None = None) -> int
         doc.update(status="skip", reason=e.reason, reason_detail=e.detail)
         status = ktap.finish()
     except Interrupted as e:
-        for case in cases[ktap.reported() :]:
-            ktap.fail(case, f"{e}; system restored")
-        doc.update(status="fail", reason=str(e))
-        ktap.finish()
-        status = knobs.exit_status_for(e)
+        status = _interrupted(ktap, cases, doc, e)
     except Exception as e:
-        # Like ksft.py: the exception becomes diagnostics and a failure; the
-        # system is still restored and the result still written.
-        for line in traceback.format_exc().splitlines():
-            ktap.diag(f"Exception| {line}")
-        for case in cases[ktap.reported() :]:
-            ktap.fail(case, f"{type(e).__name__}: {e}")
-        doc.update(status="error", reason=f"{type(e).__name__}: {e}")
-        status = ktap.finish()
+        signum = knobs.received_signal()
+        if signum is not None:  # what failed was the signal's doing (a child it killed)
+            ktap.diag(f"after the signal: {type(e).__name__}: {e}")
+            status = _interrupted(ktap, cases, doc, Interrupted(signum))
+        else:
+            # Like ksft.py: the exception becomes diagnostics and a failure;
+            # the system is still restored and the result still written.
+            for line in traceback.format_exc().splitlines():
+                ktap.diag(f"Exception| {line}")
+            for case in cases[ktap.reported() :]:
+                ktap.fail(case, f"{type(e).__name__}: {e}")
+            doc.update(status="error", reason=f"{type(e).__name__}: {e}")
+            status = ktap.finish()
     finally:
         failures = journal.restore()
         for f in failures:
@@ -180,6 +181,14 @@ def main(program: str, scenario_name: str, argv: list[str] | None = None) -> int
     if opts.results:
         results.write_results(opts.results, doc)
     return status
+
+
+def _interrupted(ktap: KTAP, cases: list[str], doc: dict[str, Any], e: Interrupted) -> int:
+    for case in cases[ktap.reported() :]:
+        ktap.fail(case, f"{e}; system restored")
+    doc.update(status="fail", reason=str(e))
+    ktap.finish()
+    return knobs.exit_status_for(e)
 
 
 def _run(

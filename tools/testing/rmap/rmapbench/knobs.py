@@ -204,6 +204,15 @@ def _alive(pid: int) -> bool:
 # signals_held() nesting depth, and a signal that arrived meanwhile.
 _held = 0
 _pending: int | None = None
+# The last termination signal signals_raise() caught, raised or not.
+_received: int | None = None
+
+
+def received_signal() -> int | None:
+    """The termination signal that arrived inside signals_raise(), if any.
+    A signal to the whole process group also kills the children, so what
+    fails first may be a read of a child's /proc files, not Interrupted."""
+    return _received
 
 
 @contextlib.contextmanager
@@ -230,12 +239,15 @@ def signals_raise() -> Iterator[None]:
     so `finally` clauses and context managers restore the system."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        global _pending
+        global _pending, _received
+        _received = signum
         if _held:
             _pending = signum
             return
         raise Interrupted(signum)
 
+    global _received
+    _received = None
     sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     old = {s: signal.signal(s, handler) for s in sigs}
     try:
