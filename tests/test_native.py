@@ -5,6 +5,7 @@ every program must SKIP."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,8 @@ def test_make_run_tests_skips_where_it_cannot_measure() -> None:
     if reason is None:
         pytest.skip("this machine can measure; the guest tests cover a real run")
     proc = subprocess.run(
-        ["make", "-s", "-C", str(ROOT / "tools/testing/rmap"), "run_tests"],
+        ["make", "-s", "-C", str(ROOT / "tools/testing/rmap"), "run_tests",
+         f"PYTHON={sys.executable}"],
         capture_output=True, text=True, timeout=300, check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -40,7 +42,8 @@ def test_make_run_tests_skips_where_it_cannot_measure() -> None:
 def test_programs_refuse_bad_options_with_one_line() -> None:
     prog = ROOT / "tools/testing/rmap/rmap_ksm.py"
     for bad in (["--pages", "0"], ["--frobnicate"], ["--backend", "ebpf"]):
-        proc = subprocess.run([str(prog), *bad], capture_output=True, text=True, check=False)
+        proc = subprocess.run([sys.executable, str(prog), *bad], capture_output=True, text=True,
+                              check=False)
         assert proc.returncode == 2, bad
         assert proc.stdout == ""
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

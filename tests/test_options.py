@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -171,7 +172,8 @@ def test_process_options_apply_to_their_cases() -> None:
 def test_programs_refuse_process_options(program: str, argv: list[str], message: str) -> None:
     """Before anything is set up: one line on stderr, nothing on stdout, 2."""
     prog = Path(__file__).resolve().parents[1] / "tools/testing/rmap" / program
-    proc = subprocess.run([str(prog), *argv], capture_output=True, text=True, check=False)
+    proc = subprocess.run([sys.executable, str(prog), *argv], capture_output=True, text=True,
+                          check=False)
     assert proc.returncode == EXIT_USAGE, proc.stderr
     assert proc.stdout == ""
     assert len(proc.stderr.splitlines()) == 1 and message in proc.stderr, proc.stderr

@@ -19,6 +19,7 @@ from __future__ import annotations
 import sys
 
 from rmapbench import results, suite, summary
+from rmapbench.status import EXIT_USAGE
 
 # Subcommands in rmapbench.analysis (imported on use: numpy, scipy, matplotlib).
 ANALYSIS = {"sweep": "sweep", "compare": "compare", "ab": "ab", "report": "report"}
@@ -28,14 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help"):
         print(__doc__.strip())
-        return 0 if args else suite.EXIT_USAGE
+        return 0 if args else EXIT_USAGE
     cmd, rest = args[0], args[1:]
     if cmd == "run":
         return suite.main(rest)
     if cmd == "summary":
         if len(rest) != 1:
             print("rmapbench summary: error: give one result directory", file=sys.stderr)
-            return suite.EXIT_USAGE
+            return EXIT_USAGE
         print(summary.table(results.load_results(rest[0])))
         return 0
     if cmd == "vm":
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         f"rmapbench: error: unknown command {cmd!r} (run, summary, vm, {', '.join(ANALYSIS)})",
         file=sys.stderr,
     )
-    return suite.EXIT_USAGE
+    return EXIT_USAGE
 
 
 if __name__ == "__main__":

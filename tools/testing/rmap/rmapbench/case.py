@@ -27,9 +27,9 @@ from rmapbench import (
     triggers,
     visitcount,
 )
-from rmapbench.cases import report_not_selected
+from rmapbench.cases import AGREEMENT, CASE, NOT_SELECTED, plan
 from rmapbench.knobs import Interrupted, Journal
-from rmapbench.ktap import KSFT_FAIL, KTAP
+from rmapbench.ktap import KSFT_FAIL, KSFT_PASS, KTAP
 from rmapbench.scenarios import SCENARIOS
 from rmapbench.scenarios.base import Scenario, SkipScenario
 from rmapbench.tracing import select, tracefs
@@ -37,10 +37,6 @@ from rmapbench.tracing.backend import Description, Unavailable
 from rmapbench.triggers import Trigger, TriggerUnavailable, status_text
 
 log = logging.getLogger("rmapbench")
-
-CASE = "walk_latency"
-AGREEMENT = "backend_agreement"  # with --backend all
-
 
 class Skip(Exception):
     """Skip the case: short constant reason, detail for the diagnostics."""
@@ -124,23 +120,12 @@ def _describe_backend(ktap: KTAP, desc: Description) -> None:
     )
 
 
-def main(program: str, scenario_name: str, argv: list[str] | None = None) -> int:
-    opts = options.parse(
-        program + ".py",
-        sys.argv[1:] if argv is None else argv,
-        f"rmap walk latency of {scenario_name} pages",
-    )
+def main(program: str, scenario_name: str, opts: options.Options) -> int:
+    """Run the case on options rmapbench.program has checked."""
     _setup_logging(opts.verbose)
-    cases = [CASE, AGREEMENT] if opts.backend == "all" else [CASE]
+    cases = plan(opts.backend)
     if opts.case and scenario_name not in opts.case:
-        return report_not_selected(program, cases)
-    # Usage errors: one line, exit 2, nothing set up.
-    refused = SCENARIOS[scenario_name].usage_error(opts) or triggers.refusal(
-        opts, scenario_name, SCENARIOS[scenario_name]
-    )
-    if refused:
-        print(f"{program}.py: error: {refused}", file=sys.stderr)
-        return options.EXIT_USAGE
+        return _report_not_selected(program, cases)
     ktap = KTAP(program, cases)
     journal = Journal()
     scenario = SCENARIOS[scenario_name](opts, journal)
@@ -181,6 +166,16 @@ def main(program: str, scenario_name: str, argv: list[str] | None = None) -> int
     if opts.results:
         results.write_results(opts.results, doc)
     return status
+
+
+def _report_not_selected(program: str, cases: list[str]) -> int:
+    """A program whose case --case did not select: a valid KTAP plan of
+    SKIPs, nothing set up, exit status 0 (nothing was wrong)."""
+    ktap = KTAP(program, cases)
+    for name in cases:
+        ktap.skip(name, NOT_SELECTED)
+    ktap.finish()
+    return KSFT_PASS
 
 
 def _interrupted(ktap: KTAP, cases: list[str], doc: dict[str, Any], e: Interrupted) -> int:

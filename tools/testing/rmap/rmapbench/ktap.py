@@ -10,11 +10,12 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
+from tap import tracker
 from tap.tracker import Tracker
 
-KSFT_PASS = 0
-KSFT_FAIL = 1
-KSFT_SKIP = 4
+from rmapbench.status import KSFT_FAIL, KSFT_PASS, KSFT_SKIP
+
+__all__ = ["KSFT_FAIL", "KSFT_PASS", "KSFT_SKIP", "KTAP"]
 
 
 class KTAP:
@@ -23,6 +24,11 @@ class KTAP:
     def __init__(self, program: str, cases: list[str], stream: TextIO | None = None) -> None:
         self.program = program
         self._stream = stream or sys.stdout
+        if not tracker.ENABLE_VERSION_13:
+            # tap.py writes the version line only with its yaml extra
+            # (PyYAML, more-itertools), which Debian's python3-tap merely
+            # recommends: without it, write the line KTAP starts with here.
+            print("TAP version 13", file=self._stream)
         self._tracker = Tracker(streaming=True, stream=self._stream, header=False, plan=len(cases))
         self._cases = cases
         self.counts = {"pass": 0, "fail": 0, "xfail": 0, "xpass": 0, "skip": 0, "error": 0}

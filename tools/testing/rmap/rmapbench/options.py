@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-EXIT_USAGE = 2
+from rmapbench.status import EXIT_USAGE
 
 BACKENDS = ("auto", "tracepoint", "fprobe", "kprobe", "fgraph", "syscall", "all")
 TRIGGERS = ("auto", "migrate", "damon", "msync", "pageout", "soft-offline", "split")

@@ -29,12 +29,11 @@ from pathlib import Path
 from typing import TextIO
 
 from rmapbench import cases
-from rmapbench.ktap import KSFT_SKIP
+from rmapbench.status import EXIT_TIMEOUT, KSFT_SKIP
 
 COLLECTION = "rmap"
 DEFAULT_TIMEOUT = 3600
 KILL_GRACE = 60  # seconds between SIGTERM and SIGKILL: KSM clean-up takes a while
-EXIT_TIMEOUT = 124
 
 
 def env_args_name(prog: str) -> str:
@@ -62,12 +61,24 @@ def _pump(src: TextIO, dst: TextIO) -> None:
         dst.flush()
 
 
+def program_env() -> dict[str, str]:
+    """The programs' environment: this interpreter's directory first on
+    PATH, so `#!/usr/bin/env python3` starts the python3 the runner runs
+    under (the project's .venv, say) and not whichever is first on PATH."""
+    env = dict(os.environ)
+    here = os.path.dirname(sys.executable)
+    env["PATH"] = os.pathsep.join([here, *(d for d in env.get("PATH", "").split(os.pathsep)
+                                           if d and d != here)])
+    return env
+
+
 def run_one(prog: Path, extra: list[str], timeout: int, out: TextIO) -> int:
     args = shlex.split(os.environ.get(env_args_name(prog.name), "")) + extra
     cmd = ["./" + prog.name, *args]
     proc = subprocess.Popen(
         cmd,
         cwd=prog.parent,
+        env=program_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-import numpy as np
-
-# Percentiles use numpy's default linear interpolation (type 7, as R and
-# most benchmark tools do), so p50 of an even count is the midpoint.
+# Percentiles interpolate linearly between order statistics (Hyndman-Fan
+# type 7, numpy's default and R's; statistics.quantiles' "inclusive"
+# method), so p50 of an even count is the midpoint. The standard library
+# suffices: this runs on the measured machine, which needs no numpy.
 PERCENTILES = (50, 90, 99)
 
 
@@ -35,19 +36,24 @@ def summarize(samples: Sequence[int]) -> Summary:
     (ddof=1; 0 for a single sample). An empty input gives all zeros."""
     if not samples:
         return EMPTY
-    a = np.asarray(samples, dtype=np.float64)
-    p50, p90, p99 = np.percentile(a, PERCENTILES)
-    std = float(a.std(ddof=1)) if a.size > 1 else 0.0
+    p50, p90, p99 = (percentile(samples, q) for q in PERCENTILES)
     return Summary(
-        count=int(a.size),
-        min_ns=int(a.min()),
-        p50_ns=round(float(p50)),
-        p90_ns=round(float(p90)),
-        p99_ns=round(float(p99)),
-        max_ns=int(a.max()),
-        mean_ns=round(float(a.mean())),
-        stddev_ns=round(std),
+        count=len(samples),
+        min_ns=int(min(samples)),
+        p50_ns=round(p50),
+        p90_ns=round(p90),
+        p99_ns=round(p99),
+        max_ns=int(max(samples)),
+        mean_ns=round(statistics.fmean(samples)),
+        stddev_ns=round(statistics.stdev(samples)) if len(samples) > 1 else 0,
     )
+
+
+def percentile(samples: Sequence[int], q: int) -> float:
+    """The q-th percentile (1 <= q <= 99) of a non-empty sequence, type 7."""
+    if len(samples) == 1:
+        return float(samples[0])
+    return statistics.quantiles(samples, n=100, method="inclusive")[q - 1]
 
 
 def format_ns(ns: float) -> str:

@@ -17,11 +17,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from rmapbench import cases, mm, options, results, runner, summary
+from rmapbench.status import EXIT_GUEST, EXIT_KERNEL, EXIT_USAGE
 from rmapbench.tracing import tracefs
-
-EXIT_USAGE = 2
-EXIT_GUEST = 3
-EXIT_KERNEL = 5
 
 SUITE_DIR = Path(__file__).resolve().parent.parent
 

@@ -10,10 +10,9 @@ See tracing/visits.py for what is counted and how.
 from __future__ import annotations
 
 import os
+import statistics
 from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from rmapbench import measure, options, stats
 from rmapbench.knobs import Journal
@@ -114,13 +113,12 @@ def _dump(index: int, text: str, hists: dict[str, str]) -> None:
 def _summary(values: list[int]) -> dict[str, int]:
     if not values:
         return {"count": 0}
-    a = np.asarray(values, dtype=np.float64)
     return {
-        "count": int(a.size),
-        "min": int(a.min()),
-        "p50": round(float(np.percentile(a, 50))),
-        "max": int(a.max()),
-        "mean": round(float(a.mean())),
+        "count": len(values),
+        "min": min(values),
+        "p50": round(stats.percentile(values, 50)),
+        "max": max(values),
+        "mean": round(statistics.fmean(values)),
     }
 
 

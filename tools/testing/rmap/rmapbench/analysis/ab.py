@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from rmapbench.analysis import compare, guestrun, resultset
-from rmapbench.analysis.cli import EXIT_FAILED, EXIT_KERNEL, RAW, Parser, UsageError
+from rmapbench.analysis.cli import RAW, Parser, UsageError
 from rmapbench.kernel import KernelImage
+from rmapbench.status import EXIT_FAILED, EXIT_KERNEL
 
 SIDES = ("A", "B")
 

@@ -12,12 +12,7 @@ import argparse
 import sys
 from typing import NoReturn
 
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_GUEST = 3
-EXIT_KERNEL = 5
-EXIT_REGRESSION = 6
-
+from rmapbench.status import EXIT_USAGE
 
 RAW = argparse.RawDescriptionHelpFormatter
 

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from rmapbench.analysis import inference, samples, verdict
-from rmapbench.analysis.cli import EXIT_REGRESSION, RAW, Parser, UsageError
+from rmapbench.analysis.cli import RAW, Parser, UsageError
 from rmapbench.analysis.resultset import Run, Source, load
 from rmapbench.analysis.verdict import Comparison, Thresholds
 from rmapbench.stats import format_ns
+from rmapbench.status import EXIT_REGRESSION
 
 
 @dataclass

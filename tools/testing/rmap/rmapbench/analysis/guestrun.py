@@ -22,8 +22,9 @@ from typing import Any
 
 from rmapbench import cases, options, vm
 from rmapbench import kernel as kernel_mod
-from rmapbench.analysis.cli import EXIT_GUEST, UsageError
+from rmapbench.analysis.cli import UsageError
 from rmapbench.analysis.progress import Progress
+from rmapbench.status import EXIT_GUEST
 
 SUITE_DIR = Path(__file__).resolve().parent.parent.parent
 MARKER = "rmapbench-job"

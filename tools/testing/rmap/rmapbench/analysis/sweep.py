@@ -22,9 +22,6 @@ import numpy as np
 
 from rmapbench.analysis import guestrun, inference, resultset, samples
 from rmapbench.analysis.cli import (
-    EXIT_FAILED,
-    EXIT_KERNEL,
-    EXIT_USAGE,
     RAW,
     Parser,
     UsageError,
@@ -33,6 +30,7 @@ from rmapbench.analysis.inference import PowerFit
 from rmapbench.analysis.resultset import Source, building, load, write_index
 from rmapbench.results import slug
 from rmapbench.stats import format_ns
+from rmapbench.status import EXIT_FAILED, EXIT_KERNEL, EXIT_USAGE
 
 
 def parse_vary(items: list[str]) -> dict[str, list[str]]:

@@ -33,17 +33,15 @@ import os
 import time
 from typing import Any, ClassVar
 
-from ptrace.debugger.memory_mapping import readProcessMappings
-
-from rmapbench import ksm, mm
-from rmapbench.scenarios.region import KsmScenario, _Pid, count_vmas
+from rmapbench import ksm, maps, mm
+from rmapbench.scenarios.region import KsmScenario
 
 
 def vma_spans(pid: int, start: int, end: int) -> list[tuple[int, int]]:
     """[start, end) of each VMA of pid inside [start, end)."""
     return [
         (m.start, m.end)
-        for m in readProcessMappings(_Pid(pid))
+        for m in maps.mappings(pid)
         if m.start >= start and m.end <= end
     ]
 
@@ -87,8 +85,8 @@ class KsmMremapScenario(KsmScenario):
             if got != to:
                 raise RuntimeError(f"mremap moved {start:#x} to {got:#x}, not {to:#x}")
         self.addr = self.dest
-        moved = count_vmas(pid, self.addr, self.addr + self.length)
-        left = count_vmas(pid, old, old + self.length)
+        moved = maps.count_in(pid, self.addr, self.addr + self.length)
+        left = maps.count_in(pid, old, old + self.length)
         self.setup["mremap"] = {
             "old_addr": hex(old),
             "new_addr": hex(self.addr),

@@ -20,10 +20,10 @@ import os
 import struct
 from typing import Any
 
-from rmapbench import ksm, mm
+from rmapbench import ksm, maps, mm
 from rmapbench.options import Options, procs_for
 from rmapbench.scenarios.base import SkipScenario
-from rmapbench.scenarios.region import FILL_BYTE, count_vmas, expected_vmas
+from rmapbench.scenarios.region import FILL_BYTE, expected_vmas
 from rmapbench.scenarios.shared import SharedRegion
 
 
@@ -68,7 +68,7 @@ class KsmProcsScenario(SharedRegion):
             for i in range(0, self.opts.pages, self.opts.split):
                 mm.mprotect(self.addr + i * mm.PAGE_SIZE, mm.PAGE_SIZE, mm.PROT_READ)
         want = expected_vmas(self.opts.pages, self.opts.split)
-        found = count_vmas(os.getpid(), self.addr, self.addr + self.length)
+        found = maps.count_in(os.getpid(), self.addr, self.addr + self.length)
         if found != want:
             raise RuntimeError(f"expected {want} VMAs after the split, found {found}")
         return [self.addr]

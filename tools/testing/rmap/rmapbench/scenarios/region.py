@@ -16,22 +16,13 @@ import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ptrace.debugger.memory_mapping import readProcessMappings
-
-from rmapbench import ksm, mm
+from rmapbench import ksm, maps, mm
 from rmapbench.knobs import read_knob
 from rmapbench.scenarios.base import Scenario, SkipScenario
 
 FILL_BYTE = 0xAA
 MAX_MAP_COUNT = "/proc/sys/vm/max_map_count"
 TMPFS_LIKE = {"tmpfs", "ramfs", "hugetlbfs", "devtmpfs"}
-
-
-class _Pid:
-    """python-ptrace reads /proc/PID/maps of anything with a .pid."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
 
 
 def expected_vmas(pages: int, split: int) -> int:
@@ -41,11 +32,6 @@ def expected_vmas(pages: int, split: int) -> int:
         return 1
     prots = [i % split == 0 for i in range(pages)]
     return 1 + sum(1 for a, b in itertools.pairwise(prots) if a != b)
-
-
-def count_vmas(pid: int, start: int, end: int) -> int:
-    """VMAs of pid inside [start, end), read from /proc/PID/maps."""
-    return sum(1 for m in readProcessMappings(_Pid(pid)) if m.start >= start and m.end <= end)
 
 
 def fs_type(path: Path) -> str:
@@ -81,8 +67,8 @@ class RegionScenario(Scenario):
         return 1 if self.opts.pages > 1 else 0
 
     def _raise_map_count(self, needed: int) -> None:
-        with open(f"/proc/{os.getpid()}/maps") as maps:
-            in_use = sum(1 for _ in maps)
+        with open(f"/proc/{os.getpid()}/maps") as f:
+            in_use = sum(1 for _ in f)
         limit = int(read_knob(MAX_MAP_COUNT))
         if in_use + needed + 1000 > limit:
             self.journal.set(MAX_MAP_COUNT, in_use + needed + 1000)
@@ -100,7 +86,7 @@ class RegionScenario(Scenario):
         if self.opts.split > 1:
             for i in range(0, self.opts.pages, self.opts.split):
                 mm.mprotect(self.addr + i * mm.PAGE_SIZE, mm.PAGE_SIZE, mm.PROT_READ)
-        found = count_vmas(os.getpid(), self.addr, self.addr + self.length)
+        found = maps.count_in(os.getpid(), self.addr, self.addr + self.length)
         self.setup["vmas_expected"] = vmas
         self.setup["vmas"] = found
         if found != vmas:
