@@ -21,7 +21,7 @@ test: setup
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 test-unit: setup
-	$(PY) -m pytest tests -m "not guest" $(PYTEST_ARGS)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check tools/testing/rmap tests

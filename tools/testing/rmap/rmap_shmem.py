@@ -8,7 +8,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from rmapbench.program import main
+from rmapbench.bench.program import main
 
 if __name__ == "__main__":
     sys.exit(main("rmap_shmem", "shmem"))

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import sys
 
-from rmapbench import results, suite, summary
-from rmapbench.status import EXIT_USAGE
+from rmapbench.guest import suite
+from rmapbench.ksft import results, summary
+from rmapbench.ksft.status import EXIT_USAGE
 
 # Subcommands in rmapbench.analysis (imported on use: numpy, scipy, matplotlib).
 ANALYSIS = {"sweep": "sweep", "compare": "compare", "ab": "ab", "report": "report"}
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         print(summary.table(results.load_results(rest[0])))
         return 0
     if cmd == "vm":
-        from rmapbench import vm
+        from rmapbench.guest import vm
 
         return vm.main(rest)
     if cmd in ANALYSIS:

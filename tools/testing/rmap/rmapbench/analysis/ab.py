@@ -19,10 +19,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rmapbench.analysis import compare, guestrun, resultset
+from rmapbench.analysis import compare, resultset
 from rmapbench.analysis.cli import RAW, Parser, UsageError
-from rmapbench.kernel import KernelImage
-from rmapbench.status import EXIT_FAILED, EXIT_KERNEL
+from rmapbench.guest import batch
+from rmapbench.guest.kernel import KernelImage
+from rmapbench.ksft.status import EXIT_FAILED, EXIT_KERNEL
 
 SIDES = ("A", "B")
 
@@ -31,7 +32,7 @@ def parse_sets(items: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items:
         name, eq, value = item.partition("=")
-        guestrun.option_flag(name)
+        batch.option_flag(name)
         if not eq or not value:
             raise UsageError(f"--set {item}: give NAME=VALUE")
         out[name] = value
@@ -39,7 +40,7 @@ def parse_sets(items: list[str]) -> dict[str, str]:
 
 
 def side_args(base: list[str], sets: dict[str, str]) -> list[str]:
-    extra = [x for k, v in sets.items() for x in (guestrun.option_flag(k), v)]
+    extra = [x for k, v in sets.items() for x in (batch.option_flag(k), v)]
     return [*base, *extra]
 
 
@@ -49,9 +50,9 @@ def plan(
     programs: list[Path],
     rounds: int,
     one_boot_per_round: bool,
-) -> tuple[list[guestrun.Boot], list[dict[str, Any]]]:
+) -> tuple[list[batch.Boot], list[dict[str, Any]]]:
     """The boots in order and the index's point entries."""
-    boots: list[guestrun.Boot] = []
+    boots: list[batch.Boot] = []
     entries: list[dict[str, Any]] = []
     for r in range(1, rounds + 1):
         order = SIDES if (r % 2 or not one_boot_per_round) else SIDES[::-1]
@@ -59,11 +60,11 @@ def plan(
             if one_boot_per_round and boots and side != order[0]:
                 boot = boots[-1]
             else:
-                boot = guestrun.Boot(kernels[side])
+                boot = batch.Boot(kernels[side])
                 boots.append(boot)
             directory = f"r{r}-{side}"
             for prog in programs:
-                boot.jobs.append(guestrun.Job(directory, prog, args[side]))
+                boot.jobs.append(batch.Job(directory, prog, args[side]))
             entries.append(
                 {
                     "dir": directory,
@@ -93,7 +94,7 @@ def main(argv: list[str]) -> int:
         help="side B's test option --NAME-with-dashes VALUE (repeatable)",
     )
     p.add_argument("--rounds", type=int, default=2, help="rounds of A and B (default 2)")
-    guestrun.add_guest_options(p)
+    batch.add_guest_options(p)
     compare.add_decision_options(p)
     p.add_argument("test", nargs="*", metavar="-- TEST ARGS")
     cut = argv.index("--") if "--" in argv else len(argv)
@@ -110,17 +111,17 @@ def main(argv: list[str]) -> int:
             raise UsageError("--rounds must be at least 1")
         specs = ns.kernel or ["6.12"]
         for spec in specs:
-            guestrun.check_kernel_spec(spec)
-        programs, base_args = guestrun.split_test_args(rest)
+            batch.check_kernel_spec(spec)
+        programs, base_args = batch.split_test_args(rest)
         args = {"A": base_args, "B": side_args(base_args, sets)}
         for side in SIDES:
-            guestrun.check_test_args(programs, args[side])
-        g = guestrun.guest_options(ns)
+            batch.check_test_args(programs, args[side])
+        g = batch.guest_options(ns)
         if ns.output.exists():
             raise UsageError(f"{ns.output} exists; give a new directory")
     except UsageError as e:
         p.error(str(e))
-    images = guestrun.resolve_kernels("ab", specs)
+    images = batch.resolve_kernels("ab", specs)
     if images is None:
         return EXIT_KERNEL
     kernels = {"A": images[0], "B": images[-1]}
@@ -142,13 +143,13 @@ def main(argv: list[str]) -> int:
         boots=[],
     )
     with resultset.building(ns.output) as tmp:
-        guestrun.run_boots("ab", boots, tmp, g, entries, index, lambda n: f"console-{n}.log")
+        batch.run_boots("ab", boots, tmp, g, entries, index, lambda n: f"console-{n}.log")
         resultset.write_index(tmp, index)
     base, new = compare.sides_of([str(ns.output)])
     rows = compare.compare_sides(base, new, compare.metrics_of(ns), t)
     status = compare.finish(rows, base, new, ns, t)
     print(f"\nresult set in {ns.output}", file=sys.stderr)
-    failed = guestrun.report_failed("ab", boots)
+    failed = batch.report_failed("ab", boots)
     return status or (EXIT_FAILED if failed else 0)
 
 

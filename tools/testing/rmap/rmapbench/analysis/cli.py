@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import NoReturn
 
-from rmapbench.status import EXIT_USAGE
+from rmapbench.ksft.status import EXIT_USAGE
 
 RAW = argparse.RawDescriptionHelpFormatter
 

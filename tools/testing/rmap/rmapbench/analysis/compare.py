@@ -24,8 +24,8 @@ from rmapbench.analysis import inference, samples, verdict
 from rmapbench.analysis.cli import RAW, Parser, UsageError
 from rmapbench.analysis.resultset import Run, Source, load
 from rmapbench.analysis.verdict import Comparison, Thresholds
-from rmapbench.stats import format_ns
-from rmapbench.status import EXIT_REGRESSION
+from rmapbench.bench.stats import format_ns
+from rmapbench.ksft.status import EXIT_REGRESSION
 
 
 @dataclass

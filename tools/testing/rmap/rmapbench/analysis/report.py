@@ -22,7 +22,7 @@ from rmapbench.analysis import compare, plots, samples, sweep
 from rmapbench.analysis.cli import RAW, Parser, UsageError
 from rmapbench.analysis.resultset import Source, load
 from rmapbench.analysis.verdict import Thresholds
-from rmapbench.results import slug
+from rmapbench.ksft.results import slug
 
 FILES = ("report.md", "report.html", "summary.txt")
 
@@ -237,14 +237,14 @@ def build(sources: list[Source], out: Path) -> Report:
                 out,
             )
     if not rep.summary:
-        from rmapbench import summary
+        from rmapbench.ksft import summary
 
         rep.summary += [summary.table([r.doc for r in s.runs]) for s in sources]
     return rep
 
 
 def write(rep: Report, out: Path) -> list[Path]:
-    from rmapbench.results import write_atomic
+    from rmapbench.ksft.results import write_atomic
 
     texts = {
         "report.md": rep.markdown(),

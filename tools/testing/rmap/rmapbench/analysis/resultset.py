@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rmapbench import __version__, results
+from rmapbench import __version__
+from rmapbench.ksft import results
 
 SCHEMA = "rmapbench/resultset/1"
 INDEX = "index.json"

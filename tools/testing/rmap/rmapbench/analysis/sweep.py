@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from rmapbench.analysis import guestrun, inference, resultset, samples
+from rmapbench.analysis import inference, resultset, samples
 from rmapbench.analysis.cli import (
     RAW,
     Parser,
@@ -28,16 +28,17 @@ from rmapbench.analysis.cli import (
 )
 from rmapbench.analysis.inference import PowerFit
 from rmapbench.analysis.resultset import Source, building, load, write_index
-from rmapbench.results import slug
-from rmapbench.stats import format_ns
-from rmapbench.status import EXIT_FAILED, EXIT_KERNEL, EXIT_USAGE
+from rmapbench.bench.stats import format_ns
+from rmapbench.guest import batch
+from rmapbench.ksft.results import slug
+from rmapbench.ksft.status import EXIT_FAILED, EXIT_KERNEL, EXIT_USAGE
 
 
 def parse_vary(items: list[str]) -> dict[str, list[str]]:
     grid: dict[str, list[str]] = {}
     for item in items:
         name, eq, values = item.partition("=")
-        guestrun.option_flag(name)
+        batch.option_flag(name)
         vals = [v for v in values.split(",") if v]
         if not eq or not vals:
             raise UsageError(f"--vary {item}: give NAME=V1,V2,...")
@@ -64,7 +65,7 @@ def point_args(base: list[str], point: dict[str, str]) -> list[str]:
     """The test options with the varied ones appended (argparse: the last wins)."""
     return [
         *base,
-        *itertools.chain.from_iterable((guestrun.option_flag(k), v) for k, v in point.items()),
+        *itertools.chain.from_iterable((batch.option_flag(k), v) for k, v in point.items()),
     ]
 
 
@@ -240,7 +241,7 @@ def main(argv: list[str]) -> int:
         help="analyse an existing result set instead of running",
     )
     p.add_argument("--format", choices=("text", "json"), default="text")
-    guestrun.add_guest_options(p, output_required=False)
+    batch.add_guest_options(p, output_required=False)
     p.add_argument("test", nargs="*", metavar="-- TEST ARGS")
     cut = argv.index("--") if "--" in argv else len(argv)
     ns = p.parse_args(argv[:cut])
@@ -259,25 +260,25 @@ def main(argv: list[str]) -> int:
             raise UsageError("vary kernels with --kernel given several times")
         if len(set(specs)) != len(specs):
             raise UsageError("a --kernel is repeated")
-        programs, base_args = guestrun.split_test_args(rest)
+        programs, base_args = batch.split_test_args(rest)
         pts = points(grid)
         for pt in pts:
-            guestrun.check_test_args(programs, point_args(base_args, pt))
+            batch.check_test_args(programs, point_args(base_args, pt))
         for spec in specs:
-            guestrun.check_kernel_spec(spec)
-        g = guestrun.guest_options(ns)
+            batch.check_kernel_spec(spec)
+        g = batch.guest_options(ns)
         if ns.output.exists():
             raise UsageError(f"{ns.output} exists; give a new directory")
     except UsageError as e:
         p.error(str(e))
-    kernels = guestrun.resolve_kernels("sweep", specs)
+    kernels = batch.resolve_kernels("sweep", specs)
     if kernels is None:
         return EXIT_KERNEL
     several = len(kernels) > 1
-    boots: list[guestrun.Boot] = []
+    boots: list[batch.Boot] = []
     entries: list[dict[str, Any]] = []
     for k, (spec, kernel) in enumerate(zip(specs, kernels, strict=True)):
-        boot = guestrun.Boot(kernel)
+        boot = batch.Boot(kernel)
         boots.append(boot)
         for pt in pts:
             # The kernel is a grid dimension but not a test option.
@@ -285,7 +286,7 @@ def main(argv: list[str]) -> int:
             directory = point_dir(len(entries), full)
             args = point_args(base_args, pt)
             for prog in programs:
-                boot.jobs.append(guestrun.Job(directory, prog, args))
+                boot.jobs.append(batch.Job(directory, prog, args))
             entries.append({"dir": directory, "params": full, "args": args, "boot": k})
     index = resultset.base_index("sweep", ["rmapbench", "sweep", *argv])
     index.update(
@@ -297,7 +298,7 @@ def main(argv: list[str]) -> int:
         boots=[],
     )
     with building(ns.output) as tmp:
-        guestrun.run_boots(
+        batch.run_boots(
             "sweep",
             boots,
             tmp,
@@ -309,7 +310,7 @@ def main(argv: list[str]) -> int:
         write_index(tmp, index)
     show(load(ns.output), ns.format)
     print(f"\nresult set in {ns.output}", file=sys.stderr)
-    failed = guestrun.report_failed("sweep", boots)
+    failed = batch.report_failed("sweep", boots)
     return EXIT_FAILED if failed else 0
 
 

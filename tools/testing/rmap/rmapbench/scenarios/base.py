@@ -6,8 +6,8 @@ import abc
 import os
 from typing import Any, ClassVar
 
-from rmapbench.knobs import Journal
-from rmapbench.options import Options
+from rmapbench.ksft.options import Options
+from rmapbench.machine.knobs import Journal
 
 
 class SkipScenario(Exception):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rmapbench.options import procs_for
+from rmapbench.ksft.options import procs_for
 from rmapbench.scenarios.region import FileScenario
 from rmapbench.scenarios.shared import SharedRegion
 

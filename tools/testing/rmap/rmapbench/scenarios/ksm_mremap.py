@@ -33,7 +33,7 @@ import os
 import time
 from typing import Any, ClassVar
 
-from rmapbench import ksm, maps, mm
+from rmapbench.machine import ksm, maps, mm
 from rmapbench.scenarios.region import KsmScenario
 
 

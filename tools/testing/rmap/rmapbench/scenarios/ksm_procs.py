@@ -20,8 +20,8 @@ import os
 import struct
 from typing import Any
 
-from rmapbench import ksm, maps, mm
-from rmapbench.options import Options, procs_for
+from rmapbench.ksft.options import Options, procs_for
+from rmapbench.machine import ksm, maps, mm
 from rmapbench.scenarios.base import SkipScenario
 from rmapbench.scenarios.region import FILL_BYTE, expected_vmas
 from rmapbench.scenarios.shared import SharedRegion

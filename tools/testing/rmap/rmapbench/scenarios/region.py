@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rmapbench import ksm, maps, mm
-from rmapbench.knobs import read_knob
+from rmapbench.machine import ksm, maps, mm
+from rmapbench.machine.knobs import read_knob
 from rmapbench.scenarios.base import Scenario, SkipScenario
 
 FILL_BYTE = 0xAA

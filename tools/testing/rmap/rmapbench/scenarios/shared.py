@@ -15,8 +15,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from rmapbench import mm
-from rmapbench.procs import Family
+from rmapbench.machine import mm
+from rmapbench.machine.procs import Family
 from rmapbench.scenarios.region import FILL_BYTE, RegionScenario
 
 

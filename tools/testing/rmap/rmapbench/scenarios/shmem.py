@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from rmapbench import mm
-from rmapbench.options import procs_for
+from rmapbench.ksft.options import procs_for
+from rmapbench.machine import mm
 from rmapbench.scenarios.shared import SharedRegion
 
 

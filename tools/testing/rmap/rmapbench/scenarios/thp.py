@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar
 
-from rmapbench import mm, thp
+from rmapbench.machine import mm, thp
 from rmapbench.scenarios.base import Scenario, SkipScenario
 
 MAX_PROBLEMS = 16  # per verify(): enough to see the pattern

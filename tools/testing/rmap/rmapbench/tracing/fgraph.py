@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from rmapbench.knobs import Undo, signals_held
+from rmapbench.machine.knobs import Undo, signals_held
 from rmapbench.tracing import events
 from rmapbench.tracing.backend import Description, Unavailable
 from rmapbench.tracing.tracefs import Instance, TraceError, TraceFS, write

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rmapbench.knobs import Undo, signals_held
+from rmapbench.machine.knobs import Undo, signals_held
 from rmapbench.tracing.tracefs import Instance, TraceFS, write
 
 SYNTH_FIELDS = "u64 lat; u64 folio; u64 mapping"

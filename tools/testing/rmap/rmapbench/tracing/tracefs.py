@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from rmapbench.knobs import Journal, Undo, append_line, signals_held
+from rmapbench.machine.knobs import Journal, Undo, append_line, signals_held
 
 log = logging.getLogger(__name__)
 

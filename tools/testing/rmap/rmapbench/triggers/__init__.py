@@ -8,8 +8,8 @@ this machine and for this case, with the reason.
 
 from __future__ import annotations
 
-from rmapbench import mm
-from rmapbench.options import Options
+from rmapbench.ksft.options import Options
+from rmapbench.machine import mm
 from rmapbench.scenarios.base import Scenario
 from rmapbench.triggers.base import (
     LEAVES,

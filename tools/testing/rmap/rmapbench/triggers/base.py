@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from rmapbench import mm
-from rmapbench.knobs import Journal
+from rmapbench.machine import mm
+from rmapbench.machine.knobs import Journal
 
 # What a firing does to the target's mapping, so the sampling loop and the
 # scenario's check know what to expect afterwards.
@@ -127,7 +127,7 @@ def fault_in(addr: int) -> None:
 
 
 def in_rmapbench_guest() -> bool:
-    """True inside a guest booted by rmapbench.vm (its kernel command line
+    """True inside a guest booted by rmapbench.guest.vm (its kernel command line
     carries rmapbench.guest=1)."""
     try:
         with open("/proc/cmdline") as f:

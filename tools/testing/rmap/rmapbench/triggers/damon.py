@@ -38,8 +38,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rmapbench import mm
-from rmapbench.knobs import Journal, Undo, read_knob, signals_held
+from rmapbench.machine import mm
+from rmapbench.machine.knobs import Journal, Undo, read_knob, signals_held
 from rmapbench.triggers.base import LEAVES, Firing, Trigger, TriggerUnavailable
 
 ADMIN = Path("/sys/kernel/mm/damon/admin")

@@ -11,7 +11,7 @@ import errno
 import os
 import time
 
-from rmapbench import mm
+from rmapbench.machine import mm
 from rmapbench.triggers.base import MOVES, Firing, Trigger, TriggerUnavailable
 
 

@@ -17,7 +17,7 @@ import ctypes
 import os
 import time
 
-from rmapbench import mm
+from rmapbench.machine import mm
 from rmapbench.triggers.base import LEAVES, Firing, Trigger
 
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import os
 import time
 
-from rmapbench import mm
-from rmapbench.knobs import Journal
+from rmapbench.machine import mm
+from rmapbench.machine.knobs import Journal
 from rmapbench.triggers.base import UNMAPS, Firing, Trigger, TriggerUnavailable, fault_in
 
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 import time
 
-from rmapbench import mm
-from rmapbench.knobs import Journal
+from rmapbench.machine import mm
+from rmapbench.machine.knobs import Journal
 from rmapbench.triggers.base import MOVES, Firing, Trigger, TriggerUnavailable, in_rmapbench_guest
 
 ENABLE = "/proc/sys/vm/enable_soft_offline"

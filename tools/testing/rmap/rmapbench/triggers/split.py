@@ -17,7 +17,7 @@ import os
 import time
 from pathlib import Path
 
-from rmapbench import mm
+from rmapbench.machine import mm
 from rmapbench.triggers.base import LEAVES, Firing, Trigger, TriggerUnavailable
 
 SPLIT = Path("/sys/kernel/debug/split_huge_pages")

@@ -1,0 +1,86 @@
+"""Guest tests of the timing backends on two stock kernel series: 6.12
+(fprobe, kprobe, function_graph, all with BTF) and 6.1, older than 6.7, so
+without fprobe events and without function_graph in an instance."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rmapbench.guest import kernel, vm
+
+pytestmark = pytest.mark.guest
+
+SUITE = Path(__file__).resolve().parents[2] / "tools" / "testing" / "rmap"
+
+
+def _run(series: str, script: str, share: Path) -> str:
+    image = kernel.fetch_stock_kernel(series)
+    os.chdir(SUITE)
+    out = share / "stdout.txt"
+    with open(out, "w") as stream:
+        vm.run_in_guest(
+            image,
+            ["sh", "-c", script],
+            timeout=900,
+            share_dir=share,
+            console_log=share / "console.log",
+            stream=stream,
+        )
+    return out.read_text()
+
+
+def _doc(share: Path, program: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((share / f"{program}.json").read_text())
+    return data
+
+
+@pytest.mark.parametrize(("series", "expected"), [("6.12", "fprobe"), ("6.1", "kprobe")])
+def test_auto_picks_a_working_backend(series: str, expected: str, tmp_path: Path) -> None:
+    out = _run(series, f"./rmap_anon.py --pages 500 --samples 3 --results {tmp_path}", tmp_path)
+    doc = _doc(tmp_path, "rmap_anon")
+    assert doc["status"] == "pass", out
+    assert doc["kernel"]["release"].startswith(series + ".")
+    assert doc["backend"]["name"] == expected, out
+    # Paired in the kernel: nanosecond latencies, not text microseconds.
+    assert doc["backend"]["resolution_ns"] == 1
+    if series == "6.12":
+        assert "tracepoint: no rmap:rmap_walk tracepoint" in out
+
+
+@pytest.fixture(scope="module")
+def all_backends(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    share = tmp_path_factory.mktemp("all")
+    py = sys.executable
+    script = (
+        f"for c in ksm anon; do {py} ./rmap_$c.py --backend all --pages 1000 --samples 6 "
+        f"--results {share}; echo rc=$?; done"
+    )
+    return share, _run("6.12", script, share)
+
+
+@pytest.mark.parametrize("program", ["rmap_ksm", "rmap_anon"])
+def test_backend_all_agrees_and_reports_overhead(
+    all_backends: tuple[Path, str], program: str
+) -> None:
+    share, out = all_backends
+    assert f"ok 2 {program}.backend_agreement" in out, out
+    doc = _doc(share, program)
+    entries = doc["scenarios"][0]["backends"]
+    names = [e["backend"]["name"] for e in entries]
+    assert names == ["fprobe", "kprobe", "fgraph", "syscall"], names
+    for e in entries[:-1]:
+        assert e["walks"]["count"] >= 6, e
+        assert e["overhead_ns"] is not None
+        assert e["p50_ratio"] > 0, e
+        if program == "rmap_ksm":
+            # Walks of tens of milliseconds: the backends' own cost (tens of
+            # microseconds under TCG) cannot explain a large ratio.
+            assert 1 / 1.5 <= e["p50_ratio"] <= 1.5, e
+    for e in entries:
+        assert e["backend"]["resolution_ns"] >= 1 and e["backend"]["clock"]

@@ -1,0 +1,223 @@
+"""Guest tests of the cases added after the first three (ksm-mremap, thp),
+--case and the KSM knobs: one guest boot of Debian's stock 6.12 under TCG
+runs everything small, then the tests read what came out."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tap.parser import Parser
+
+from rmapbench.bench import cases
+from rmapbench.guest import kernel, vm
+from rmapbench.ksft import results
+
+pytestmark = pytest.mark.guest
+
+ROOT = Path(__file__).resolve().parents[2]
+SUITE = ROOT / "tools" / "testing" / "rmap"
+SNAPSHOT = Path(__file__).resolve().parent / "scripts" / "snapshot.py"
+THP_SPLIT = Path(__file__).resolve().parent / "scripts" / "thp_split.py"
+SMALL = "--pages 1000 --samples 3"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    share = tmp_path_factory.mktemp("cases")
+    py = sys.executable
+    progs = " ".join(f"./{p.name}" for p in cases.programs())
+    os.chdir(SUITE)
+    # ksm (16 and 256 sharers per stable node) and ksm-mremap at the same
+    # size; a KSM run in the background holds merged pages while another
+    # asks for a different max_page_sharing; unselected and unknown cases.
+    script = f"""set -u
+d={share}
+{py} {SNAPSHOT} > $d/before.json
+{py} -m rmapbench.ksft.runner {progs} -- --case ksm-mremap --case anon {SMALL} \\
+    --results $d/selected > $d/selected.tap; echo $? > $d/selected.rc
+./rmap_thp.py --samples 3 --results $d/res > $d/thp.txt; echo $? > $d/thp.rc
+{py} {THP_SPLIT} > $d/thp_split.json
+./rmap_ksm.py {SMALL} --max-page-sharing 16 --results $d/mps16 > $d/mps16.txt
+./rmap_ksm.py {SMALL} --results $d/res > $d/ksm.txt
+./rmap_ksm.py --pages 300 --samples 100000 > $d/holder.txt 2>&1 &
+holder=$!
+n=0
+while [ "$(cat /sys/kernel/mm/ksm/pages_shared)" = 0 ] && [ $n -lt 600 ]; do
+    sleep 0.1; n=$((n + 1))
+done
+./rmap_ksm_mremap.py --pages 100 --max-page-sharing 16 > $d/busy.txt; echo $? > $d/busy.rc
+kill -TERM $holder; wait $holder
+echo 1 > /sys/kernel/mm/ksm/run
+{py} {SNAPSHOT} > $d/running_before.json
+./rmap_ksm.py --pages 300 --samples 2 --max-page-sharing 16 --merge-across-nodes 0 \
+    > $d/running.txt; echo $? > $d/running.rc
+{py} {SNAPSHOT} > $d/running_after.json
+echo 0 > /sys/kernel/mm/ksm/run
+./rmap_file.py --case anon --results $d/unselected > $d/unselected.txt; echo $? > $d/unselected.rc
+./rmap_anon.py --case anon --case nope > $d/unknown.txt 2>&1; echo $? > $d/unknown.rc
+{py} -m rmapbench.ksft.runner {progs} -- --case=nope > $d/runner_unknown.txt 2>&1
+echo $? > $d/runner_unknown.rc
+{py} {SNAPSHOT} > $d/after.json
+"""
+    with open(share / "console.txt", "w") as stream:
+        vm.run_in_guest(
+            kernel.fetch_stock_kernel("6.12"), ["sh", "-c", script], nodes=2, accel="auto",
+            timeout=900, share_dir=share, console_log=share / "console.log", stream=stream,
+        )
+    out: dict[str, Any] = {"share": share}
+    for f in share.iterdir():
+        if f.suffix in (".txt", ".tap"):
+            out[f.stem] = f.read_text()
+        elif f.suffix == ".rc":
+            out[f.stem + "_rc"] = int(f.read_text())
+        elif f.suffix == ".json":
+            out[f.stem] = json.loads(f.read_text())
+    for d in ("selected", "res", "mps16"):
+        out[d + "_docs"] = {doc["program"]: doc for doc in results.load_results(share / d)}
+    return out
+
+
+def scenario(doc: dict[str, Any]) -> dict[str, Any]:
+    assert doc["status"] == "pass", doc.get("reason")
+    sc: dict[str, Any] = doc["scenarios"][0]
+    return sc
+
+
+def every_trial_migrated_and_verified(sc: dict[str, Any], page_type: str) -> None:
+    assert len(sc["trials"]) == 5  # 2 warm-up + 3
+    for t in sc["trials"]:
+        assert t["migrated"] and t["verified"] and not t["problems"], t
+    assert sc["verified"] == {**sc["verified"], "samples": 5, "failed": 0}
+    for t in sc["trials"]:
+        if not t["warmup"]:
+            assert t["walk_ns"], t  # a walk of the target every sample
+    assert (page_type, "target") in {(k["page_type"], k["folio"]) for k in sc["walks_by_kind"]}
+    assert sc["locked_walks"] == 0
+
+
+def test_case_selection_runs_exactly_the_selected(run: dict[str, Any]) -> None:
+    assert run["selected_rc"] == 0, run["selected"]
+    lines = list(Parser().parse_text(run["selected"]))
+    tests = [ln for ln in lines if ln.category == "test"]
+    assert [t.description for t in tests] == [
+        "selftests: rmap: rmap_anon.py", "selftests: rmap: rmap_ksm_mremap.py"]
+    assert all(t.ok and not t.skip for t in tests)
+    assert lines[1].category == "plan" and lines[1].expected_tests == 2
+    assert sorted(run["selected_docs"]) == ["rmap_anon", "rmap_ksm_mremap"]
+
+
+def test_ksm_mremap_verified_at_the_moved_addresses(run: dict[str, Any]) -> None:
+    sc = scenario(run["selected_docs"]["rmap_ksm_mremap"])
+    assert sc["name"] == "ksm-mremap"
+    moved = sc["setup"]["mremap"]
+    assert moved["old_addr"] != moved["new_addr"]
+    assert moved["vmas_moved"] == sc["setup"]["vmas"] == 1000
+    assert moved["pgoff_shift_pages"] != 0
+    # Merged before the move, unmerged by it, merged again at the new address.
+    assert sc["setup"]["ksm_before_move"]["process_merged"] > 0
+    assert sc["setup"]["target_page_type"] == "ksm"
+    assert sc["verified"]["mappings_per_sample"] >= 2  # sharers checked at new addresses
+    every_trial_migrated_and_verified(sc, "ksm")
+    assert "mremap: 1000 VMAs moved from" in run["selected"]
+
+
+def test_thp_target_is_a_pmd_mapped_thp(run: dict[str, Any]) -> None:
+    assert run["thp_rc"] == 0, run["thp"]
+    sc = scenario(run["res_docs"]["rmap_thp"])
+    thp = sc["setup"]["thp"]
+    assert thp["pmd_mapped"] and thp["kpageflags_thp"] and thp["anon_huge_kb"] == 2048
+    assert int(thp["head_pfn"], 16) % 512 == 0
+    assert sc["setup"]["page_size"] == 2 << 20
+    assert sc["setup"]["target_page_type"] == "anon"
+    assert sc["params"] == {"thp_kb": 2048, "subpages": 512}
+    every_trial_migrated_and_verified(sc, "anon")
+    # move_pages() of the first page moved the whole THP every time.
+    assert sc["setup"]["verified_as"] == {"thp": 5, "split": 0}
+    assert sc["setup"]["thp_vmstat"]["thp_migration_success"] >= 5
+    assert sc["setup"]["thp_vmstat"]["thp_migration_split"] == 0
+    assert "PMD-mapped (AnonHugePages 2048 kB" in run["thp"]
+
+
+def test_thp_verify_holds_across_split_and_collapse(run: dict[str, Any]) -> None:
+    """What the split trigger does between firings: split the THP through
+    debugfs, migrate, collapse it again. verify() holds at every step and
+    still names a subpage that lost its mapping."""
+    steps = run["thp_split"]
+    assert steps["built"] == {"thp": True, "problems": []}
+    assert steps["split"] == {"thp": False, "problems": []}
+    assert steps["migrated_split"] == {"migrated": True, "thp": False, "problems": []}
+    assert steps["collapsed"] == {"thp": True, "problems": []}
+    assert steps["migrated_thp"] == {"migrated": True, "thp": True, "problems": []}
+    assert len(steps["hole"]["problems"]) == 1 and "not present" in steps["hole"]["problems"][0]
+    assert steps["verified_as"] == {"thp": 4, "split": 2}
+
+
+def test_max_page_sharing_16(run: dict[str, Any]) -> None:
+    sc16 = scenario(run["mps16_docs"]["rmap_ksm"])
+    # The reference run only has to have measured: under heavy host load
+    # the case's own "walks longer than their syscall" check can trip by a
+    # fraction of a millisecond (guest clocks under TCG).
+    sc256 = run["res_docs"]["rmap_ksm"]["scenarios"][0]
+    assert sc256["verified"]["failed"] == 0 and sc256["walks"]["count"] >= 3
+    assert sc16["params"]["max_page_sharing"] == 16
+    assert sc16["setup"]["ksm_knobs"]["max_page_sharing"] == {
+        "value": 16, "before": 256, "changed": True}
+    k = sc16["setup"]["ksm"]
+    # Each stable node (dup) holds at most 16 sharers: 1 shared + 15 sharing.
+    assert k["max_page_sharing"] == 16
+    assert 12 <= k["pages_sharing"] / k["pages_shared"] <= 16, k
+    assert 2 <= sc16["verified"]["mappings_per_sample"] <= 16
+    assert sc256["params"]["max_page_sharing"] == 256
+    assert sc256["setup"]["ksm"]["pages_sharing"] / sc256["setup"]["ksm"]["pages_shared"] > 100
+    every_trial_migrated_and_verified(sc16, "ksm")
+    # A walk visits the sharers of its own dup only: 16 instead of 256.
+    assert sc16["walks"]["p50_ns"] * 4 < sc256["walks"]["p50_ns"]
+    assert "# ksm knobs: max_page_sharing=16 (was 256; restored after)" in run["mps16"]
+
+
+def test_knobs_restored(run: dict[str, Any]) -> None:
+    assert run["after"] == run["before"]
+    assert run["before"]["ksm/max_page_sharing"] == "256"
+
+
+def test_knob_change_refused_while_ksm_pages_exist_skips(run: dict[str, Any]) -> None:
+    assert run["busy_rc"] == 4, run["busy"]
+    assert "ok 1 rmap_ksm_mremap.walk_latency # SKIP KSM pages exist; cannot change " \
+        "max_page_sharing" in run["busy"]
+
+
+def test_knobs_restored_when_ksmd_was_running(run: dict[str, Any]) -> None:
+    """With ksmd running before, the run still waits for ksmd to drop its
+    KSM pages before putting the knobs back (KSM refuses them otherwise)."""
+    assert run["running_rc"] == 0, run["running"]
+    assert "max_page_sharing=16 (was 256; restored after) merge_across_nodes=0 (was 1" \
+        in run["running"]
+    assert run["running_before"]["ksm/run"] == "1"
+    assert run["running_after"] == run["running_before"]
+
+
+def test_unselected_program_skips_and_exits_0(run: dict[str, Any]) -> None:
+    assert run["unselected_rc"] == 0
+    assert "ok 1 rmap_file.walk_latency # SKIP not selected by --case" in run["unselected"]
+    assert not (run["share"] / "unselected").exists() or not any(
+        (run["share"] / "unselected").iterdir())
+
+
+def test_unknown_case_exit_2(run: dict[str, Any]) -> None:
+    assert run["unknown_rc"] == 2 and run["unknown"].count("\n") == 1
+    assert "unknown case 'nope'" in run["unknown"]
+    assert run["runner_unknown_rc"] == 2 and "unknown case 'nope'" in run["runner_unknown"]
+    assert "selftests" not in run["runner_unknown"]
+
+
+def test_front_door_refuses_unknown_case_before_booting() -> None:
+    proc = subprocess.run([str(ROOT / "run_tests.sh"), "--vm", "--", "--case", "nope"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "unknown case 'nope'" in proc.stderr

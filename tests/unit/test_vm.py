@@ -1,0 +1,98 @@
+"""Tests of rmapbench.guest.vm that boot nothing (tests/guest/test_guest_vm.py boots)."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from rmapbench.guest import vm
+from rmapbench.guest.initramfs import CpioWriter
+from rmapbench.guest.kernel import read_bzimage_release
+from rmapbench.guest.qemu import Topology, parse_memory
+from rmapbench.guest.vm import job_script, main
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2] / "tools" / "testing" / "rmap"
+
+
+def test_topology_two_nodes_splits_cpus_and_memory() -> None:
+    args = " ".join(Topology(nodes=2, cpus=4, memory_mib=2048).qemu_args())
+    assert "-m 2048M -smp 4,sockets=2,cores=2,threads=1,maxcpus=4" in args
+    assert "memory-backend-ram,id=m1,size=1024M" in args
+    assert "node,nodeid=0,cpus=0-1,memdev=m0" in args
+    assert "node,nodeid=1,cpus=2-3,memdev=m1" in args
+
+
+def test_topology_one_node_has_no_numa_options() -> None:
+    assert Topology(nodes=1, cpus=2, memory_mib=1024).qemu_args() == ["-m", "1024M", "-smp", "2"]
+
+
+def test_topology_uneven_cpus_leave_hotplug_slots() -> None:
+    args = " ".join(Topology(nodes=2, cpus=3, memory_mib=1025).qemu_args())
+    assert "-m 1024M -smp 3,sockets=2,cores=2,threads=1,maxcpus=4" in args
+    assert "node,nodeid=1,cpus=2-3,memdev=m1" in args
+
+
+def test_parse_memory() -> None:
+    assert parse_memory("2G") == 2048
+    assert parse_memory("1536M") == 1536
+    with pytest.raises(ValueError):
+        parse_memory("lots")
+
+
+def test_job_script_quotes_arguments_and_env() -> None:
+    script = job_script(["echo", "a b", "$HOME"], "/some dir", {"X": "1 2"})
+    assert "export X='1 2'" in script
+    assert "cd '/some dir' || exit 125" in script
+    assert "exec echo 'a b' '$HOME'" in script
+    with pytest.raises(ValueError):
+        job_script(["true"], "/", {"BAD-NAME": "x"})
+
+
+def test_cpio_is_readable_by_cpio_tool(tmp_path: Path) -> None:
+    if not shutil.which("cpio"):
+        pytest.skip("no cpio tool")
+    cpio = CpioWriter()
+    cpio.directory("d")
+    cpio.file("d/f", b"hello", 0o755)
+    archive = tmp_path / "a.cpio"
+    archive.write_bytes(cpio.getvalue())
+    listing = subprocess.run(
+        ["cpio", "-t"], stdin=archive.open("rb"), capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert listing == ["d", "d/f"]
+
+
+def test_bzimage_release_from_setup_header(tmp_path: Path) -> None:
+    image = bytearray(0x400)
+    image[0x202:0x206] = b"HdrS"
+    struct.pack_into("<H", image, 0x20E, 0x100)  # string at 0x100 + 0x200
+    image[0x300:0x318] = b"6.12.1-test (x@y) #1 SMP"
+    (tmp_path / "vmlinuz").write_bytes(bytes(image))
+    assert read_bzimage_release(tmp_path / "vmlinuz") == "6.12.1-test"
+
+
+def test_cli_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--nodes", "2"])  # no command
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["--kernel", "/nonexistent/vmlinuz", "--", "true"])
+    assert exc.value.code == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_checkout_in_tmp_is_kept_visible_in_the_guest() -> None:
+    """A CI clone under /tmp must stay visible although /tmp is the guest's
+    scratch disk; paths inside a kept path are not listed again."""
+    root = vm._project_root()
+    assert Path(root, "run_tests.sh").exists()
+    keep = vm.paths_to_keep(f"{root}/tools/testing/rmap")
+    if root.startswith("/tmp/"):
+        assert root in keep
+        assert not any(p.startswith(root + "/") for p in keep)
+
+

@@ -1,0 +1,83 @@
+"""The suite's cases: one test program per scenario, one flat stable name.
+
+The registry is scenarios.SCENARIOS: a case NAME is run by the program
+rmap_NAME.py (dashes turned into underscores), so a new scenario plus its
+program is all a new case needs. `--case NAME` (repeatable, on the command
+line or in RMAP_ARGS) selects cases: the front door and the runner run only
+the selected programs, and a program run directly while not selected prints
+a KTAP plan of SKIPs and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+from pathlib import Path
+from typing import NoReturn
+
+from rmapbench.scenarios import SCENARIOS
+
+NOT_SELECTED = "not selected by --case"
+# The results each program reports: its walk latency, and with --backend
+# all the agreement of the timing backends.
+CASE = "walk_latency"
+AGREEMENT = "backend_agreement"
+SUITE_DIR = Path(__file__).resolve().parents[2]  # tools/testing/rmap
+
+
+def names() -> list[str]:
+    """Every case, in the suite's running order."""
+    return list(SCENARIOS)
+
+
+def program(case: str) -> str:
+    """The test program of a case: rmap_NAME.py."""
+    return "rmap_" + case.replace("-", "_") + ".py"
+
+
+def programs(selected: list[str] | None = None) -> list[Path]:
+    """The programs of the selected cases (all when None), in running order."""
+    return [SUITE_DIR / program(n) for n in names() if selected is None or n in selected]
+
+
+def case_of(prog: str | Path) -> str | None:
+    """The case a program runs, None for a program outside the registry."""
+    by_program = {program(n): n for n in names()}
+    return by_program.get(Path(prog).name)
+
+
+def unknown(selected: list[str]) -> list[str]:
+    return [n for n in selected if n not in SCENARIOS]
+
+
+def error(selected: list[str]) -> str | None:
+    """The one-line complaint about unknown case names, or None."""
+    bad = unknown(selected)
+    if not bad:
+        return None
+    return f"unknown case {', '.join(map(repr, bad))} (known: {', '.join(names())})"
+
+
+class _Lenient(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise ValueError(message)
+
+
+def selection(argv: list[str], env: dict[str, str] | None = None) -> list[str] | None:
+    """The cases `--case` selects in $RMAP_ARGS followed by argv; None when
+    no --case is given (everything runs). Other options are left alone:
+    the programs check them."""
+    env = dict(os.environ) if env is None else env
+    p = _Lenient(add_help=False, allow_abbrev=False)
+    p.add_argument("--case", action="append")
+    try:
+        ns, _ = p.parse_known_args(shlex.split(env.get("RMAP_ARGS", "")) + list(argv))
+    except ValueError:
+        return None  # malformed: every program reports it, exit status 2
+    return list(ns.case) if ns.case else None
+
+
+def plan(backend: str) -> list[str]:
+    """The results a program reports with this --backend."""
+    return [CASE, AGREEMENT] if backend == "all" else [CASE]

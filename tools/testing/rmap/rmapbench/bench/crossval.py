@@ -1,0 +1,116 @@
+"""--backend all: the same scenario timed by every available backend in
+turn, and a measurement of what each backend adds.
+
+Rounds run one after another on the same built scenario, each with its own
+trace instance and journal, so no two backends are armed at once. The
+syscall-only round is the baseline: the change in the trigger's timed cost
+(move_pages() for migrate) with a backend armed, divided by the walks per
+firing, is that backend's overhead per walk. (For damon the timed cost is a
+sampling window that a backend lengthens only through kdamond's walks.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rmapbench.bench import measure, stats
+from rmapbench.ksft.options import Options
+from rmapbench.machine.knobs import Journal
+from rmapbench.tracing import select, tracefs
+from rmapbench.tracing.backend import Description, Unavailable
+from rmapbench.triggers import Trigger
+
+# Backends disagree by their own cost: the entry event, and with in-kernel
+# pairing the hist trigger's work, fall inside the timed interval. That is
+# a few hundred nanoseconds on hardware but tens of microseconds under TCG,
+# as much as a whole anonymous walk there. So two backends agree when their
+# p50s are within this factor of each other, or when the difference is no
+# larger than the overhead per walk measured for either of them.
+AGREEMENT_FACTOR = 1.5
+
+
+@dataclass
+class Round:
+    name: str
+    desc: Description | None = None
+    unavailable: str = ""
+    samples: list[measure.Sample] = field(default_factory=list)
+    walks: stats.Summary = stats.EMPTY
+    syscall: stats.Summary = stats.EMPTY
+
+    @property
+    def walks_per_sample(self) -> float:
+        measured = [s for s in self.samples if not s.warmup]
+        return self.walks.count / len(measured) if measured else 0.0
+
+
+def available(root: Path) -> list[str]:
+    """Timing backends this kernel offers, most precise first (checks only
+    read tracefs, so the journal stays empty)."""
+    names = []
+    for name in select.AUTO_ORDER:
+        try:
+            select.make(name).check(tracefs.TraceFS(root, Journal(tag="check")))
+            names.append(name)
+        except Unavailable:
+            continue
+    return names
+
+
+def run_round(
+    name: str,
+    trigger: Trigger,
+    addr: int,
+    verify: Callable[[], list[str]] | None,
+    opts: Options,
+    page_type: str,
+    progress: Callable[[measure.Sample], None] | None = None,
+) -> Round:
+    rnd = Round(name)
+    with Journal(tag=name) as journal:
+        probe = None
+        if name == "syscall":
+            rnd.desc = select.SYSCALL_ONLY
+        else:
+            tfs, inst = tracefs.private_instance(journal, opts.buffer_kb, tag=name)
+            backend = select.make(name)
+            try:
+                backend.check(tfs)
+                rnd.desc = backend.arm(tfs, inst)
+            except Unavailable as e:
+                rnd.unavailable = str(e)
+                return rnd
+            probe = measure.Probe(backend, inst)
+            probe.follow(trigger.pids())
+        rnd.samples = measure.run(trigger, addr, verify, probe, opts.warmup, opts.samples, progress)
+    measure.mark(rnd.samples)
+    measured = [s for s in rnd.samples if not s.warmup and not s.lost_events]
+    rnd.walks = stats.summarize(measure.target_durations(rnd.samples, page_type))
+    rnd.syscall = stats.summarize([s.firing.syscall_ns for s in measured])
+    return rnd
+
+
+def overhead_per_walk_ns(rnd: Round, baseline: Round) -> int | None:
+    """What arming this backend added to each walk, from syscall medians."""
+    if not rnd.walks_per_sample or not baseline.syscall.count:
+        return None
+    return round((rnd.syscall.p50_ns - baseline.syscall.p50_ns) / rnd.walks_per_sample)
+
+
+def disagreements(reference: Round, others: list[Round], baseline: Round) -> list[str]:
+    problems = []
+    ref_cost = abs(overhead_per_walk_ns(reference, baseline) or 0)
+    for rnd in others:
+        if not rnd.walks.count or not reference.walks.count:
+            continue
+        ratio = rnd.walks.p50_ns / reference.walks.p50_ns
+        allowed = max(ref_cost, abs(overhead_per_walk_ns(rnd, baseline) or 0))
+        within_cost = abs(rnd.walks.p50_ns - reference.walks.p50_ns) <= allowed
+        if not (1 / AGREEMENT_FACTOR <= ratio <= AGREEMENT_FACTOR or within_cost):
+            problems.append(
+                f"{rnd.name} p50 {stats.format_ns(rnd.walks.p50_ns)} is {ratio:.2f}x "
+                f"{reference.name}'s {stats.format_ns(reference.walks.p50_ns)}"
+            )
+    return problems

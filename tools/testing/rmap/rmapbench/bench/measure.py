@@ -1,0 +1,130 @@
+"""The sampling loop: ready the target, clear the buffer, fire the trigger,
+collect the walks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rmapbench.bench import target
+from rmapbench.machine import mm
+from rmapbench.tracing.backend import Backend
+from rmapbench.tracing.events import Walk, mark_targets
+from rmapbench.tracing.fgraph import FunctionGraph
+from rmapbench.tracing.tracefs import Instance
+from rmapbench.triggers import Firing, Trigger
+
+
+@dataclass
+class Sample:
+    index: int
+    warmup: bool
+    firing: Firing
+    pfn_before: int
+    pfn_after: int
+    walks: list[Walk] = field(default_factory=list)
+    lost_events: int = 0
+    unmatched_exits: int = 0
+    unfinished: int = 0
+    problems: list[str] = field(default_factory=list)  # from the scenario's verify()
+
+    @property
+    def verified(self) -> bool:
+        return not self.problems
+
+    @property
+    def pfns(self) -> set[int]:
+        return {self.pfn_before, self.pfn_after}
+
+
+@dataclass
+class Probe:
+    backend: Backend
+    instance: Instance
+
+    def follow(self, pids: list[int]) -> None:
+        """Record the walks of these processes: where the trigger's walks run
+        (this process, or kdamond for damon)."""
+        self.instance.follow_pids(pids)
+        if isinstance(self.backend, FunctionGraph):
+            self.backend.follow(self.instance, pids)
+
+
+def run(
+    trigger: Trigger,
+    addr: int,
+    verify: Callable[[], list[str]] | None,
+    probe: Probe | None,
+    warmup: int,
+    samples: int,
+    progress: Callable[[Sample], None] | None = None,
+) -> list[Sample]:
+    """Fire the trigger warmup + samples times; one Sample each."""
+    pid = os.getpid()
+    out: list[Sample] = []
+    for i in range(warmup + samples):
+        trigger.ready(addr)  # untimed, before the buffer is cleared
+        before = mm.page_info(pid, addr).pfn
+        # The trigger clears the buffer itself, at the moment a firing
+        # should begin (damon: while kdamond sleeps).
+        trigger.align(probe.instance.clear if probe else _nothing)
+        firing = trigger.fire(addr)
+        # A firing that unmaps the target (pageout) walked the frame it was on.
+        after = mm.page_info(pid, addr).pfn or before
+        sample = Sample(i, i < warmup, firing, before, after)
+        if probe:
+            text = probe.instance.read()
+            _dump(text, i)
+            pairing = probe.backend.walks(text)
+            sample.lost_events = probe.instance.lost_events()
+            sample.walks = pairing.walks
+            sample.unmatched_exits = pairing.unmatched_exits
+            sample.unfinished = pairing.unfinished
+        if verify:  # after the trace is read: it reads memory, never walks
+            sample.problems = verify()
+        out.append(sample)
+        if progress:
+            progress(sample)
+    return out
+
+
+def _nothing() -> None:
+    pass
+
+
+def _dump(text: str, index: int) -> None:
+    """$RMAPBENCH_TRACE_DUMP=FILE appends each sample's raw trace: the
+    recorded fixtures of the unit tests come from there."""
+    path = os.environ.get("RMAPBENCH_TRACE_DUMP")
+    if path:
+        with open(path, "a") as f:
+            f.write(f"# rmapbench sample {index}\n{text}")
+
+
+def mark(samples: list[Sample]) -> int | None:
+    """Decide for every walk whether it touched the target folio; returns the
+    vmemmap base used (None when the backend gives no comparable pointer)."""
+    base = target.calibrate(
+        (s.pfns, [w.folio for w in s.walks if w.folio is not None]) for s in samples if s.walks
+    )
+    for s in samples:
+        s.walks = mark_targets(s.walks, target.target_folios(base, s.pfns))
+    return base
+
+
+def target_durations(samples: list[Sample], page_type: str) -> list[int]:
+    """Latencies of the target's walks in the measured samples that lost no
+    trace events: what the walk statistics summarise."""
+    return [
+        w.duration_ns
+        for s in samples
+        if not s.warmup and not s.lost_events
+        for w in target_walks(s, page_type)
+    ]
+
+
+def target_walks(sample: Sample, page_type: str) -> list[Walk]:
+    """Walks of the target page: by folio when known, else by page type
+    (the probe only follows this process, so those are this trigger's)."""
+    return [w for w in sample.walks if w.target or (w.target is None and w.page_type == page_type)]

@@ -1,0 +1,284 @@
+"""Running test programs in a guest for sweep and ab: many runs (jobs) in
+one boot, each writing its results into its own subdirectory of the result
+set; the host parses marker lines to follow progress.
+
+The guest runs only the test programs (the host's Python over 9p); all
+statistics stay on the host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import re
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rmapbench.analysis.cli import UsageError
+from rmapbench.bench import cases
+from rmapbench.guest import kernel as kernel_mod
+from rmapbench.guest import vm
+from rmapbench.guest.progress import Progress
+from rmapbench.ksft import options
+from rmapbench.ksft.status import EXIT_GUEST
+
+SUITE_DIR = Path(__file__).resolve().parent.parent.parent
+MARKER = "rmapbench-job"
+SERIES = re.compile(r"\d+\.\d+")
+NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+@dataclass
+class Job:
+    directory: str  # subdirectory of the result set
+    program: Path
+    args: list[str]
+    status: int | None = None
+
+
+@dataclass
+class Boot:
+    """One guest boot running some jobs (all of them for a sweep)."""
+
+    kernel: kernel_mod.KernelImage
+    jobs: list[Job] = field(default_factory=list)
+
+
+def program_paths(spec: str) -> list[Path]:
+    """ksm, rmap_ksm, rmap_ksm.py, ksm-procs or a comma-separated list of them."""
+    out = []
+    for name in spec.split(","):
+        stem = name.removesuffix(".py").replace("-", "_")
+        stem = stem if stem.startswith("rmap_") else f"rmap_{stem}"
+        path = SUITE_DIR / f"{stem}.py"
+        if not path.is_file():
+            raise UsageError(f"no test program {path.name} for {name!r}")
+        out.append(path)
+    return out
+
+
+def split_test_args(rest: Sequence[str]) -> tuple[list[Path], list[str]]:
+    """TEST ARGS after --: an optional program list, then options for it.
+    Without the list: every case of the suite, or those --case selects."""
+    args = [a for a in rest]
+    if args[:1] == ["--"]:
+        args = args[1:]
+    if args and not args[0].startswith("-"):
+        return program_paths(args[0]), args[1:]
+    # No program named: the cases --case selects, every case without it.
+    selected = cases.selection(args)
+    if selected is not None and cases.error(selected):
+        raise UsageError(str(cases.error(selected)))
+    return cases.programs(selected), args
+
+
+def option_flag(name: str) -> str:
+    """A varied or set NAME (max_page_sharing) as the option --max-page-sharing."""
+    if not NAME.fullmatch(name):
+        raise UsageError(f"bad parameter name {name!r} (lower case, digits, underscores)")
+    return "--" + name.replace("_", "-")
+
+
+def check_test_args(programs: list[Path], args: list[str]) -> None:
+    """Refuse, before any boot, options the test programs would refuse."""
+    if "--results" in args or any(a.startswith("--results=") for a in args):
+        raise UsageError("--results is set per run; do not give it in TEST ARGS")
+    for prog in programs:
+        said = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(said):
+                options.parse(prog.name, args)
+        except SystemExit:  # the parser's one line, without its "prog: error: "
+            why = said.getvalue().strip().partition("error: ")[2] or shlex.join(args)
+            raise UsageError(f"{prog.name}: {why}") from None
+
+
+def add_guest_options(p: argparse.ArgumentParser, output_required: bool = True) -> None:
+    p.add_argument("--nodes", type=int, default=2, help="guest NUMA nodes (default 2)")
+    p.add_argument("--cpus", type=int, default=2, help="guest CPUs (default 2)")
+    p.add_argument("--memory", default="2G", help="guest memory (default 2G)")
+    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
+    p.add_argument(
+        "--timeout",
+        type=int,
+        default=3600,
+        metavar="S",
+        help="seconds per guest boot (default 3600)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=output_required,
+        metavar="DIR",
+        help="the result set to create (must not exist)",
+    )
+
+
+def check_kernel_spec(spec: str) -> None:
+    if SERIES.fullmatch(spec) and not Path(spec).exists():
+        return
+    if not Path(spec).is_file():
+        raise UsageError(f"--kernel {spec}: neither an image file nor a series like 6.12")
+
+
+def resolve_kernel(spec: str) -> kernel_mod.KernelImage:
+    """An image path, or a Debian stock series (fetched once); KernelError."""
+    if SERIES.fullmatch(spec) and not Path(spec).exists():
+        return kernel_mod.fetch_stock_kernel(spec)
+    return kernel_mod.kernel_from_image(Path(spec))
+
+
+def script(jobs: Sequence[Job], share: Path, first: int = 0) -> str:
+    """The shell script one boot runs: each job in turn, its TAP kept in
+    its directory, a marker line with its exit status after it."""
+    py = shlex.quote(sys.executable)
+    lines = ["set -u", f"cd {shlex.quote(str(SUITE_DIR))} || exit 125"]
+    for i, job in enumerate(jobs, first):
+        out = share / job.directory
+        argv = [str(job.program), *job.args, "--results", str(out)]
+        tap = shlex.quote(str(out / f"{job.program.stem}.tap"))
+        lines.append(f'{py} {shlex.join(argv)} > {tap} 2>&1; echo "{MARKER} {i} $?"')
+    return "\n".join(lines) + "\n"
+
+
+class MarkerStream(io.StringIO):
+    """Receives the guest command's output; calls back on each marker line."""
+
+    def __init__(self, on_job: Callable[[int, int], None]) -> None:
+        super().__init__()
+        self.on_job = on_job
+        self.pending = ""
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        while "\n" in self.pending:
+            line, self.pending = self.pending.split("\n", 1)
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == MARKER and all(p.isdigit() for p in parts[1:]):
+                self.on_job(int(parts[1]), int(parts[2]))
+        return len(text)
+
+
+@dataclass
+class GuestOptions:
+    nodes: int
+    cpus: int
+    memory: str
+    accel: str
+    timeout: int
+
+
+def guest_options(ns: argparse.Namespace) -> GuestOptions:
+    if ns.nodes < 1 or ns.cpus < 1 or ns.timeout < 1:
+        raise UsageError("--nodes, --cpus and --timeout must be at least 1")
+    return GuestOptions(ns.nodes, ns.cpus, ns.memory, ns.accel, ns.timeout)
+
+
+def resolve_kernels(command: str, specs: Sequence[str]) -> list[kernel_mod.KernelImage] | None:
+    """Every kernel, fetched once; None (after one line on stderr) when one
+    cannot be had: the command then exits with EXIT_KERNEL."""
+    try:
+        return [resolve_kernel(s) for s in specs]
+    except (kernel_mod.KernelError, OSError) as e:
+        print(f"rmapbench {command}: error: {e}", file=sys.stderr)
+        return None
+
+
+def run_boot(
+    boot: Boot,
+    share: Path,
+    g: GuestOptions,
+    log_name: str,
+    first: int,
+    on_job: Callable[[int, int], None],
+) -> vm.GuestResult:
+    """Boot once and run the boot's jobs; raises vm.GuestError."""
+    for job in boot.jobs:
+        (share / job.directory).mkdir(parents=True, exist_ok=True)
+
+    def record(i: int, status: int) -> None:
+        boot.jobs[i - first].status = status
+        on_job(i, status)
+
+    cwd = os.getcwd()
+    os.chdir(SUITE_DIR)  # the guest keeps our cwd; the suite dir is always visible
+    try:
+        return vm.run_in_guest(
+            boot.kernel,
+            ["sh", "-c", script(boot.jobs, share, first)],
+            nodes=g.nodes,
+            cpus=g.cpus,
+            memory=g.memory,
+            accel=g.accel,
+            timeout=g.timeout,
+            share_dir=share,
+            console_log=share / log_name,
+            stream=MarkerStream(record),
+        )
+    finally:
+        os.chdir(cwd)
+
+
+def run_boots(
+    command: str,
+    boots: Sequence[Boot],
+    share: Path,
+    g: GuestOptions,
+    entries: list[dict[str, Any]],
+    index: dict[str, Any],
+    log_name: Callable[[int], str],
+) -> None:
+    """Boot each of `boots` in turn into `share` (a result set being built),
+    with progress on a terminal; record each boot in index["boots"] and each
+    point's program statuses in its entry, then index["points"]. A guest
+    that fails ends the command with EXIT_GUEST, naming the partial set."""
+    jobs = [j for b in boots for j in b.jobs]
+    progress = Progress(len(jobs), "runs")
+    first = 0
+    for n, boot in enumerate(boots):
+        progress.start(f"boot {n + 1}/{len(boots)}: {boot.kernel.release}")
+        try:
+            res = run_boot(
+                boot,
+                share,
+                g,
+                log_name(n),
+                first,
+                lambda i, rc: progress.step(jobs[i].directory),
+            )
+        except vm.GuestError as e:
+            progress.finish()
+            print(f"rmapbench {command}: error: {e}; partial results in {share}", file=sys.stderr)
+            raise SystemExit(EXIT_GUEST) from None
+        first += len(boot.jobs)
+        index["boots"].append(
+            {
+                "kernel": boot.kernel.release,
+                "accel": res.accel,
+                "boot_seconds": round(res.boot_seconds, 1),
+                "total_seconds": round(res.total_seconds, 1),
+                "status": res.status,
+            }
+        )
+    progress.finish()
+    for entry in entries:
+        entry["status"] = {j.program.stem: j.status for j in jobs if j.directory == entry["dir"]}
+    index["points"] = entries
+
+
+def report_failed(command: str, boots: Sequence[Boot]) -> bool:
+    """Name every run that neither passed nor skipped; True if any."""
+    failed = [j for b in boots for j in b.jobs if j.status not in (0, 4)]
+    for j in failed:
+        print(
+            f"rmapbench {command}: {j.directory}/{j.program.stem} exited {j.status}",
+            file=sys.stderr,
+        )
+    return bool(failed)

@@ -1,0 +1,202 @@
+"""The front door behind run_tests.sh: run the suite on this machine when
+it can measure rmap walks, or in a QEMU guest with a stock kernel, and print
+the kselftest TAP followed by a summary table.
+
+Exit status: the suite's (0 all passed or skipped, 1 a test failed),
+2 bad usage, 3 the guest failed (panic, timeout, no result), 5 no kernel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import NoReturn
+
+from rmapbench.bench import cases
+from rmapbench.ksft import options, results, runner, summary
+from rmapbench.ksft.status import EXIT_GUEST, EXIT_KERNEL, EXIT_USAGE
+from rmapbench.machine import mm
+from rmapbench.tracing import tracefs
+
+SUITE_DIR = Path(__file__).resolve().parents[2]  # tools/testing/rmap
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        print(f"run_tests.sh: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="run_tests.sh", description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--vm", action="store_true", help="run in a QEMU guest even if this machine could measure"
+    )
+    p.add_argument(
+        "--kernel",
+        type=Path,
+        metavar="IMAGE",
+        help="guest kernel (bzImage/vmlinuz); default: Debian's stock 6.12, fetched once",
+    )
+    p.add_argument(
+        "--modules", type=Path, metavar="DIR", help="modules of --kernel (lib/modules/RELEASE)"
+    )
+    p.add_argument(
+        "--kernel-series",
+        default="6.12",
+        metavar="X.Y",
+        help="stock Debian kernel series when no --kernel is given (default 6.12)",
+    )
+    p.add_argument("--nodes", type=int, default=2, help="guest NUMA nodes (default 2)")
+    p.add_argument("--cpus", type=int, default=2, help="guest CPUs (default 2)")
+    p.add_argument("--memory", default="2G", help="guest memory (default 2G)")
+    p.add_argument(
+        "--accel",
+        choices=("auto", "kvm", "tcg"),
+        default="auto",
+        help="auto tries KVM and falls back to TCG (default auto)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=int,
+        default=3600,
+        metavar="S",
+        help="seconds for the whole guest run, and per test program (default 3600)",
+    )
+    p.add_argument(
+        "--results",
+        type=Path,
+        metavar="DIR",
+        help="keep JSON, LAVA and SQUAD results (and the guest console log) in DIR",
+    )
+    p.add_argument(
+        "--case",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only this case (repeatable); the same as --case after --",
+    )
+    p.add_argument("test_args", nargs=argparse.REMAINDER, help="-- options for every test program")
+    return p
+
+
+def why_not_here() -> str | None:
+    """Why this machine cannot time rmap walks, or None if it can."""
+    if os.geteuid() != 0:
+        return "not root"
+    if len(mm.online_nodes()) < 2:
+        return "fewer than two NUMA nodes"
+    root = tracefs.find_tracefs()
+    if root is None:
+        return "no writable tracefs"
+    readme = (root / "README").read_text() if (root / "README").exists() else ""
+    if (
+        "f[:[<group>/][<event>]]" not in readme
+        and "p[:[<group>/][<event>]]" not in readme
+        and not (root / "events/rmap").is_dir()
+    ):
+        return "no fprobe, kprobe or rmap tracepoint support in this kernel"
+    return None
+
+
+def _programs(test_args: list[str]) -> list[Path]:
+    """The programs of the cases --case selects (all without --case)."""
+    return cases.programs(cases.selection(test_args))
+
+
+def run_here(test_args: list[str], timeout: int) -> int:
+    return runner.run(_programs(test_args), test_args, timeout)
+
+
+def run_guest(ns: argparse.Namespace, test_args: list[str], share: Path) -> int:
+    from rmapbench.guest import kernel as kernel_mod
+    from rmapbench.guest import vm
+
+    try:
+        if ns.kernel:
+            image = kernel_mod.kernel_from_image(ns.kernel, ns.modules)
+        else:
+            image = kernel_mod.fetch_stock_kernel(ns.kernel_series)
+    except (kernel_mod.KernelError, OSError) as e:
+        print(f"run_tests.sh: error: {e}", file=sys.stderr)
+        return EXIT_KERNEL
+    argv = [
+        sys.executable,
+        "-m",
+        "rmapbench.ksft.runner",
+        "--timeout",
+        str(ns.timeout),
+        *[str(p) for p in _programs(test_args)],
+        "--",
+        *test_args,
+    ]
+    try:
+        result = vm.run_in_guest(
+            image,
+            argv,
+            nodes=ns.nodes,
+            cpus=ns.cpus,
+            memory=ns.memory,
+            accel=ns.accel,
+            timeout=ns.timeout + 120,
+            share_dir=share,
+            console_log=share / "console.log",
+        )
+    except vm.GuestError as e:
+        print(f"run_tests.sh: error: {e}", file=sys.stderr)
+        return EXIT_GUEST
+    print(
+        f"# guest: kernel {image.release}, {result.accel}, boot {result.boot_seconds:.1f} s, "
+        f"total {result.total_seconds:.1f} s",
+        file=sys.stderr,
+    )
+    return result.status
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = parser().parse_args(argv)
+    test_args = [a for a in ns.test_args if a != "--"] if ns.test_args else []
+    test_args = [arg for name in ns.case for arg in ("--case", name)] + test_args
+    if "--results" in test_args:
+        parser().error("give --results before --, to run_tests.sh itself")
+    # The test options (and $RMAP_ARGS) are checked here, before a guest is
+    # booted: an unknown --case or a malformed option is exit status 2 now.
+    options.parse("run_tests.sh", test_args)
+    for opt in ("nodes", "cpus"):
+        if getattr(ns, opt) < 1:
+            parser().error(f"--{opt} must be at least 1")
+    keep = ns.results is not None
+    share = ns.results.resolve() if keep else Path(tempfile.mkdtemp(prefix="rmapbench-results-"))
+    try:
+        share.mkdir(parents=True, exist_ok=True)
+        args = [*test_args, "--results", str(share)]
+        reason = None if ns.vm else why_not_here()
+        if ns.vm or reason:
+            if reason:
+                print(
+                    f"run_tests.sh: this machine cannot measure rmap walks ({reason}); "
+                    "running in a QEMU guest",
+                    file=sys.stderr,
+                )
+            os.chdir(SUITE_DIR)
+            status = run_guest(ns, args, share)
+        else:
+            status = run_here(args, ns.timeout)
+        sys.stdout.flush()
+        docs = results.load_results(share)
+        if docs:
+            print("\n" + summary.table(docs))
+        if keep:
+            print(f"\nresults in {share}", file=sys.stderr)
+        return status
+    finally:
+        if not keep:
+            shutil.rmtree(share, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

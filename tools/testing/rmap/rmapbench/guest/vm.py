@@ -1,0 +1,338 @@
+"""Run a command inside a QEMU guest that sees the host's filesystem read-only.
+
+drgn-vmtest / kunit_tool style: a cached initramfs (busybox + a few modules) mounts the
+host's / over 9p, puts a scratch ext4 disk on /tmp and the results directory (rw) at its
+host path, chroots into the host's tree and runs the command there, so the host's
+Python and packages run unchanged inside the guest kernel.
+
+    python3 -m rmapbench.guest.vm [--kernel IMAGE | --kernel-series 6.12] -- CMD ARGS...
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import re
+import secrets
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+from rmapbench.guest.initramfs import cached_initramfs
+from rmapbench.guest.kernel import (
+    KernelError,
+    KernelImage,
+    fetch_stock_kernel,
+    kernel_from_image,
+    pvh_vmlinux,
+)
+from rmapbench.guest.qemu import (
+    Outcome,
+    Topology,
+    accel_args,
+    kvm_broken,
+    ninep_args,
+    parse_memory,
+    run_qemu,
+)
+
+log = logging.getLogger(__name__)
+
+# rmapbench.guest=1 marks our guests (read from /proc/cmdline, e.g. before
+# destructive triggers); the kernel ignores an unknown module parameter.
+CMDLINE = "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init rmapbench.guest=1"
+STANDARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SCRATCH_SIZE = 2 << 30  # sparse; only what the guest writes takes host space
+KVM_BOOT_WINDOW = 30.0  # an `auto` KVM attempt that shows nothing by then is abandoned
+
+# None until a KVM attempt in this process has told us whether KVM works here.
+_kvm_works: bool | None = None
+
+
+class GuestError(Exception):
+    """The guest did not produce an exit status (panic, timeout, init failure...)."""
+
+
+@dataclass(frozen=True)
+class GuestResult:
+    status: int
+    accel: str
+    boot_seconds: float  # QEMU start to the command's start
+    total_seconds: float  # QEMU start to QEMU exit
+
+
+def guest_path() -> str:
+    """PATH inside the guest: this interpreter's directories first.
+
+    Both the unresolved directory (a venv's bin/, which carries the venv's packages) and
+    the resolved one (the real interpreter, avoiding e.g. pyenv shims) are listed.
+    """
+    dirs = [os.path.dirname(sys.executable), os.path.dirname(os.path.realpath(sys.executable))]
+    return ":".join(dict.fromkeys([*dirs, *STANDARD_PATH.split(":")]))
+
+
+def job_script(argv: Sequence[str], cwd: str, env: Mapping[str, str]) -> str:
+    """The script /bin/sh runs inside the chroot (with an empty environment)."""
+    for name in env:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ValueError(f"invalid environment variable name {name!r}")
+    lines = [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
+    lines += [
+        f"cd {shlex.quote(cwd)} || exit 125",
+        f"exec {shlex.join(argv)}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def params_script(share: Path, keep: Sequence[str]) -> str:
+    """Variables for /init (see guest_init.sh)."""
+    return (
+        f"RB_SHARE={shlex.quote(str(share))}\nRB_KEEP={shlex.quote(' '.join(keep))}\nRB_SCRATCH=1\n"
+    )
+
+
+def _project_root() -> str:
+    """The checkout this package runs from (it holds run_tests.sh), or ""."""
+    root = Path(__file__).resolve().parents[5]
+    return str(root) if (root / "run_tests.sh").exists() else ""
+
+
+def paths_to_keep(cwd: str) -> list[str]:
+    """Host paths under /tmp the command needs although the scratch disk hides /tmp:
+    the cwd, the interpreter and its prefix, and the whole checkout (a CI clone in
+    /tmp runs its tests' helper scripts in the guest). Paths inside another kept
+    path are left out."""
+    wanted = [cwd, sys.prefix, os.path.dirname(os.path.realpath(sys.executable)),
+              _project_root()]  # fmt: skip
+    keep = sorted(p for p in set(wanted) if p.startswith("/tmp/") and " " not in p)
+    return [p for p in keep if not any(p.startswith(k + "/") for k in keep)]
+
+
+def make_scratch(path: Path, size: int) -> None:
+    with path.open("wb") as f:
+        f.truncate(size)
+    # Initialise inode tables and journal now, so no ext4lazyinit thread runs in the
+    # guest during measurements.
+    argv = ["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", str(path)]
+    log.info("running: %s", shlex.join(argv))
+    subprocess.run(argv, check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit while a guest runs, so cleanup code runs."""
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; PDEATHSIG still covers QEMU
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _attempts(accel: str) -> list[str]:
+    if accel == "auto":
+        return ["tcg"] if _kvm_works is False else ["kvm", "tcg"]
+    if accel not in ("kvm", "tcg"):
+        raise ValueError(f"accel must be auto, kvm or tcg, not {accel!r}")
+    return [accel]
+
+
+def _kvm_gave_up(outcome: Outcome) -> bool:
+    """During an `auto` KVM attempt: is this KVM unable to run the kernel?"""
+    if outcome.kvm_failed:
+        return True
+    silent_for = time.monotonic() - outcome.started_at
+    return outcome.begin_at is None and silent_for > KVM_BOOT_WINDOW
+
+
+def _kvm_failed(outcome: Outcome) -> bool:
+    """After an attempt: did it fail before the guest got anywhere?"""
+    never_started = outcome.begin_at is None and outcome.init_failure is None
+    return outcome.kvm_failed or (never_started and outcome.panic is None)
+
+
+def _check(outcome: Outcome, status_file: Path, timeout: float, console_log: Path) -> int:
+    """The command's exit status, or a GuestError saying why there is none."""
+    where = f"console log: {console_log}"
+    if outcome.timed_out:
+        raise GuestError(f"guest timed out after {timeout:g} s; {where}")
+    if status_file.is_file():
+        with contextlib.suppress(ValueError):
+            return int(status_file.read_text().strip())
+    if outcome.status is not None:
+        return outcome.status
+    if outcome.kvm_failed:
+        raise GuestError(f"KVM cannot run this kernel here (try --accel tcg); {where}")
+    if outcome.init_failure:
+        raise GuestError(f"guest init failed while {outcome.init_failure}; {where}")
+    if outcome.panic:
+        raise GuestError(f"guest kernel panic ({outcome.panic}); {where}")
+    last = next((line for line in reversed(outcome.tail) if line.strip()), "")
+    raise GuestError(
+        f"guest gave no exit status (QEMU status {outcome.qemu_status}, last console "
+        f"line {last!r}); {where}"
+    )
+
+
+def run_in_guest(
+    kernel: KernelImage,
+    argv: Sequence[str],
+    *,
+    nodes: int = 2,
+    cpus: int = 2,
+    memory: str = "2G",
+    accel: str = "auto",
+    timeout: float = 600,
+    share_dir: Path,
+    env: Mapping[str, str] | None = None,
+    console_log: Path,
+    stream: TextIO = sys.stdout,
+    kernel_args: Sequence[str] = (),
+) -> GuestResult:
+    """Boot `kernel` and run `argv` as root in the host's tree; return its exit status.
+
+    The command runs with cwd = our cwd; `share_dir` is writable in the guest at the same
+    path; its output goes to `stream`, all console output to `console_log`.
+    """
+    global _kvm_works
+    if not argv:
+        raise ValueError("empty command")
+    share = share_dir.resolve()
+    if not share.is_dir() or share == Path("/"):
+        raise ValueError(f"share_dir must be an existing directory other than /: {share}")
+    cwd = os.getcwd()
+    topology = Topology(nodes, cpus, parse_memory(memory))
+    job_env = {
+        "PATH": guest_path(), "HOME": "/root", "TERM": "dumb", "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1", "RMAPBENCH_GUEST": "1",
+        "RMAPBENCH_SHARE": str(share), **(env or {}),
+    }  # fmt: skip
+    initrd = cached_initramfs(kernel)
+    vmlinux = pvh_vmlinux(kernel) or kernel.vmlinuz
+    console_log.write_text("")
+    with sigterm_raises(), tempfile.TemporaryDirectory(prefix="rmapbench-vm-") as tmp:
+        ctl, scratch = Path(tmp) / "ctl", Path(tmp) / "scratch.img"
+        ctl.mkdir()
+        (ctl / "job.sh").write_text(job_script(argv, cwd, job_env))
+        (ctl / "params.sh").write_text(params_script(share, paths_to_keep(cwd)))
+        make_scratch(scratch, SCRATCH_SIZE)
+        nonce = secrets.token_hex(8)
+        base = [
+            # q35 rather than pc: its PCI interrupt routing skips the ACPI LNKx link
+            # probing that costs about 0.8 s under TCG.
+            "qemu-system-x86_64", "-machine", "q35", "-nodefaults", "-no-user-config",
+            "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
+            "-kernel", str(vmlinux), "-initrd", str(initrd),
+            "-append", " ".join([CMDLINE, *kernel_args, f"RMAPBENCH_NONCE={nonce}"]),
+            *topology.qemu_args(),
+            *ninep_args("hostroot", Path("/"), readonly=True),
+            *ninep_args("rmapctl", ctl, readonly=False),
+            *ninep_args("results", share, readonly=False),
+            "-drive", f"if=none,id=scratch,file={scratch},format=raw,cache=unsafe",
+            "-device", "virtio-blk-pci,drive=scratch",
+        ]  # fmt: skip
+        attempts = _attempts(accel)
+        for used in attempts:
+            probing = used == "kvm" and accel == "auto"
+            outcome, seconds = run_qemu(
+                [*base, *accel_args(used)],
+                nonce=nonce,
+                timeout=timeout,
+                console_log=console_log,
+                stream=stream,
+                give_up=_kvm_gave_up if probing else kvm_broken,
+            )
+            if probing and _kvm_failed(outcome):
+                _kvm_works = False
+                print(
+                    "rmapbench.guest.vm: KVM failed to start the guest; falling back to TCG",
+                    file=sys.stderr,
+                )
+                continue
+            _kvm_works = _kvm_works or used == "kvm"
+            status = _check(outcome, ctl / "status", timeout, console_log)
+            boot = (outcome.begin_at or outcome.started_at) - outcome.started_at
+            return GuestResult(status, used, boot, seconds)
+    raise GuestError(f"no accelerator could boot the guest; console log: {console_log}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python3 -m rmapbench.guest.vm",
+        description="Run a command as root in a QEMU guest that sees the host's files.",
+    )
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--kernel", type=Path, metavar="IMAGE", help="vmlinuz/bzImage to boot")
+    which.add_argument("--kernel-series", default="6.12", help="Debian stock kernel series")
+    p.add_argument("--modules", type=Path, metavar="DIR", help="lib/modules dir for --kernel")
+    p.add_argument("--nodes", type=int, default=2, help="NUMA nodes (default 2)")
+    p.add_argument("--cpus", type=int, default=2, help="virtual CPUs (default 2)")
+    p.add_argument("--memory", default="2G", help="guest memory, e.g. 2G (default)")
+    p.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
+    p.add_argument("--timeout", type=float, default=600, help="seconds (default 600)")
+    p.add_argument("--share", type=Path, default=Path("."), help="rw results dir (default .)")
+    p.add_argument("--console-log", type=Path, help="default: a temp file kept on failure")
+    p.add_argument("--append", action="append", default=[], help="extra kernel parameter")
+    p.add_argument("-v", "--verbose", action="store_true", help="log external commands")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
+    return p
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    opts = parser.parse_args(args)
+    command = opts.command[1:] if opts.command[:1] == ["--"] else opts.command
+    if not command:
+        parser.error("no command given (put it after --)")
+    if opts.modules and not opts.kernel:
+        parser.error("--modules needs --kernel")
+    logging.basicConfig(level=logging.INFO if opts.verbose else logging.WARNING)
+    try:
+        topology = Topology(opts.nodes, opts.cpus, parse_memory(opts.memory))
+        if min(topology.nodes, topology.cpus, topology.memory_mib) < 1:
+            raise ValueError("--nodes, --cpus and --memory must be positive")
+        kernel = kernel_from_image(opts.kernel, opts.modules) if opts.kernel else None
+    except (ValueError, KernelError) as e:
+        parser.error(str(e))
+    keep_log = opts.console_log is not None
+    console_log = opts.console_log or Path(tempfile.mkstemp(".log", "rmapbench-console-")[1])
+    try:
+        result = run_in_guest(
+            kernel or fetch_stock_kernel(opts.kernel_series),
+            command,
+            nodes=opts.nodes, cpus=opts.cpus, memory=opts.memory, accel=opts.accel,
+            timeout=opts.timeout, share_dir=opts.share, console_log=console_log,
+            kernel_args=opts.append,
+        )  # fmt: skip
+    except (GuestError, KernelError) as e:
+        print(f"rmapbench.guest.vm: error: {e}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print(f"rmapbench.guest.vm: interrupted; console log: {console_log}", file=sys.stderr)
+        return 130
+    if not keep_log:
+        console_log.unlink(missing_ok=True)
+    log.info("accel %s, boot %.1f s, total %.1f s", result.accel, result.boot_seconds,
+             result.total_seconds)  # fmt: skip
+    return result.status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The kselftest contract: options, KTAP, result files, the runner, exit statuses."""

@@ -1,0 +1,163 @@
+"""The kselftest runner's semantics (tools/testing/selftests/kselftest/
+runner.sh) for running this directory outside a kernel tree:
+
+    TAP version 13
+    1..N
+    # timeout set to T
+    # selftests: rmap: PROG
+    # <the program's output, each line prefixed>
+    ok N selftests: rmap: PROG          (# SKIP for 4, # TIMEOUT for 124,
+                                         not ok ... # exit=N otherwise)
+
+Each program runs from its directory as ./PROG $KSELFTEST_<PROG>_ARGS under a
+timeout; on expiry it gets SIGTERM (so it restores the system), then SIGKILL.
+With --case in the options (or $RMAP_ARGS), only the selected cases' programs
+run and are in the plan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import TextIO
+
+from rmapbench.bench import cases
+from rmapbench.ksft.status import EXIT_TIMEOUT, KSFT_SKIP
+
+COLLECTION = "rmap"
+DEFAULT_TIMEOUT = 3600
+KILL_GRACE = 60  # seconds between SIGTERM and SIGKILL: KSM clean-up takes a while
+
+
+def env_args_name(prog: str) -> str:
+    """KSELFTEST_<PROG>_ARGS, as runner.sh spells it."""
+    return "KSELFTEST_" + re.sub(r"[^A-Z0-9]", "_", Path(prog).name.upper()) + "_ARGS"
+
+
+def settings_timeout(directory: Path) -> int:
+    """timeout= from the settings file, overridden like runner.sh does."""
+    override = os.environ.get("kselftest_override_timeout")  # noqa: SIM112 (runner.sh spelling)
+    if override:
+        return int(override)
+    settings = directory / "settings"
+    if settings.exists():
+        for line in settings.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "timeout" and value.strip().isdigit():
+                return int(value)
+    return DEFAULT_TIMEOUT
+
+
+def _pump(src: TextIO, dst: TextIO) -> None:
+    for line in src:
+        dst.write("# " + line)  # as runner.sh's sed 's/^/# /' does
+        dst.flush()
+
+
+def program_env() -> dict[str, str]:
+    """The programs' environment: this interpreter's directory first on
+    PATH, so `#!/usr/bin/env python3` starts the python3 the runner runs
+    under (the project's .venv, say) and not whichever is first on PATH."""
+    env = dict(os.environ)
+    here = os.path.dirname(sys.executable)
+    env["PATH"] = os.pathsep.join([here, *(d for d in env.get("PATH", "").split(os.pathsep)
+                                           if d and d != here)])
+    return env
+
+
+def run_one(prog: Path, extra: list[str], timeout: int, out: TextIO) -> int:
+    args = shlex.split(os.environ.get(env_args_name(prog.name), "")) + extra
+    cmd = ["./" + prog.name, *args]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=prog.parent,
+        env=program_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    pump = threading.Thread(target=_pump, args=(proc.stdout, out), daemon=True)
+    pump.start()
+    try:
+        rc = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=KILL_GRACE)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        rc = EXIT_TIMEOUT
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=KILL_GRACE)
+        raise
+    pump.join()
+    return rc
+
+
+def run(progs: list[Path], extra: list[str], timeout: int, out: TextIO | None = None) -> int:
+    if out is None:  # looked up at call time, not bound to the sys.stdout of import time
+        out = sys.stdout
+    print("TAP version 13", file=out)
+    print(f"1..{len(progs)}", file=out)
+    failed = 0
+    for n, prog in enumerate(progs, 1):
+        title = f"selftests: {COLLECTION}: {prog.name}"
+        print(f"# timeout set to {timeout}", file=out)
+        print(f"# {title}", file=out, flush=True)
+        rc = run_one(prog, extra, timeout, out)
+        if rc == 0:
+            print(f"ok {n} {title}", file=out)
+        elif rc == KSFT_SKIP:
+            print(f"ok {n} {title} # SKIP", file=out)
+        elif rc == EXIT_TIMEOUT:
+            print(f"not ok {n} {title} # TIMEOUT {timeout} seconds", file=out)
+            failed += 1
+        else:
+            print(f"not ok {n} {title} # exit={rc}", file=out)
+            failed += 1
+        out.flush()
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python3 -m rmapbench.ksft.runner",
+        description="run test programs with kselftest semantics",
+    )
+    p.add_argument("--timeout", type=int, help="seconds per program (default: settings file)")
+    p.add_argument("progs", nargs="+", type=Path, help="test programs, then -- and their options")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cut = argv.index("--") if "--" in argv else len(argv)
+    ns = p.parse_args(argv[:cut])
+    extra = argv[cut + 1 :]
+    progs = [prog.resolve() for prog in ns.progs]
+    timeout = ns.timeout or settings_timeout(progs[0].parent)
+    selected = cases.selection(extra)
+    if selected is not None:
+        problem = cases.error(selected)
+        if problem:
+            print(f"runner: error: {problem}", file=sys.stderr)
+            return 2
+        # Programs of cases --case left out are not run at all (a program
+        # outside the registry is, and decides for itself).
+        progs = [q for q in progs if cases.case_of(q) in (None, *selected)]
+    for prog in progs:
+        if not os.access(prog, os.X_OK):
+            print(f"runner: {prog} is not an executable test program", file=sys.stderr)
+            return 2
+    return run(progs, extra, timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

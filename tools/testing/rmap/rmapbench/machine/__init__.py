@@ -1,0 +1,1 @@
+"""The measured machine: syscalls, pagemap, maps, processes, the knob journal, KSM, THP."""

@@ -1,0 +1,267 @@
+"""Every global setting the suite touches, saved before and restored after.
+
+A test changes machine-wide state: KSM's sysfs knobs, vm.max_map_count, a
+tracefs instance, dynamic events. Each change goes through a Journal, which
+remembers how to undo it, undoes everything in reverse order on every exit
+path (normal return, exception, SIGINT, SIGTERM, SIGHUP), and keeps a copy on
+disk so that a run killed with SIGKILL is undone by the next run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import signal
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import FrameType, TracebackType
+
+from rmapbench.ksft.results import write_atomic
+
+log = logging.getLogger(__name__)
+
+JOURNAL_DIR = Path(os.environ.get("RMAPBENCH_JOURNAL_DIR", "/run/rmapbench"))
+
+
+class Interrupted(Exception):
+    """A termination signal arrived; raised so that cleanup runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+@dataclass
+class Undo:
+    """One step that puts something back.
+
+    kind "write": write `value` to `path`; "rmdir": remove directory `path`;
+    "append": append `value` to `path` (removing a dynamic event).
+    """
+
+    kind: str
+    path: str
+    value: str = ""
+
+    def apply(self) -> None:
+        if self.kind == "write":
+            Path(self.path).write_text(self.value)
+        elif self.kind == "append":
+            append_line(self.path, self.value)
+        elif self.kind == "rmdir":
+            if os.path.isdir(self.path):
+                os.rmdir(self.path)
+        else:
+            raise ValueError(f"unknown undo kind {self.kind!r}")
+
+
+def append_line(path: str | Path, text: str) -> None:
+    """Append one line with a single write(2). Python's "a" mode seeks to the
+    end first, which tracefs command files refuse with EINVAL."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, (text + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def read_knob(path: str | Path) -> str:
+    """A knob's value. A choice knob ("always [madvise] never", as THP's
+    enabled reads) gives its selected word, which is what it accepts back."""
+    text = Path(path).read_text().strip()
+    choice = _CHOICE.fullmatch(text)
+    return choice.group(1) if choice else text
+
+
+_CHOICE = re.compile(r"(?:[\w+-]+ )*\[([\w+-]+)\](?: [\w+-]+)*")
+
+
+class Journal:
+    """Records undo steps; `restore()` applies them newest first."""
+
+    def __init__(self, directory: Path | None = None, tag: str = "") -> None:
+        self._dir = directory or JOURNAL_DIR
+        self._steps: list[Undo] = []
+        self._originals: dict[str, str] = {}
+        self._written: set[str] = set()  # knobs with an undo step recorded
+        # One file per journal: a run may hold several at once (--backend all).
+        suffix = f"-{tag}" if tag else ""
+        self._file = self._dir / f"journal-{os.getpid()}{suffix}.json"
+
+    # -- recording ----------------------------------------------------------
+    def set(self, path: str | Path, value: str | int) -> None:
+        """Write value to a knob, remembering its first original value."""
+        path = str(path)
+        new = str(value)
+        if path not in self._originals:
+            self._originals[path] = read_knob(path)
+        if path not in self._written:
+            # Also when an earlier set() found the value already in place.
+            old = self._originals[path]
+            if old == new:
+                return
+            self._written.add(path)
+            self._record(Undo("write", path, old))
+        log.info("echo %s > %s", new, path)
+        Path(path).write_text(new)
+
+    def original(self, path: str | Path) -> str:
+        """The value a knob had before this journal touched it."""
+        path = str(path)
+        return self._originals[path] if path in self._originals else read_knob(path)
+
+    def on_undo(self, step: Undo) -> None:
+        """Register an undo step for a change the caller makes itself."""
+        self._record(step)
+
+    def _record(self, step: Undo) -> None:
+        self._steps.append(step)
+        self._save()
+
+    def _save(self) -> None:
+        try:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            data = {"pid": os.getpid(), "steps": [asdict(s) for s in self._steps]}
+            write_atomic(self._file, json.dumps(data, indent=1))
+        except OSError as e:  # the journal is a safety net, not a requirement
+            log.warning("cannot write knob journal %s: %s", self._file, e)
+
+    # -- restoring ----------------------------------------------------------
+    def restore(self) -> list[str]:
+        """Undo everything, newest first; returns the failures (also logged)."""
+        failures: list[str] = []
+        self._written.clear()  # a later set() records its undo step again
+        while self._steps:
+            step = self._steps.pop()
+            try:
+                step.apply()
+                log.info("restored %s %s", step.kind, step.path)
+            except OSError as e:
+                failures.append(f"{step.kind} {step.path}: {e.strerror or e}")
+                log.error("cannot restore %s %s: %s", step.kind, step.path, e)
+        if not failures:
+            with contextlib.suppress(OSError):  # the journal is a safety net
+                self._file.unlink()
+        return failures
+
+    def check_restored(self) -> list[str]:
+        """Knobs that do not read back as they were before the run."""
+        return [
+            f"{path}: {read_knob(path)!r} != {old!r}"
+            for path, old in self._originals.items()
+            if read_knob(path) != old
+        ]
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.restore()
+
+
+def recover_stale(directory: Path | None = None) -> int:
+    """Undo journals left by runs that died without cleaning up (SIGKILL,
+    power loss of the guest does not matter). Returns how many were undone."""
+    directory = directory or JOURNAL_DIR
+    done = 0
+    for path in sorted(directory.glob("journal-*.json")):
+        try:
+            data = json.loads(path.read_text())
+            pid = int(data["pid"])
+        except (OSError, ValueError, KeyError) as e:
+            log.warning("ignoring unreadable journal %s: %s", path, e)
+            continue
+        if pid != os.getpid() and _alive(pid):
+            continue
+        log.warning("undoing changes left by dead run %d (%s)", pid, path)
+        for raw in reversed(data.get("steps", [])):
+            try:
+                Undo(**raw).apply()
+            except OSError as e:
+                log.error("cannot undo %s: %s", raw, e)
+        path.unlink()
+        done += 1
+    return done
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# signals_held() nesting depth, and a signal that arrived meanwhile.
+_held = 0
+_pending: int | None = None
+# The last termination signal signals_raise() caught, raised or not.
+_received: int | None = None
+
+
+def received_signal() -> int | None:
+    """The termination signal that arrived inside signals_raise(), if any.
+    A signal to the whole process group also kills the children, so what
+    fails first may be a read of a child's /proc files, not Interrupted."""
+    return _received
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold Interrupted back between a change and the journal entry that
+    undoes it: raised in between (signals_raise), it would leave the change
+    unrecorded and never undone. It is raised when the block ends. (Python
+    runs signal handlers in the main thread whichever thread the signal
+    hit, so deferring in the handler works where a signal mask would not.)"""
+    global _held, _pending
+    _held += 1
+    try:
+        yield
+    finally:
+        _held -= 1
+        if not _held and _pending is not None:
+            signum, _pending = _pending, None
+            raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def signals_raise() -> Iterator[None]:
+    """Turn SIGINT/SIGTERM/SIGHUP into an exception while inside the block,
+    so `finally` clauses and context managers restore the system."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        global _pending, _received
+        _received = signum
+        if _held:
+            _pending = signum
+            return
+        raise Interrupted(signum)
+
+    global _received
+    _received = None
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {s: signal.signal(s, handler) for s in sigs}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def exit_status_for(exc: Interrupted) -> int:
+    """Shell convention for death by signal, for callers that re-exit."""
+    return 128 + exc.signum
+
+
+if __name__ == "__main__":  # pragma: no cover - manual recovery tool
+    logging.basicConfig(level=logging.INFO)
+    sys.exit(0 if recover_stale() >= 0 else 1)

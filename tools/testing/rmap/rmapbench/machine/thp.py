@@ -1,0 +1,72 @@
+"""Transparent huge pages: the sysfs switch, the PMD size, and whether a
+range is really mapped by a PMD.
+
+A THP is one folio of HPAGE_PMD_NR pages (512 on x86-64), mapped by a single
+PMD entry when the range is PMD-aligned and the fault allocated a huge page.
+MADV_HUGEPAGE asks for one at fault time when THP's `enabled` is "always"
+or "madvise"; with "never" no THP is ever allocated, so the case switches
+it to "madvise" through the journal. /proc/PID/smaps counts a range's
+PMD-mapped anonymous memory as AnonHugePages; /proc/kpageflags marks the
+head page KPF_THP and KPF_COMPOUND_HEAD.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rmapbench.machine import mm
+from rmapbench.machine.knobs import Journal, read_knob
+
+THP = Path("/sys/kernel/mm/transparent_hugepage")
+ENABLED = THP / "enabled"
+DEFAULT_PMD_SIZE = 2 << 20
+# /proc/vmstat counters of THP migration (CONFIG_ARCH_ENABLE_THP_MIGRATION).
+MIGRATION_COUNTERS = ("thp_migration_success", "thp_migration_fail", "thp_migration_split")
+
+
+def available() -> bool:
+    """THP built in (CONFIG_TRANSPARENT_HUGEPAGE)."""
+    return ENABLED.exists()
+
+
+def pmd_size() -> int:
+    try:
+        return int(read_knob(THP / "hpage_pmd_size"))
+    except (OSError, ValueError):
+        return DEFAULT_PMD_SIZE
+
+
+def allow_madvise(journal: Journal) -> tuple[str, str]:
+    """Make MADV_HUGEPAGE effective; returns the mode before and now."""
+    before = read_knob(ENABLED)
+    if before == "never":
+        journal.set(ENABLED, "madvise")
+    return before, read_knob(ENABLED)
+
+
+def anon_huge_kb(pid: int, start: int) -> int:
+    """AnonHugePages of the VMA of pid that starts at `start` (0 if none)."""
+    inside = False
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            first = line.split(maxsplit=1)[0]
+            if "-" in first and not first.endswith(":"):
+                inside = int(first.split("-")[0], 16) == start
+            elif inside and first == "AnonHugePages:":
+                return int(line.split()[1])
+    return 0
+
+
+def is_thp_head(pid: int, addr: int) -> bool:
+    info = mm.page_info(pid, addr)
+    return info.has(mm.KPF_THP) and info.has(mm.KPF_COMPOUND_HEAD)
+
+
+def vmstat(names: tuple[str, ...] = MIGRATION_COUNTERS) -> dict[str, int]:
+    found: dict[str, int] = {}
+    with open("/proc/vmstat") as f:
+        for line in f:
+            key, _, value = line.partition(" ")
+            if key in names:
+                found[key] = int(value)
+    return found
