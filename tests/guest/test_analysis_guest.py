@@ -22,6 +22,7 @@ import pytest
 
 from rmapbench import __main__ as cli
 from rmapbench.analysis import resultset
+from rmapbench.bench import cases
 from rmapbench.ksft import options
 
 pytestmark = pytest.mark.guest
@@ -30,7 +31,8 @@ SMALL = ["ksm", "--pages", "2000", "--split", "2", "--samples", "8"]
 
 
 def _has_max_page_sharing() -> bool:
-    return "--max-page-sharing" in options.build_parser("rmap_ksm.py").format_help()
+    parser = options.build_parser("rmap_ksm.py", cases.policies())
+    return "--max-page-sharing" in parser.format_help()
 
 
 needs_option = pytest.mark.skipif(

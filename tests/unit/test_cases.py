@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from tap.parser import Parser
 
-from rmapbench.bench import cases
+from rmapbench.bench import cases, program
 from rmapbench.guest import suite
 from rmapbench.ksft import runner
-from rmapbench.ksft.options import EXIT_USAGE, parse
+from rmapbench.ksft.cli import UsageError, refuse
+from rmapbench.ksft.options import EXIT_USAGE
 from rmapbench.scenarios import SCENARIOS
 
 SUITE = Path(__file__).resolve().parents[2] / "tools" / "testing" / "rmap"
@@ -56,12 +57,12 @@ def test_selection_from_argv_and_rmap_args() -> None:
 
 
 def test_program_refuses_an_unknown_case(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        parse("rmap_ksm.py", ["--case", "ksm", "--case", "kms"])
-    assert exc.value.code == EXIT_USAGE
+    with pytest.raises(UsageError) as exc:
+        program.check("ksm", ["--case", "ksm", "--case", "kms"])
+    assert refuse("rmap_ksm.py", exc.value) == EXIT_USAGE
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("rmap_ksm.py: error: unknown case 'kms' (known: ")
-    assert parse("rmap_ksm.py", ["--case", "anon", "--case", "ksm"]).case == ["anon", "ksm"]
+    assert program.check("ksm", ["--case", "anon", "--case", "ksm"]).case == ["anon", "ksm"]
 
 
 def run_program(name: str, *args: str, env: dict[str, str] | None = None

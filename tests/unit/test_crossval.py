@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from rmapbench.bench import crossval, stats
+from rmapbench.bench import crossval
 from rmapbench.bench.measure import Sample
+from rmapbench.ksft import stats
 from rmapbench.triggers import Firing
 
 

@@ -10,6 +10,7 @@ import pytest
 from rmapbench.ksft.options import Options
 from rmapbench.machine import ksm_knobs
 from rmapbench.machine.knobs import Journal
+from rmapbench.scenarios import SCENARIOS
 from rmapbench.scenarios.base import SkipScenario
 
 
@@ -29,9 +30,9 @@ def journal(tmp_path: Path) -> Journal:
 
 def test_applies_to_every_ksm_case_only() -> None:
     for case in ("ksm", "ksm-procs", "ksm-fork", "ksm-mremap"):
-        assert ksm_knobs.applies(case)
+        assert SCENARIOS[case].policy.ksm
     for case in ("anon", "file", "thp", "shmem", "anon-fork", "file-mappers"):
-        assert not ksm_knobs.applies(case)
+        assert not SCENARIOS[case].policy.ksm
 
 
 def test_set_reported_and_restored(tmp_path: Path, ksm: Path) -> None:

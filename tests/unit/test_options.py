@@ -8,8 +8,22 @@ from pathlib import Path
 
 import pytest
 
+from rmapbench.bench import cases
 from rmapbench.ksft import options
-from rmapbench.ksft.options import EXIT_USAGE, Options, not_applicable, parse
+from rmapbench.ksft.cli import UsageError, refuse
+from rmapbench.ksft.options import EXIT_USAGE, Options
+from rmapbench.scenarios import SCENARIOS
+
+
+def parse(prog: str, argv: list[str]) -> Options:
+    """The options the case of program prog gets, as its entry parses them."""
+    case = cases.case_of(prog if prog.endswith(".py") else prog + ".py")
+    assert case is not None
+    return options.parse(prog, argv, case, cases.policies())
+
+
+def not_applicable(opts: Options, case: str) -> list[str]:
+    return options.not_applicable(opts, SCENARIOS[case].policy)
 
 
 @pytest.fixture(autouse=True)
@@ -19,9 +33,9 @@ def _no_suite_args(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def refused(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     """The one stderr line of a refused command line."""
-    with pytest.raises(SystemExit) as exc:
+    with pytest.raises(UsageError) as exc:
         parse("rmap_ksm", argv)
-    assert exc.value.code == EXIT_USAGE == 2
+    assert refuse("rmap_ksm", exc.value) == EXIT_USAGE == 2
     out, err = capsys.readouterr()
     assert out == ""
     lines = err.splitlines()
@@ -121,7 +135,7 @@ def test_not_applicable() -> None:
 
 
 def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
-    text = options.build_parser("rmap_ksm").format_help()
+    text = options.build_parser("rmap_ksm", cases.policies()).format_help()
     for opt in ("--pages", "--split", "--samples", "--warmup", "--backend", "--max-p99-ms",
                 "--results", "--merge-timeout", "--workdir", "--buffer-kb", "--verbose",
                 "--max-page-sharing", "--merge-across-nodes"):
@@ -131,11 +145,11 @@ def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
 def test_process_options() -> None:
     opts = parse("rmap_ksm_fork", ["--procs", "16", "--fork-width", "3", "--fork-depth", "1"])
     assert (opts.procs, opts.fork_width, opts.fork_depth) == (16, 3, 1)
-    assert options.procs_for(opts, "ksm-procs") == 16
+    assert SCENARIOS["ksm-procs"].policy.procs_for(opts) == 16
     d = parse("rmap_ksm_procs", [])
     assert (d.procs, d.fork_width, d.fork_depth) == (None, 2, 2)
-    assert options.procs_for(d, "ksm-procs") == 8
-    assert options.procs_for(d, "file-mappers") == 32
+    assert SCENARIOS["ksm-procs"].policy.procs_for(d) == 8
+    assert SCENARIOS["file-mappers"].policy.procs_for(d) == 32
 
 
 @pytest.mark.parametrize(
@@ -181,6 +195,6 @@ def test_programs_refuse_process_options(program: str, argv: list[str], message:
 
 def test_multi_process_cases_default_to_fewer_pages() -> None:
     assert parse("rmap_ksm.py", []).pages == 20000
-    assert parse("rmap_ksm_fork.py", []).pages == options.PAGES_DEFAULT_BY_CASE["ksm-fork"]
-    assert parse("rmap_file_mappers", []).pages == options.PAGES_DEFAULT_BY_CASE["file-mappers"]
+    assert parse("rmap_ksm_fork.py", []).pages == SCENARIOS["ksm-fork"].policy.pages
+    assert parse("rmap_file_mappers", []).pages == SCENARIOS["file-mappers"].policy.pages
     assert parse("rmap_ksm_fork.py", ["--pages", "30000"]).pages == 30000

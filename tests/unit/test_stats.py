@@ -1,4 +1,4 @@
-"""Tests of rmapbench.bench.stats against numpy and scipy on fixed data."""
+"""Tests of rmapbench.ksft.stats against numpy and scipy on fixed data."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as sps
 from scipy.stats import mstats
 
-from rmapbench.bench.stats import EMPTY, PERCENTILES, Summary, format_ns, summarize
+from rmapbench.ksft.stats import EMPTY, PERCENTILES, Summary, format_ns, summarize
 
 # Walk latencies of the recorded KSM trace (ns), and some other shapes.
 KSM = [60293540, 110240926, 54471434, 114915557, 59212546, 121948037, 75792703, 123130634,

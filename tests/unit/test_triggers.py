@@ -12,7 +12,9 @@ from typing import ClassVar
 import pytest
 
 from rmapbench import triggers
-from rmapbench.ksft.options import Options, parse
+from rmapbench.bench.program import check
+from rmapbench.ksft.cli import UsageError
+from rmapbench.ksft.options import Options
 from rmapbench.machine import mm
 from rmapbench.scenarios import SCENARIOS
 from rmapbench.scenarios.base import Scenario
@@ -109,11 +111,11 @@ def test_program_refuses_before_setup(program: str, args: list[str], words: str)
 
 
 def test_options() -> None:
-    opts = parse("rmap_anon", ["--trigger", "damon", "--allow-destructive"])
+    opts = check("anon", ["--trigger", "damon", "--allow-destructive"])
     assert (opts.trigger, opts.allow_destructive) == ("damon", True)
-    assert parse("rmap_anon", []).trigger == "auto"
-    with pytest.raises(SystemExit):
-        parse("rmap_anon", ["--trigger", "reboot"])
+    assert check("anon", []).trigger == "auto"
+    with pytest.raises(UsageError):
+        check("anon", ["--trigger", "reboot"])
 
 
 @pytest.fixture()

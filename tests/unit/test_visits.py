@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from rmapbench.bench import measure, visitcount
-from rmapbench.ksft import options, results
+from rmapbench.bench import measure, program, visitcount
+from rmapbench.ksft import results
 from rmapbench.ksft.ktap import KTAP
 from rmapbench.tracing import visits
 from rmapbench.tracing.events import Walk
@@ -206,8 +206,8 @@ def test_firings_are_few() -> None:
 
 
 def test_option() -> None:
-    assert options.parse("rmap_ksm.py", ["--count-visits"]).count_visits
-    assert not options.parse("rmap_ksm.py", []).count_visits
+    assert program.check("ksm", ["--count-visits"]).count_visits
+    assert not program.check("ksm", []).count_visits
 
 
 @pytest.mark.parametrize(

@@ -12,13 +12,12 @@ import argparse
 import sys
 from typing import NoReturn
 
+from rmapbench.ksft.cli import UsageError
 from rmapbench.ksft.status import EXIT_USAGE
 
+__all__ = ["RAW", "Parser", "UsageError"]
+
 RAW = argparse.RawDescriptionHelpFormatter
-
-
-class UsageError(Exception):
-    pass
 
 
 class Parser(argparse.ArgumentParser):

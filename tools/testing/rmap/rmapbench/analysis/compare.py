@@ -24,7 +24,7 @@ from rmapbench.analysis import inference, samples, verdict
 from rmapbench.analysis.cli import RAW, Parser, UsageError
 from rmapbench.analysis.resultset import Run, Source, load
 from rmapbench.analysis.verdict import Comparison, Thresholds
-from rmapbench.bench.stats import format_ns
+from rmapbench.ksft.stats import format_ns
 from rmapbench.ksft.status import EXIT_REGRESSION
 
 

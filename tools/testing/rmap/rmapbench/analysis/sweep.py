@@ -28,9 +28,9 @@ from rmapbench.analysis.cli import (
 )
 from rmapbench.analysis.inference import PowerFit
 from rmapbench.analysis.resultset import Source, building, load, write_index
-from rmapbench.bench.stats import format_ns
 from rmapbench.guest import batch
 from rmapbench.ksft.results import slug
+from rmapbench.ksft.stats import format_ns
 from rmapbench.ksft.status import EXIT_FAILED, EXIT_KERNEL, EXIT_USAGE
 
 

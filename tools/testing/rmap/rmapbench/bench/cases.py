@@ -14,8 +14,8 @@ import argparse
 import os
 import shlex
 from pathlib import Path
-from typing import NoReturn
 
+from rmapbench.ksft.options import CasePolicy, unknown_cases
 from rmapbench.scenarios import SCENARIOS
 
 NOT_SELECTED = "not selected by --case"
@@ -29,6 +29,11 @@ SUITE_DIR = Path(__file__).resolve().parents[2]  # tools/testing/rmap
 def names() -> list[str]:
     """Every case, in the suite's running order."""
     return list(SCENARIOS)
+
+
+def policies() -> dict[str, CasePolicy]:
+    """Every case's option policy, in running order (for ksft.options)."""
+    return {name: scenario.policy for name, scenario in SCENARIOS.items()}
 
 
 def program(case: str) -> str:
@@ -47,21 +52,9 @@ def case_of(prog: str | Path) -> str | None:
     return by_program.get(Path(prog).name)
 
 
-def unknown(selected: list[str]) -> list[str]:
-    return [n for n in selected if n not in SCENARIOS]
-
-
 def error(selected: list[str]) -> str | None:
     """The one-line complaint about unknown case names, or None."""
-    bad = unknown(selected)
-    if not bad:
-        return None
-    return f"unknown case {', '.join(map(repr, bad))} (known: {', '.join(names())})"
-
-
-class _Lenient(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise ValueError(message)
+    return unknown_cases(selected, names())
 
 
 def selection(argv: list[str], env: dict[str, str] | None = None) -> list[str] | None:
@@ -69,11 +62,11 @@ def selection(argv: list[str], env: dict[str, str] | None = None) -> list[str] |
     no --case is given (everything runs). Other options are left alone:
     the programs check them."""
     env = dict(os.environ) if env is None else env
-    p = _Lenient(add_help=False, allow_abbrev=False)
+    p = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
     p.add_argument("--case", action="append")
     try:
         ns, _ = p.parse_known_args(shlex.split(env.get("RMAP_ARGS", "")) + list(argv))
-    except ValueError:
+    except (ValueError, argparse.ArgumentError):
         return None  # malformed: every program reports it, exit status 2
     return list(ns.case) if ns.case else None
 

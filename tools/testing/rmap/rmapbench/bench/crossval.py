@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rmapbench.bench import measure, stats
+from rmapbench.bench import measure
+from rmapbench.ksft import stats
 from rmapbench.ksft.options import Options
 from rmapbench.machine.knobs import Journal
 from rmapbench.tracing import select, tracefs

@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rmapbench import __version__, triggers
-from rmapbench.bench import crossval, measure, stats, visitcount
+from rmapbench.bench import crossval, measure, visitcount
 from rmapbench.bench.cases import AGREEMENT, CASE, NOT_SELECTED, plan
-from rmapbench.ksft import options, results
+from rmapbench.ksft import options, results, stats
 from rmapbench.ksft.ktap import KSFT_FAIL, KSFT_PASS, KTAP
 from rmapbench.machine import knobs, ksm_knobs
 from rmapbench.machine.knobs import Interrupted, Journal
@@ -75,7 +75,7 @@ def _preflight(scenario: Scenario, trigger: Trigger, opts: options.Options) -> N
     knobs.recover_stale()
     try:
         scenario.preflight()
-        if ksm_knobs.applies(scenario.name):
+        if scenario.policy.ksm:
             ksm_knobs.check(opts)
         trigger.check()
     except (SkipScenario, TriggerUnavailable) as e:
@@ -122,7 +122,7 @@ def main(program: str, scenario_name: str, opts: options.Options) -> int:
     journal = Journal()
     scenario = SCENARIOS[scenario_name](opts, journal)
     doc = _base_doc(program, scenario, opts)
-    for opt in options.not_applicable(opts, scenario_name):
+    for opt in options.not_applicable(opts, scenario.policy):
         ktap.diag(f"option {opt} does not apply to the {scenario_name} case; ignored")
     status = KSFT_FAIL
     try:
@@ -205,7 +205,7 @@ def _run(
     try:
         t0 = time.monotonic()
         # KSM's structural knobs go in before merging, undone after drain.
-        knob_states = ksm_knobs.prepare(scenario.name, opts, journal)
+        knob_states = ksm_knobs.prepare(scenario.policy, opts, journal)
         if knob_states:
             scenario.setup["ksm_knobs"] = {k: v.as_dict() for k, v in knob_states.items()}
             sc_doc["params"].update(ksm_knobs.params(knob_states))

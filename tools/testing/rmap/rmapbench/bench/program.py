@@ -3,38 +3,71 @@
 Before anything imports a package outside the standard library: parse and
 check the command line (a refused one is one line on stderr and exit status
 2, whatever is installed), then make sure the packages the measuring path
-needs are importable, else SKIP (rmapbench.ksft.deps); only then run the case.
+needs are importable, else SKIP (ksft.deps); only then run the case.
+check() is also how the front door and sweep/ab refuse, before any boot,
+what a program would refuse in the guest.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from rmapbench import triggers
 from rmapbench.bench import cases
 from rmapbench.ksft import deps, options
-from rmapbench.ksft.status import EXIT_USAGE
+from rmapbench.ksft.cli import UsageError, refuse
 from rmapbench.scenarios import SCENARIOS
 
 
-def checked_options(program: str, case: str, argv: list[str]) -> options.Options | None:
-    """The options, or None after printing why they can never work."""
-    opts = options.parse(program + ".py", argv, f"rmap walk latency of {case} pages")
+def check(case: str, argv: list[str], prog: str | None = None) -> options.Options:
+    """The options of one case's program, or UsageError saying why they can
+    never work. prog names the program in the parser's messages."""
+    opts = options.parse(
+        prog or cases.program(case), argv, case, cases.policies(),
+        f"rmap walk latency of {case} pages",
+    )  # fmt: skip
     scenario = SCENARIOS[case]
     refused = scenario.usage_error(opts) or triggers.refusal(opts, case, scenario)
     if refused:
-        print(f"{program}.py: error: {refused}", file=sys.stderr)
-        return None
+        raise UsageError(refused)
     return opts
 
 
 def main(program: str, case: str, argv: list[str] | None = None) -> int:
-    opts = checked_options(program, case, sys.argv[1:] if argv is None else argv)
-    if opts is None:
-        return EXIT_USAGE
+    try:
+        opts = check(case, sys.argv[1:] if argv is None else argv)
+    except UsageError as e:
+        return refuse(program + ".py", e)
     absent = deps.missing()
     if absent:
         return deps.skip_all(program, cases.plan(opts.backend), absent)
-    from rmapbench.bench import pipeline as run  # imports tap.py and python-ptrace
+    from rmapbench.bench import pipeline  # imports tap.py and python-ptrace
 
-    return run.main(program, case, opts)
+    return pipeline.main(program, case, opts)
+
+
+def selected_programs(argv: list[str]) -> list[Path]:
+    """The programs argv's --case selects (all without --case), each having
+    checked argv; UsageError otherwise."""
+    selected = cases.selection(argv)
+    problem = cases.error(selected or [])
+    if problem:
+        raise UsageError(problem)
+    progs = cases.programs(selected)
+    check_programs(progs, argv)
+    return progs
+
+
+def check_programs(programs: list[Path], argv: list[str]) -> None:
+    """UsageError naming the first program that would refuse argv, each
+    with its own case's defaults (a program outside the registry decides
+    for itself)."""
+    for prog in programs:
+        case = cases.case_of(prog)
+        if case is None:
+            continue
+        try:
+            check(case, argv, prog=prog.name)
+        except UsageError as e:
+            raise UsageError(f"{prog.name}: {e}") from None

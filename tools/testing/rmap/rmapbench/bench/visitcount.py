@@ -14,8 +14,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from rmapbench.bench import measure, stats
-from rmapbench.ksft import options
+from rmapbench.bench import measure
+from rmapbench.ksft import options, stats
 from rmapbench.ksft.ktap import KTAP
 from rmapbench.machine.knobs import Journal
 from rmapbench.tracing import tracefs, visits

@@ -9,7 +9,6 @@ statistics stay on the host.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import os
 import re
@@ -20,12 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rmapbench.analysis.cli import UsageError
-from rmapbench.bench import cases
+from rmapbench.bench import cases, program
 from rmapbench.guest import kernel as kernel_mod
 from rmapbench.guest import vm
 from rmapbench.guest.progress import Progress
-from rmapbench.ksft import options
+from rmapbench.ksft.cli import UsageError
 from rmapbench.ksft.status import EXIT_GUEST
 
 SUITE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -89,14 +87,7 @@ def check_test_args(programs: list[Path], args: list[str]) -> None:
     """Refuse, before any boot, options the test programs would refuse."""
     if "--results" in args or any(a.startswith("--results=") for a in args):
         raise UsageError("--results is set per run; do not give it in TEST ARGS")
-    for prog in programs:
-        said = io.StringIO()
-        try:
-            with contextlib.redirect_stderr(said):
-                options.parse(prog.name, args)
-        except SystemExit:  # the parser's one line, without its "prog: error: "
-            why = said.getvalue().strip().partition("error: ")[2] or shlex.join(args)
-            raise UsageError(f"{prog.name}: {why}") from None
+    program.check_programs(programs, args)
 
 
 def add_guest_options(p: argparse.ArgumentParser, output_required: bool = True) -> None:

@@ -16,8 +16,9 @@ import tempfile
 from pathlib import Path
 from typing import NoReturn
 
-from rmapbench.bench import cases
-from rmapbench.ksft import options, results, runner, summary
+from rmapbench.bench import cases, program
+from rmapbench.ksft import results, runner, summary
+from rmapbench.ksft.cli import UsageError, refuse
 from rmapbench.ksft.status import EXIT_GUEST, EXIT_KERNEL, EXIT_USAGE
 from rmapbench.machine import mm
 from rmapbench.tracing import tracefs
@@ -164,8 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     if "--results" in test_args:
         parser().error("give --results before --, to run_tests.sh itself")
     # The test options (and $RMAP_ARGS) are checked here, before a guest is
-    # booted: an unknown --case or a malformed option is exit status 2 now.
-    options.parse("run_tests.sh", test_args)
+    # booted, as each selected program will check them: an unknown --case
+    # or a malformed option is exit status 2 now.
+    try:
+        program.selected_programs(test_args)
+    except UsageError as e:
+        sys.exit(refuse("run_tests.sh", e))
     for opt in ("nodes", "cpus"):
         if getattr(ns, opt) < 1:
             parser().error(f"--{opt} must be at least 1")

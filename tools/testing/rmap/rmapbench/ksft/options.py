@@ -1,27 +1,37 @@
 """The option set every test program accepts, so one option line drives the
 whole suite. An option a case does not use is reported in that case's
-diagnostics rather than refused; a malformed or unknown option is an error
-(one line on stderr, exit status 2, before anything is set up)."""
+diagnostics rather than refused; a malformed or unknown option is a
+UsageError (one line on stderr, exit status 2, before anything is set up).
+
+What a case makes of the shared options (its default --pages and --procs,
+which case-specific options it uses) is its CasePolicy, declared by its
+scenario; parse() is told the case and the policies of every case."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import shlex
-import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+from rmapbench.ksft.cli import Parser, UsageError
 from rmapbench.ksft.status import EXIT_USAGE
+
+__all__ = ["EXIT_USAGE", "CasePolicy", "Options", "UsageError", "not_applicable", "parse"]
 
 BACKENDS = ("auto", "tracepoint", "fprobe", "kprobe", "fgraph", "syscall", "all")
 TRIGGERS = ("auto", "migrate", "damon", "msync", "pageout", "soft-offline", "split")
+# 20000 is the upstream benchmark's region, the --pages of a case that does
+# not say otherwise.
+PAGES_DEFAULT = 20000
 
 
 @dataclass
 class Options:
-    pages: int = 20000
+    pages: int = PAGES_DEFAULT
     split: int = 2
     samples: int = 30
     warmup: int = 2
@@ -35,7 +45,7 @@ class Options:
     case: list[str] = field(default_factory=list)  # --case: empty selects every case
     max_page_sharing: int | None = None  # None: leave KSM's value as it is
     merge_across_nodes: int | None = None
-    procs: int | None = None  # None: the case's own default (see PROCS_DEFAULT)
+    procs: int | None = None  # None: the case's own default (CasePolicy.procs)
     fork_width: int = 2
     fork_depth: int = 2
     trigger: str = "auto"
@@ -45,46 +55,45 @@ class Options:
     given: set[str] = field(default_factory=set)
 
 
-# Every case whose target is a KSM page.
-KSM_CASES = {"ksm", "ksm-procs", "ksm-fork", "ksm-mremap"}
+# Options that only some cases use (dest names): a case that does not use
+# one reports it in its diagnostics as not applying.
+KSM_OPTIONS = frozenset({"merge_timeout", "max_page_sharing", "merge_across_nodes"})
+FORK_OPTIONS = frozenset({"fork_width", "fork_depth"})
+CASE_SPECIFIC = KSM_OPTIONS | FORK_OPTIONS | {"workdir", "procs"}
 
-# Options that only some cases use: dest -> cases that use it.
-CASE_SPECIFIC = {
-    "merge_timeout": KSM_CASES,
-    "workdir": {"file", "file-mappers"},
-    "max_page_sharing": KSM_CASES,
-    "merge_across_nodes": KSM_CASES,
-    "procs": {"ksm-procs", "file-mappers", "shmem"},
-    "fork_width": {"ksm-fork", "anon-fork"},
-    "fork_depth": {"ksm-fork", "anon-fork"},
-}
 
-# Processes mapping the target (the test's own counts) when --procs is not
-# given; file-mappers defaults to more, as a shared library page has.
-PROCS_DEFAULT = 8
-PROCS_DEFAULT_BY_CASE = {"file-mappers": 32}
-# --pages when not given. 20000 is the upstream benchmark's region; the
-# multi-process cases multiply it (every process holds or maps the region,
-# and a KSM walk after a fork visits every child's VMAs too), so their
-# defaults keep a default run in minutes under TCG.
-PAGES_DEFAULT_BY_CASE = {
-    "ksm-procs": 2000,
-    "ksm-fork": 1000,
-    "anon-fork": 2000,
-    "file-mappers": 1000,
-    "shmem": 2000,
-}
+@dataclass(frozen=True)
+class CasePolicy:
+    """What one case makes of the shared option set."""
+
+    pages: int = PAGES_DEFAULT  # --pages when not given
+    procs: int | None = None  # --procs when not given, for a case that uses it
+    uses: frozenset[str] = frozenset()  # the CASE_SPECIFIC options it uses
+
+    def __post_init__(self) -> None:
+        unknown = self.uses - CASE_SPECIFIC
+        if unknown:
+            raise ValueError(f"not case-specific options: {sorted(unknown)}")
+        if ("procs" in self.uses) != (self.procs is not None):
+            raise ValueError("a case that uses --procs has a default for it, and only then")
+
+    @property
+    def ksm(self) -> bool:
+        """The case merges with KSM, so KSM's knobs apply to it."""
+        return "max_page_sharing" in self.uses
+
+    def procs_for(self, opts: Options) -> int:
+        """--procs, or this case's default."""
+        if opts.procs is not None:
+            return opts.procs
+        assert self.procs is not None, "procs_for() of a case that uses no --procs"
+        return self.procs
+
+
 # Upper bounds: every process is a forked Python interpreter.
 MAX_PROCS = 512
 MAX_FORK_WIDTH = 64
 MAX_FORK_DEPTH = 8
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        # One line, no usage dump: CI logs show exactly what was wrong.
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
 
 
 def _positive(kind: type[int] | type[float], minimum: float) -> Any:
@@ -101,9 +110,16 @@ def _positive(kind: type[int] | type[float], minimum: float) -> Any:
     return parse
 
 
-def build_parser(prog: str, description: str = "") -> argparse.ArgumentParser:
-    p = _Parser(prog=prog, description=description)
+def build_parser(
+    prog: str, cases: Mapping[str, CasePolicy], description: str = ""
+) -> argparse.ArgumentParser:
+    """The parser; its --help names each case's own defaults."""
+    p = Parser(prog=prog, description=description)
     d = Options()
+
+    def used_by(dest: str) -> str:
+        return ", ".join(c for c, pol in cases.items() if dest in pol.uses)
+
     p.add_argument(
         "--case",
         action="append",
@@ -115,8 +131,8 @@ def build_parser(prog: str, description: str = "") -> argparse.ArgumentParser:
         "--pages",
         type=_positive(int, 1),
         metavar="N",
-        help=f"pages of identical content in the region (default {d.pages}; "
-        + ", ".join(f"{c} {n}" for c, n in PAGES_DEFAULT_BY_CASE.items())
+        help=f"pages of identical content in the region (default {d.pages}"
+        + "".join(f"; {c} {pol.pages}" for c, pol in cases.items() if pol.pages != d.pages)
         + ")",
     )
     p.add_argument(
@@ -160,28 +176,30 @@ def build_parser(prog: str, description: str = "") -> argparse.ArgumentParser:
         "--merge-timeout",
         type=_positive(float, 1.0),
         metavar="SEC",
-        help=f"ksm: give up waiting for KSM to merge after SEC (default {d.merge_timeout:g})",
+        help=f"{used_by('merge_timeout')}: give up waiting for KSM to merge after SEC "
+        f"(default {d.merge_timeout:g})",
     )
     p.add_argument(
         "--workdir",
         type=Path,
         metavar="DIR",
-        help="file: directory on a real (non-tmpfs) filesystem for the test file "
+        help=f"{used_by('workdir')}: directory on a real (non-tmpfs) filesystem for the test file "
         "(default $TMPDIR or /tmp)",
     )
     p.add_argument(
         "--max-page-sharing",
         type=_positive(int, 2),
         metavar="N",
-        help="ksm cases: set KSM's max_page_sharing (sharers per stable node) while "
-        "merging; only possible while no KSM pages exist (default: as it is)",
+        help=f"{used_by('max_page_sharing')}: set KSM's max_page_sharing (sharers per "
+        "stable node) while merging; only possible while no KSM pages exist "
+        "(default: as it is)",
     )
     p.add_argument(
         "--merge-across-nodes",
         type=int,
         choices=(0, 1),
-        help="ksm cases: set KSM's merge_across_nodes (0: one stable tree per NUMA node) "
-        "while merging (default: as it is)",
+        help=f"{used_by('merge_across_nodes')}: set KSM's merge_across_nodes (0: one "
+        "stable tree per NUMA node) while merging (default: as it is)",
     )
     p.add_argument(
         "--buffer-kb",
@@ -193,21 +211,23 @@ def build_parser(prog: str, description: str = "") -> argparse.ArgumentParser:
         "--procs",
         type=_positive(int, 1),
         metavar="P",
-        help="ksm-procs, file-mappers, shmem: processes mapping the target, the test's "
-        f"own included (default {PROCS_DEFAULT}; file-mappers "
-        f"{PROCS_DEFAULT_BY_CASE['file-mappers']}; at most {MAX_PROCS})",
+        help=f"{used_by('procs')}: processes mapping the target, the test's own included "
+        "(default "
+        + ", ".join(f"{c} {pol.procs}" for c, pol in cases.items() if pol.procs is not None)
+        + f"; at most {MAX_PROCS})",
     )
     p.add_argument(
         "--fork-width",
         type=_positive(int, 1),
         metavar="W",
-        help=f"ksm-fork, anon-fork: children per process of the fork tree (default {d.fork_width})",
+        help=f"{used_by('fork_width')}: children per process of the fork tree "
+        f"(default {d.fork_width})",
     )
     p.add_argument(
         "--fork-depth",
         type=_positive(int, 1),
         metavar="D",
-        help=f"ksm-fork, anon-fork: levels of the fork tree (default {d.fork_depth}); "
+        help=f"{used_by('fork_depth')}: levels of the fork tree (default {d.fork_depth}); "
         f"the tree has W + W^2 + ... + W^D processes below the test, at most {MAX_PROCS}",
     )
     p.add_argument(
@@ -231,13 +251,16 @@ def build_parser(prog: str, description: str = "") -> argparse.ArgumentParser:
     return p
 
 
-def parse(prog: str, argv: list[str], description: str = "") -> Options:
-    """Options from $RMAP_ARGS (the suite-wide line) followed by argv."""
-    parser = build_parser(prog, description)
+def parse(
+    prog: str, argv: list[str], case: str, cases: Mapping[str, CasePolicy], description: str = ""
+) -> Options:
+    """Options of one case from $RMAP_ARGS (the suite-wide line) followed by
+    argv; cases holds the policy of every case. Raises UsageError."""
+    parser = build_parser(prog, cases, description)
     try:
         suite_args = shlex.split(os.environ.get("RMAP_ARGS", ""))
     except ValueError as e:  # unbalanced quotes: one line and exit 2, not a traceback
-        parser.error(f"RMAP_ARGS: {e}")
+        raise UsageError(f"RMAP_ARGS: {e}") from None
     ns = parser.parse_args(suite_args + list(argv))
     opts = Options()
     for key, value in vars(ns).items():
@@ -245,50 +268,41 @@ def parse(prog: str, argv: list[str], description: str = "") -> Options:
             setattr(opts, key, value)
             opts.given.add(key)
     if "pages" not in opts.given:
-        opts.pages = PAGES_DEFAULT_BY_CASE.get(_case_of(prog), opts.pages)
-    if opts.case:
-        from rmapbench.bench import cases  # the registry imports the scenarios, which import us
-
-        problem = cases.error(opts.case)
-        if problem:
-            parser.error(problem)
+        opts.pages = cases[case].pages
+    problem = unknown_cases(opts.case, list(cases))
+    if problem:
+        raise UsageError(problem)
     if opts.split > opts.pages:
-        build_parser(prog).error(f"--split {opts.split} is larger than --pages {opts.pages}")
-    _check_processes(prog, opts)
+        raise UsageError(f"--split {opts.split} is larger than --pages {opts.pages}")
+    _check_processes(opts)
     return opts
 
 
-def _case_of(prog: str) -> str:
-    """rmap_ksm_fork.py -> ksm-fork."""
-    return Path(prog).name.removesuffix(".py").removeprefix("rmap_").replace("_", "-")
+def unknown_cases(selected: list[str], known: list[str]) -> str | None:
+    """The one-line complaint about --case names that are not cases, or None."""
+    bad = [n for n in selected if n not in known]
+    if not bad:
+        return None
+    return f"unknown case {', '.join(map(repr, bad))} (known: {', '.join(known)})"
 
 
-def procs_for(opts: Options, case: str) -> int:
-    """--procs, or the case's default."""
-    if opts.procs is not None:
-        return opts.procs
-    return PROCS_DEFAULT_BY_CASE.get(case, PROCS_DEFAULT)
-
-
-def _check_processes(prog: str, opts: Options) -> None:
+def _check_processes(opts: Options) -> None:
     if opts.procs is not None and opts.procs > MAX_PROCS:
-        build_parser(prog).error(f"--procs {opts.procs} is more than {MAX_PROCS}")
+        raise UsageError(f"--procs {opts.procs} is more than {MAX_PROCS}")
     if opts.fork_width > MAX_FORK_WIDTH:
-        build_parser(prog).error(f"--fork-width {opts.fork_width} is more than {MAX_FORK_WIDTH}")
+        raise UsageError(f"--fork-width {opts.fork_width} is more than {MAX_FORK_WIDTH}")
     if opts.fork_depth > MAX_FORK_DEPTH:
-        build_parser(prog).error(f"--fork-depth {opts.fork_depth} is more than {MAX_FORK_DEPTH}")
+        raise UsageError(f"--fork-depth {opts.fork_depth} is more than {MAX_FORK_DEPTH}")
     tree = sum(opts.fork_width**d for d in range(1, opts.fork_depth + 1))
     if tree > MAX_PROCS:
-        build_parser(prog).error(
+        raise UsageError(
             f"--fork-width {opts.fork_width} --fork-depth {opts.fork_depth} make a tree of "
             f"{tree} processes, more than {MAX_PROCS}"
         )
 
 
-def not_applicable(opts: Options, case: str) -> list[str]:
+def not_applicable(opts: Options, policy: CasePolicy) -> list[str]:
     """Options given on the command line that this case does not use."""
     return sorted(
-        "--" + dest.replace("_", "-")
-        for dest, cases in CASE_SPECIFIC.items()
-        if dest in opts.given and case not in cases
+        "--" + dest.replace("_", "-") for dest in opts.given & CASE_SPECIFIC - policy.uses
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rmapbench.bench import cases
-from rmapbench.bench.stats import format_ns
+from rmapbench.ksft.stats import format_ns
 
 COLUMNS = ("case", "backend", "walks", "p50", "p90", "p99", "max", "syscall p50", "result")
 

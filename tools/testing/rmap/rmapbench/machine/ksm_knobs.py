@@ -37,11 +37,6 @@ from rmapbench.scenarios.base import SkipScenario
 KNOBS = STRUCTURAL
 
 
-def applies(case: str) -> bool:
-    """Whether this case is a KSM case that takes the knob options."""
-    return case in options.CASE_SPECIFIC["max_page_sharing"]
-
-
 def wanted(opts: options.Options) -> dict[str, int]:
     """The knobs the command line asks for."""
     return {k: int(getattr(opts, k)) for k in KNOBS if getattr(opts, k) is not None}
@@ -100,9 +95,11 @@ def apply(opts: options.Options, journal: Journal, root: Path = KSM) -> dict[str
     return states
 
 
-def prepare(case: str, opts: options.Options, journal: Journal) -> dict[str, KnobState]:
+def prepare(
+    policy: options.CasePolicy, opts: options.Options, journal: Journal
+) -> dict[str, KnobState]:
     """apply() for KSM cases; nothing for the others."""
-    return apply(opts, journal) if applies(case) else {}
+    return apply(opts, journal) if policy.ksm else {}
 
 
 def params(states: dict[str, KnobState]) -> dict[str, int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rmapbench.ksft.options import FORK_OPTIONS, CasePolicy
 from rmapbench.scenarios.region import AnonScenario
 from rmapbench.scenarios.shared import SharedRegion
 
@@ -17,6 +18,10 @@ class AnonForkScenario(SharedRegion, AnonScenario):
     name = "anon-fork"
     page_type = "anon"
     backing = "anon"
+    # The multi-process cases multiply --pages (every process holds or maps
+    # the region, and a KSM walk after a fork visits every child's VMAs
+    # too), so their default keeps a default run in minutes under TCG.
+    policy = CasePolicy(pages=2000, uses=FORK_OPTIONS)
     target_mapped_once = False
 
     def params(self) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import abc
 import os
 from typing import Any, ClassVar
 
-from rmapbench.ksft.options import Options
+from rmapbench.ksft.options import CasePolicy, Options
 from rmapbench.machine.knobs import Journal
 
 
@@ -24,6 +24,9 @@ class Scenario(abc.ABC):
     # True when the target page has exactly one mapping (MADV_PAGEOUT skips
     # pages that look shared).
     target_mapped_once: ClassVar[bool] = False
+    # What the case makes of the shared options: its default --pages and
+    # --procs, the case-specific options it uses.
+    policy: ClassVar[CasePolicy] = CasePolicy()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

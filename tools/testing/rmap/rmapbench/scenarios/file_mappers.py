@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rmapbench.ksft.options import procs_for
+from rmapbench.ksft.options import CasePolicy
 from rmapbench.scenarios.region import FileScenario
 from rmapbench.scenarios.shared import SharedRegion
 
@@ -21,11 +21,17 @@ class FileMappersScenario(SharedRegion, FileScenario):
     name = "file-mappers"
     page_type = "file"
     backing = "file"
+    # The multi-process cases multiply --pages (every process holds or maps
+    # the region, and a KSM walk after a fork visits every child's VMAs
+    # too), so their default keeps a default run in minutes under TCG.
+    # It defaults to more processes than the others, as a shared library's
+    # page has.
+    policy = CasePolicy(pages=1000, procs=32, uses=frozenset({"workdir", "procs"}))
     target_mapped_once = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.procs = procs_for(self.opts, self.name)
+        self.procs = self.policy.procs_for(self.opts)
 
     def params(self) -> dict[str, Any]:
         return {**super().params(), "procs": self.procs}

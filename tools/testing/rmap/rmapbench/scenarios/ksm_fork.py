@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rmapbench.ksft.options import FORK_OPTIONS, KSM_OPTIONS, CasePolicy
 from rmapbench.scenarios.region import KsmScenario
 from rmapbench.scenarios.shared import SharedRegion
 
@@ -19,6 +20,10 @@ class KsmForkScenario(SharedRegion, KsmScenario):
     name = "ksm-fork"
     page_type = "ksm"
     backing = "ksm"
+    # The multi-process cases multiply --pages (every process holds or maps
+    # the region, and a KSM walk after a fork visits every child's VMAs
+    # too), so their default keeps a default run in minutes under TCG.
+    policy = CasePolicy(pages=1000, uses=KSM_OPTIONS | FORK_OPTIONS)
     target_mapped_once = False
 
     def params(self) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import os
 import struct
 from typing import Any
 
-from rmapbench.ksft.options import Options, procs_for
+from rmapbench.ksft.options import KSM_OPTIONS, CasePolicy, Options
 from rmapbench.machine import ksm, maps, mm
 from rmapbench.scenarios.base import SkipScenario
 from rmapbench.scenarios.region import FILL_BYTE, expected_vmas
@@ -31,17 +31,21 @@ class KsmProcsScenario(SharedRegion):
     name = "ksm-procs"
     page_type = "ksm"
     backing = "ksm"
+    # The multi-process cases multiply --pages (every process holds or maps
+    # the region, and a KSM walk after a fork visits every child's VMAs
+    # too), so their default keeps a default run in minutes under TCG.
+    policy = CasePolicy(pages=2000, procs=8, uses=KSM_OPTIONS | {"procs"})
     target_mapped_once = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.procs = procs_for(self.opts, self.name)
+        self.procs = self.policy.procs_for(self.opts)
         self.starts: dict[int, int] = {}
         self.baseline: int | None = None
 
     @classmethod
     def usage_error(cls, opts: Options) -> str | None:
-        if procs_for(opts, cls.name) < 2:
+        if cls.policy.procs_for(opts) < 2:
             return "ksm-procs needs --procs 2 or more: pages merge only across processes"
         return None
 

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rmapbench.ksft.options import KSM_OPTIONS, CasePolicy
 from rmapbench.machine import ksm, maps, mm
 from rmapbench.machine.knobs import read_knob
 from rmapbench.scenarios.base import Scenario, SkipScenario
@@ -157,6 +158,7 @@ class KsmScenario(RegionScenario):
     name = "ksm"
     page_type = "ksm"
     backing = "ksm"
+    policy = CasePolicy(uses=KSM_OPTIONS)
     target_mapped_once = False
 
     def preflight(self) -> None:
@@ -190,6 +192,7 @@ class FileScenario(RegionScenario):
     name = "file"
     page_type = "file"
     backing = "file"
+    policy = CasePolicy(uses=frozenset({"workdir"}))
     target_mapped_once = True
     flags = mm.MAP_SHARED
 

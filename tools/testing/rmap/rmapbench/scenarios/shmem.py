@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from rmapbench.ksft.options import procs_for
+from rmapbench.ksft.options import CasePolicy
 from rmapbench.machine import mm
 from rmapbench.scenarios.shared import SharedRegion
 
@@ -19,12 +19,16 @@ class ShmemScenario(SharedRegion):
     name = "shmem"
     page_type = "file"
     backing = "shmem"
+    # The multi-process cases multiply --pages (every process holds or maps
+    # the region, and a KSM walk after a fork visits every child's VMAs
+    # too), so their default keeps a default run in minutes under TCG.
+    policy = CasePolicy(pages=2000, procs=8, uses=frozenset({"procs"}))
     target_mapped_once = False
     flags = mm.MAP_SHARED
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.procs = procs_for(self.opts, self.name)
+        self.procs = self.policy.procs_for(self.opts)
         self.fd = -1
 
     def params(self) -> dict[str, Any]:
