@@ -14,7 +14,7 @@ import pytest
 from rmapbench import triggers
 from rmapbench.bench.program import check
 from rmapbench.ksft.cli import UsageError
-from rmapbench.ksft.options import Options
+from rmapbench.ksft.options import TRIGGERS, Options
 from rmapbench.machine import mm
 from rmapbench.scenarios import SCENARIOS
 from rmapbench.scenarios.base import Scenario
@@ -157,7 +157,7 @@ def test_migrate_unavailable_on_one_node(one_node: Path) -> None:
 
 
 def test_make_every_trigger() -> None:
-    for name in triggers.NAMES[1:]:
+    for name in TRIGGERS[1:]:
         trigger = make(name, SCENARIOS["anon"])
         assert trigger.name == name
         assert trigger.effect in (triggers.MOVES, triggers.LEAVES, triggers.UNMAPS)

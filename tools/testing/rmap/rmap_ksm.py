@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0
-"""rmap walk latency of KSM-merged pages; see README.md and rmapbench/case.py."""
+"""rmap walk latency of KSM-merged pages; see README.md and rmapbench/bench/pipeline.py."""
 
 import os
 import sys

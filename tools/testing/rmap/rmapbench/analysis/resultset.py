@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -120,7 +119,3 @@ def building(final: Path) -> Iterator[Path]:
 
 def write_index(directory: Path, index: dict[str, Any]) -> None:
     results.write_atomic(directory / INDEX, json.dumps(index, indent=2) + "\n")
-
-
-def discard(tmp: Path) -> None:
-    shutil.rmtree(tmp, ignore_errors=True)

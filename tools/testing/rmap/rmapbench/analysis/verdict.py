@@ -1,7 +1,7 @@
 """Is NEW different from BASE? The decision rule, and pyperf-style warnings
 when a side is too noisy to conclude anything.
 
-A change is significant when all three hold (documented in README.md):
+A change is significant when all four hold (documented in docs/analysis.md):
   - the two-sided Mann-Whitney U p-value is below ALPHA (0.01),
   - the bootstrap 95% interval of median(NEW)/median(BASE) excludes 1,
   - the median moved by at least MIN_EFFECT (5%),

@@ -233,7 +233,7 @@ def build_parser(
     p.add_argument(
         "--trigger",
         choices=TRIGGERS,
-        help="what makes the kernel walk the target (README, Triggers); auto: "
+        help="what makes the kernel walk the target (docs/triggers.md); auto: "
         "migrate with two NUMA nodes, else the best harmless one for the case",
     )
     p.add_argument(

@@ -15,7 +15,6 @@ import logging
 import os
 import re
 import signal
-import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -264,4 +263,4 @@ def exit_status_for(exc: Interrupted) -> int:
 
 if __name__ == "__main__":  # pragma: no cover - manual recovery tool
     logging.basicConfig(level=logging.INFO)
-    sys.exit(0 if recover_stale() >= 0 else 1)
+    recover_stale()

@@ -22,8 +22,6 @@ _FIELD = re.compile(r"(\w+)=(\S+)")
 # folio->mapping low bits select the walk (include/linux/page-flags.h).
 PAGE_TYPE_BY_MAPPING_BITS = {0: "file", 1: "anon", 2: "movable", 3: "ksm"}
 
-FUNCTIONS = ("rmap_walk", "rmap_walk_locked")
-
 # The walk implementations, which are what the probes time: rmap_walk() is
 # a three-way dispatch that the compiler inlines into callers inside
 # mm/rmap.c (try_to_migrate, folio_mkclean), so probing it misses walks.

@@ -9,7 +9,6 @@ are never written.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import re
@@ -152,7 +151,3 @@ def private_instance(journal: Journal, buffer_kb: int, tag: str = "") -> tuple[T
     inst.follow_pids([os.getpid()])
     return tfs, inst
 
-
-def ensure_writable_root() -> None:
-    if os.geteuid() != 0:
-        raise PermissionError(errno.EPERM, "tracefs needs root")

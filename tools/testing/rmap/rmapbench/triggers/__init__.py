@@ -28,12 +28,9 @@ from rmapbench.triggers.pageout import PageoutTrigger, swap_total_kb
 from rmapbench.triggers.soft_offline import SoftOfflineTrigger
 from rmapbench.triggers.split import SplitTrigger
 
-NAMES = ("auto", "migrate", "damon", "msync", "pageout", "soft-offline", "split")
-
 __all__ = [
     "LEAVES",
     "MOVES",
-    "NAMES",
     "UNMAPS",
     "DamonTrigger",
     "Firing",
