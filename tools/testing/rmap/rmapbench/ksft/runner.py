@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TextIO
 
 from rmapbench.bench import cases
+from rmapbench.ksft.cli import refuse
 from rmapbench.ksft.status import EXIT_TIMEOUT, KSFT_SKIP
 
 COLLECTION = "rmap"
@@ -147,15 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     if selected is not None:
         problem = cases.error(selected)
         if problem:
-            print(f"runner: error: {problem}", file=sys.stderr)
-            return 2
+            return refuse("runner", problem)
         # Programs of cases --case left out are not run at all (a program
         # outside the registry is, and decides for itself).
         progs = [q for q in progs if cases.case_of(q) in (None, *selected)]
     for prog in progs:
         if not os.access(prog, os.X_OK):
-            print(f"runner: {prog} is not an executable test program", file=sys.stderr)
-            return 2
+            return refuse("runner", f"{prog} is not an executable test program")
     return run(progs, extra, timeout)
 
 

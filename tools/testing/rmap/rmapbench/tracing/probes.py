@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 
-from rmapbench.tracing import events, hist
+from rmapbench.tracing import events, hist, tracefs
 from rmapbench.tracing.backend import Description, Unavailable
 from rmapbench.tracing.tracefs import Instance, TraceError, TraceFS
 
@@ -38,14 +38,15 @@ class DynamicProbe:
 
     # -- detection ----------------------------------------------------------
     def check(self, tfs: TraceFS) -> None:
-        readme = _readme(tfs)
         if not (tfs.root / "dynamic_events").exists():
             raise Unavailable("no dynamic_events (CONFIG_DYNAMIC_EVENTS / CONFIG_PROBE_EVENTS)")
-        if self.name == "fprobe" and "f[:[<group>/][<event>]]" not in readme:
-            raise Unavailable("no fprobe events (CONFIG_FPROBE_EVENTS, Linux 6.7+)")
-        if self.name == "kprobe" and "p[:[<group>/][<event>]]" not in readme:
-            raise Unavailable("no kprobe events (CONFIG_KPROBE_EVENTS)")
-        self._btf = "<argname>" in readme
+        if self.name not in tracefs.probe_kinds(tfs.root):
+            raise Unavailable(
+                "no fprobe events (CONFIG_FPROBE_EVENTS, Linux 6.7+)"
+                if self.name == "fprobe"
+                else "no kprobe events (CONFIG_KPROBE_EVENTS)"
+            )
+        self._btf = "<argname>" in tracefs.readme(tfs.root)
 
     # -- arming -------------------------------------------------------------
     def _args(self, func: str) -> str:
@@ -133,10 +134,3 @@ class DynamicProbe:
 
 def _event_names(func: str) -> tuple[str, str]:
     return f"{func}_entry", f"{func}_exit"
-
-
-def _readme(tfs: TraceFS) -> str:
-    try:
-        return (tfs.root / "README").read_text()
-    except OSError:
-        return ""

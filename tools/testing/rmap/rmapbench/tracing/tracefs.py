@@ -34,6 +34,26 @@ def find_tracefs() -> Path | None:
     return None
 
 
+# How tracefs's README shows each dynamic probe kind when the kernel has it
+# (kernel/trace/trace.c, readme_msg), most precise first.
+PROBE_SYNTAX = {"fprobe": "f[:[<group>/][<event>]]", "kprobe": "p[:[<group>/][<event>]]"}
+
+
+def readme(root: Path) -> str:
+    """tracefs's README: the kernel's own list of what its tracing offers."""
+    try:
+        return (root / "README").read_text()
+    except OSError:
+        return ""
+
+
+def probe_kinds(root: Path) -> list[str]:
+    """The dynamic probe kinds this kernel offers: "fprobe" (f:, 6.7+) and
+    "kprobe" (p:/r:), most precise first."""
+    text = readme(root)
+    return [kind for kind, syntax in PROBE_SYNTAX.items() if syntax in text]
+
+
 def write(path: Path, text: str, append: bool = False) -> None:
     log.info("echo '%s' %s %s", text, ">>" if append else ">", path)
     try:
