@@ -25,7 +25,9 @@ from rmapbench.analysis import resultset
 from rmapbench.bench import cases
 from rmapbench.ksft import options
 
-pytestmark = pytest.mark.guest
+# ab fetches the kernel itself; the shared fixture skips without QEMU and
+# fetches it once for the session.
+pytestmark = [pytest.mark.guest, pytest.mark.usefixtures("stock_kernel")]
 
 SMALL = ["ksm", "--pages", "2000", "--split", "2", "--samples", "8"]
 

@@ -5,34 +5,16 @@ without fprobe events and without function_graph in an instance."""
 from __future__ import annotations
 
 import json
-import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from rmapbench.guest import kernel, vm
+from rmapbench.guest import kernel
 
 pytestmark = pytest.mark.guest
-
-SUITE = Path(__file__).resolve().parents[2] / "tools" / "testing" / "rmap"
-
-
-def _run(series: str, script: str, share: Path) -> str:
-    image = kernel.fetch_stock_kernel(series)
-    os.chdir(SUITE)
-    out = share / "stdout.txt"
-    with open(out, "w") as stream:
-        vm.run_in_guest(
-            image,
-            ["sh", "-c", script],
-            timeout=900,
-            share_dir=share,
-            console_log=share / "console.log",
-            stream=stream,
-        )
-    return out.read_text()
 
 
 def _doc(share: Path, program: str) -> dict[str, Any]:
@@ -41,8 +23,11 @@ def _doc(share: Path, program: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(("series", "expected"), [("6.12", "fprobe"), ("6.1", "kprobe")])
-def test_auto_picks_a_working_backend(series: str, expected: str, tmp_path: Path) -> None:
-    out = _run(series, f"./rmap_anon.py --pages 500 --samples 3 --results {tmp_path}", tmp_path)
+def test_auto_picks_a_working_backend(
+    guest: Callable[..., str], series: str, expected: str, tmp_path: Path
+) -> None:
+    out = guest(f"./rmap_anon.py --pages 500 --samples 3 --results {tmp_path}", tmp_path,
+                kernel=kernel.fetch_stock_kernel(series))
     doc = _doc(tmp_path, "rmap_anon")
     assert doc["status"] == "pass", out
     assert doc["kernel"]["release"].startswith(series + ".")
@@ -54,14 +39,15 @@ def test_auto_picks_a_working_backend(series: str, expected: str, tmp_path: Path
 
 
 @pytest.fixture(scope="module")
-def all_backends(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def all_backends(guest: Callable[..., str], tmp_path_factory: pytest.TempPathFactory
+                 ) -> tuple[Path, str]:
     share = tmp_path_factory.mktemp("all")
     py = sys.executable
     script = (
         f"for c in ksm anon; do {py} ./rmap_$c.py --backend all --pages 1000 --samples 6 "
         f"--results {share}; echo rc=$?; done"
     )
-    return share, _run("6.12", script, share)
+    return share, guest(script, share)
 
 
 @pytest.mark.parametrize("program", ["rmap_ksm", "rmap_anon"])

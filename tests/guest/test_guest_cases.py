@@ -5,9 +5,9 @@ runs everything small, then the tests read what came out."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,24 +15,21 @@ import pytest
 from tap.parser import Parser
 
 from rmapbench.bench import cases
-from rmapbench.guest import kernel, vm
 from rmapbench.ksft import results
 
 pytestmark = pytest.mark.guest
 
 ROOT = Path(__file__).resolve().parents[2]
-SUITE = ROOT / "tools" / "testing" / "rmap"
 SNAPSHOT = Path(__file__).resolve().parent / "scripts" / "snapshot.py"
 THP_SPLIT = Path(__file__).resolve().parent / "scripts" / "thp_split.py"
 SMALL = "--pages 1000 --samples 3"
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def run(guest: Callable[..., str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     share = tmp_path_factory.mktemp("cases")
     py = sys.executable
     progs = " ".join(f"./{p.name}" for p in cases.programs())
-    os.chdir(SUITE)
     # ksm (16 and 256 sharers per stable node) and ksm-mremap at the same
     # size; a KSM run in the background holds merged pages while another
     # asks for a different max_page_sharing; unselected and unknown cases.
@@ -65,11 +62,7 @@ echo 0 > /sys/kernel/mm/ksm/run
 echo $? > $d/runner_unknown.rc
 {py} {SNAPSHOT} > $d/after.json
 """
-    with open(share / "console.txt", "w") as stream:
-        vm.run_in_guest(
-            kernel.fetch_stock_kernel("6.12"), ["sh", "-c", script], nodes=2, accel="auto",
-            timeout=900, share_dir=share, console_log=share / "console.log", stream=stream,
-        )
+    guest(script, share)
     out: dict[str, Any] = {"share": share}
     for f in share.iterdir():
         if f.suffix in (".txt", ".tap"):

@@ -7,20 +7,17 @@ every trigger, and that no child process outlived its test."""
 
 from __future__ import annotations
 
-import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from rmapbench.guest import kernel, vm
 from rmapbench.ksft import results
 
 pytestmark = pytest.mark.guest
 
-ROOT = Path(__file__).resolve().parents[2]
-SUITE = ROOT / "tools" / "testing" / "rmap"
 LEFTOVERS = Path(__file__).resolve().parent / "scripts" / "leftovers.py"
 PROCS, WIDTH, DEPTH = 8, 2, 2
 SMALL = ["--pages", "500", "--samples", "3", "--warmup", "1", "--procs", str(PROCS),
@@ -37,8 +34,8 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def procs_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    stock = kernel.fetch_stock_kernel("6.12")
+def procs_run(guest: Callable[..., str], tmp_path_factory: pytest.TempPathFactory
+              ) -> dict[str, Any]:
     share = tmp_path_factory.mktemp("guest-procs")
     py = sys.executable
     progs = " ".join(f"./{p}.py" for p in CASES)
@@ -70,13 +67,7 @@ cat /sys/kernel/mm/ksm/pages_shared /sys/kernel/mm/ksm/pages_sharing > $d/ksm_af
 sleep 1
 {py} {LEFTOVERS} {names} > $d/leftovers.txt
 """
-    os.chdir(SUITE)
-    out = share / "stdout.txt"
-    with open(out, "w") as stream:
-        vm.run_in_guest(
-            stock, ["sh", "-c", script], nodes=2, accel="auto", timeout=900,
-            share_dir=share, console_log=share / "console.log", stream=stream,
-        )
+    guest(script, share)
     return {
         "tap": (share / "tap.txt").read_text(),
         "rc": int((share / "rc").read_text()),

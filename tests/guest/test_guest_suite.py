@@ -4,53 +4,33 @@ here), run every case small, and check what came out."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tap.parser import Parser
 
-from rmapbench.guest import kernel, vm
 from rmapbench.ksft import results
 
 pytestmark = pytest.mark.guest
 
 ROOT = Path(__file__).resolve().parents[2]
-SUITE = ROOT / "tools" / "testing" / "rmap"
 SNAPSHOT = Path(__file__).resolve().parent / "scripts" / "snapshot.py"
 SMALL = ["--pages", "2000", "--samples", "5"]
 CASES = {"rmap_ksm": "ksm", "rmap_anon": "anon", "rmap_file": "file"}
 
 
-@pytest.fixture(scope="session")
-def stock_kernel() -> kernel.KernelImage:
-    return kernel.fetch_stock_kernel("6.12")
-
-
-def _guest(stock: kernel.KernelImage, script: str, share: Path, nodes: int = 2) -> str:
-    """Run a shell script in the guest from the suite directory; return
-    everything it printed."""
-    out = share / "stdout.txt"
-    with open(out, "w") as stream:
-        vm.run_in_guest(
-            stock, ["sh", "-c", f"set -u\n{script}"], nodes=nodes, accel="auto", timeout=900,
-            share_dir=share, console_log=share / "console.log", stream=stream,
-        )
-    return out.read_text()
-
-
 @pytest.fixture(scope="module")
-def suite_run(stock_kernel: kernel.KernelImage, tmp_path_factory: pytest.TempPathFactory
+def suite_run(guest: Callable[..., str], tmp_path_factory: pytest.TempPathFactory
               ) -> dict[str, Any]:
     """One guest: knobs snapshot, the three cases, an interrupted KSM run,
     knobs snapshot again."""
     share = tmp_path_factory.mktemp("guest")
     py = sys.executable
     args = " ".join(SMALL)
-    os.chdir(SUITE)
     progs = "./rmap_ksm.py ./rmap_anon.py ./rmap_file.py"
     script = f"""d={share}
 {py} {SNAPSHOT} > $d/before.json
@@ -66,7 +46,7 @@ umount /sys/kernel/mm/ksm
 umount /sys/kernel/tracing; umount /sys/kernel/debug/tracing /sys/kernel/debug 2>/dev/null || true
 ./rmap_anon.py > $d/no_tracing.txt; echo $? >> $d/no_tracing.txt
 """
-    _guest(stock_kernel, script, share)
+    guest(f"set -u\n{script}", share)
     return {
         "share": share,
         "tap": (share / "tap.txt").read_text(),
@@ -166,12 +146,11 @@ def test_missing_feature_skips(suite_run: dict[str, Any], run: str, reason: str)
     assert "not ok" not in out
 
 
-def test_one_node_guest_skips(stock_kernel: kernel.KernelImage, tmp_path: Path) -> None:
+def test_one_node_guest_skips(guest: Callable[..., str], tmp_path: Path) -> None:
     # Migration needs a second node; auto would pick a one-node trigger
     # (tests/test_guest_triggers.py).
-    os.chdir(SUITE)
-    out = _guest(stock_kernel, f"{sys.executable} -m rmapbench.ksft.runner ./rmap_ksm.py "
-                 "./rmap_anon.py ./rmap_file.py -- --trigger migrate", tmp_path, nodes=1)
+    out = guest(f"set -u\n{sys.executable} -m rmapbench.ksft.runner ./rmap_ksm.py "
+                "./rmap_anon.py ./rmap_file.py -- --trigger migrate", tmp_path, nodes=1)
     assert out.count("# SKIP fewer than two NUMA nodes") == 3, out
     assert "not ok" not in out
 

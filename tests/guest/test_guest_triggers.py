@@ -8,21 +8,19 @@ and every case passes instead of skipping. Refusals are unit tests
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from rmapbench.guest import kernel, vm
 from rmapbench.ksft import results
 
 pytestmark = pytest.mark.guest
 
 ROOT = Path(__file__).resolve().parents[2]
-SUITE = ROOT / "tools" / "testing" / "rmap"
 GUEST = Path(__file__).resolve().parent / "scripts"
 SMALL = "--pages 1000 --samples 3 --warmup 1"
 
@@ -36,10 +34,10 @@ RUNS = {
 
 
 @pytest.fixture(scope="module")
-def one_node(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def one_node(guest: Callable[..., str], tmp_path_factory: pytest.TempPathFactory
+             ) -> dict[str, Any]:
     share = tmp_path_factory.mktemp("triggers")
     py = sys.executable
-    os.chdir(SUITE)
     lines = [f"d={share}", f"{py} {GUEST / 'snapshot.py'} > $d/before.json"]
     for name, (prog, args) in RUNS.items():
         if name == "pageout_anon":  # anonymous pages need swap to be paged out
@@ -53,12 +51,7 @@ def one_node(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         f"{py} {GUEST / 'snapshot.py'} > $d/after.json",
         "cat /sys/kernel/mm/damon/admin/kdamonds/nr_kdamonds > $d/nr_kdamonds",
     ]
-    stock = kernel.fetch_stock_kernel("6.12")
-    with open(share / "stdout.txt", "w") as stream:
-        vm.run_in_guest(
-            stock, ["sh", "-c", "set -u\n" + "\n".join(lines)], nodes=1, accel="auto",
-            timeout=900, share_dir=share, console_log=share / "console.log", stream=stream,
-        )
+    guest("set -u\n" + "\n".join(lines), share, nodes=1)
     out: dict[str, Any] = {"share": share}
     for name in RUNS:
         out[name] = {

@@ -10,20 +10,16 @@ whatever the split.
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from rmapbench.guest import kernel, vm
 from rmapbench.ksft import results
 
 pytestmark = pytest.mark.guest
 
-ROOT = Path(__file__).resolve().parents[2]
-SUITE = ROOT / "tools" / "testing" / "rmap"
 PAGES = 600
 # VMAs after the split (rmapbench.scenarios.region.expected_vmas): split 1
 # keeps one, split 4 makes 300 (one read-only page, three writable), split
@@ -34,7 +30,7 @@ COMMON = f"--pages {PAGES} --samples 2 --warmup 0 --count-visits"
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def runs(guest: Callable[..., str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     share = tmp_path_factory.mktemp("visits")
     py = sys.executable
     lines = [f"d={share}"]
@@ -45,14 +41,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                 f"{py} ./rmap_{case}.py {COMMON} --split {split} --results $d/{name} "
                 f"> $d/{name}.txt 2>&1; echo $? > $d/{name}.rc"
             )
-    os.chdir(SUITE)
-    out = share / "stdout.txt"
-    with open(out, "w") as stream:
-        vm.run_in_guest(
-            kernel.fetch_stock_kernel("6.12"), ["sh", "-c", "\n".join(lines)],
-            nodes=2, accel="auto", timeout=900, share_dir=share,
-            console_log=share / "console.log", stream=stream,
-        )  # fmt: skip
+    guest("\n".join(lines), share)
     docs: dict[str, Any] = {}
     for case, splits in (("ksm", KSM_SPLITS), ("anon", ANON_SPLITS)):
         for split in splits:

@@ -6,18 +6,17 @@ under TCG; each boot takes roughly 6-10 s.  Deselect them with `-m "not guest"`.
 
 from __future__ import annotations
 
-import io
 import json
-import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from rmapbench.guest.kernel import KernelImage, fetch_stock_kernel
-from rmapbench.guest.vm import GuestError, GuestResult, run_in_guest
+from rmapbench.guest.kernel import KernelImage
+from rmapbench.guest.vm import GuestError, GuestResult
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2] / "tools" / "testing" / "rmap"
 
@@ -39,38 +38,32 @@ print(json.dumps({
 """
 
 
-@pytest.fixture(scope="session")
-def kernel() -> KernelImage:
-    if not shutil.which("qemu-system-x86_64"):
-        pytest.skip("qemu-system-x86_64 not installed")
-    return fetch_stock_kernel("6.12")
+Boot = Callable[..., tuple[GuestResult, str]]
 
 
-def boot(
-    kernel: KernelImage, tmp_path: Path, argv: list[str], **kw: object
-) -> tuple[GuestResult, str]:
-    share = tmp_path / "share"
-    share.mkdir(exist_ok=True)
-    out = io.StringIO()
-    result = run_in_guest(
-        kernel, argv, share_dir=share, console_log=tmp_path / "console.log", stream=out,
-        **kw,  # type: ignore[arg-type]
+def boot(guest_boot: Boot, tmp_path: Path, argv: list[str], **kw: object
+         ) -> tuple[GuestResult, str]:  # fmt: skip
+    result, out = guest_boot(
+        argv, tmp_path / "share", console_log=tmp_path / "console.log", **kw
     )  # fmt: skip
     print(f"{argv[0]}: {result}")  # boot times show with pytest -s
-    return result, out.getvalue()
+    return result, out
 
 
 @pytest.mark.guest
-def test_guest_two_nodes_ext4_tmp_share_and_output(kernel: KernelImage, tmp_path: Path) -> None:
+def test_guest_two_nodes_ext4_tmp_share_and_output(
+    stock_kernel: KernelImage, guest_boot: Boot, tmp_path: Path
+) -> None:
     share = tmp_path / "share"
-    result, out = boot(kernel, tmp_path, [sys.executable, "-c", PROBE, str(share)])
+    here = Path(__file__).resolve().parent  # not the default cwd, nor ours
+    result, out = boot(guest_boot, tmp_path, [sys.executable, "-c", PROBE, str(share)], cwd=here)
     assert result.status == 0, out
     facts = json.loads(out.strip().splitlines()[-1])
     assert facts["nodes"] == ["node0", "node1"]
     assert facts["tmp"] == "ext4"
-    assert facts["release"] == kernel.release
+    assert facts["release"] == stock_kernel.release
     assert facts["uid"] == 0
-    assert facts["cwd"] == str(Path.cwd())
+    assert facts["cwd"] == str(here)
     assert facts["share_in_env"] == str(share.resolve())
     assert (share / "from-guest.txt").read_text() == "written in the guest\n"
     assert "Linux version" not in out  # kernel noise stays in the console log only
@@ -78,23 +71,23 @@ def test_guest_two_nodes_ext4_tmp_share_and_output(kernel: KernelImage, tmp_path
 
 
 @pytest.mark.guest
-def test_guest_one_node_and_nonzero_status(kernel: KernelImage, tmp_path: Path) -> None:
+def test_guest_one_node_and_nonzero_status(guest_boot: Boot, tmp_path: Path) -> None:
     script = "ls -d /sys/devices/system/node/node*; echo to-stderr >&2; printf tail; exit 7"
-    result, out = boot(kernel, tmp_path, ["sh", "-c", script], nodes=1, cpus=1, memory="1G")
+    result, out = boot(guest_boot, tmp_path, ["sh", "-c", script], nodes=1, cpus=1, memory="1G")
     assert result.status == 7
     assert out.splitlines() == ["/sys/devices/system/node/node0", "to-stderr", "tail"]
 
 
 @pytest.mark.guest
-def test_guest_timeout_raises_quickly(kernel: KernelImage, tmp_path: Path) -> None:
+def test_guest_timeout_raises_quickly(guest_boot: Boot, tmp_path: Path) -> None:
     start = time.monotonic()
     with pytest.raises(GuestError, match=r"timed out after 4 s; console log: .*console\.log"):
-        boot(kernel, tmp_path, ["sleep", "600"], timeout=4)
+        boot(guest_boot, tmp_path, ["sleep", "600"], timeout=4)
     assert time.monotonic() - start < 15
 
 
 @pytest.mark.guest
-def test_cli_returns_command_status(kernel: KernelImage, tmp_path: Path) -> None:
+def test_cli_returns_command_status(stock_kernel: KernelImage, tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "rmapbench.guest.vm", "--nodes", "1", "--cpus", "1",
          "--share", str(tmp_path), "--", "sh", "-c", "echo via-cli; exit 5"],

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import struct
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from rmapbench.guest import vm
+from rmapbench.guest import config, vm
 from rmapbench.guest.initramfs import CpioWriter
-from rmapbench.guest.kernel import read_bzimage_release
+from rmapbench.guest.kernel import KernelImage, read_bzimage_release
 from rmapbench.guest.qemu import Topology, parse_memory
 from rmapbench.guest.vm import job_script, main
 
@@ -96,3 +98,81 @@ def test_checkout_in_tmp_is_kept_visible_in_the_guest() -> None:
         assert not any(p.startswith(root + "/") for p in keep)
 
 
+
+
+# --- guest options, shared by run_tests.sh, rmapbench vm, sweep and ab -------
+
+
+def _parsed(kernels: config.KernelArgs, argv: list[str]) -> config.GuestOptions:
+    p = argparse.ArgumentParser()
+    config.add_arguments(p, kernels=kernels, timeout=3600, timeout_help="seconds")
+    return config.from_namespace(p.parse_args(argv))
+
+
+def test_guest_options_defaults_are_one_stock_kernel_and_two_nodes() -> None:
+    for kernels in ("image", "images"):
+        g = _parsed(kernels, [])  # type: ignore[arg-type]
+        assert g == config.GuestOptions()
+        assert g.kernel == config.KernelSpec.stock("6.12") and str(g.kernel) == "6.12"
+        assert (g.nodes, g.cpus, g.memory, g.accel, g.timeout) == (2, 2, "2G", "auto", 3600)
+
+
+def test_a_kernel_is_an_image_or_a_series(tmp_path: Path) -> None:
+    image = tmp_path / "6.1"  # a file named like a series is the file
+    image.write_bytes(b"")
+    assert config.KernelSpec.parse("6.1") == config.KernelSpec.stock("6.1")
+    g = _parsed("images", ["--kernel", "6.12", "--kernel", str(image)])
+    assert g.kernels == (config.KernelSpec.stock("6.12"), config.KernelSpec.file(image))
+    assert [str(k) for k in g.kernels] == ["6.12", str(image)]
+    g = _parsed("image", ["--kernel", str(image), "--modules", str(tmp_path)])
+    assert g.kernel == config.KernelSpec.file(image, tmp_path)
+    assert _parsed("image", ["--kernel-series", "6.1"]).kernel == config.KernelSpec.stock("6.1")
+    with pytest.raises(ValueError, match=r"neither an image file nor a series like 6\.12"):
+        config.KernelSpec.parse(str(tmp_path / "nothing")).check()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--nodes", "0"], "--nodes must be at least 1"),
+        (["--cpus", "0"], "--cpus must be at least 1"),
+        (["--timeout", "0"], "--timeout must be at least 1"),
+        (["--memory", "lots"], "bad memory size 'lots'"),
+        (["--memory", "0"], "--memory must be at least 1M"),
+        (["--modules", "/lib/modules"], "--modules needs --kernel"),
+    ],
+)
+def test_guest_options_refused(argv: list[str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _parsed("image", argv)
+
+
+def test_failed_guest_keeps_the_console_log_it_names(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --results the results directory is a temporary one; a guest
+    failure names its console.log, which must still be there."""
+    from rmapbench.guest import kernel as kernel_mod
+    from rmapbench.guest import suite
+
+    monkeypatch.delenv("RMAP_ARGS", raising=False)
+    fake = KernelImage(Path("/boot/vmlinuz-fake"), "6.12.0-fake", None, None)
+    monkeypatch.setattr(kernel_mod, "fetch_stock_kernel", lambda series: fake)
+    seen: dict[str, object] = {}
+
+    def guest_panics(image: KernelImage, argv: list[str], **kw: Any) -> vm.GuestResult:
+        seen.update(kw)
+        kw["console_log"].write_text("Kernel panic\n")
+        raise vm.GuestError(f"guest kernel panic (x); console log: {kw['console_log']}")
+
+    monkeypatch.setattr(vm, "run_in_guest", guest_panics)
+    cwd = Path.cwd()
+    assert suite.main(["--vm", "--", "--case", "anon"]) == 3
+    assert Path.cwd() == cwd  # and the guest ran in the suite directory, by parameter
+    assert seen["cwd"] == suite.SUITE_DIR
+    err = capsys.readouterr().err
+    log = Path(err.rsplit("console log: ", 1)[1].split()[0])
+    try:
+        assert log.read_text() == "Kernel panic\n", err
+    finally:
+        shutil.rmtree(log.parent)

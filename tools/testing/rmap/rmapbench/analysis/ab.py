@@ -80,13 +80,6 @@ def plan(
 def main(argv: list[str]) -> int:
     p = Parser(prog="rmapbench ab", description=__doc__, formatter_class=RAW)
     p.add_argument(
-        "--kernel",
-        action="append",
-        default=[],
-        metavar="IMAGE|SERIES",
-        help="twice: the two sides; once with --set: both (default 6.12)",
-    )
-    p.add_argument(
         "--set",
         action="append",
         default=[],
@@ -94,7 +87,7 @@ def main(argv: list[str]) -> int:
         help="side B's test option --NAME-with-dashes VALUE (repeatable)",
     )
     p.add_argument("--rounds", type=int, default=2, help="rounds of A and B (default 2)")
-    batch.add_guest_options(p)
+    batch.add_guest_options(p, "twice: the two sides; once with --set: both (default 6.12)")
     compare.add_decision_options(p)
     p.add_argument("test", nargs="*", metavar="-- TEST ARGS")
     cut = argv.index("--") if "--" in argv else len(argv)
@@ -109,19 +102,17 @@ def main(argv: list[str]) -> int:
             raise UsageError("give --kernel twice (A and B) or --set NAME=VALUE")
         if ns.rounds < 1:
             raise UsageError("--rounds must be at least 1")
-        specs = ns.kernel or ["6.12"]
-        for spec in specs:
-            batch.check_kernel_spec(spec)
+        g = batch.guest_options(ns)
+        specs = [str(k) for k in g.kernels]
         programs, base_args = batch.split_test_args(rest)
         args = {"A": base_args, "B": side_args(base_args, sets)}
         for side in SIDES:
             batch.check_test_args(programs, args[side])
-        g = batch.guest_options(ns)
         if ns.output.exists():
             raise UsageError(f"{ns.output} exists; give a new directory")
     except UsageError as e:
         p.error(str(e))
-    images = batch.resolve_kernels("ab", specs)
+    images = batch.resolve_kernels("ab", g.kernels)
     if images is None:
         return EXIT_KERNEL
     kernels = {"A": images[0], "B": images[-1]}

@@ -28,7 +28,7 @@ from rmapbench.analysis.cli import (
 )
 from rmapbench.analysis.inference import PowerFit
 from rmapbench.analysis.resultset import Source, building, load, write_index
-from rmapbench.guest import batch
+from rmapbench.guest import batch, config
 from rmapbench.ksft.results import slug
 from rmapbench.ksft.stats import format_ns
 from rmapbench.ksft.status import EXIT_FAILED, EXIT_KERNEL, EXIT_USAGE
@@ -226,14 +226,6 @@ def main(argv: list[str]) -> int:
     p = Parser(prog="rmapbench sweep", description=__doc__, formatter_class=RAW)
     p.add_argument("--vary", action="append", default=[], metavar="NAME=V1,V2,...")
     p.add_argument(
-        "--kernel",
-        action="append",
-        default=[],
-        metavar="IMAGE|SERIES",
-        help="kernel image or Debian stock series (default 6.12); repeat it to sweep "
-        "several kernels, one boot each (the grid gains a kernel dimension)",
-    )
-    p.add_argument(
         "--from",
         dest="source",
         type=Path,
@@ -241,7 +233,12 @@ def main(argv: list[str]) -> int:
         help="analyse an existing result set instead of running",
     )
     p.add_argument("--format", choices=("text", "json"), default="text")
-    batch.add_guest_options(p, output_required=False)
+    batch.add_guest_options(
+        p,
+        "kernel image or Debian stock series (default 6.12); repeat it to sweep "
+        "several kernels, one boot each (the grid gains a kernel dimension)",
+        output_required=False,
+    )
     p.add_argument("test", nargs="*", metavar="-- TEST ARGS")
     cut = argv.index("--") if "--" in argv else len(argv)
     ns = p.parse_args(argv[:cut])
@@ -251,7 +248,7 @@ def main(argv: list[str]) -> int:
             return show(load(ns.source), ns.format)
         except (ValueError, OSError) as e:
             p.error(str(e))
-    specs: list[str] = ns.kernel or ["6.12"]
+    specs = [str(k) for k in ns.kernel] or [config.STOCK_SERIES]
     try:
         if ns.output is None:
             raise UsageError("give -o SET (the result set to create)")
@@ -264,14 +261,12 @@ def main(argv: list[str]) -> int:
         pts = points(grid)
         for pt in pts:
             batch.check_test_args(programs, point_args(base_args, pt))
-        for spec in specs:
-            batch.check_kernel_spec(spec)
         g = batch.guest_options(ns)
         if ns.output.exists():
             raise UsageError(f"{ns.output} exists; give a new directory")
     except UsageError as e:
         p.error(str(e))
-    kernels = batch.resolve_kernels("sweep", specs)
+    kernels = batch.resolve_kernels("sweep", g.kernels)
     if kernels is None:
         return EXIT_KERNEL
     several = len(kernels) > 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import re
 import shlex
 import sys
@@ -20,15 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from rmapbench.bench import cases, program
+from rmapbench.guest import config, vm
 from rmapbench.guest import kernel as kernel_mod
-from rmapbench.guest import vm
 from rmapbench.guest.progress import Progress
 from rmapbench.ksft.cli import UsageError
 from rmapbench.ksft.status import EXIT_GUEST
 
 SUITE_DIR = Path(__file__).resolve().parent.parent.parent
 MARKER = "rmapbench-job"
-SERIES = re.compile(r"\d+\.\d+")
 NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
@@ -90,18 +88,14 @@ def check_test_args(programs: list[Path], args: list[str]) -> None:
     program.check_programs(programs, args)
 
 
-def add_guest_options(p: argparse.ArgumentParser, output_required: bool = True) -> None:
-    p.add_argument("--nodes", type=int, default=2, help="guest NUMA nodes (default 2)")
-    p.add_argument("--cpus", type=int, default=2, help="guest CPUs (default 2)")
-    p.add_argument("--memory", default="2G", help="guest memory (default 2G)")
-    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
-    p.add_argument(
-        "--timeout",
-        type=int,
-        default=3600,
-        metavar="S",
-        help="seconds per guest boot (default 3600)",
-    )
+def add_guest_options(
+    p: argparse.ArgumentParser, kernel_help: str, output_required: bool = True
+) -> None:
+    """The guest options (--kernel IMAGE|SERIES, repeatable) and -o SET."""
+    config.add_arguments(
+        p, kernels="images", kernel_help=kernel_help, timeout=3600,
+        timeout_help="seconds per guest boot",
+    )  # fmt: skip
     p.add_argument(
         "-o",
         "--output",
@@ -112,18 +106,15 @@ def add_guest_options(p: argparse.ArgumentParser, output_required: bool = True) 
     )
 
 
-def check_kernel_spec(spec: str) -> None:
-    if SERIES.fullmatch(spec) and not Path(spec).exists():
-        return
-    if not Path(spec).is_file():
-        raise UsageError(f"--kernel {spec}: neither an image file nor a series like 6.12")
-
-
-def resolve_kernel(spec: str) -> kernel_mod.KernelImage:
-    """An image path, or a Debian stock series (fetched once); KernelError."""
-    if SERIES.fullmatch(spec) and not Path(spec).exists():
-        return kernel_mod.fetch_stock_kernel(spec)
-    return kernel_mod.kernel_from_image(Path(spec))
+def guest_options(ns: argparse.Namespace) -> config.GuestOptions:
+    """The guest options parsed, each kernel checked; UsageError."""
+    try:
+        g = config.from_namespace(ns)
+        for spec in g.kernels:
+            spec.check()
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return g
 
 
 def script(jobs: Sequence[Job], share: Path, first: int = 0) -> str:
@@ -157,26 +148,13 @@ class MarkerStream(io.StringIO):
         return len(text)
 
 
-@dataclass
-class GuestOptions:
-    nodes: int
-    cpus: int
-    memory: str
-    accel: str
-    timeout: int
-
-
-def guest_options(ns: argparse.Namespace) -> GuestOptions:
-    if ns.nodes < 1 or ns.cpus < 1 or ns.timeout < 1:
-        raise UsageError("--nodes, --cpus and --timeout must be at least 1")
-    return GuestOptions(ns.nodes, ns.cpus, ns.memory, ns.accel, ns.timeout)
-
-
-def resolve_kernels(command: str, specs: Sequence[str]) -> list[kernel_mod.KernelImage] | None:
+def resolve_kernels(
+    command: str, specs: Sequence[config.KernelSpec]
+) -> list[kernel_mod.KernelImage] | None:
     """Every kernel, fetched once; None (after one line on stderr) when one
     cannot be had: the command then exits with EXIT_KERNEL."""
     try:
-        return [resolve_kernel(s) for s in specs]
+        return [spec.fetch() for spec in specs]
     except (kernel_mod.KernelError, OSError) as e:
         print(f"rmapbench {command}: error: {e}", file=sys.stderr)
         return None
@@ -185,7 +163,7 @@ def resolve_kernels(command: str, specs: Sequence[str]) -> list[kernel_mod.Kerne
 def run_boot(
     boot: Boot,
     share: Path,
-    g: GuestOptions,
+    g: config.GuestOptions,
     log_name: str,
     first: int,
     on_job: Callable[[int, int], None],
@@ -198,30 +176,26 @@ def run_boot(
         boot.jobs[i - first].status = status
         on_job(i, status)
 
-    cwd = os.getcwd()
-    os.chdir(SUITE_DIR)  # the guest keeps our cwd; the suite dir is always visible
-    try:
-        return vm.run_in_guest(
-            boot.kernel,
-            ["sh", "-c", script(boot.jobs, share, first)],
-            nodes=g.nodes,
-            cpus=g.cpus,
-            memory=g.memory,
-            accel=g.accel,
-            timeout=g.timeout,
-            share_dir=share,
-            console_log=share / log_name,
-            stream=MarkerStream(record),
-        )
-    finally:
-        os.chdir(cwd)
+    return vm.run_in_guest(
+        boot.kernel,
+        ["sh", "-c", script(boot.jobs, share, first)],
+        nodes=g.nodes,
+        cpus=g.cpus,
+        memory=g.memory,
+        accel=g.accel,
+        timeout=g.timeout,
+        share_dir=share,
+        cwd=SUITE_DIR,  # always visible in the guest; script() cds there too
+        console_log=share / log_name,
+        stream=MarkerStream(record),
+    )
 
 
 def run_boots(
     command: str,
     boots: Sequence[Boot],
     share: Path,
-    g: GuestOptions,
+    g: config.GuestOptions,
     entries: list[dict[str, Any]],
     index: dict[str, Any],
     log_name: Callable[[int], str],

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from rmapbench.bench import cases, program
+from rmapbench.guest import config
 from rmapbench.ksft import results, runner, summary
 from rmapbench.ksft.cli import UsageError, refuse
 from rmapbench.ksft.status import EXIT_GUEST, EXIT_KERNEL, EXIT_USAGE
@@ -37,36 +38,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--vm", action="store_true", help="run in a QEMU guest even if this machine could measure"
     )
-    p.add_argument(
-        "--kernel",
-        type=Path,
-        metavar="IMAGE",
-        help="guest kernel (bzImage/vmlinuz); default: Debian's stock 6.12, fetched once",
-    )
-    p.add_argument(
-        "--modules", type=Path, metavar="DIR", help="modules of --kernel (lib/modules/RELEASE)"
-    )
-    p.add_argument(
-        "--kernel-series",
-        default="6.12",
-        metavar="X.Y",
-        help="stock Debian kernel series when no --kernel is given (default 6.12)",
-    )
-    p.add_argument("--nodes", type=int, default=2, help="guest NUMA nodes (default 2)")
-    p.add_argument("--cpus", type=int, default=2, help="guest CPUs (default 2)")
-    p.add_argument("--memory", default="2G", help="guest memory (default 2G)")
-    p.add_argument(
-        "--accel",
-        choices=("auto", "kvm", "tcg"),
-        default="auto",
-        help="auto tries KVM and falls back to TCG (default auto)",
-    )
-    p.add_argument(
-        "--timeout",
-        type=int,
-        default=3600,
-        metavar="S",
-        help="seconds for the whole guest run, and per test program (default 3600)",
+    config.add_arguments(
+        p,
+        kernels="image",
+        timeout=3600,
+        timeout_help="seconds for the whole guest run, and per test program",
     )
     p.add_argument(
         "--results",
@@ -113,15 +89,18 @@ def run_here(test_args: list[str], timeout: int) -> int:
     return runner.run(_programs(test_args), test_args, timeout)
 
 
-def run_guest(ns: argparse.Namespace, test_args: list[str], share: Path) -> int:
+class GuestFailed(Exception):
+    """The guest gave no exit status; its console log is worth keeping."""
+
+
+def run_guest(g: config.GuestOptions, test_args: list[str], share: Path) -> int:
+    """The suite's status in a guest; EXIT_KERNEL, or GuestFailed (after
+    its one line on stderr) when the guest failed."""
     from rmapbench.guest import kernel as kernel_mod
     from rmapbench.guest import vm
 
     try:
-        if ns.kernel:
-            image = kernel_mod.kernel_from_image(ns.kernel, ns.modules)
-        else:
-            image = kernel_mod.fetch_stock_kernel(ns.kernel_series)
+        image = g.kernel.fetch()
     except (kernel_mod.KernelError, OSError) as e:
         print(f"run_tests.sh: error: {e}", file=sys.stderr)
         return EXIT_KERNEL
@@ -130,7 +109,7 @@ def run_guest(ns: argparse.Namespace, test_args: list[str], share: Path) -> int:
         "-m",
         "rmapbench.ksft.runner",
         "--timeout",
-        str(ns.timeout),
+        str(int(g.timeout)),
         *[str(p) for p in _programs(test_args)],
         "--",
         *test_args,
@@ -139,17 +118,18 @@ def run_guest(ns: argparse.Namespace, test_args: list[str], share: Path) -> int:
         result = vm.run_in_guest(
             image,
             argv,
-            nodes=ns.nodes,
-            cpus=ns.cpus,
-            memory=ns.memory,
-            accel=ns.accel,
-            timeout=ns.timeout + 120,
+            nodes=g.nodes,
+            cpus=g.cpus,
+            memory=g.memory,
+            accel=g.accel,
+            timeout=g.timeout + 120,
             share_dir=share,
+            cwd=SUITE_DIR,  # the programs' relative paths, as make run_tests has them
             console_log=share / "console.log",
         )
     except vm.GuestError as e:
         print(f"run_tests.sh: error: {e}", file=sys.stderr)
-        return EXIT_GUEST
+        raise GuestFailed from e
     print(
         f"# guest: kernel {image.release}, {result.accel}, boot {result.boot_seconds:.1f} s, "
         f"total {result.total_seconds:.1f} s",
@@ -171,9 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         program.selected_programs(test_args)
     except UsageError as e:
         sys.exit(refuse("run_tests.sh", e))
-    for opt in ("nodes", "cpus"):
-        if getattr(ns, opt) < 1:
-            parser().error(f"--{opt} must be at least 1")
+    try:
+        g = config.from_namespace(ns)
+    except ValueError as e:
+        parser().error(str(e))
     keep = ns.results is not None
     share = ns.results.resolve() if keep else Path(tempfile.mkdtemp(prefix="rmapbench-results-"))
     try:
@@ -187,10 +168,14 @@ def main(argv: list[str] | None = None) -> int:
                     "running in a QEMU guest",
                     file=sys.stderr,
                 )
-            os.chdir(SUITE_DIR)
-            status = run_guest(ns, args, share)
+            try:
+                status = run_guest(g, args, share)
+            except GuestFailed:
+                # The error names share/console.log: keep it (and what came back).
+                keep = True
+                return EXIT_GUEST
         else:
-            status = run_here(args, ns.timeout)
+            status = run_here(args, int(g.timeout))
         sys.stdout.flush()
         docs = results.load_results(share)
         if docs:

@@ -6,6 +6,8 @@ host path, chroots into the host's tree and runs the command there, so the host'
 Python and packages run unchanged inside the guest kernel.
 
     python3 -m rmapbench.guest.vm [--kernel IMAGE | --kernel-series 6.12] -- CMD ARGS...
+
+The command runs in the directory run_in_guest() is given (the CLI's: its own cwd).
 """
 
 from __future__ import annotations
@@ -29,14 +31,9 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
+from rmapbench.guest import config
 from rmapbench.guest.initramfs import cached_initramfs
-from rmapbench.guest.kernel import (
-    KernelError,
-    KernelImage,
-    fetch_stock_kernel,
-    kernel_from_image,
-    pvh_vmlinux,
-)
+from rmapbench.guest.kernel import KernelError, KernelImage, pvh_vmlinux
 from rmapbench.guest.qemu import (
     Outcome,
     Topology,
@@ -201,6 +198,7 @@ def run_in_guest(
     accel: str = "auto",
     timeout: float = 600,
     share_dir: Path,
+    cwd: Path | str,
     env: Mapping[str, str] | None = None,
     console_log: Path,
     stream: TextIO = sys.stdout,
@@ -208,8 +206,9 @@ def run_in_guest(
 ) -> GuestResult:
     """Boot `kernel` and run `argv` as root in the host's tree; return its exit status.
 
-    The command runs with cwd = our cwd; `share_dir` is writable in the guest at the same
-    path; its output goes to `stream`, all console output to `console_log`.
+    The command runs in `cwd` (a host path; the guest sees the host's tree); `share_dir`
+    is writable in the guest at the same path; its output goes to `stream`, all console
+    output to `console_log`.
     """
     global _kvm_works
     if not argv:
@@ -217,7 +216,7 @@ def run_in_guest(
     share = share_dir.resolve()
     if not share.is_dir() or share == Path("/"):
         raise ValueError(f"share_dir must be an existing directory other than /: {share}")
-    cwd = os.getcwd()
+    cwd = os.path.abspath(cwd)
     topology = Topology(nodes, cpus, parse_memory(memory))
     job_env = {
         "PATH": guest_path(), "HOME": "/root", "TERM": "dumb", "LANG": "C.UTF-8",
@@ -278,15 +277,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python3 -m rmapbench.guest.vm",
         description="Run a command as root in a QEMU guest that sees the host's files.",
     )
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--kernel", type=Path, metavar="IMAGE", help="vmlinuz/bzImage to boot")
-    which.add_argument("--kernel-series", default="6.12", help="Debian stock kernel series")
-    p.add_argument("--modules", type=Path, metavar="DIR", help="lib/modules dir for --kernel")
-    p.add_argument("--nodes", type=int, default=2, help="NUMA nodes (default 2)")
-    p.add_argument("--cpus", type=int, default=2, help="virtual CPUs (default 2)")
-    p.add_argument("--memory", default="2G", help="guest memory, e.g. 2G (default)")
-    p.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
-    p.add_argument("--timeout", type=float, default=600, help="seconds (default 600)")
+    config.add_arguments(p, kernels="image", timeout=600.0, timeout_help="seconds")
     p.add_argument("--share", type=Path, default=Path("."), help="rw results dir (default .)")
     p.add_argument("--console-log", type=Path, help="default: a temp file kept on failure")
     p.add_argument("--append", action="append", default=[], help="extra kernel parameter")
@@ -301,24 +292,21 @@ def main(args: Sequence[str] | None = None) -> int:
     command = opts.command[1:] if opts.command[:1] == ["--"] else opts.command
     if not command:
         parser.error("no command given (put it after --)")
-    if opts.modules and not opts.kernel:
-        parser.error("--modules needs --kernel")
     logging.basicConfig(level=logging.INFO if opts.verbose else logging.WARNING)
     try:
-        topology = Topology(opts.nodes, opts.cpus, parse_memory(opts.memory))
-        if min(topology.nodes, topology.cpus, topology.memory_mib) < 1:
-            raise ValueError("--nodes, --cpus and --memory must be positive")
-        kernel = kernel_from_image(opts.kernel, opts.modules) if opts.kernel else None
+        g = config.from_namespace(opts)
+        # A given image is read now (a usage error); a stock kernel is fetched below.
+        kernel = g.kernel.fetch() if g.kernel.image else None
     except (ValueError, KernelError) as e:
         parser.error(str(e))
     keep_log = opts.console_log is not None
     console_log = opts.console_log or Path(tempfile.mkstemp(".log", "rmapbench-console-")[1])
     try:
         result = run_in_guest(
-            kernel or fetch_stock_kernel(opts.kernel_series),
+            kernel or g.kernel.fetch(),
             command,
-            nodes=opts.nodes, cpus=opts.cpus, memory=opts.memory, accel=opts.accel,
-            timeout=opts.timeout, share_dir=opts.share, console_log=console_log,
+            nodes=g.nodes, cpus=g.cpus, memory=g.memory, accel=g.accel,
+            timeout=g.timeout, share_dir=opts.share, cwd=Path.cwd(), console_log=console_log,
             kernel_args=opts.append,
         )  # fmt: skip
     except (GuestError, KernelError) as e:

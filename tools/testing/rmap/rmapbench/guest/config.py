@@ -1,0 +1,168 @@
+"""The guest's options as data (in the manner of kunit_tool's QEMU
+parameters): which kernel to boot and the machine to boot it in.
+
+Every front door that boots a guest (run_tests.sh, `rmapbench vm`,
+`rmapbench sweep` and `rmapbench ab`) adds the same arguments with
+add_arguments() and turns what was parsed into a GuestOptions with
+from_namespace(); a kernel is always a KernelSpec, an image file or a
+Debian stock series.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from rmapbench.guest import kernel as kernel_mod
+from rmapbench.guest.qemu import parse_memory
+
+STOCK_SERIES = "6.12"
+SERIES = re.compile(r"\d+\.\d+")
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """A guest kernel: an image file (with its modules, optionally) or,
+    without an image, a Debian stock series fetched once and cached."""
+
+    text: str  # as the user named it; result sets record it
+    image: Path | None = None
+    modules: Path | None = None
+    series: str = STOCK_SERIES
+
+    @classmethod
+    def stock(cls, series: str = STOCK_SERIES) -> KernelSpec:
+        return cls(series, series=series)
+
+    @classmethod
+    def file(cls, image: Path, modules: Path | None = None) -> KernelSpec:
+        return cls(str(image), image=image, modules=modules)
+
+    @classmethod
+    def parse(cls, spec: str) -> KernelSpec:
+        """IMAGE|SERIES: a series like 6.12 unless a file of that name exists."""
+        if SERIES.fullmatch(spec) and not Path(spec).exists():
+            return cls.stock(spec)
+        return cls.file(Path(spec))
+
+    def __str__(self) -> str:
+        return self.text
+
+    def check(self) -> None:
+        """Refuse, before anything is fetched, an IMAGE|SERIES that is neither."""
+        if self.image is not None and not self.image.is_file():
+            raise ValueError(f"--kernel {self.text}: neither an image file nor a series like 6.12")
+
+    def fetch(self) -> kernel_mod.KernelImage:
+        """The kernel to boot; KernelError (or OSError) when it cannot be had."""
+        if self.image is not None:
+            return kernel_mod.kernel_from_image(self.image, self.modules)
+        return kernel_mod.fetch_stock_kernel(self.series)
+
+
+@dataclass(frozen=True)
+class GuestOptions:
+    """What to boot, and the machine: run_in_guest's parameters as data."""
+
+    kernels: tuple[KernelSpec, ...] = (KernelSpec.stock(),)
+    nodes: int = 2
+    cpus: int = 2
+    memory: str = "2G"
+    accel: str = "auto"
+    timeout: float = 3600  # seconds per boot
+
+    @property
+    def kernel(self) -> KernelSpec:
+        """The kernel of a front door that boots one."""
+        return self.kernels[0]
+
+    def check(self) -> None:
+        """ValueError, with the option's name, for a machine that cannot be."""
+        for name, value in (("nodes", self.nodes), ("cpus", self.cpus),
+                            ("timeout", self.timeout)):  # fmt: skip
+            if value < 1:
+                raise ValueError(f"--{name} must be at least 1")
+        if parse_memory(self.memory) < 1:
+            raise ValueError("--memory must be at least 1M")
+
+
+KernelArgs = Literal["image", "images"]
+
+
+def add_arguments(
+    p: argparse.ArgumentParser | argparse._ArgumentGroup,
+    *,
+    kernels: KernelArgs,
+    timeout: int | float,
+    timeout_help: str,
+    kernel_help: str = "",
+) -> None:
+    """The guest options of a front door.
+
+    kernels="image": --kernel IMAGE [--modules DIR] or --kernel-series X.Y
+    (run_tests.sh, rmapbench vm); kernels="images": --kernel IMAGE|SERIES,
+    repeatable (sweep, ab), with `kernel_help`. The timeout's type is that of
+    its default.
+    """
+    if kernels == "image":
+        which = p.add_mutually_exclusive_group()
+        which.add_argument(
+            "--kernel",
+            type=Path,
+            metavar="IMAGE",
+            help="guest kernel (bzImage/vmlinuz); default: Debian's stock "
+            f"{STOCK_SERIES}, fetched once",
+        )
+        which.add_argument(
+            "--kernel-series",
+            default=STOCK_SERIES,
+            metavar="X.Y",
+            help=f"stock Debian kernel series when no --kernel is given (default {STOCK_SERIES})",
+        )
+        p.add_argument(
+            "--modules", type=Path, metavar="DIR", help="modules of --kernel (lib/modules/RELEASE)"
+        )
+    else:
+        p.add_argument(
+            "--kernel",
+            action="append",
+            default=[],
+            type=KernelSpec.parse,
+            metavar="IMAGE|SERIES",
+            help=kernel_help,
+        )
+    p.add_argument("--nodes", type=int, default=2, help="guest NUMA nodes (default 2)")
+    p.add_argument("--cpus", type=int, default=2, help="guest CPUs (default 2)")
+    p.add_argument("--memory", default="2G", help="guest memory (default 2G)")
+    p.add_argument(
+        "--accel",
+        choices=("auto", "kvm", "tcg"),
+        default="auto",
+        help="auto tries KVM and falls back to TCG (default auto)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=type(timeout),
+        default=timeout,
+        metavar="S",
+        help=f"{timeout_help} (default {timeout:g})",
+    )
+
+
+def from_namespace(ns: argparse.Namespace) -> GuestOptions:
+    """The GuestOptions of what add_arguments() parsed; ValueError (a
+    message naming the option) for a machine or kernel that cannot be."""
+    given: list[KernelSpec] | Path | None = ns.kernel
+    if isinstance(given, list):  # kernels="images"
+        specs = tuple(given) or (KernelSpec.stock(),)
+    else:
+        if ns.modules is not None and given is None:
+            raise ValueError("--modules needs --kernel")
+        one = KernelSpec.file(given, ns.modules) if given else KernelSpec.stock(ns.kernel_series)
+        specs = (one,)
+    g = GuestOptions(specs, ns.nodes, ns.cpus, ns.memory, ns.accel, ns.timeout)
+    g.check()
+    return g
