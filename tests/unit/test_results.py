@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from rmapbench.files import write_atomic
 from rmapbench.ksft import results
-from rmapbench.ksft.results import SCHEMA, lava_lines, load_results, squad_metrics, write_atomic
+from rmapbench.ksft.results import SCHEMA, lava_lines, load_results, squad_metrics
 
 
 def summary(count: int, base: int) -> dict[str, int]:

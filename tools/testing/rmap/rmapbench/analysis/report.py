@@ -244,7 +244,7 @@ def build(sources: list[Source], out: Path) -> Report:
 
 
 def write(rep: Report, out: Path) -> list[Path]:
-    from rmapbench.ksft.results import write_atomic
+    from rmapbench.files import write_atomic
 
     texts = {
         "report.md": rep.markdown(),

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rmapbench import __version__
+from rmapbench.files import write_atomic
 from rmapbench.ksft import results
 
 SCHEMA = "rmapbench/resultset/1"
@@ -118,4 +119,4 @@ def building(final: Path) -> Iterator[Path]:
 
 
 def write_index(directory: Path, index: dict[str, Any]) -> None:
-    results.write_atomic(directory / INDEX, json.dumps(index, indent=2) + "\n")
+    write_atomic(directory / INDEX, json.dumps(index, indent=2) + "\n")

@@ -11,14 +11,13 @@ import gzip
 import hashlib
 import logging
 import lzma
-import os
 import stat
 import struct
 import subprocess
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from rmapbench.files import write_atomic
 from rmapbench.guest.kernel import KernelError, KernelImage, cache_root
 
 log = logging.getLogger(__name__)
@@ -196,13 +195,5 @@ def cached_initramfs(kernel: KernelImage, cache_dir: Path | None = None) -> Path
     cache.mkdir(parents=True, exist_ok=True)
     log.info("building initramfs %s", path)
     data = build_initramfs(resolve_modules(kernel), busybox)
-    # Write-then-rename: readers see either no file or a complete one.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=cache)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, data)
     return path

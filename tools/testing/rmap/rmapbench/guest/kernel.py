@@ -21,6 +21,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from rmapbench.files import write_atomic
+
 log = logging.getLogger(__name__)
 
 # Debian names its unsigned generic kernels linux-image-6.12.117+deb12-amd64-unsigned.
@@ -206,12 +208,5 @@ def pvh_vmlinux(kernel: KernelImage, cache_dir: Path | None = None) -> Path | No
         log.info("%s: no PVH-bootable vmlinux inside; booting the bzImage", kernel.vmlinuz)
         return None
     cache.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=cache)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(elf)
-        os.replace(tmp, path)  # atomic: never a truncated vmlinux in the cache
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, elf)  # never a truncated vmlinux in the cache
     return path

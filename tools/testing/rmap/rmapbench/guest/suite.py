@@ -70,12 +70,7 @@ def why_not_here() -> str | None:
     root = tracefs.find_tracefs()
     if root is None:
         return "no writable tracefs"
-    readme = (root / "README").read_text() if (root / "README").exists() else ""
-    if (
-        "f[:[<group>/][<event>]]" not in readme
-        and "p[:[<group>/][<event>]]" not in readme
-        and not (root / "events/rmap").is_dir()
-    ):
+    if not tracefs.probe_kinds(root) and not (root / "events/rmap").is_dir():
         return "no fprobe, kprobe or rmap tracepoint support in this kernel"
     return None
 

@@ -43,6 +43,7 @@ from rmapbench.guest.qemu import (
     parse_memory,
     run_qemu,
 )
+from rmapbench.ksft.status import EXIT_GUEST
 
 log = logging.getLogger(__name__)
 
@@ -311,7 +312,7 @@ def main(args: Sequence[str] | None = None) -> int:
         )  # fmt: skip
     except (GuestError, KernelError) as e:
         print(f"rmapbench.guest.vm: error: {e}", file=sys.stderr)
-        return 3
+        return EXIT_GUEST
     except KeyboardInterrupt:
         print(f"rmapbench.guest.vm: interrupted; console log: {console_log}", file=sys.stderr)
         return 130

@@ -3,35 +3,17 @@ metrics, each written atomically so a reader never sees half a file."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from rmapbench.files import write_atomic
 
 SCHEMA = "rmapbench/result/1"
 
 # Metrics that leave the JSON for CI dashboards, per scenario.
 _EXPORTED = ("p50_ns", "p99_ns", "max_ns", "mean_ns")
-
-
-def write_atomic(path: str | Path, text: str) -> None:
-    """Write through a temporary file in the same directory, fsync, rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def slug(text: str) -> str:

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
 
-from rmapbench.ksft.results import write_atomic
+from rmapbench.files import write_atomic
 
 log = logging.getLogger(__name__)
 
