@@ -13,7 +13,8 @@ def _round(name: str, walk_p50: int, syscall_p50: int, walks: int = 20,
     rnd = crossval.Round(name)
     rnd.walks = stats.Summary(walks, 1, walk_p50, walk_p50, walk_p50, walk_p50, walk_p50, 0)
     rnd.syscall = stats.Summary(samples, 1, syscall_p50, 0, 0, 0, 0, 0)
-    rnd.samples = [Sample(i, False, Firing(syscall_p50, 0, 1, 1), 1, 2) for i in range(samples)]
+    firing = Firing.migration(syscall_p50, 0, 1, 1)
+    rnd.samples = [Sample(i, False, firing, 1, 2) for i in range(samples)]
     return rnd
 
 

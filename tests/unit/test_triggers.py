@@ -167,9 +167,9 @@ def test_make_every_trigger() -> None:
 
 
 def test_firing_done() -> None:
-    assert Firing(10, 0, 1, 1).migrated  # move_pages status: the page is on node 1
-    assert not Firing(10, 0, 1, -16).migrated
-    assert Firing(10, done=True).migrated and not Firing(10, done=False).migrated
+    assert Firing.migration(10, 0, 1, 1).done  # move_pages status: the page is on node 1
+    assert not Firing.migration(10, 0, 1, -16).done
+    assert Firing(10, done=True).done and not Firing(10, done=False).done
 
 
 def test_walk_in_flight_across_a_clear_is_not_kept() -> None:

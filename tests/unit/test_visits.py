@@ -148,7 +148,7 @@ def _timed(durations: dict[str, list[int]]) -> list[measure.Sample]:
     for caller, ds in durations.items():
         for d in ds:
             walk = Walk(0, d, 1, "rmap_walk", "ksm", caller=caller)
-            out.append(measure.Sample(len(out), False, Firing_(0, 0, 1, 1), 1, 2, [walk]))
+            out.append(measure.Sample(len(out), False, Firing_.migration(0, 0, 1, 1), 1, 2, [walk]))
     return out
 
 
@@ -156,8 +156,10 @@ def _report(
     vp: visitcount.VisitPass, timed: list[measure.Sample] | None = None
 ) -> tuple[dict[str, Any], str, list[str]]:
     out = io.StringIO()
-    doc: dict[str, Any] = {}
-    problems = visitcount.report(KTAP("rmap_ksm", ["x"], stream=out), doc, vp, "ksm", timed)
+    doc: dict[str, Any] = {"visits": visitcount.entry(vp, "ksm", timed)}
+    ktap = KTAP("rmap_ksm", ["x"], stream=out)
+    visitcount.report(ktap, doc["visits"], visitcount.timed_p50(timed, "ksm"))
+    problems = visitcount.problems(vp, "ksm")
     return doc, out.getvalue(), problems
 
 

@@ -32,13 +32,13 @@ def main() -> None:
             steps["split"] = {"thp": thp.is_thp_head(pid, addr), "problems": sc.verify()}
             firing = MigrateTrigger().fire(addr)
             steps["migrated_split"] = {
-                "migrated": firing.migrated, "thp": thp.is_thp_head(pid, addr),
+                "migrated": firing.done, "thp": thp.is_thp_head(pid, addr),
                 "problems": sc.verify()}
             mm.madvise(addr, sc.size, mm.MADV_COLLAPSE)
             steps["collapsed"] = {"thp": thp.is_thp_head(pid, addr), "problems": sc.verify()}
             firing = MigrateTrigger().fire(addr)
             steps["migrated_thp"] = {
-                "migrated": firing.migrated, "thp": thp.is_thp_head(pid, addr),
+                "migrated": firing.done, "thp": thp.is_thp_head(pid, addr),
                 "problems": sc.verify()}
             # A subpage that lost its mapping is named, not missed.
             mm.madvise(addr + 5 * mm.PAGE_SIZE, mm.PAGE_SIZE, 4)  # MADV_DONTNEED

@@ -49,19 +49,6 @@ def _traceable(root: os.PathLike[str] | str) -> set[str] | None:
         return None
 
 
-def _kind(root: os.PathLike[str] | str) -> str | None:
-    try:
-        with open(os.path.join(root, "README")) as f:
-            readme = f.read()
-    except OSError:
-        return None
-    if "f[:[<group>/][<event>]]" in readme:
-        return "fprobe"
-    if "p[:[<group>/][<event>]]" in readme:
-        return "kprobe"
-    return None
-
-
 def run_pass(
     trigger: Trigger,
     addr: int,
@@ -75,7 +62,8 @@ def run_pass(
     whose walks to follow when the trigger's walks run in another task
     (kdamond); default this process."""
     root = tracefs.find_tracefs()
-    kind = _kind(root) if root else None
+    kinds = tracefs.probe_kinds(root) if root else []
+    kind = kinds[0] if kinds else None
     if root is None or kind is None or not (root / "synthetic_events").exists():
         return VisitPass(unavailable="no kprobe/fprobe events or hist triggers")
     tfs, inst = tracefs.private_instance(journal, opts.buffer_kb, tag="visits")
@@ -159,55 +147,31 @@ def _cost(p50_ns: int | None, visits_p50: int | None) -> float | None:
     return round(p50_ns / visits_p50, 1) if p50_ns and visits_p50 else None
 
 
-def report(
-    ktap: KTAP,
-    sc_doc: dict[str, Any],
-    vp: VisitPass,
-    page_type: str,
-    timed: list[measure.Sample] | None,
-) -> list[str]:
-    """KTAP diagnostics and metrics, and the scenario's `visits` object
-    (docs/json.md); returns failure reasons. `timed`: the timed pass's
-    samples (None when it timed no walk), for the cost per visit."""
-    p50s = timed_p50(timed, page_type)
-    walk_p50_ns = p50s.get("")
-    if vp.unavailable:
-        sc_doc["visits"] = {"unavailable": vp.unavailable}
-        ktap.diag(f"count-visits: unavailable: {vp.unavailable}")
-        return []
-    ws, left_out, shared = _walks(vp, page_type)
-    v = _summary([w.visits or 0 for w in ws])
-    sk = _summary([w.skipped or 0 for w in ws])
-    ma = _summary([w.matched for w in ws])
-    se = _summary([w.searches for w in ws])
-    cost = _cost(walk_p50_ns, v.get("p50"))
+def _callers(ws: list[WalkVisits]) -> dict[str, list[WalkVisits]]:
     callers: dict[str, list[WalkVisits]] = {}
     for w in ws:
         callers.setdefault(w.caller or "?", []).append(w)
-    sc_doc["visits"] = {
+    return dict(sorted(callers.items()))
+
+
+def entry(vp: VisitPass, page_type: str, timed: list[measure.Sample] | None) -> dict[str, Any]:
+    """The scenario's `visits` object (docs/json.md). `timed`: the timed
+    pass's samples (None when it timed no walk), for the cost per visit."""
+    if vp.unavailable:
+        return {"unavailable": vp.unavailable}
+    p50s = timed_p50(timed, page_type)
+    ws, left_out, shared = _walks(vp, page_type)
+    v = _summary([w.visits or 0 for w in ws])
+    return {
         "probe": vp.probe,
         "firings": len(vp.firings),
         "walk_type": page_type,
         "visits": v,
-        "skipped": sk,
-        "matched": ma,
-        "searches": se,
-        "cost_per_visit_ns": cost,
-        "by_caller": [
-            {
-                "caller": c,
-                "walks": len(cw),
-                "visits": _summary([w.visits or 0 for w in cw]),
-                "skipped": _summary([w.skipped or 0 for w in cw]),
-                "matched": _summary([w.matched for w in cw]),
-                "searches": _summary([w.searches for w in cw]),
-                "walk_p50_ns": p50s.get(c),
-                "cost_per_visit_ns": _cost(
-                    p50s.get(c), _summary([w.visits or 0 for w in cw])["p50"]
-                ),
-            }
-            for c, cw in sorted(callers.items())
-        ],
+        "skipped": _summary([w.skipped or 0 for w in ws]),
+        "matched": _summary([w.matched for w in ws]),
+        "searches": _summary([w.searches for w in ws]),
+        "cost_per_visit_ns": _cost(p50s.get(""), v.get("p50")),
+        "by_caller": [_by_caller(c, cw, p50s.get(c)) for c, cw in _callers(ws).items()],
         "left_out_walks": left_out,
         "unattributed_walks": shared,
         "visits_outside_walks": sum(f.outside for f in vp.firings),
@@ -215,37 +179,77 @@ def report(
         "hist_dropped": sum(f.dropped for f in vp.firings),
         "sp_delta": vp.sp_delta,
     }
-    ktap.diag(
-        f"count-visits: {len(vp.firings)} untimed firings, {v['count']} {page_type} walks "
-        f"({vp.probe} + hist on the interval-tree iterators)"
-    )
-    if not ws:
-        ktap.diag(f"count-visits: no {page_type} walk counted")
+
+
+def _by_caller(caller: str, cw: list[WalkVisits], walk_p50_ns: int | None) -> dict[str, Any]:
+    visits_ = _summary([w.visits or 0 for w in cw])
+    return {
+        "caller": caller,
+        "walks": len(cw),
+        "visits": visits_,
+        "skipped": _summary([w.skipped or 0 for w in cw]),
+        "matched": _summary([w.matched for w in cw]),
+        "searches": _summary([w.searches for w in cw]),
+        "walk_p50_ns": walk_p50_ns,
+        "cost_per_visit_ns": _cost(walk_p50_ns, visits_["p50"]),
+    }
+
+
+def problems(vp: VisitPass, page_type: str) -> list[str]:
+    """Failure reasons: a walk that called rmap_one more often than it
+    visited a node was miscounted."""
+    if vp.unavailable:
         return []
+    negative = [w for w in _walks(vp, page_type)[0] if (w.skipped or 0) < 0]
+    if negative:
+        return [f"{len(negative)} walks with more rmap_one calls than visits (miscounted)"]
+    return []
+
+
+def report(ktap: KTAP, e: dict[str, Any], timed_p50s: dict[str, int]) -> None:
+    """KTAP diagnostics and metrics of a `visits` object (entry()).
+    `timed_p50s`: timed_p50() of the timed pass."""
+    if "unavailable" in e:
+        ktap.diag(f"count-visits: unavailable: {e['unavailable']}")
+        return
+    v, sk, ma, se, cost = (
+        e[k] for k in ("visits", "skipped", "matched", "searches", "cost_per_visit_ns")
+    )
+    ktap.diag(
+        f"count-visits: {e['firings']} untimed firings, {v['count']} {e['walk_type']} walks "
+        f"({e['probe']} + hist on the interval-tree iterators)"
+    )
+    if not v["count"]:
+        ktap.diag(f"count-visits: no {e['walk_type']} walk counted")
+        return
     ktap.diag(
         f"visits per walk p50 {v['p50']} max {v['max']}; skipped p50 {sk['p50']} "
         f"max {sk['max']}; matched p50 {ma['p50']} max {ma['max']}; searches p50 {se['p50']}"
     )
-    for c, cw in sorted(callers.items()):
-        cv = _summary([w.visits or 0 for w in cw])
-        cm = _summary([w.matched for w in cw])
-        cs = _summary([w.searches for w in cw])
-        cc = _cost(p50s.get(c), cv["p50"])
-        ktap.diag(
-            f"  {c}: {len(cw)} walks, visits p50 {cv['p50']}, matched p50 {cm['p50']}, "
-            f"searches p50 {cs['p50']}"
-            + (f", walk p50 {stats.format_ns(p50s[c])}, {stats.format_ns(cc)}/visit" if cc else "")
-        )
+    for c in e["by_caller"]:
+        _report_caller(ktap, c, timed_p50s)
     if cost is not None:
         ktap.diag(
-            f"cost per visit: walk p50 {stats.format_ns(walk_p50_ns or 0)} (timed pass) / "
+            f"cost per visit: walk p50 {stats.format_ns(timed_p50s.get('') or 0)} (timed pass) / "
             f"{v['p50']} visits = {stats.format_ns(cost)}"
         )
+    left_out, shared = e["left_out_walks"], e["unattributed_walks"]
     if left_out or shared:
         ktap.diag(
             f"count-visits: {left_out} walks left out (lost events), {shared} not attributable "
             "(walks of one firing sharing a stack pointer)"
         )
+    _metrics(ktap, v, sk, ma, se, cost)
+
+
+def _metrics(
+    ktap: KTAP,
+    v: dict[str, int],
+    sk: dict[str, int],
+    ma: dict[str, int],
+    se: dict[str, int],
+    cost: float | None,
+) -> None:
     for key, value in (
         ("visits_p50", v["p50"]),
         ("visits_max", v["max"]),
@@ -256,7 +260,16 @@ def report(
         ktap.metric(key, value)
     if cost is not None:
         ktap.metric("cost_per_visit_ns", cost)
-    negative = [w for w in ws if (w.skipped or 0) < 0]
-    if negative:
-        return [f"{len(negative)} walks with more rmap_one calls than visits (miscounted)"]
-    return []
+
+
+def _report_caller(ktap: KTAP, c: dict[str, Any], timed_p50s: dict[str, int]) -> None:
+    cc = c["cost_per_visit_ns"]
+    ktap.diag(
+        f"  {c['caller']}: {c['walks']} walks, visits p50 {c['visits']['p50']}, "
+        f"matched p50 {c['matched']['p50']}, searches p50 {c['searches']['p50']}"
+        + (
+            f", walk p50 {stats.format_ns(timed_p50s[c['caller']])}, {stats.format_ns(cc)}/visit"
+            if cc
+            else ""
+        )
+    )

@@ -41,20 +41,22 @@ class Firing:
     `syscall_ns` is the trigger's timed cost (the JSON `syscall` statistic):
     the system call for migrate, msync, pageout, soft-offline and split, the
     sampling window for damon. `from_node`/`to_node`/`status` are the NUMA
-    nodes and move_pages() status of a migration (-1 when not migrating);
-    `done` says whether the firing did what it is for when that is not a
-    migration (None: judged by status == to_node)."""
+    nodes and move_pages() status of a migration (-1 when not migrating).
+    `done` says whether the firing did its job: the page moved (migrate,
+    soft-offline), was left clean (msync), unmapped (pageout), split
+    (split), or kdamond slept twice in time (damon)."""
 
     syscall_ns: int
     from_node: int = -1
     to_node: int = -1
     status: int = 0
-    done: bool | None = None
+    done: bool = False
 
-    @property
-    def migrated(self) -> bool:
-        """The firing did its job (for migrate: the page reached to_node)."""
-        return self.status == self.to_node if self.done is None else self.done
+    @classmethod
+    def migration(cls, syscall_ns: int, from_node: int, to_node: int, status: int) -> Firing:
+        """A move_pages() firing: done when the status says the page is on
+        to_node (else it is -errno or the node it stayed on)."""
+        return cls(syscall_ns, from_node, to_node, status, done=status == to_node)
 
 
 class Trigger:

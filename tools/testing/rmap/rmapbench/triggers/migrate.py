@@ -50,7 +50,7 @@ class MigrateTrigger(Trigger):
         t0 = time.perf_counter_ns()
         (status,) = mm.move_pages(0, [addr], [there], mm.MPOL_MF_MOVE_ALL)
         t1 = time.perf_counter_ns()
-        return Firing(t1 - t0, here, there, status)
+        return Firing.migration(t1 - t0, here, there, status)
 
 
 def status_text(status: int) -> str:

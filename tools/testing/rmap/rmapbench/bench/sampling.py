@@ -1,0 +1,141 @@
+"""The arm and sample stages: arm the walk-timing backend in the run's own
+trace instance, then fire the trigger for the warm-up and timed samples
+(or, with --backend all, one round per backend: bench/crossval.py)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rmapbench.bench import crossval, measure
+from rmapbench.bench.build import Built
+from rmapbench.bench.preflight import Plan, Skip
+from rmapbench.ksft import stats
+from rmapbench.ksft.ktap import KTAP
+from rmapbench.tracing import select, tracefs
+from rmapbench.tracing.backend import Description, Unavailable
+
+
+@dataclass(frozen=True)
+class Armed:
+    """The armed probe (None: syscall-only, or --backend all, whose rounds
+    arm their own) and how it times walks."""
+
+    probe: measure.Probe | None
+    desc: Description
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """The timed samples (the first round's with --backend all), whether a
+    backend timed their walks, the backend, every round, and how long it took."""
+
+    samples: list[measure.Sample]
+    traced: bool
+    desc: Description
+    seconds: float
+    rounds: list[crossval.Round] = field(default_factory=list)
+
+
+def arm(plan: Plan) -> Armed:
+    """The backend --backend asks for, or auto's best (journaled)."""
+    opts, ktap = plan.opts, plan.ktap
+    if plan.every_backend:
+        return Armed(None, select.SYSCALL_ONLY)
+    if opts.backend == "syscall":
+        describe_backend(ktap, select.SYSCALL_ONLY)
+        return Armed(None, select.SYSCALL_ONLY)
+    tfs, inst = tracefs.private_instance(plan.journal, opts.buffer_kb)
+    try:
+        backend, desc, passed_over = select.arm(opts.backend, tfs, inst)
+    except Unavailable as e:
+        raise Skip(
+            "no tracing backend" if opts.backend == "auto" else "backend unavailable", str(e)
+        ) from e
+    for reason in passed_over:
+        ktap.diag(f"backend {reason}")
+    describe_backend(ktap, desc)
+    return Armed(measure.Probe(backend, inst), desc)
+
+
+def describe_backend(ktap: KTAP, desc: Description) -> None:
+    ktap.diag(
+        f"backend: {desc.name} ({desc.detail}; clock {desc.clock}, "
+        f"resolution {desc.resolution_ns} ns)"
+    )
+
+
+def sample(plan: Plan, built: Built, armed: Armed) -> Sampled:
+    """Fire the trigger warm-up + samples times on the built target."""
+    t0 = time.monotonic()
+    if plan.every_backend:
+        rounds = _rounds(plan, built)
+        desc = rounds[0].desc
+        assert desc is not None
+        describe_backend(plan.ktap, desc)
+        return Sampled(rounds[0].samples, True, desc, _since(t0), rounds)
+    if armed.probe:
+        armed.probe.follow(plan.trigger.pids())
+    samples = measure.run(
+        plan.trigger,
+        built.addr,
+        plan.scenario.verify,
+        armed.probe,
+        plan.opts.warmup,
+        plan.opts.samples,
+        progress(plan),
+    )
+    return Sampled(samples, armed.probe is not None, armed.desc, _since(t0))
+
+
+def _since(t0: float) -> float:
+    return round(time.monotonic() - t0, 3)
+
+
+def _rounds(plan: Plan, built: Built) -> list[crossval.Round]:
+    """--backend all: one round per timing backend, then the syscall-only
+    baseline. The first round is the most precise backend's."""
+    root = tracefs.find_tracefs()
+    assert root is not None
+    names = crossval.available(root)
+    if not names:
+        raise Skip("no tracing backend", "no timing backend is available on this kernel")
+    rounds: list[crossval.Round] = []
+    for i, name in enumerate([*names, "syscall"], 1):
+        plan.ktap.diag(f"round {i}/{len(names) + 1}: backend {name}")
+        rnd = crossval.run_round(
+            name,
+            plan.trigger,
+            built.addr,
+            plan.scenario.verify,
+            plan.opts,
+            plan.scenario.page_type,
+            progress(plan),
+        )
+        if rnd.unavailable:
+            plan.ktap.diag(f"backend {name} unavailable: {rnd.unavailable}")
+            continue
+        rounds.append(rnd)
+    if len(rounds) < 2:
+        raise Skip("no tracing backend", "no timing backend could be armed")
+    return rounds
+
+
+def progress(plan: Plan) -> Callable[[measure.Sample], None]:
+    """A diagnostic every tenth of the run (every sample with -v), so a
+    long run under TCG shows it is alive."""
+    opts, ktap, trigger = plan.opts, plan.ktap, plan.trigger
+    total = opts.warmup + opts.samples
+    step = 1 if opts.verbose else max(1, total // 10)
+
+    def report(s: measure.Sample) -> None:
+        if (s.index + 1) % step and s.index + 1 != total:
+            return
+        walks = ", ".join(stats.format_ns(w.duration_ns) for w in s.walks[:4]) or "none"
+        ktap.diag(
+            f"sample {s.index + 1}/{total}{' (warm-up)' if s.warmup else ''}: "
+            f"{trigger.cost_name} {stats.format_ns(s.firing.syscall_ns)}, walks {walks}"
+        )
+
+    return report
