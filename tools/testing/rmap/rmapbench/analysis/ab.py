@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rmapbench.analysis import compare, resultset
-from rmapbench.analysis.cli import RAW, Parser, UsageError
+from rmapbench.analysis.cli import RAW, Parser, UsageError, guarded
 from rmapbench.guest import batch
 from rmapbench.guest.kernel import KernelImage
 from rmapbench.ksft.status import EXIT_FAILED, EXIT_KERNEL
@@ -78,6 +78,10 @@ def plan(
 
 
 def main(argv: list[str]) -> int:
+    return guarded("rmapbench ab", lambda: _main(argv))
+
+
+def _main(argv: list[str]) -> int:
     p = Parser(prog="rmapbench ab", description=__doc__, formatter_class=RAW)
     p.add_argument(
         "--set",

@@ -9,18 +9,10 @@ failed in a guest, 2 bad usage (before anything is set up), 3 a guest failed
 from __future__ import annotations
 
 import argparse
-import sys
-from typing import NoReturn
 
-from rmapbench.ksft.cli import UsageError
-from rmapbench.ksft.status import EXIT_USAGE
+from rmapbench.ksft.cli import Parser, UsageError, guarded
 
-__all__ = ["RAW", "Parser", "UsageError"]
+__all__ = ["RAW", "Parser", "UsageError", "guarded"]
 
 RAW = argparse.RawDescriptionHelpFormatter
 
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        sys.exit(EXIT_USAGE)

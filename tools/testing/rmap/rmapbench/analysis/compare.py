@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rmapbench.analysis import inference, samples, verdict
-from rmapbench.analysis.cli import RAW, Parser, UsageError
+from rmapbench.analysis.cli import RAW, Parser, UsageError, guarded
 from rmapbench.analysis.resultset import Run, Source, load
 from rmapbench.analysis.verdict import Comparison, Thresholds
 from rmapbench.ksft.stats import format_ns
@@ -354,6 +354,10 @@ def finish(
 
 
 def main(argv: list[str]) -> int:
+    return guarded("rmapbench compare", lambda: _main(argv))
+
+
+def _main(argv: list[str]) -> int:
     p = Parser(prog="rmapbench compare", description=__doc__, formatter_class=RAW)
     p.add_argument("results", nargs="+", metavar="BASE NEW", help="result dirs or sets")
     add_decision_options(p)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from rmapbench.analysis import compare, plots, samples, sweep
-from rmapbench.analysis.cli import RAW, Parser, UsageError
+from rmapbench.analysis.cli import RAW, Parser, UsageError, guarded
 from rmapbench.analysis.resultset import Source, load
 from rmapbench.analysis.verdict import Thresholds
 from rmapbench.ksft.results import slug
@@ -257,6 +257,10 @@ def write(rep: Report, out: Path) -> list[Path]:
 
 
 def main(argv: list[str]) -> int:
+    return guarded("rmapbench report", lambda: _main(argv))
+
+
+def _main(argv: list[str]) -> int:
     p = Parser(prog="rmapbench report", description=__doc__, formatter_class=RAW)
     p.add_argument("results", nargs="+", metavar="RESULTS", help="result dirs or sets")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="DIR")

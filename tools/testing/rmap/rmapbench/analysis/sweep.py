@@ -25,6 +25,7 @@ from rmapbench.analysis.cli import (
     RAW,
     Parser,
     UsageError,
+    guarded,
 )
 from rmapbench.analysis.inference import PowerFit
 from rmapbench.analysis.resultset import Source, building, load, write_index
@@ -223,6 +224,10 @@ def fits_json(source: Source) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str]) -> int:
+    return guarded("rmapbench sweep", lambda: _main(argv))
+
+
+def _main(argv: list[str]) -> int:
     p = Parser(prog="rmapbench sweep", description=__doc__, formatter_class=RAW)
     p.add_argument("--vary", action="append", default=[], metavar="NAME=V1,V2,...")
     p.add_argument(

@@ -14,27 +14,21 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import NoReturn
 
 from rmapbench.bench import cases, program
 from rmapbench.guest import config
 from rmapbench.ksft import results, runner, summary
-from rmapbench.ksft.cli import UsageError, refuse
-from rmapbench.ksft.status import EXIT_GUEST, EXIT_KERNEL, EXIT_USAGE
+from rmapbench.ksft.cli import Parser, UsageError, guarded
+from rmapbench.ksft.status import EXIT_GUEST, EXIT_KERNEL
 from rmapbench.machine import mm
 from rmapbench.tracing import tracefs
 
 SUITE_DIR = Path(__file__).resolve().parents[2]  # tools/testing/rmap
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        print(f"run_tests.sh: error: {message}", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
-
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="run_tests.sh", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="run_tests.sh", description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--vm", action="store_true", help="run in a QEMU guest even if this machine could measure"
     )
@@ -134,22 +128,23 @@ def run_guest(g: config.GuestOptions, test_args: list[str], share: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return guarded("run_tests.sh", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     ns = parser().parse_args(argv)
     test_args = [a for a in ns.test_args if a != "--"] if ns.test_args else []
     test_args = [arg for name in ns.case for arg in ("--case", name)] + test_args
     if "--results" in test_args:
-        parser().error("give --results before --, to run_tests.sh itself")
+        raise UsageError("give --results before --, to run_tests.sh itself")
     # The test options (and $RMAP_ARGS) are checked here, before a guest is
     # booted, as each selected program will check them: an unknown --case
     # or a malformed option is exit status 2 now.
-    try:
-        program.selected_programs(test_args)
-    except UsageError as e:
-        sys.exit(refuse("run_tests.sh", e))
+    program.selected_programs(test_args)
     try:
         g = config.from_namespace(ns)
     except ValueError as e:
-        parser().error(str(e))
+        raise UsageError(str(e)) from None
     keep = ns.results is not None
     share = ns.results.resolve() if keep else Path(tempfile.mkdtemp(prefix="rmapbench-results-"))
     try:

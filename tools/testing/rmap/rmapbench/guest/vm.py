@@ -43,6 +43,7 @@ from rmapbench.guest.qemu import (
     parse_memory,
     run_qemu,
 )
+from rmapbench.ksft.cli import Parser, guarded
 from rmapbench.ksft.status import EXIT_GUEST
 
 log = logging.getLogger(__name__)
@@ -274,7 +275,7 @@ def run_in_guest(
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python3 -m rmapbench.guest.vm",
         description="Run a command as root in a QEMU guest that sees the host's files.",
     )
@@ -288,6 +289,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(args: Sequence[str] | None = None) -> int:
+    return guarded("python3 -m rmapbench.guest.vm", lambda: _main(args))
+
+
+def _main(args: Sequence[str] | None) -> int:
     parser = _parser()
     opts = parser.parse_args(args)
     command = opts.command[1:] if opts.command[:1] == ["--"] else opts.command

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
 from rmapbench.ksft.status import EXIT_USAGE
@@ -27,3 +28,12 @@ def refuse(prog: str, error: UsageError | str) -> int:
     """Print the one line; return the status to exit with."""
     print(f"{prog}: error: {error}", file=sys.stderr)
     return EXIT_USAGE
+
+
+def guarded(prog: str, body: Callable[[], int]) -> int:
+    """body()'s status, or, when it raised UsageError, the one line and
+    EXIT_USAGE: every command's main() runs through here."""
+    try:
+        return body()
+    except UsageError as e:
+        return refuse(prog, e)

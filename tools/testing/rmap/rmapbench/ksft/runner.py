@@ -17,7 +17,6 @@ run and are in the plan.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shlex
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import TextIO
 
 from rmapbench.bench import cases
-from rmapbench.ksft.cli import refuse
+from rmapbench.ksft.cli import Parser, guarded, refuse
 from rmapbench.ksft.status import EXIT_TIMEOUT, KSFT_SKIP
 
 COLLECTION = "rmap"
@@ -132,7 +131,11 @@ def run(progs: list[Path], extra: list[str], timeout: int, out: TextIO | None = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
+    return guarded("runner", lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
+    p = Parser(
         prog="python3 -m rmapbench.ksft.runner",
         description="run test programs with kselftest semantics",
     )
