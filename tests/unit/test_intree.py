@@ -18,7 +18,7 @@ from pathlib import Path
 
 import kernel_tree
 import pytest
-from tap.parser import Parser
+from kernel_tree import lkft_names
 
 from rmapbench.bench import cases
 
@@ -45,32 +45,6 @@ def empty_python(where: Path) -> Path:
         probe = run([str(python), "-c", f"import {module}"])
         assert probe.returncode != 0, f"{python} imports {module}"
     return python
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")
-
-
-def lkft_names(ktap: str, prefix: str = "") -> list[tuple[str, str]]:
-    """(name, result) as LKFT's kselftest parser derives them: tap.py reads
-    the stream, a result's name is its description without `selftests:`,
-    with a SKIP reason appended; the `# ` lines before it are its child
-    stream, read the same way, their names prefixed with the parent's."""
-    out: list[tuple[str, str]] = []
-    child: list[str] = []
-    for line in Parser().parse_text(ktap):
-        if line.category == "diagnostic":
-            child.append(line.text[1:].strip())
-        elif line.category == "test":
-            name = line.description.removeprefix("selftests:")
-            directive = line.directive.text
-            if line.ok and line.skip and directive.lower().startswith("skip"):
-                name = f"{name} {directive[4:]}"
-            name = prefix + slug(name)
-            out += lkft_names("\n".join(child), name + "_")
-            out.append((name, ("skip" if line.skip else "pass") if line.ok else "fail"))
-            child = []
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -263,3 +237,26 @@ def test_lab_script_reports_skips_as_skips(device: Path, bare: Path, tmp_path: P
 def test_lab_script_is_shellcheck_clean() -> None:
     proc = run(["shellcheck", str(LAB)])
     assert proc.returncode == 0, proc.stdout
+
+
+def test_bundle_from_a_wheel_directory_keeps_python_only(tmp_path: Path) -> None:
+    """WHEELS=DIR (an offline lab): a package the environment lacks comes
+    from its pinned wheel, without compiled extensions or install records."""
+    import zipfile
+
+    from rmapbench.ksft import install
+
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    with zipfile.ZipFile(wheels / "fake_pkg-1.0-cp311-cp311-linux_x86_64.whl", "w") as zf:
+        zf.writestr("fake_pkg/__init__.py", "X = 1\n")
+        zf.writestr("fake_pkg/_speedups.cpython-311-x86_64-linux-gnu.so", b"\x7fELF")
+        zf.writestr("fake_pkg-1.0.dist-info/METADATA", "Name: fake-pkg\nVersion: 1.0\n")
+        zf.writestr("fake_pkg-1.0.dist-info/RECORD", "")
+    vendor = tmp_path / "vendor"
+    done = install.bundle({"fake-pkg": "1.0"}, vendor, wheels=wheels)
+    assert done == ["fake-pkg==1.0 from fake_pkg-1.0-cp311-cp311-linux_x86_64.whl"]
+    files = sorted(str(p.relative_to(vendor)) for p in vendor.rglob("*") if p.is_file())
+    assert files == ["fake_pkg-1.0.dist-info/METADATA", "fake_pkg/__init__.py"]
+    with pytest.raises(install.InstallError, match=r"cannot bundle fake-pkg==2\.0"):
+        install.bundle({"fake-pkg": "2.0"}, vendor, wheels=wheels, python="/bin/false")
