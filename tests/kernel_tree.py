@@ -15,6 +15,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from tap.parser import Parser
+
 from rmapbench.guest import kernel
 
 SERIES = "6.12"
@@ -94,3 +96,29 @@ def kselftest_install(tree: Path, dest: Path) -> Path:
     # Another collection, as a real install has: it must survive ours.
     (dest / "kselftest-list.txt").write_text("size:get_size\n")
     return dest
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")
+
+
+def lkft_names(ktap: str, prefix: str = "") -> list[tuple[str, str]]:
+    """(name, result) as LKFT's kselftest parser derives them: tap.py reads
+    the stream, a result's name is its description without `selftests:`,
+    with a SKIP reason appended; the `# ` lines before it are its child
+    stream, read the same way, their names prefixed with the parent's."""
+    out: list[tuple[str, str]] = []
+    child: list[str] = []
+    for line in Parser().parse_text(ktap):
+        if line.category == "diagnostic":
+            child.append(line.text[1:].strip())
+        elif line.category == "test":
+            name = line.description.removeprefix("selftests:")
+            directive = line.directive.text
+            if line.ok and line.skip and directive.lower().startswith("skip"):
+                name = f"{name} {directive[4:]}"
+            name = prefix + slug(name)
+            out += lkft_names("\n".join(child), name + "_")
+            out.append((name, ("skip" if line.skip else "pass") if line.ok else "fail"))
+            child = []
+    return out

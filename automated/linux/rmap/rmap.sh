@@ -36,6 +36,12 @@ if [ ! -x "$KSELFTEST_PATH/run_kselftest.sh" ] || ! grep -q '^rmap:' "$list" 2>/
 	exit 1
 fi
 
+# runner.sh appends each program's output to /dev/stdout; on a bare
+# devtmpfs without that link it would land in a file of that name.
+if [ ! -e /dev/stdout ] && ! ln -s /proc/self/fd/1 /dev/stdout 2>/dev/null; then
+	echo "rmap.sh: no /dev/stdout: the programs' output will miss from rmap.ktap" >&2
+fi
+
 rm -rf "$OUTPUT"
 mkdir -p "$OUTPUT/results"
 RESULT_FILE="$OUTPUT/result.txt"
