@@ -26,7 +26,7 @@ test-unit: setup
 lint: setup
 	$(VENV)/bin/ruff check tools/testing/rmap tests
 	$(PY) -m mypy
-	shellcheck run_tests.sh scripts/*.sh .ci/run
+	shellcheck run_tests.sh scripts/*.sh .ci/run automated/linux/rmap/rmap.sh
 
 clean:
 	$(MAKE) -C tools/testing/rmap clean

@@ -6,6 +6,8 @@ see README.md and rmapbench/scenarios/ksm_fork.py."""
 import os
 import sys
 
+# The suite's library first, then what `make install` bundled beside it.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "vendor"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from rmapbench.bench.program import main
