@@ -67,6 +67,9 @@ def main(program: str, scenario_name: str, opts: options.Options) -> int:
     journal = Journal()
     scenario = SCENARIOS[scenario_name](opts, journal)
     doc = Document.start(program, scenario, opts)
+    if opts.results:
+        # Replaced by the final document; left saying "running" by a run killed.
+        results.write_marker(opts.results, results.marker(program, doc.options))
     for opt in options.not_applicable(opts, scenario.policy):
         ktap.diag(f"option {opt} does not apply to the {scenario_name} case; ignored")
     status = _run_guarded(program, scenario, opts, journal, ktap, cases, doc)
@@ -128,6 +131,7 @@ def _interrupted(ktap: KTAP, cases: list[str], doc: Document, e: Interrupted) ->
     for case in cases[ktap.reported() :]:
         ktap.fail(case, f"{e}; system restored")
     doc.conclude("fail", str(e))
+    doc.interrupted = knobs.signal_name(e.signum)
     ktap.finish()
     return knobs.exit_status_for(e)
 

@@ -167,6 +167,19 @@ def _dir_problem(path: Path) -> str | None:
     return None
 
 
+def _out_file_problem(path: Path) -> str | None:
+    if path.is_dir():
+        return f"{path} is a directory, not a file"
+    if path.exists():
+        return None if os.access(path, os.W_OK) else f"{path} is not writable"
+    return writable_dir_problem(path.absolute().parent)
+
+
+def out_file() -> Callable[[str], Path]:
+    """argparse type: a file to write (its directory created when missing)."""
+    return _path_type(_out_file_problem, "file")
+
+
 def existing_file() -> Callable[[str], Path]:
     """argparse type: a readable regular file."""
     return _path_type(_file_problem, "file")
@@ -231,23 +244,28 @@ def guarded(
     from rmapbench.machine import knobs
 
     args = sys.argv[1:] if argv is None else argv
+
+    def notes(e: BaseException) -> str:  # e.g. where a partial result set was left
+        return "".join(f"; {n}" for n in getattr(e, "__notes__", []))
+
     try:
         with knobs.signals_raise():
             return body()
     except UsageError as e:
-        return refuse(diag + prog, e)
+        return refuse(diag + prog, f"{e}{notes(e)}")
     except ResultsError as e:
-        return refuse(diag + prog, e, EXIT_RESULTS)
+        return refuse(diag + prog, f"{e}{notes(e)}", EXIT_RESULTS)
     except (knobs.Interrupted, KeyboardInterrupt) as e:
         signum = e.signum if isinstance(e, knobs.Interrupted) else 2
-        print(f"{diag}{prog}: interrupted by {knobs.signal_name(signum)}", file=sys.stderr)
+        print(f"{diag}{prog}: interrupted by {knobs.signal_name(signum)}{notes(e)}",
+              file=sys.stderr)
         return knobs.exit_status_for(signum)
     except Exception as e:
         if _verbose(args):
             traceback.print_exc()
         hint = "" if _verbose(args) else " (rerun with -v for the traceback)"
         print(
-            f"{diag}{prog}: internal error: {type(e).__name__}: {e}{hint}",
+            f"{diag}{prog}: internal error: {type(e).__name__}: {e}{notes(e)}{hint}",
             file=sys.stderr,
         )
         return EXIT_INTERNAL

@@ -17,6 +17,11 @@ def rows(docs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
         result = doc.get("status", "?")
         if doc.get("reason") and result != "pass":
             result += f" ({doc['reason']})"
+        if doc.get("interrupted"):
+            result = f"INTERRUPTED by {doc['interrupted']}: " + result
+        if not doc.get("scenarios"):  # a run that never got as far (or was killed)
+            out.append((str(doc.get("program", "?")), backend, "-", "-", "-", "-", "-", "-",
+                        result.upper() if result.startswith("running") else result))
         for sc in doc.get("scenarios", []):
             w = sc.get("walks") or {}
             s = sc.get("syscall") or {}
