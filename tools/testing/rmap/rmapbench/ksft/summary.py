@@ -19,9 +19,9 @@ def rows(docs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
             result += f" ({doc['reason']})"
         if doc.get("interrupted"):
             result = f"INTERRUPTED by {doc['interrupted']}: " + result
-        if not doc.get("scenarios"):  # a run that never got as far (or was killed)
+        if not doc.get("scenarios") and result.startswith("running"):  # killed, or running
             out.append((str(doc.get("program", "?")), backend, "-", "-", "-", "-", "-", "-",
-                        result.upper() if result.startswith("running") else result))
+                        result.upper()))
         for sc in doc.get("scenarios", []):
             w = sc.get("walks") or {}
             s = sc.get("syscall") or {}
