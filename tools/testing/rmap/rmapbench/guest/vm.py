@@ -309,6 +309,8 @@ def _main(args: Sequence[str] | None) -> int:
         parser.error(str(e))
     replay_journals("rmapbench.guest.vm")
     keep_log = opts.console_log is not None
+    if keep_log:
+        opts.console_log.parent.mkdir(parents=True, exist_ok=True)
     console_log = opts.console_log or Path(tempfile.mkstemp(".log", "rmapbench-console-")[1])
     try:
         result = run_in_guest(

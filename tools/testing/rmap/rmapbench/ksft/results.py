@@ -170,8 +170,9 @@ def damage(doc: Any) -> str | None:
             count = summary.get("count", 0)
             if not isinstance(count, int) or isinstance(count, bool) or count < 0:
                 return f"{sc['name']} {group}.count is not a count"
-            for key in ("p50_ns", "p99_ns"):
-                if key in summary and not _finite_numbers([summary[key]]):
+            # What the table and the metrics read of a summary with walks.
+            for key in ("p50_ns", "p90_ns", "p99_ns", "max_ns", "mean_ns") if count else ():
+                if not _finite_numbers([summary.get(key)]):
                     return f"{sc['name']} {group}.{key} is not a finite number"
     return None
 
