@@ -21,8 +21,10 @@ does anything else: journals of dead runs are undone, one line each.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
+import signal
 import sys
 import tempfile
 import traceback
@@ -255,6 +257,11 @@ def guarded(
         return refuse(diag + prog, f"{e}{notes(e)}")
     except ResultsError as e:
         return refuse(diag + prog, f"{e}{notes(e)}", EXIT_RESULTS)
+    except BrokenPipeError:  # whoever read our output is gone (a runner killed)
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
+        return knobs.exit_status_for(knobs.received_signal() or signal.SIGPIPE)
     except (knobs.Interrupted, KeyboardInterrupt) as e:
         signum = e.signum if isinstance(e, knobs.Interrupted) else 2
         print(f"{diag}{prog}: interrupted by {knobs.signal_name(signum)}{notes(e)}",

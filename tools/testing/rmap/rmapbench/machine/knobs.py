@@ -320,5 +320,7 @@ def signal_name(signum: int) -> str:
 
 
 if __name__ == "__main__":  # pragma: no cover - manual recovery tool
+    import sys
+
     logging.basicConfig(level=logging.INFO)
-    recover_stale()
+    recover_stale(report=lambda line: print(f"rmapbench.machine.knobs: {line}", file=sys.stderr))
