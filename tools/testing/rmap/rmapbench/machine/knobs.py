@@ -218,7 +218,8 @@ def recover_stale(
             continue
         if pid != os.getpid() and _alive(pid):
             continue
-        log.warning("undoing changes left by dead run %d (%s)", pid, path)
+        # report() says it in one line; without one, the log does.
+        (log.info if report else log.warning)("undoing changes left by dead run %d (%s)", pid, path)
         failed = []
         for raw in reversed(steps):
             try:
