@@ -11,7 +11,9 @@ rmapbench ab --kernel A --kernel B | --set NAME=VALUE [-- TEST ARGS]
 rmapbench report RESULTS... -o DIR     Markdown/HTML report with plots
 
 Exit status: 0 done, 1 a test failed, 2 bad usage, 3 guest failure,
-5 no kernel, 6 a significant regression beyond --max-regression.
+5 no kernel, 6 a significant regression beyond --max-regression,
+7 an internal error (-v for the traceback), 8 results damaged, partial or
+unable to answer a gate, 128+N ended by signal N (system restored).
 """
 
 from __future__ import annotations
@@ -20,10 +22,28 @@ import sys
 
 from rmapbench.guest import suite
 from rmapbench.ksft import results, summary
+from rmapbench.ksft.cli import Parser, ResultsError, UsageError, add_verbose, existing_dir, guarded
 from rmapbench.ksft.status import EXIT_USAGE
 
 # Subcommands in rmapbench.analysis (imported on use: numpy, scipy, matplotlib).
 ANALYSIS = {"sweep": "sweep", "compare": "compare", "ab": "ab", "report": "report"}
+
+
+def _summary(argv: list[str]) -> int:
+    """The table of one result directory; a run that did not finish or was
+    interrupted is shown (flagged) and named, and the status is EXIT_RESULTS."""
+    p = Parser(prog="rmapbench summary", description="the table of a result directory")
+    p.add_argument("directory", type=existing_dir(), metavar="DIR")
+    add_verbose(p)
+    if len(argv) != 1:
+        raise UsageError("give one result directory")
+    ns = p.parse_args(argv)
+    docs = results.load_results(ns.directory, keep_partial=True)
+    print(summary.table(docs))
+    unfinished = [f"{d['program']}: {why}" for d in docs if (why := results.partial(d))]
+    if unfinished:
+        raise ResultsError(f"{ns.directory}: partial results: " + "; ".join(unfinished))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,11 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     if cmd == "run":
         return suite.main(rest)
     if cmd == "summary":
-        if len(rest) != 1:
-            print("rmapbench summary: error: give one result directory", file=sys.stderr)
-            return EXIT_USAGE
-        print(summary.table(results.load_results(rest[0])))
-        return 0
+        return guarded("rmapbench summary", lambda: _summary(rest), rest)
     if cmd == "vm":
         from rmapbench.guest import vm
 

@@ -20,12 +20,23 @@ from pathlib import Path
 from typing import Any
 
 from rmapbench.analysis import compare, resultset
-from rmapbench.analysis.cli import RAW, Parser, UsageError, guarded
+from rmapbench.analysis.cli import (
+    RAW,
+    Parser,
+    UsageError,
+    add_verbose,
+    guarded,
+    integer,
+    replay_journals,
+)
 from rmapbench.guest import batch
 from rmapbench.guest.kernel import KernelImage
 from rmapbench.ksft.status import EXIT_FAILED, EXIT_KERNEL
 
 SIDES = ("A", "B")
+
+
+MAX_ROUNDS = 1000
 
 
 def parse_sets(items: list[str]) -> dict[str, str]:
@@ -78,7 +89,7 @@ def plan(
 
 
 def main(argv: list[str]) -> int:
-    return guarded("rmapbench ab", lambda: _main(argv))
+    return guarded("rmapbench ab", lambda: _main(argv), argv)
 
 
 def _main(argv: list[str]) -> int:
@@ -90,9 +101,12 @@ def _main(argv: list[str]) -> int:
         metavar="NAME=VALUE",
         help="side B's test option --NAME-with-dashes VALUE (repeatable)",
     )
-    p.add_argument("--rounds", type=int, default=2, help="rounds of A and B (default 2)")
+    p.add_argument(
+        "--rounds", type=integer(1, MAX_ROUNDS), default=2, help="rounds of A and B (default 2)"
+    )
     batch.add_guest_options(p, "twice: the two sides; once with --set: both (default 6.12)")
     compare.add_decision_options(p)
+    add_verbose(p)
     p.add_argument("test", nargs="*", metavar="-- TEST ARGS")
     cut = argv.index("--") if "--" in argv else len(argv)
     ns = p.parse_args(argv[:cut])
@@ -116,6 +130,7 @@ def _main(argv: list[str]) -> int:
             raise UsageError(f"{ns.output} exists; give a new directory")
     except UsageError as e:
         p.error(str(e))
+    replay_journals("rmapbench ab")
     images = batch.resolve_kernels("ab", g.kernels)
     if images is None:
         return EXIT_KERNEL

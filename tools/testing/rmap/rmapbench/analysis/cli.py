@@ -3,16 +3,44 @@
 0 done (compare/ab: no regression beyond --max-regression), 1 a test program
 failed in a guest, 2 bad usage (before anything is set up), 3 a guest failed
 (panic, timeout, no result), 5 a kernel could not be fetched or read,
-6 a significant regression beyond --max-regression.
+6 a significant regression beyond --max-regression, 7 an internal error,
+8 results damaged, partial or unable to answer a gate (ksft/status.py).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from rmapbench.ksft.cli import Parser, UsageError, guarded
+from rmapbench.ksft.cli import (
+    Parser,
+    ResultsError,
+    UsageError,
+    add_verbose,
+    existing_dir,
+    guarded,
+    integer,
+    new_dir,
+    number,
+    out_dir,
+    replay_journals,
+)
 
-__all__ = ["RAW", "Parser", "UsageError", "guarded"]
+__all__ = [
+    "RAW",
+    "Parser",
+    "ResultsError",
+    "UsageError",
+    "add_verbose",
+    "existing_dir",
+    "guarded",
+    "integer",
+    "new_dir",
+    "number",
+    "out_dir",
+    "replay_journals",
+]
 
 RAW = argparse.RawDescriptionHelpFormatter
 
+# --resamples: enough for any interval, few enough to finish.
+MAX_RESAMPLES = 10_000_000

@@ -21,7 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from rmapbench.analysis import inference, samples, verdict
-from rmapbench.analysis.cli import RAW, Parser, UsageError, guarded
+from rmapbench.analysis.cli import (
+    MAX_RESAMPLES,
+    RAW,
+    Parser,
+    ResultsError,
+    UsageError,
+    add_verbose,
+    guarded,
+    integer,
+    number,
+)
 from rmapbench.analysis.resultset import Run, Source, load
 from rmapbench.analysis.verdict import Comparison, Thresholds
 from rmapbench.ksft.stats import format_ns
@@ -296,6 +306,19 @@ def gate(rows: list[Row], max_regression: float | None) -> list[str]:
     ]
 
 
+def ungated_rows(rows: list[Row], max_regression: float | None, base: Side, new: Side) -> str:
+    """Why --max-regression cannot be decided on these rows ("" when it
+    can): a gate with nothing to compare must not pass."""
+    if max_regression is None:
+        return ""
+    if not rows:
+        return f"{base.label} and {new.label} have no case, metric and point in common"
+    blind = [r.key.label() for r in rows if r.comparison.verdict == verdict.NO_DATA]
+    if blind:
+        return f"no data to compare for {', '.join(blind)}"
+    return ""
+
+
 def add_decision_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     p.add_argument(
@@ -306,25 +329,25 @@ def add_decision_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--max-regression",
-        type=float,
+        type=number(),
         metavar="PCT",
         help=f"exit {EXIT_REGRESSION} on a significant regression beyond PCT percent",
     )
     p.add_argument(
         "--alpha",
-        type=float,
+        type=number(),
         default=verdict.ALPHA,
         help=f"p-value threshold (default {verdict.ALPHA})",
     )
     p.add_argument(
         "--min-effect",
-        type=float,
+        type=number(),
         default=verdict.MIN_EFFECT * 100,
         metavar="PCT",
         help=f"smallest change called significant, percent (default {verdict.MIN_EFFECT * 100:g})",
     )
-    p.add_argument("--resamples", type=int, default=inference.RESAMPLES)
-    p.add_argument("--seed", type=int, default=inference.SEED)
+    p.add_argument("--resamples", type=integer(None, MAX_RESAMPLES), default=inference.RESAMPLES)
+    p.add_argument("--seed", type=integer(0, 2**32 - 1), default=inference.SEED)
 
 
 def thresholds(ns: argparse.Namespace) -> Thresholds:
@@ -348,19 +371,23 @@ def finish(
     extra = only_one_side(base, new, metrics_of(ns))
     print(render(ns.format, rows, base, new, t, extra), file=out or sys.stdout)
     failed = gate(rows, ns.max_regression)
+    ungated = ungated_rows(rows, ns.max_regression, base, new)
+    if ungated:
+        raise ResultsError(f"--max-regression {ns.max_regression:g} cannot be evaluated: {ungated}")
     for f in failed:
         print(f"rmapbench: {f}", file=sys.stderr)
     return EXIT_REGRESSION if failed else 0
 
 
 def main(argv: list[str]) -> int:
-    return guarded("rmapbench compare", lambda: _main(argv))
+    return guarded("rmapbench compare", lambda: _main(argv), argv)
 
 
 def _main(argv: list[str]) -> int:
     p = Parser(prog="rmapbench compare", description=__doc__, formatter_class=RAW)
     p.add_argument("results", nargs="+", metavar="BASE NEW", help="result dirs or sets")
     add_decision_options(p)
+    add_verbose(p)
     ns = p.parse_args(argv)
     try:
         t = thresholds(ns)
@@ -368,6 +395,11 @@ def _main(argv: list[str]) -> int:
     except UsageError as e:
         p.error(str(e))
     rows = compare_sides(base, new, metrics_of(ns), t)
+    if not rows:
+        raise ResultsError(
+            f"{base.label} and {new.label} have no case, metric and point in common; "
+            + "; ".join(only_one_side(base, new, metrics_of(ns))[:2])
+        )
     return finish(rows, base, new, ns, t)
 
 

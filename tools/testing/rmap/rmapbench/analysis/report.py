@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from rmapbench.analysis import compare, plots, samples, sweep
-from rmapbench.analysis.cli import RAW, Parser, UsageError, guarded
+from rmapbench.analysis.cli import RAW, Parser, UsageError, add_verbose, guarded, out_dir
 from rmapbench.analysis.resultset import Source, load
 from rmapbench.analysis.verdict import Thresholds
 from rmapbench.ksft.results import slug
@@ -257,13 +257,14 @@ def write(rep: Report, out: Path) -> list[Path]:
 
 
 def main(argv: list[str]) -> int:
-    return guarded("rmapbench report", lambda: _main(argv))
+    return guarded("rmapbench report", lambda: _main(argv), argv)
 
 
 def _main(argv: list[str]) -> int:
     p = Parser(prog="rmapbench report", description=__doc__, formatter_class=RAW)
     p.add_argument("results", nargs="+", metavar="RESULTS", help="result dirs or sets")
-    p.add_argument("-o", "--output", type=Path, required=True, metavar="DIR")
+    p.add_argument("-o", "--output", type=out_dir(), required=True, metavar="DIR")
+    add_verbose(p)
     ns: argparse.Namespace = p.parse_args(argv)
     try:
         sources = []

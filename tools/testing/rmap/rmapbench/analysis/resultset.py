@@ -54,9 +54,17 @@ def is_result_set(path: Path) -> bool:
 
 
 def read_index(path: Path) -> dict[str, Any]:
-    data = json.loads((path / INDEX).read_text())
+    try:
+        data = json.loads((path / INDEX).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise results.DamagedResults(f"{path / INDEX}: damaged index (truncated?): {e}") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise ValueError(f"{path / INDEX}: not a {SCHEMA} index")
+    points = data.get("points")
+    if not isinstance(points, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("dir"), str) for e in points
+    ):
+        raise results.DamagedResults(f"{path / INDEX}: damaged index: points without dir")
     return data
 
 
@@ -73,6 +81,7 @@ def load(path: str | Path) -> Source:
     index = read_index(p)
     runs = []
     for entry in index["points"]:
+        _check_complete(p, entry)
         for doc in results.load_results(p / entry["dir"]):
             runs.append(
                 Run(
@@ -83,6 +92,15 @@ def load(path: str | Path) -> Source:
                 )
             )
     return Source(p, str(index["kind"]), runs, index)
+
+
+def _check_complete(p: Path, entry: dict[str, Any]) -> None:
+    """DamagedResults when a run the index says finished has no result file."""
+    status = entry.get("status") or {}
+    for program, rc in (status.items() if isinstance(status, dict) else []):
+        path = p / entry["dir"] / f"{program}.json"
+        if rc in (0, 1) and not path.is_file():
+            raise results.DamagedResults(f"{path}: missing, although {program} exited {rc}")
 
 
 def now() -> str:
@@ -107,14 +125,22 @@ class OutputExists(Exception):
 @contextlib.contextmanager
 def building(final: Path) -> Iterator[Path]:
     """A hidden directory next to `final` to fill; renamed to `final` when
-    the block ends normally, left in place (and named) when it raises."""
+    the block ends normally, left in place when it raises - and named, on
+    every way out: the exception gets a note that the command's one error
+    line ends with (ksft.cli.guarded)."""
     final = final.resolve()
     if final.exists():
         raise OutputExists(f"{final} exists; give a new directory")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     os.chmod(tmp, 0o755)
-    yield tmp
+    try:
+        yield tmp
+    except SystemExit:  # run_boots() has named the partial set already
+        raise
+    except BaseException as e:
+        e.add_note(f"partial result set in {tmp} (incomplete, so not renamed to {final.name})")
+        raise
     os.replace(tmp, final)
 
 

@@ -15,7 +15,6 @@ import json
 import math
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,10 @@ from rmapbench.analysis.cli import (
     RAW,
     Parser,
     UsageError,
+    add_verbose,
+    existing_dir,
     guarded,
+    replay_journals,
 )
 from rmapbench.analysis.inference import PowerFit
 from rmapbench.analysis.resultset import Source, building, load, write_index
@@ -40,9 +42,11 @@ def parse_vary(items: list[str]) -> dict[str, list[str]]:
     for item in items:
         name, eq, values = item.partition("=")
         batch.option_flag(name)
-        vals = [v for v in values.split(",") if v]
-        if not eq or not vals:
+        vals = [v.strip() for v in values.split(",")]
+        if not eq or not values:
             raise UsageError(f"--vary {item}: give NAME=V1,V2,...")
+        if not all(vals):
+            raise UsageError(f"--vary {item}: an empty value (two commas, or one at an end)")
         if name in grid:
             raise UsageError(f"--vary {name} given twice")
         if len(set(vals)) != len(vals):
@@ -224,7 +228,7 @@ def fits_json(source: Source) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str]) -> int:
-    return guarded("rmapbench sweep", lambda: _main(argv))
+    return guarded("rmapbench sweep", lambda: _main(argv), argv)
 
 
 def _main(argv: list[str]) -> int:
@@ -233,7 +237,7 @@ def _main(argv: list[str]) -> int:
     p.add_argument(
         "--from",
         dest="source",
-        type=Path,
+        type=existing_dir(),
         metavar="SET",
         help="analyse an existing result set instead of running",
     )
@@ -244,6 +248,7 @@ def _main(argv: list[str]) -> int:
         "several kernels, one boot each (the grid gains a kernel dimension)",
         output_required=False,
     )
+    add_verbose(p)
     p.add_argument("test", nargs="*", metavar="-- TEST ARGS")
     cut = argv.index("--") if "--" in argv else len(argv)
     ns = p.parse_args(argv[:cut])
@@ -271,6 +276,7 @@ def _main(argv: list[str]) -> int:
             raise UsageError(f"{ns.output} exists; give a new directory")
     except UsageError as e:
         p.error(str(e))
+    replay_journals("rmapbench sweep")
     kernels = batch.resolve_kernels("sweep", g.kernels)
     if kernels is None:
         return EXIT_KERNEL

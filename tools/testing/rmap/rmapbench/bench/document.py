@@ -210,6 +210,7 @@ class Document:
     duration_s: float | None = None
     reason: str | None = None
     reason_detail: str | None = None  # with skip
+    interrupted: str | None = None  # the signal that ended the run early (SIGINT, ...)
 
     @classmethod
     def start(cls, program: str, scenario: Scenario, opts: Options) -> Document:
@@ -244,6 +245,7 @@ class Document:
             "duration_s": self.duration_s,
             "reason": self.reason,
             "reason_detail": self.reason_detail,
+            "interrupted": self.interrupted,
         }
         out.update((k, v) for k, v in optional.items() if v is not None)
         return out

@@ -67,12 +67,17 @@ def main(program: str, scenario_name: str, opts: options.Options) -> int:
     journal = Journal()
     scenario = SCENARIOS[scenario_name](opts, journal)
     doc = Document.start(program, scenario, opts)
+    if opts.results:
+        # Replaced by the final document; left saying "running" by a run killed.
+        results.write_marker(opts.results, results.marker(program, doc.options))
     for opt in options.not_applicable(opts, scenario.policy):
         ktap.diag(f"option {opt} does not apply to the {scenario_name} case; ignored")
-    status = _run_guarded(program, scenario, opts, journal, ktap, cases, doc)
-    if opts.results:
-        results.write_results(opts.results, doc.as_dict())
-    return status
+    try:
+        return _run_guarded(program, scenario, opts, journal, ktap, cases, doc)
+    finally:
+        # Also when reporting failed (the runner that read our output died).
+        if opts.results:
+            results.write_results(opts.results, doc.as_dict())
 
 
 def _run_guarded(
@@ -125,9 +130,11 @@ def _report_not_selected(program: str, cases: list[str]) -> int:
 
 
 def _interrupted(ktap: KTAP, cases: list[str], doc: Document, e: Interrupted) -> int:
+    # The document first: with the runner gone, writing KTAP can fail (EPIPE).
+    doc.conclude("fail", str(e))
+    doc.interrupted = knobs.signal_name(e.signum)
     for case in cases[ktap.reported() :]:
         ktap.fail(case, f"{e}; system restored")
-    doc.conclude("fail", str(e))
     ktap.finish()
     return knobs.exit_status_for(e)
 

@@ -2,7 +2,8 @@
 
 Before anything imports a package outside the standard library: parse and
 check the command line (a refused one is one line on stderr and exit status
-2, whatever is installed), then make sure the packages the measuring path
+2, whatever is installed), and the paths it names; replay the journals of
+dead runs (ksft.cli.replay_journals); then make sure the packages the measuring path
 needs are importable, else SKIP (ksft.deps); only then run the case.
 check() is also how the front door and sweep/ab refuse, before any boot,
 what a program would refuse in the guest.
@@ -16,7 +17,7 @@ from pathlib import Path
 from rmapbench import triggers
 from rmapbench.bench import cases
 from rmapbench.ksft import deps, options
-from rmapbench.ksft.cli import UsageError, refuse
+from rmapbench.ksft.cli import UsageError, guarded, replay_journals
 from rmapbench.scenarios import SCENARIOS
 
 
@@ -35,10 +36,17 @@ def check(case: str, argv: list[str], prog: str | None = None) -> options.Option
 
 
 def main(program: str, case: str, argv: list[str] | None = None) -> int:
-    try:
-        opts = check(case, sys.argv[1:] if argv is None else argv)
-    except UsageError as e:
-        return refuse(program + ".py", e)
+    args = sys.argv[1:] if argv is None else argv
+    return guarded(program + ".py", lambda: _main(program, case, args), args)
+
+
+def _main(program: str, case: str, args: list[str]) -> int:
+    opts = check(case, args)
+    problem = options.path_problem(opts)
+    if problem:
+        raise UsageError(problem)
+    # Before anything else: what killed runs left changed (one line each).
+    replay_journals(program + ".py", diag="# ")
     absent = deps.missing()
     if absent:
         return deps.skip_all(program, cases.plan(opts.backend), absent)

@@ -22,7 +22,7 @@ from rmapbench.bench import cases, program
 from rmapbench.guest import config, vm
 from rmapbench.guest import kernel as kernel_mod
 from rmapbench.guest.progress import Progress
-from rmapbench.ksft.cli import UsageError
+from rmapbench.ksft.cli import UsageError, new_dir
 from rmapbench.ksft.status import EXIT_GUEST
 
 SUITE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -99,7 +99,7 @@ def add_guest_options(
     p.add_argument(
         "-o",
         "--output",
-        type=Path,
+        type=new_dir(),
         required=output_required,
         metavar="DIR",
         help="the result set to create (must not exist)",

@@ -11,6 +11,7 @@ Debian stock series.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,13 @@ from rmapbench.guest import kernel as kernel_mod
 from rmapbench.guest.qemu import parse_memory
 
 STOCK_SERIES = "6.12"
+# The machine's bounds: QEMU's own limits are far above; a guest of the
+# suite needs some memory per node to run Python at all.
+MAX_NODES = 64
+MAX_CPUS = 256
+MAX_MEMORY_MIB = 1024 * 1024  # 1T
+MIN_NODE_MIB = 128
+MAX_TIMEOUT = 7 * 24 * 3600
 SERIES = re.compile(r"\d+\.\d+")
 
 
@@ -81,12 +89,24 @@ class GuestOptions:
 
     def check(self) -> None:
         """ValueError, with the option's name, for a machine that cannot be."""
-        for name, value in (("nodes", self.nodes), ("cpus", self.cpus),
-                            ("timeout", self.timeout)):  # fmt: skip
+        if not math.isfinite(self.timeout):
+            raise ValueError(f"--timeout must be a finite number of seconds, got {self.timeout}")
+        for name, value, most in (("nodes", self.nodes, MAX_NODES), ("cpus", self.cpus, MAX_CPUS),
+                                  ("timeout", self.timeout, MAX_TIMEOUT)):  # fmt: skip
             if value < 1:
                 raise ValueError(f"--{name} must be at least 1")
-        if parse_memory(self.memory) < 1:
+            if value > most:
+                raise ValueError(f"--{name} must be at most {most:g}, got {value:g}")
+        mib = parse_memory(self.memory)
+        if mib < 1:
             raise ValueError("--memory must be at least 1M")
+        if mib > MAX_MEMORY_MIB:
+            raise ValueError(f"--memory {self.memory} is more than {MAX_MEMORY_MIB // 1024}G")
+        if mib // self.nodes < MIN_NODE_MIB:
+            raise ValueError(
+                f"--memory {self.memory} over --nodes {self.nodes} leaves less than "
+                f"{MIN_NODE_MIB}M per node"
+            )
 
 
 KernelArgs = Literal["image", "images"]
@@ -161,6 +181,12 @@ def from_namespace(ns: argparse.Namespace) -> GuestOptions:
     else:
         if ns.modules is not None and given is None:
             raise ValueError("--modules needs --kernel")
+        if ns.modules is not None and not ns.modules.is_dir():
+            raise ValueError(f"--modules {ns.modules}: directory not found")
+        if given is not None and not given.is_file():
+            raise ValueError(f"--kernel {given}: image file not found")
+        if given is None and not SERIES.fullmatch(ns.kernel_series):
+            raise ValueError(f"--kernel-series {ns.kernel_series}: not a series like 6.12")
         one = KernelSpec.file(given, ns.modules) if given else KernelSpec.stock(ns.kernel_series)
         specs = (one,)
     g = GuestOptions(specs, ns.nodes, ns.cpus, ns.memory, ns.accel, ns.timeout)

@@ -18,7 +18,7 @@ from pathlib import Path
 from rmapbench.bench import cases, program
 from rmapbench.guest import config
 from rmapbench.ksft import results, runner, summary
-from rmapbench.ksft.cli import Parser, UsageError, guarded
+from rmapbench.ksft.cli import Parser, UsageError, add_verbose, guarded, out_dir, replay_journals
 from rmapbench.ksft.status import EXIT_GUEST, EXIT_KERNEL
 from rmapbench.machine import mm
 from rmapbench.tracing import tracefs
@@ -40,7 +40,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--results",
-        type=Path,
+        type=out_dir(),
         metavar="DIR",
         help="keep JSON, LAVA and SQUAD results (and the guest console log) in DIR",
     )
@@ -51,6 +51,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="run only this case (repeatable); the same as --case after --",
     )
+    add_verbose(p)
     p.add_argument("test_args", nargs=argparse.REMAINDER, help="-- options for every test program")
     return p
 
@@ -128,7 +129,7 @@ def run_guest(g: config.GuestOptions, test_args: list[str], share: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return guarded("run_tests.sh", lambda: _main(argv))
+    return guarded("run_tests.sh", lambda: _main(argv), argv)
 
 
 def _main(argv: list[str] | None) -> int:
@@ -145,6 +146,7 @@ def _main(argv: list[str] | None) -> int:
         g = config.from_namespace(ns)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    replay_journals("run_tests.sh")
     keep = ns.results is not None
     share = ns.results.resolve() if keep else Path(tempfile.mkdtemp(prefix="rmapbench-results-"))
     try:
@@ -167,7 +169,8 @@ def _main(argv: list[str] | None) -> int:
         else:
             status = run_here(args, int(g.timeout))
         sys.stdout.flush()
-        docs = results.load_results(share)
+        # Its own run's results, partial ones flagged in the table.
+        docs = results.load_results(share, keep_partial=True)
         if docs:
             print("\n" + summary.table(docs))
         if keep:

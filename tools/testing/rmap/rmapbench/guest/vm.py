@@ -43,7 +43,7 @@ from rmapbench.guest.qemu import (
     parse_memory,
     run_qemu,
 )
-from rmapbench.ksft.cli import Parser, guarded
+from rmapbench.ksft.cli import Parser, guarded, out_dir, out_file, replay_journals
 from rmapbench.ksft.status import EXIT_GUEST
 
 log = logging.getLogger(__name__)
@@ -280,8 +280,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Run a command as root in a QEMU guest that sees the host's files.",
     )
     config.add_arguments(p, kernels="image", timeout=600.0, timeout_help="seconds")
-    p.add_argument("--share", type=Path, default=Path("."), help="rw results dir (default .)")
-    p.add_argument("--console-log", type=Path, help="default: a temp file kept on failure")
+    p.add_argument("--share", type=out_dir(), default=Path("."), help="rw results dir (default .)")
+    p.add_argument(
+        "--console-log", type=out_file(), help="default: a temp file kept on failure"
+    )
     p.add_argument("--append", action="append", default=[], help="extra kernel parameter")
     p.add_argument("-v", "--verbose", action="store_true", help="log external commands")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
@@ -289,7 +291,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(args: Sequence[str] | None = None) -> int:
-    return guarded("python3 -m rmapbench.guest.vm", lambda: _main(args))
+    return guarded("python3 -m rmapbench.guest.vm", lambda: _main(args), args)
 
 
 def _main(args: Sequence[str] | None) -> int:
@@ -305,7 +307,10 @@ def _main(args: Sequence[str] | None) -> int:
         kernel = g.kernel.fetch() if g.kernel.image else None
     except (ValueError, KernelError) as e:
         parser.error(str(e))
+    replay_journals("rmapbench.guest.vm")
     keep_log = opts.console_log is not None
+    if keep_log:
+        opts.console_log.parent.mkdir(parents=True, exist_ok=True)
     console_log = opts.console_log or Path(tempfile.mkstemp(".log", "rmapbench-console-")[1])
     try:
         result = run_in_guest(

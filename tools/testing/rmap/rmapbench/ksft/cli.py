@@ -1,20 +1,48 @@
 """Command lines that fail in one line: a bad option or input is a
 UsageError, which the entry point prints as `PROG: error: MESSAGE` and turns
 into exit status 2 (ksft.status.EXIT_USAGE) - no usage dump, no traceback,
-so a CI log shows exactly what was wrong."""
+so a CI log shows exactly what was wrong.
+
+Every parser checks its values with the same argparse `type=` helpers:
+integer() and number() (finite, in a range), out_dir() (a directory that is
+or can be made writable), new_dir() (one that must not exist yet),
+existing_file() and existing_dir(). A value they refuse is named with its
+option by argparse (`argument --pages: ...`).
+
+guarded() is the one way every command's main() runs: it turns
+SIGINT/SIGTERM/SIGHUP into an orderly exit (128+N, after the `finally`
+clauses have restored what was changed), UsageError into exit 2,
+ResultsError into EXIT_RESULTS and any other exception into one line and
+EXIT_INTERNAL (-v shows the traceback). Every command that changes the
+machine calls replay_journals() once its command line is checked, before it
+does anything else: journals of dead runs are undone, one line each.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
+import os
+import signal
 import sys
-from collections.abc import Callable
+import tempfile
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
 
-from rmapbench.ksft.status import EXIT_USAGE
+from rmapbench.ksft.status import EXIT_INTERNAL, EXIT_RESULTS, EXIT_USAGE
 
 
 class UsageError(Exception):
     """A command line or input that can never work; the message is one line."""
+
+
+class ResultsError(Exception):
+    """A result file or set that cannot be used as it is (damaged, partial,
+    interrupted), or a gate that cannot be evaluated on it: one line naming
+    the file, exit status EXIT_RESULTS."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -24,16 +52,227 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def refuse(prog: str, error: UsageError | str) -> int:
+# -- typed values -----------------------------------------------------------
+
+
+def _check_range(value: float, text: str, lo: float | None, hi: float | None) -> None:
+    if lo is not None and value < lo:
+        raise argparse.ArgumentTypeError(f"must be at least {lo}, got {text}")
+    if hi is not None and value > hi:
+        raise argparse.ArgumentTypeError(f"must be at most {hi}, got {text}")
+
+
+def integer(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
+    """argparse type: an integer in [lo, hi]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip(), 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        _check_range(value, text, lo, hi)
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def number(
+    lo: float | None = None, hi: float | None = None, *, above: bool = False
+) -> Callable[[str], float]:
+    """argparse type: a finite number in [lo, hi] (above: greater than lo).
+    nan and inf are refused: a gate compared with nan is never crossed."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        if above and lo is not None and value <= lo:
+            raise argparse.ArgumentTypeError(f"must be more than {lo}, got {text}")
+        _check_range(value, text, None if above else lo, hi)
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def _probe_writable(directory: Path) -> str | None:
+    """Why no file can be created in an existing directory, or None. Tried
+    for real: access(2) says yes to root on /proc and read-only mounts."""
+    try:
+        probe = tempfile.mkdtemp(prefix=".rmapbench-probe.", dir=directory)
+    except OSError as e:
+        return f"{directory} is not writable ({e.strerror or e})"
+    os.rmdir(probe)
+    return None
+
+
+def writable_dir_problem(path: Path, *, must_not_exist: bool = False) -> str | None:
+    """Why `path` cannot be a directory to write into (creating it and its
+    parents if need be), or None."""
+    if path.exists() or path.is_symlink():
+        if must_not_exist:
+            return f"{path} exists; give a new directory"
+        if not path.is_dir():
+            return f"{path} is not a directory"
+        return _probe_writable(path)
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{path}: {parent} is not a directory"
+    return _probe_writable(parent)
+
+
+def _path_type(check: Callable[[Path], str | None], name: str) -> Callable[[str], Path]:
+    def parse(text: str) -> Path:
+        if not text:
+            raise argparse.ArgumentTypeError("expected a path, got ''")
+        path = Path(text)
+        problem = check(path)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return path
+
+    parse.__name__ = name
+    return parse
+
+
+def out_dir() -> Callable[[str], Path]:
+    """argparse type: a directory to write into, created when missing."""
+    return _path_type(writable_dir_problem, "directory")
+
+
+def new_dir() -> Callable[[str], Path]:
+    """argparse type: a directory to create, which must not exist yet."""
+    return _path_type(lambda p: writable_dir_problem(p, must_not_exist=True), "directory")
+
+
+def _file_problem(path: Path) -> str | None:
+    if not path.exists():
+        return f"{path}: no such file"
+    if not path.is_file():
+        return f"{path} is not a file"
+    if not os.access(path, os.R_OK):
+        return f"{path} is not readable"
+    return None
+
+
+def _dir_problem(path: Path) -> str | None:
+    if not path.exists():
+        return f"{path}: no such directory"
+    if not path.is_dir():
+        return f"{path} is not a directory"
+    return None
+
+
+def _out_file_problem(path: Path) -> str | None:
+    if path.is_dir():
+        return f"{path} is a directory, not a file"
+    if path.exists():
+        return None if os.access(path, os.W_OK) else f"{path} is not writable"
+    return writable_dir_problem(path.absolute().parent)
+
+
+def out_file() -> Callable[[str], Path]:
+    """argparse type: a file to write (its directory created when missing)."""
+    return _path_type(_out_file_problem, "file")
+
+
+def existing_file() -> Callable[[str], Path]:
+    """argparse type: a readable regular file."""
+    return _path_type(_file_problem, "file")
+
+
+def existing_dir() -> Callable[[str], Path]:
+    """argparse type: an existing directory."""
+    return _path_type(_dir_problem, "directory")
+
+
+def add_verbose(p: argparse.ArgumentParser) -> None:
+    """-v for a command that has no other use for it: the traceback of an
+    internal error."""
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="show the traceback of an internal error"
+    )
+
+
+# -- the one error path -----------------------------------------------------
+
+
+def refuse(prog: str, error: Exception | str, status: int = EXIT_USAGE) -> int:
     """Print the one line; return the status to exit with."""
     print(f"{prog}: error: {error}", file=sys.stderr)
-    return EXIT_USAGE
+    return status
 
 
-def guarded(prog: str, body: Callable[[], int]) -> int:
-    """body()'s status, or, when it raised UsageError, the one line and
-    EXIT_USAGE: every command's main() runs through here."""
+def _verbose(argv: Sequence[str]) -> bool:
+    args = list(argv)
+    args = args[: args.index("--")] if "--" in args else args
+    return any(a in ("-v", "--verbose") for a in args)
+
+
+def replay_journals(prog: str, diag: str = "") -> int:
+    """Undo what runs killed before they could restore left in place, with
+    one line each; returns how many were undone. Never raises."""
+    from rmapbench.machine import knobs
+
+    def say(line: str) -> None:
+        print(f"{diag}{prog}: {line}", file=sys.stderr, flush=True)
+
     try:
-        return body()
+        return knobs.recover_stale(report=say)
+    except Exception as e:  # a safety net must not stop the command
+        say(f"cannot replay stale journals in {knobs.JOURNAL_DIR}: {e}")
+        return 0
+
+
+def guarded(
+    prog: str,
+    body: Callable[[], int],
+    argv: Sequence[str] | None = None,
+    *,
+    diag: str = "",
+) -> int:
+    """body()'s status; every command's main() runs through here. Stale
+    journals are replayed first; a UsageError is one line and EXIT_USAGE, a
+    ResultsError one line and EXIT_RESULTS, a termination signal 128+N
+    (the body's `finally` clauses have run), anything else one line and
+    EXIT_INTERNAL (the traceback too with -v). diag prefixes the lines (a
+    test program's "# ")."""
+    from rmapbench.machine import knobs
+
+    args = sys.argv[1:] if argv is None else argv
+
+    def notes(e: BaseException) -> str:  # e.g. where a partial result set was left
+        return "".join(f"; {n}" for n in getattr(e, "__notes__", []))
+
+    try:
+        with knobs.signals_raise():
+            return body()
     except UsageError as e:
-        return refuse(prog, e)
+        return refuse(diag + prog, f"{e}{notes(e)}")
+    except ResultsError as e:
+        return refuse(diag + prog, f"{e}{notes(e)}", EXIT_RESULTS)
+    except BrokenPipeError:  # whoever read our output is gone (a runner killed)
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
+        return knobs.exit_status_for(knobs.received_signal() or signal.SIGPIPE)
+    except (knobs.Interrupted, KeyboardInterrupt) as e:
+        signum = e.signum if isinstance(e, knobs.Interrupted) else 2
+        print(f"{diag}{prog}: interrupted by {knobs.signal_name(signum)}{notes(e)}",
+              file=sys.stderr)
+        return knobs.exit_status_for(signum)
+    except Exception as e:
+        if _verbose(args):
+            traceback.print_exc()
+        hint = "" if _verbose(args) else " (rerun with -v for the traceback)"
+        print(
+            f"{diag}{prog}: internal error: {type(e).__name__}: {e}{notes(e)}{hint}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rmapbench.ksft import cli
 from rmapbench.ksft.cli import Parser, UsageError
 from rmapbench.ksft.status import EXIT_USAGE
 
@@ -96,18 +97,21 @@ MAX_FORK_WIDTH = 64
 MAX_FORK_DEPTH = 8
 
 
-def _positive(kind: type[int] | type[float], minimum: float) -> Any:
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
-        return value
+# Upper bounds of the sizes: far beyond any machine the suite runs on, so a
+# typo (an extra 0 or two) is refused before anything is set up.
+MAX_PAGES = 4_000_000  # 16 GiB of 4 KiB pages
+MAX_SAMPLES = 100_000
+MAX_BUFFER_KB = 4 * 1024 * 1024  # per CPU
+MAX_PAGE_SHARING = 1 << 30
+MAX_SECONDS = 7 * 24 * 3600.0
+MAX_P99_MS = MAX_SECONDS * 1000
 
-    parse.__name__ = kind.__name__
-    return parse
+
+def _positive(kind: type[int] | type[float], minimum: float, maximum: float | None = None) -> Any:
+    """An integer or a finite number from minimum to maximum (ksft.cli)."""
+    if kind is int:
+        return cli.integer(int(minimum), None if maximum is None else int(maximum))
+    return cli.number(minimum, maximum)
 
 
 def build_parser(
@@ -129,7 +133,7 @@ def build_parser(
     )
     p.add_argument(
         "--pages",
-        type=_positive(int, 1),
+        type=_positive(int, 1, MAX_PAGES),
         metavar="N",
         help=f"pages of identical content in the region (default {d.pages}"
         + "".join(f"; {c} {pol.pages}" for c, pol in cases.items() if pol.pages != d.pages)
@@ -137,20 +141,20 @@ def build_parser(
     )
     p.add_argument(
         "--split",
-        type=_positive(int, 1),
+        type=_positive(int, 1, MAX_PAGES),
         metavar="K",
         help="mprotect(PROT_READ) every K-th page to split the region into VMAs; "
         f"1 = no split (default {d.split})",
     )
     p.add_argument(
         "--samples",
-        type=_positive(int, 1),
+        type=_positive(int, 1, MAX_SAMPLES),
         metavar="S",
         help=f"measured migrations of the target page (default {d.samples})",
     )
     p.add_argument(
         "--warmup",
-        type=_positive(int, 0),
+        type=_positive(int, 0, MAX_SAMPLES),
         metavar="W",
         help=f"migrations before measuring (default {d.warmup})",
     )
@@ -162,7 +166,7 @@ def build_parser(
     )
     p.add_argument(
         "--max-p99-ms",
-        type=_positive(float, 0.0),
+        type=_positive(float, 0.0, MAX_P99_MS),
         metavar="X",
         help="fail the case when the target-walk p99 exceeds X ms",
     )
@@ -174,7 +178,7 @@ def build_parser(
     )
     p.add_argument(
         "--merge-timeout",
-        type=_positive(float, 1.0),
+        type=_positive(float, 1.0, MAX_SECONDS),
         metavar="SEC",
         help=f"{used_by('merge_timeout')}: give up waiting for KSM to merge after SEC "
         f"(default {d.merge_timeout:g})",
@@ -188,7 +192,7 @@ def build_parser(
     )
     p.add_argument(
         "--max-page-sharing",
-        type=_positive(int, 2),
+        type=_positive(int, 2, MAX_PAGE_SHARING),
         metavar="N",
         help=f"{used_by('max_page_sharing')}: set KSM's max_page_sharing (sharers per "
         "stable node) while merging; only possible while no KSM pages exist "
@@ -203,7 +207,7 @@ def build_parser(
     )
     p.add_argument(
         "--buffer-kb",
-        type=_positive(int, 64),
+        type=_positive(int, 64, MAX_BUFFER_KB),
         metavar="KB",
         help=f"per-CPU ring buffer of the private trace instance (default {d.buffer_kb})",
     )
@@ -299,6 +303,24 @@ def _check_processes(opts: Options) -> None:
             f"--fork-width {opts.fork_width} --fork-depth {opts.fork_depth} make a tree of "
             f"{tree} processes, more than {MAX_PROCS}"
         )
+
+
+def path_problem(opts: Options) -> str | None:
+    """Why --results or --workdir cannot be used on this machine, or None.
+    Checked by the program itself (where the test runs: a guest sees other
+    directories than the host that checked the rest of the options)."""
+    if opts.results is not None:
+        problem = cli.writable_dir_problem(opts.results)
+        if problem:
+            return f"--results {opts.results}: {problem}"
+    if opts.workdir is not None:
+        problem = cli.writable_dir_problem(opts.workdir) if opts.workdir.is_dir() else (
+            f"{opts.workdir}: no such directory" if not opts.workdir.exists()
+            else f"{opts.workdir} is not a directory"
+        )
+        if problem:
+            return f"--workdir {opts.workdir}: {problem}"
+    return None
 
 
 def not_applicable(opts: Options, policy: CasePolicy) -> list[str]:

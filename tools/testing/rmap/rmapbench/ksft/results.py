@@ -1,16 +1,34 @@
 """Result files: the JSON document (docs/json.md), LAVA result.txt and SQUAD
-metrics, each written atomically so a reader never sees half a file."""
+metrics, each written atomically so a reader never sees half a file.
+
+A run first writes PROGRAM.json with status "running" (write_marker()) and
+replaces it with the final document at the end, so the file of a run that
+was killed says so; an interrupted run's document has "interrupted" (the
+signal). load_results() refuses such files, and damaged ones, naming them
+(DamagedResults, exit status EXIT_RESULTS), unless told to keep partial
+ones (the front door's summary of its own run)."""
 
 from __future__ import annotations
 
 import json
+import math
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rmapbench import __version__
 from rmapbench.files import write_atomic
+from rmapbench.ksft.cli import ResultsError
 
 SCHEMA = "rmapbench/result/1"
+RUNNING = "running"  # the status of a run that has not finished (or was killed)
+STATUSES = ("pass", "fail", "skip", "error", RUNNING)
+
+
+class DamagedResults(ResultsError):
+    """A result file that is not what a run writes, or that its run never
+    finished: the message names the file."""
 
 # Metrics that leave the JSON for CI dashboards, per scenario.
 _EXPORTED = ("p50_ns", "p99_ns", "max_ns", "mean_ns")
@@ -87,13 +105,112 @@ def write_results(directory: str | Path, doc: dict[str, Any]) -> list[Path]:
     return list(files)
 
 
-def load_results(directory: str | Path) -> list[dict[str, Any]]:
-    """Every result document in a directory, sorted by program name."""
+def marker(program: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The document of a run in progress: replaced by the final one at the
+    end, left as it is by a run that was killed."""
+    return {
+        "schema": SCHEMA,
+        "tool": {"name": "rmapbench", "version": __version__},
+        "program": program,
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "status": RUNNING,
+        "reason": "in progress, or killed before it could finish",
+        "options": options or {},
+        "scenarios": [],
+    }
+
+
+def write_marker(directory: str | Path, doc: dict[str, Any]) -> Path:
+    """PROGRAM.json saying the run is in progress."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{doc['program']}.json"
+    write_atomic(path, json.dumps(doc, indent=2) + "\n")
+    return path
+
+
+def partial(doc: dict[str, Any]) -> str | None:
+    """Why a document's measurements are not complete, or None."""
+    if doc.get("status") == RUNNING:
+        return "its run did not finish (killed, or still running)"
+    if doc.get("interrupted"):
+        return f"its run was interrupted by {doc['interrupted']}; the results are partial"
+    return None
+
+
+def _finite_numbers(values: Any) -> bool:
+    return isinstance(values, list) and all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        for v in values
+    )
+
+
+def damage(doc: Any) -> str | None:
+    """What is wrong with a result document's shape, or None."""
+    if not isinstance(doc, dict):
+        return "not a JSON object"
+    if not isinstance(doc.get("program"), str) or not doc["program"]:
+        return "no program name"
+    if doc.get("status") not in STATUSES:
+        return f"status {doc.get('status')!r} is none of {', '.join(STATUSES)}"
+    scenarios = doc.get("scenarios", [])
+    if not isinstance(scenarios, list) or not all(isinstance(sc, dict) for sc in scenarios):
+        return "scenarios is not a list of objects"
+    for sc in scenarios:
+        if not isinstance(sc.get("name"), str):
+            return "a scenario has no name"
+        for group in ("walks", "syscall"):
+            summary = sc.get(group)
+            if summary is None:
+                continue
+            if not isinstance(summary, dict):
+                return f"{sc['name']} {group} is not an object"
+            if "samples" in summary and not _finite_numbers(summary["samples"]):
+                return f"{sc['name']} {group}.samples are not all finite numbers"
+            count = summary.get("count", 0)
+            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+                return f"{sc['name']} {group}.count is not a count"
+            # What the table and the metrics read of a summary with walks.
+            for key in ("p50_ns", "p90_ns", "p99_ns", "max_ns", "mean_ns") if count else ():
+                if not _finite_numbers([summary.get(key)]):
+                    return f"{sc['name']} {group}.{key} is not a finite number"
+    return None
+
+
+def read_document(path: Path) -> dict[str, Any] | None:
+    """One result file: its document, None when it is some other JSON, or
+    DamagedResults naming it."""
+    try:
+        data = json.loads(path.read_text())
+    except UnicodeDecodeError:
+        raise DamagedResults(f"{path}: damaged result file: not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise DamagedResults(
+            f"{path}: damaged result file (truncated?): {e.msg} at line {e.lineno} column {e.colno}"
+        ) from None
+    except OSError as e:
+        raise DamagedResults(f"{path}: cannot read: {e.strerror or e}") from None
+    if not (isinstance(data, dict) and data.get("schema") == SCHEMA):
+        return None
+    problem = damage(data)
+    if problem:
+        raise DamagedResults(f"{path}: damaged result file: {problem}")
+    return data
+
+
+def load_results(directory: str | Path, keep_partial: bool = False) -> list[dict[str, Any]]:
+    """Every result document in a directory, sorted by program name.
+    A damaged file, and unless keep_partial a run that did not finish or
+    was interrupted, is DamagedResults naming the file."""
     docs = []
     for path in sorted(Path(directory).glob("*.json")):
-        if path.name.endswith(".squad.json"):
+        if path.name.endswith(".squad.json") or path.name.startswith("."):
             continue
-        data = json.loads(path.read_text())
-        if isinstance(data, dict) and data.get("schema") == SCHEMA:
-            docs.append(data)
+        data = read_document(path)
+        if data is None:
+            continue
+        why = partial(data)
+        if why and not keep_partial:
+            raise DamagedResults(f"{path}: {why}")
+        docs.append(data)
     return docs

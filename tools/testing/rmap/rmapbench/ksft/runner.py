@@ -11,12 +11,16 @@ runner.sh) for running this directory outside a kernel tree:
 
 Each program runs from its directory as ./PROG $KSELFTEST_<PROG>_ARGS under a
 timeout; on expiry it gets SIGTERM (so it restores the system), then SIGKILL.
+A program dies with the runner: it gets SIGTERM (PR_SET_PDEATHSIG) when the
+runner is killed, even with SIGKILL, so it is never left running alone.
 With --case in the options (or $RMAP_ARGS), only the selected cases' programs
 run and are in the plan.
 """
 
 from __future__ import annotations
 
+import argparse
+import ctypes
 import os
 import re
 import shlex
@@ -24,15 +28,25 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
 from rmapbench.bench import cases
-from rmapbench.ksft.cli import Parser, guarded, refuse
+from rmapbench.ksft.cli import (
+    Parser,
+    UsageError,
+    add_verbose,
+    guarded,
+    integer,
+    refuse,
+    replay_journals,
+)
 from rmapbench.ksft.status import EXIT_TIMEOUT, KSFT_SKIP
 
 COLLECTION = "rmap"
 DEFAULT_TIMEOUT = 3600
+MAX_TIMEOUT = 7 * 24 * 3600
 KILL_GRACE = 60  # seconds between SIGTERM and SIGKILL: KSM clean-up takes a while
 
 
@@ -45,7 +59,10 @@ def settings_timeout(directory: Path) -> int:
     """timeout= from the settings file, overridden like runner.sh does."""
     override = os.environ.get("kselftest_override_timeout")  # noqa: SIM112 (runner.sh spelling)
     if override:
-        return int(override)
+        try:
+            return integer(1, MAX_TIMEOUT)(override)
+        except argparse.ArgumentTypeError as e:
+            raise UsageError(f"kselftest_override_timeout: {e}") from None
     settings = directory / "settings"
     if settings.exists():
         for line in settings.read_text().splitlines():
@@ -72,8 +89,34 @@ def program_env() -> dict[str, str]:
     return env
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """preexec_fn: SIGTERM to the child when the runner dies (the program
+    then restores the system); already dead: exit straight away."""
+
+    def preexec() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(128 + signal.SIGTERM)
+
+    return preexec
+
+
+def env_args(prog: str) -> list[str]:
+    """$KSELFTEST_<PROG>_ARGS split like a shell does; UsageError naming
+    the variable when it cannot be (an unbalanced quote)."""
+    name = env_args_name(prog)
+    try:
+        return shlex.split(os.environ.get(name, ""))
+    except ValueError as e:
+        raise UsageError(f"{name}: {e}") from None
+
+
 def run_one(prog: Path, extra: list[str], timeout: int, out: TextIO) -> int:
-    args = shlex.split(os.environ.get(env_args_name(prog.name), "")) + extra
+    args = env_args(prog.name) + extra
     cmd = ["./" + prog.name, *args]
     proc = subprocess.Popen(
         cmd,
@@ -83,6 +126,7 @@ def run_one(prog: Path, extra: list[str], timeout: int, out: TextIO) -> int:
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        preexec_fn=_die_with_parent(os.getpid()),
     )
     assert proc.stdout is not None
     pump = threading.Thread(target=_pump, args=(proc.stdout, out), daemon=True)
@@ -131,7 +175,7 @@ def run(progs: list[Path], extra: list[str], timeout: int, out: TextIO | None = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    return guarded("runner", lambda: _main(argv))
+    return guarded("runner", lambda: _main(argv), argv)
 
 
 def _main(argv: list[str] | None) -> int:
@@ -139,7 +183,12 @@ def _main(argv: list[str] | None) -> int:
         prog="python3 -m rmapbench.ksft.runner",
         description="run test programs with kselftest semantics",
     )
-    p.add_argument("--timeout", type=int, help="seconds per program (default: settings file)")
+    p.add_argument(
+        "--timeout",
+        type=integer(1, MAX_TIMEOUT),
+        help="seconds per program (default: settings file)",
+    )
+    add_verbose(p)
     p.add_argument("progs", nargs="+", type=Path, help="test programs, then -- and their options")
     argv = list(sys.argv[1:] if argv is None else argv)
     cut = argv.index("--") if "--" in argv else len(argv)
@@ -156,8 +205,10 @@ def _main(argv: list[str] | None) -> int:
         # outside the registry is, and decides for itself).
         progs = [q for q in progs if cases.case_of(q) in (None, *selected)]
     for prog in progs:
-        if not os.access(prog, os.X_OK):
+        if not prog.is_file() or not os.access(prog, os.X_OK):
             return refuse("runner", f"{prog} is not an executable test program")
+        env_args(prog.name)  # refused now, not after the programs before it ran
+    replay_journals("runner")
     return run(progs, extra, timeout)
 
 

@@ -17,6 +17,11 @@ def rows(docs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
         result = doc.get("status", "?")
         if doc.get("reason") and result != "pass":
             result += f" ({doc['reason']})"
+        if doc.get("interrupted"):
+            result = f"INTERRUPTED by {doc['interrupted']}: " + result
+        if not doc.get("scenarios") and result.startswith("running"):  # killed, or running
+            out.append((str(doc.get("program", "?")), backend, "-", "-", "-", "-", "-", "-",
+                        result.upper()))
         for sc in doc.get("scenarios", []):
             w = sc.get("walks") or {}
             s = sc.get("syscall") or {}

@@ -5,6 +5,11 @@ tracefs instance, dynamic events. Each change goes through a Journal, which
 remembers how to undo it, undoes everything in reverse order on every exit
 path (normal return, exception, SIGINT, SIGTERM, SIGHUP), and keeps a copy on
 disk so that a run killed with SIGKILL is undone by the next run.
+
+The undo step is on disk before the change is made (set() and change()), so
+a SIGKILL between the two leaves at worst an undo of something that never
+happened, which recover_stale() finds already undone (ENOENT). Every entry
+point replays stale journals first (ksft.cli.guarded).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import logging
 import os
 import re
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -40,7 +45,9 @@ class Undo:
     """One step that puts something back.
 
     kind "write": write `value` to `path`; "rmdir": remove directory `path`;
-    "append": append `value` to `path` (removing a dynamic event).
+    "append": append `value` to `path` (removing a dynamic event);
+    "try-write": write `value` to `path` unless the file refuses it (turning
+    off a kdamond that never started, or stopped on its own, is EINVAL).
     """
 
     kind: str
@@ -50,6 +57,9 @@ class Undo:
     def apply(self) -> None:
         if self.kind == "write":
             Path(self.path).write_text(self.value)
+        elif self.kind == "try-write":
+            with contextlib.suppress(OSError):
+                Path(self.path).write_text(self.value)
         elif self.kind == "append":
             append_line(self.path, self.value)
         elif self.kind == "rmdir":
@@ -115,8 +125,26 @@ class Journal:
         return self._originals[path] if path in self._originals else read_knob(path)
 
     def on_undo(self, step: Undo) -> None:
-        """Register an undo step for a change the caller makes itself."""
+        """Register an undo step for a change the caller has made itself.
+        A SIGKILL before this call leaves the change unrecorded: prefer
+        change(), which records the step first."""
         self._record(step)
+
+    @contextlib.contextmanager
+    def change(self, step: Undo) -> Iterator[None]:
+        """Record `step` (on disk) and then let the block make the change
+        it undoes; signals are held meanwhile. When the block raises, the
+        change was not made and the step is forgotten (undoing it would,
+        say, remove an instance somebody else created)."""
+        with signals_held():
+            self._record(step)
+            try:
+                yield
+            except BaseException:
+                if self._steps and self._steps[-1] is step:
+                    self._steps.pop()
+                    self._save()
+                raise
 
     def _record(self, step: Undo) -> None:
         self._steps.append(step)
@@ -165,27 +193,51 @@ class Journal:
         self.restore()
 
 
-def recover_stale(directory: Path | None = None) -> int:
+def recover_stale(
+    directory: Path | None = None, report: Callable[[str], None] | None = None
+) -> int:
     """Undo journals left by runs that died without cleaning up (SIGKILL,
-    power loss of the guest does not matter). Returns how many were undone."""
+    power loss of the guest does not matter). Returns how many were undone;
+    report() gets one line per journal replayed (or kept). A step whose
+    target is gone (ENOENT: its change was never made, or was undone
+    already) counts as undone; a journal with a step that could not be
+    undone otherwise is kept for the next try."""
     directory = directory or JOURNAL_DIR
     done = 0
-    for path in sorted(directory.glob("journal-*.json")):
+    try:
+        paths = sorted(directory.glob("journal-*.json"))
+    except OSError:
+        return 0
+    for path in paths:
         try:
             data = json.loads(path.read_text())
             pid = int(data["pid"])
-        except (OSError, ValueError, KeyError) as e:
+            steps = list(data.get("steps", []))
+        except (OSError, ValueError, KeyError, TypeError) as e:
             log.warning("ignoring unreadable journal %s: %s", path, e)
             continue
         if pid != os.getpid() and _alive(pid):
             continue
-        log.warning("undoing changes left by dead run %d (%s)", pid, path)
-        for raw in reversed(data.get("steps", [])):
+        # report() says it in one line; without one, the log does.
+        (log.info if report else log.warning)("undoing changes left by dead run %d (%s)", pid, path)
+        failed = []
+        for raw in reversed(steps):
             try:
                 Undo(**raw).apply()
-            except OSError as e:
+            except FileNotFoundError:
+                continue
+            except (OSError, TypeError, ValueError) as e:
+                failed.append(f"{raw.get('kind')} {raw.get('path')}: {e}")
                 log.error("cannot undo %s: %s", raw, e)
-        path.unlink()
+        if failed:
+            if report:
+                report(f"could not undo {len(failed)} of {len(steps)} changes left by dead run "
+                       f"{pid} ({path}, kept): {failed[0]}")
+            continue
+        with contextlib.suppress(OSError):
+            path.unlink()
+        if report:
+            report(f"replayed the journal of dead run {pid}: {len(steps)} changes undone ({path})")
         done += 1
     return done
 
@@ -256,11 +308,20 @@ def signals_raise() -> Iterator[None]:
             signal.signal(s, h)
 
 
-def exit_status_for(exc: Interrupted) -> int:
+def exit_status_for(exc: Interrupted | int) -> int:
     """Shell convention for death by signal, for callers that re-exit."""
-    return 128 + exc.signum
+    return 128 + (exc.signum if isinstance(exc, Interrupted) else exc)
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 if __name__ == "__main__":  # pragma: no cover - manual recovery tool
+    import sys
+
     logging.basicConfig(level=logging.INFO)
-    recover_stale()
+    recover_stale(report=lambda line: print(f"rmapbench.machine.knobs: {line}", file=sys.stderr))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rmapbench.machine import mm
@@ -59,6 +59,9 @@ class MergeResult:
     merge_across_nodes: int | None
     stable_node_dups: int
     process_merged: int | None
+    # Other processes with mergeable memory when ksmd started: it merges
+    # theirs too, and their pages stay merged after run is put back to 0.
+    other_mergeable: list[dict[str, object]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -95,6 +98,14 @@ def merge(
     deadline = t0 + timeout
     pid = os.getpid()
     pids = pids or [pid]
+    others = other_mergeable(set(pids))
+    if others:
+        log.warning(
+            "ksm: %d other processes have mergeable memory; ksmd merges theirs too while "
+            "this case runs, and it stays merged: %s",
+            len(others),
+            ", ".join(f"{o['pid']} ({o['comm']})" for o in others[:8]),
+        )
     _start_fast_scanning(journal)
     # The first full scan only fills the unstable tree; merging into stable
     # nodes needs a second one. Then settle: unchanged counts across a scan.
@@ -126,7 +137,56 @@ def merge(
         ),
         stable_node_dups=counter("stable_node_dups") if (KSM / "stable_node_dups").exists() else 0,
         process_merged=process_merged_pages(pid),
+        other_mergeable=others,
     )
+
+
+def _ksm_stat(pid: int) -> dict[str, str]:
+    try:
+        text = Path(f"/proc/{pid}/ksm_stat").read_text()
+    except OSError:
+        return {}
+    return dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
+
+
+def _has_mergeable_vma(pid: int) -> bool:
+    """A VMA with VM_MERGEABLE (smaps VmFlags `mg`): MADV_MERGEABLE, or
+    prctl(PR_SET_MEMORY_MERGE)."""
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            return any(ln.startswith("VmFlags:") and " mg" in ln for ln in f)
+    except OSError:  # gone, or a kernel thread
+        return False
+
+
+def other_mergeable(exclude: set[int]) -> list[dict[str, object]]:
+    """Processes other than `exclude` (and this one) whose memory ksmd would
+    merge: pid, comm, and ksm_stat's merging pages and merge_any where the
+    kernel has them. Never writes anything (never run=2, which unmerges
+    every process's pages)."""
+    found: list[dict[str, object]] = []
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        if pid == me or pid in exclude:
+            continue
+        stat = _ksm_stat(pid)
+        merge_any = stat.get("ksm_merge_any", "no").strip() == "yes"
+        if not (merge_any or _has_mergeable_vma(pid)):
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        item: dict[str, object] = {"pid": pid, "comm": comm}
+        if "ksm_merging_pages" in stat:
+            item["ksm_merging_pages"] = int(stat["ksm_merging_pages"])
+        if merge_any:
+            item["merge_any"] = True
+        found.append(item)
+    return found
 
 
 def rmap_items_total() -> int:

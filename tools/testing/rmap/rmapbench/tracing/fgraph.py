@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from rmapbench.machine.knobs import Undo, signals_held
+from rmapbench.machine.knobs import Undo
 from rmapbench.tracing import events
 from rmapbench.tracing.backend import Description, Unavailable
 from rmapbench.tracing.tracefs import Instance, TraceError, TraceFS, write
@@ -80,10 +80,9 @@ class FunctionGraph:
                 path = inst.path / "options" / option
                 if path.exists():
                     write(path, value)
-            with signals_held():
+            # Stopped before the instance is removed.
+            with tfs.journal.change(Undo("write", str(inst.path / "current_tracer"), "nop")):
                 write(inst.path / "current_tracer", "function_graph")
-                # Stopped before the instance is removed.
-                tfs.journal.on_undo(Undo("write", str(inst.path / "current_tracer"), "nop"))
         except TraceError as e:
             # Linux 6.1 refuses function_graph in an instance (EINVAL); the
             # global tracer is never touched, so the backend is unavailable.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rmapbench.machine.knobs import Undo, signals_held
+from rmapbench.machine.knobs import Undo
 from rmapbench.tracing.tracefs import Instance, TraceFS, write
 
 SYNTH_FIELDS = "u64 lat; u64 folio; u64 mapping"
@@ -56,9 +56,8 @@ def arm_pair(tfs: TraceFS, inst: Instance, pair: HistPair) -> None:
     two triggers. Every step is journaled; undo runs in reverse order
     (triggers, then enables, then the synthetic event itself)."""
     synth_file = tfs.root / "synthetic_events"
-    with signals_held():
+    with tfs.journal.change(Undo("append", str(synth_file), f"!{pair.synth}")):
         write(synth_file, f"{pair.synth} {pair.fields()}", append=True)
-        tfs.journal.on_undo(Undo("append", str(synth_file), f"!{pair.synth}"))
     inst.enable("synthetic", pair.synth)
     inst.add_trigger(*pair.entry, pair.entry_trigger())
     inst.add_trigger(*pair.exit, pair.exit_trigger())

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from rmapbench.machine.knobs import Journal, Undo, append_line, signals_held
+from rmapbench.machine.knobs import Journal, Undo, append_line
 
 log = logging.getLogger(__name__)
 
@@ -93,18 +93,16 @@ class TraceFS:
     def add_dynamic_event(self, definition: str, group: str, name: str) -> None:
         """Create a probe or synthetic event; its removal is journaled."""
         events = self.root / "dynamic_events"
-        with signals_held():
+        with self.journal.change(Undo("append", str(events), f"-:{group}/{name}")):
             write(events, definition, append=True)
-            self.journal.on_undo(Undo("append", str(events), f"-:{group}/{name}"))
 
     def instance(self, name: str, buffer_kb: int) -> Instance:
         path = self.root / "instances" / name
-        with signals_held():
-            try:
+        try:
+            with self.journal.change(Undo("rmdir", str(path))):
                 path.mkdir()
-            except FileExistsError:
-                raise TraceError(f"trace instance {path} already exists") from None
-            self.journal.on_undo(Undo("rmdir", str(path)))
+        except FileExistsError:
+            raise TraceError(f"trace instance {path} already exists") from None
         inst = Instance(path, self.journal)
         write(path / "buffer_size_kb", str(buffer_kb))
         # The default "local" clock is per CPU; a walk can sleep and resume on
@@ -129,18 +127,16 @@ class Instance:
 
     def enable(self, system: str, name: str) -> None:
         enable = self.event_dir(system, name) / "enable"
-        with signals_held():
+        # Disabled before the event itself is deleted (deleting an
+        # enabled dynamic event fails with EBUSY).
+        with self.journal.change(Undo("write", str(enable), "0")):
             write(enable, "1")
-            # Disabled before the event itself is deleted (deleting an
-            # enabled dynamic event fails with EBUSY).
-            self.journal.on_undo(Undo("write", str(enable), "0"))
 
     def add_trigger(self, system: str, name: str, trigger: str) -> None:
         path = self.event_dir(system, name) / "trigger"
-        with signals_held():
+        # A hist trigger holds a reference on the synthetic event it feeds.
+        with self.journal.change(Undo("append", str(path), "!" + trigger)):
             write(path, trigger, append=True)
-            # A hist trigger holds a reference on the synthetic event it feeds.
-            self.journal.on_undo(Undo("append", str(path), "!" + trigger))
 
     def clear(self) -> None:
         write(self.path / "trace", "")

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rmapbench.machine import mm
-from rmapbench.machine.knobs import Journal, Undo, read_knob, signals_held
+from rmapbench.machine.knobs import Journal, Undo, read_knob
 from rmapbench.triggers.base import LEAVES, Firing, Trigger, TriggerUnavailable
 
 ADMIN = Path("/sys/kernel/mm/damon/admin")
@@ -138,11 +138,10 @@ class DamonTrigger(Trigger):
         _write(self.ctx / "targets" / "nr_targets", 1)
         _write(self.ctx / "targets" / "0" / "regions" / "nr_regions", 1)
         self._point(self._pfn(addr))
-        with signals_held():
+        # Undone before nr_kdamonds goes back to 0; only a running kdamond
+        # can be turned off, so a stale "off" that finds none is no error.
+        with journal.change(Undo("try-write", str(self.kdamond / "state"), "off")):
             _write(self.kdamond / "state", "on")
-            # Only a running kdamond can be turned off; undone before
-            # nr_kdamonds goes back to 0.
-            journal.on_undo(Undo("write", str(self.kdamond / "state"), "off"))
         self.pid = int(read_knob(self.kdamond / "pid"))
         if self.pid <= 0:
             raise RuntimeError("kdamond did not start")

@@ -1,0 +1,405 @@
+"""Bad inputs at every entry point (issue #15): each ends with one line on
+stderr that names what was wrong, and an exit status a script can tell
+apart (ksft/status.py) - never a traceback, never a boot.
+
+The entry points run in this process (their main(), as the commands call
+it) with a stand-in qemu-system-x86_64 first on PATH that records that it
+was started: validation must refuse before that. A few run as the real
+commands (run_tests.sh, a test program, the runner) in a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from rmapbench import __main__ as rmapbench_cli
+from rmapbench.bench import program
+from rmapbench.guest import suite, vm
+from rmapbench.ksft import results, runner
+from rmapbench.ksft.status import EXIT_INTERNAL, EXIT_RESULTS, EXIT_USAGE
+from rmapbench.machine import knobs
+
+ROOT = Path(__file__).resolve().parents[2]
+SUITE = ROOT / "tools" / "testing" / "rmap"
+FIX = Path(__file__).resolve().parent / "fixtures" / "analysis"
+K1000, K2000, SWEEP, AB = FIX / "ksm1000", FIX / "ksm2000", FIX / "sweep", FIX / "ab"
+
+# Placeholders in the table, made real per test by the `place` fixture.
+FILE, NODIR, PARTIAL = "@FILE", "@NODIR", "@PARTIAL"
+
+Entry = Callable[[list[str]], int]
+
+
+def _program(argv: list[str]) -> int:
+    return program.main("rmap_ksm", "ksm", argv)
+
+
+def _program_file(argv: list[str]) -> int:
+    return program.main("rmap_file", "file", argv)
+
+
+ENTRIES: dict[str, tuple[str, Entry]] = {
+    "run": ("run_tests.sh", suite.main),
+    "prog": ("rmap_ksm.py", _program),
+    "file": ("rmap_file.py", _program_file),
+    "runner": ("runner", runner.main),
+    "vm": ("python3 -m rmapbench.guest.vm", vm.main),
+    "sweep": ("rmapbench sweep", lambda a: rmapbench_cli.main(["sweep", *a])),
+    "ab": ("rmapbench ab", lambda a: rmapbench_cli.main(["ab", *a])),
+    "compare": ("rmapbench compare", lambda a: rmapbench_cli.main(["compare", *a])),
+    "report": ("rmapbench report", lambda a: rmapbench_cli.main(["report", *a])),
+    "summary": ("rmapbench summary", lambda a: rmapbench_cli.main(["summary", *a])),
+}
+
+K = str(SUITE / "rmap_ksm.py")
+U, R = EXIT_USAGE, EXIT_RESULTS
+
+# (entry, argv, exit status, a fragment of the one line)
+CASES: list[tuple[str, list[str], int, str]] = [
+    # --- guest options: run_tests.sh, vm, sweep, ab ---
+    ("run", ["--memory", "garbage"], U, "bad memory size 'garbage'"),
+    ("run", ["--memory", "0"], U, "--memory must be at least 1M"),
+    ("run", ["--memory", "64M"], U, "less than 128M per node"),
+    ("run", ["--memory", "9999G"], U, "--memory 9999G is more than"),
+    ("run", ["--memory=-2G"], U, "bad memory size"),
+    ("run", ["--nodes", "999"], U, "--nodes must be at most 64"),
+    ("run", ["--nodes", "0"], U, "--nodes must be at least 1"),
+    ("run", ["--nodes", "x"], U, "--nodes"),
+    ("run", ["--nodes", "1.5"], U, "--nodes"),
+    ("run", ["--cpus", "0"], U, "--cpus must be at least 1"),
+    ("run", ["--cpus", "100000"], U, "--cpus must be at most"),
+    ("run", ["--timeout", "-5"], U, "--timeout must be at least 1"),
+    ("run", ["--timeout", "0"], U, "--timeout must be at least 1"),
+    ("run", ["--timeout", "10000000000"], U, "--timeout must be at most"),
+    ("run", ["--timeout", "soon"], U, "--timeout"),
+    ("run", ["--accel", "hvf"], U, "invalid choice"),
+    ("run", ["--kernel", NODIR], U, "image file not found"),
+    ("run", ["--kernel", FILE, "--kernel-series", "6.1"], U, "not allowed with"),
+    ("run", ["--kernel-series", "latest"], U, "not a series like 6.12"),
+    ("run", ["--modules", "/lib/modules"], U, "--modules needs --kernel"),
+    ("run", ["--kernel", FILE, "--modules", NODIR], U, "directory not found"),
+    ("run", ["--results", FILE], U, "is not a directory"),
+    ("run", ["--results", "/proc/x"], U, "/proc is not writable"),
+    ("run", ["--results", "/proc/self/status/x"], U, "is not a directory"),
+    ("run", ["--results", ""], U, "expected a path"),
+    ("run", ["--case", "nope"], U, "unknown case 'nope'"),
+    ("run", ["--", "--pages", "0"], U, "--pages: must be at least 1"),
+    ("run", ["--", "--pages", "100000000"], U, "--pages: must be at most"),
+    ("run", ["--", "--max-p99-ms", "nan"], U, "must be a finite number"),
+    ("run", ["--", "--max-p99-ms", "inf"], U, "must be a finite number"),
+    ("run", ["--", "--max-p99-ms", "-1"], U, "must be at least 0.0"),
+    ("run", ["--", "--merge-timeout", "inf"], U, "must be a finite number"),
+    ("run", ["--", "--merge-timeout", "nan"], U, "must be a finite number"),
+    ("run", ["--", "--samples", "0"], U, "--samples: must be at least 1"),
+    ("run", ["--", "--samples", "1e3"], U, "not a number: '1e3'"),
+    ("run", ["--", "--buffer-kb", "99999999999"], U, "--buffer-kb: must be at most"),
+    ("run", ["--", "--results", "x"], U, "give --results before --"),
+    ("run", ["--", "--frobnicate"], U, "unrecognized arguments: --frobnicate"),
+    ("run", ["--bogus"], U, "unrecognized arguments"),
+    ("vm", ["--memory", "garbage", "--", "true"], U, "bad memory size"),
+    ("vm", ["--nodes", "999", "--", "true"], U, "--nodes must be at most 64"),
+    ("vm", ["--timeout", "nan", "--", "true"], U, "--timeout must be a finite number"),
+    ("vm", ["--timeout", "-5", "--", "true"], U, "--timeout must be at least 1"),
+    ("vm", ["--share", FILE, "--", "true"], U, "is not a directory"),
+    ("vm", ["--share", "/proc/x", "--", "true"], U, "not writable"),
+    ("vm", ["--console-log", "/proc/x/log", "--", "true"], U, "not writable"),
+    ("vm", ["--console-log", PARTIAL, "--", "true"], U, "is a directory"),
+    ("vm", ["--nodes", "2"], U, "no command given"),
+    ("sweep", ["--vary", "pages=1000,,2000", "-o", NODIR, "--", "ksm"], U, "an empty value"),
+    ("sweep", ["--vary", "pages=1000,", "-o", NODIR, "--", "ksm"], U, "an empty value"),
+    ("sweep", ["--vary", "pages=", "-o", NODIR, "--", "ksm"], U, "give NAME=V1,V2"),
+    ("sweep", ["--vary", "pages=1,1", "-o", NODIR, "--", "ksm"], U, "a value is repeated"),
+    ("sweep", ["--vary", "Pages=1,2", "-o", NODIR, "--", "ksm"], U, "bad parameter name"),
+    ("sweep", ["--vary", "pages=0,1", "-o", NODIR, "--", "ksm"], U, "must be at least 1"),
+    ("sweep", ["--vary", "max_p99_ms=nan,1", "-o", NODIR, "--", "ksm"], U, "finite"),
+    ("sweep", ["--vary", "pages=1,2", "-o", "/proc/x", "--", "ksm"], U, "not writable"),
+    ("sweep", ["--vary", "pages=1,2", "-o", FILE, "--", "ksm"], U, "exists; give a new"),
+    ("sweep", ["--vary", "pages=1,2", "--", "ksm"], U, "give -o SET"),
+    ("sweep", ["--vary", "pages=1000,2000", "-o", NODIR, "--nodes", "999"], U, "most 64"),
+    ("sweep", ["--vary", "pages=1000,2000", "-o", NODIR, "--memory", "0"], U, "--memory must be"),
+    ("sweep", ["--vary", "pages=1000,2000", "-o", NODIR, "--timeout", "inf"], U, "--timeout"),
+    ("sweep", ["--vary", "pages=1000,2000", "-o", NODIR, "--kernel", NODIR + "/k"], U, "neither"),
+    ("sweep", ["--from", NODIR], U, "no such directory"),
+    ("sweep", ["--from", FILE], U, "is not a directory"),
+    ("sweep", ["--from", str(AB)], U, "is not a sweep result set"),
+    ("sweep", ["--from", PARTIAL + "/index"], R, "damaged index"),
+    ("ab", ["--set", "pages=5", "--rounds", "0", "-o", NODIR], U, "--rounds"),
+    ("ab", ["--set", "pages=5", "--rounds", "many", "-o", NODIR], U, "--rounds"),
+    ("ab", ["--set", "pages=5", "--rounds", "100000", "-o", NODIR], U, "must be at most"),
+    ("ab", ["--set", "pages=5", "-o", "/proc/x"], U, "not writable"),
+    ("ab", ["--set", "pages=5", "-o", FILE], U, "exists; give a new"),
+    ("ab", ["--set", "pages=", "-o", NODIR], U, "give NAME=VALUE"),
+    ("ab", ["--set", "pages=abc", "-o", NODIR], U, "not a number: 'abc'"),
+    ("ab", ["--set", "pages=5", "-o", NODIR, "--max-regression", "nan"], U, "finite"),
+    ("ab", ["--set", "pages=5", "-o", NODIR, "--alpha", "inf"], U, "finite"),
+    ("ab", ["--kernel", "6.12", "-o", NODIR], U, "give --kernel twice"),
+    ("ab", ["--set", "pages=5", "-o", NODIR, "--", "ksm", "--results", "x"], U, "--results"),
+    # --- the test programs ---
+    ("prog", ["--pages", "abc"], U, "not a number: 'abc'"),
+    ("prog", ["--pages", "-3"], U, "must be at least 1"),
+    ("prog", ["--pages", "99999999"], U, "must be at most 4000000"),
+    ("prog", ["--split", "0"], U, "--split: must be at least 1"),
+    ("prog", ["--split", "5", "--pages", "4"], U, "--split 5 is larger than --pages 4"),
+    ("prog", ["--warmup", "-1"], U, "must be at least 0"),
+    ("prog", ["--max-p99-ms", "nan"], U, "--max-p99-ms: must be a finite number, got nan"),
+    ("prog", ["--max-p99-ms=-inf"], U, "must be a finite number"),
+    ("prog", ["--max-p99-ms", "1e400"], U, "must be a finite number"),
+    ("prog", ["--merge-timeout", "inf"], U, "--merge-timeout: must be a finite number"),
+    ("prog", ["--merge-timeout", "0.5"], U, "must be at least 1.0"),
+    ("prog", ["--max-page-sharing", "1"], U, "must be at least 2"),
+    ("prog", ["--max-page-sharing", "99999999999"], U, "must be at most"),
+    ("prog", ["--merge-across-nodes", "2"], U, "invalid choice"),
+    ("prog", ["--buffer-kb", "8"], U, "must be at least 64"),
+    ("prog", ["--procs", "1000"], U, "--procs 1000 is more than 512"),
+    ("prog", ["--fork-width", "0"], U, "--fork-width: must be at least 1"),
+    ("prog", ["--backend", "ebpf"], U, "invalid choice"),
+    ("prog", ["--trigger", "reboot"], U, "invalid choice"),
+    ("prog", ["--trigger", "pageout"], U, "mapped more than once"),
+    ("prog", ["--case", "nope"], U, "unknown case 'nope'"),
+    ("prog", ["--results", FILE], U, "--results"),
+    ("prog", ["--results", "/proc/x"], U, "not writable"),
+    ("prog", ["--results", "/proc/self/status/x"], U, "is not a directory"),
+    ("prog", ["--pages"], U, "expected one argument"),
+    ("prog", ["extra"], U, "unrecognized arguments: extra"),
+    ("file", ["--workdir", "/nonexistent"], U, "--workdir /nonexistent: /nonexistent: no such"),
+    ("file", ["--workdir", FILE], U, "is not a directory"),
+    ("file", ["--workdir", "/proc"], U, "not writable"),
+    ("file", ["--trigger", "split"], U, "only applies to the thp case"),
+    # --- the runner ---
+    ("runner", ["--timeout", "0", K], U, "--timeout: must be at least 1"),
+    ("runner", ["--timeout", "x", K], U, "not a number: 'x'"),
+    ("runner", ["--timeout", "1e9", K], U, "not a number"),
+    ("runner", [FILE], U, "is not an executable test program"),
+    ("runner", [NODIR], U, "is not an executable test program"),
+    ("runner", [K, "--", "--case", "nope"], U, "unknown case"),
+    ("runner", [], U, "the following arguments are required"),
+    # --- compare, report, summary: damaged, partial and inconsistent results ---
+    ("compare", [str(K1000)], U, "give BASE and NEW"),
+    ("compare", [NODIR, str(K1000)], U, "not a directory"),
+    ("compare", [FILE, str(K1000)], U, "not a directory"),
+    ("compare", [str(FIX), str(K1000)], U, "no rmapbench/result/1 result files"),
+    ("compare", [PARTIAL + "/strings", str(K1000)], R, "samples are not all finite numbers"),
+    ("compare", [PARTIAL + "/nan", str(K1000)], R, "samples are not all finite numbers"),
+    ("compare", [PARTIAL + "/truncated", str(K1000)], R, "damaged result file (truncated?)"),
+    ("compare", [PARTIAL + "/notutf8", str(K1000)], R, "not UTF-8"),
+    ("compare", [PARTIAL + "/running", str(K1000)], R, "did not finish"),
+    ("compare", [PARTIAL + "/interrupted", str(K1000)], R, "interrupted by SIGINT"),
+    ("compare", [PARTIAL + "/badstatus", str(K1000)], R, "status 'great' is none of"),
+    ("compare", [PARTIAL + "/anon", str(K1000)], R, "no case, metric and point in common"),
+    ("compare", [PARTIAL + "/anon", str(K1000), "--max-regression", "5"], R, "in common"),
+    ("compare", [PARTIAL + "/index", str(K1000)], R, "damaged index"),
+    ("compare", [PARTIAL + "/missing", str(K1000)], R, "missing, although rmap_ksm exited 0"),
+    ("compare", [str(K1000), str(K2000), "--max-regression", "nan"], U, "finite"),
+    ("compare", [str(K1000), str(K2000), "--max-regression", "-1"], U, ">= 0"),
+    ("compare", [str(K1000), str(K2000), "--alpha", "nan"], U, "finite"),
+    ("compare", [str(K1000), str(K2000), "--alpha", "2"], U, "between 0 and 1"),
+    ("compare", [str(K1000), str(K2000), "--min-effect", "inf"], U, "finite"),
+    ("compare", [str(K1000), str(K2000), "--resamples", "10"], U, "--resamples >= 100"),
+    ("compare", [str(K1000), str(K2000), "--resamples", "1e99"], U, "not a number"),
+    ("compare", [str(K1000), str(K2000), "--seed", "-1"], U, "--seed: must be at least 0"),
+    ("compare", [str(K1000), str(K2000), "--format", "xml"], U, "invalid choice"),
+    ("compare", [f"{AB}:C"], U, "no side 'C'"),
+    ("report", [str(K1000), "-o", "/proc/x"], U, "not writable"),
+    ("report", [str(K1000), "-o", FILE], U, "is not a directory"),
+    ("report", [str(K1000)], U, "required: -o"),
+    ("report", [NODIR, "-o", NODIR], U, "not a directory"),
+    ("report", [PARTIAL + "/truncated", "-o", NODIR], R, "damaged result file"),
+    ("report", [PARTIAL + "/running", "-o", NODIR], R, "did not finish"),
+    ("summary", [], U, "give one result directory"),
+    ("summary", [NODIR], U, "no such directory"),
+    ("summary", [FILE], U, "is not a directory"),
+    ("summary", [PARTIAL + "/truncated"], R, "damaged result file (truncated?)"),
+    ("summary", [PARTIAL + "/running"], R, "did not finish"),
+    ("summary", [PARTIAL + "/interrupted"], R, "interrupted by SIGINT"),
+    ("summary", [PARTIAL + "/nop90"], R, "walks.p90_ns is not a finite number"),
+]
+
+
+def _doc(program: str = "rmap_ksm", name: str = "ksm", samples: object = None) -> dict[str, object]:
+    walks = {"count": 2, "min_ns": 1.0, "p50_ns": 1.0, "p90_ns": 2.0, "p99_ns": 2.0,
+             "max_ns": 2.0, "mean_ns": 1.5, "samples": samples or [1.0, 2.0]}
+    return {"schema": results.SCHEMA, "program": program, "status": "pass",
+            "scenarios": [{"name": name, "walks": walks, "syscall": walks}]}
+
+
+def _write(directory: Path, doc: object, name: str = "rmap_ksm.json") -> None:
+    directory.mkdir(parents=True)
+    (directory / name).write_text(json.dumps(doc))
+
+
+def make_partial(base: Path) -> None:
+    """Result directories with one thing wrong each."""
+    _write(base / "strings", _doc(samples=["1", "2"]))
+    (base / "nan").mkdir()
+    (base / "nan" / "rmap_ksm.json").write_text(
+        json.dumps(_doc()).replace("[1.0, 2.0]", "[NaN, 2.0]"))
+    (base / "truncated").mkdir()
+    (base / "truncated" / "rmap_ksm.json").write_text(json.dumps(_doc())[:50])
+    (base / "notutf8").mkdir()
+    (base / "notutf8" / "rmap_ksm.json").write_bytes(b'{"schema": "\xff\xfe"}')
+    _write(base / "running", results.marker("rmap_ksm"))
+    _write(base / "interrupted", {**_doc(), "status": "fail", "interrupted": "SIGINT"})
+    _write(base / "badstatus", {**_doc(), "status": "great"})
+    nop90 = _doc()
+    del nop90["scenarios"][0]["walks"]["p90_ns"]  # type: ignore[index]
+    _write(base / "nop90", nop90)
+    _write(base / "anon", _doc("rmap_anon", "anon"), "rmap_anon.json")
+    (base / "index").mkdir()
+    (base / "index" / "index.json").write_text('{"schema": "rmapbench/resultset/1", "po')
+    _write(base / "missing", {"schema": "rmapbench/resultset/1", "kind": "sweep",
+                              "points": [{"dir": "p0", "status": {"rmap_ksm": 0}}]},
+           "index.json")
+
+
+@pytest.fixture
+def place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[list[str]], list[str]]:
+    """The placeholders made real; a stand-in QEMU on PATH; a private
+    journal directory; no suite-wide options from the environment."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    marker = tmp_path / "qemu-started"
+    qemu = bin_dir / "qemu-system-x86_64"
+    qemu.write_text(f"#!/bin/sh\necho \"$@\" >> {marker}\nexit 1\n")
+    qemu.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(knobs, "JOURNAL_DIR", tmp_path / "journal")
+    monkeypatch.delenv("RMAP_ARGS", raising=False)
+    (tmp_path / "file").write_text("not a directory\n")
+    make_partial(tmp_path / "partial")
+    real = {FILE: str(tmp_path / "file"), NODIR: str(tmp_path / "new" / "dir"),
+            PARTIAL: str(tmp_path / "partial")}
+
+    def subst(argv: list[str]) -> list[str]:
+        out = []
+        for a in argv:
+            for k, v in real.items():
+                a = a.replace(k, v)
+            out.append(a)
+        return out
+
+    yield subst  # type: ignore[misc]
+    assert not marker.exists(), "validation let the input through to QEMU"
+
+
+def _one_line(err: str, prog: str, fragment: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"{prog}: error: "), err
+    assert fragment in lines[0], err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.mark.parametrize(("entry", "argv", "status", "fragment"), CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_bad_input(place: Callable[[list[str]], list[str]], capsys: pytest.CaptureFixture[str],
+                   entry: str, argv: list[str], status: int, fragment: str) -> None:
+    prog, main = ENTRIES[entry]
+    try:
+        rc = main(place(argv))
+    except SystemExit as e:  # argparse's own exits would be a bug too
+        pytest.fail(f"SystemExit {e.code}")
+    err = capsys.readouterr().err
+    assert rc == status, err
+    _one_line(err, prog, fragment)
+
+
+def test_the_table_is_large_enough() -> None:
+    assert len(CASES) >= 100
+    assert {c[0] for c in CASES} == set(ENTRIES)
+
+
+# --- as real commands: the shell front door, a program, the runner ---------
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "RMAP_ARGS"}
+    env.update(PYTHONPATH=str(SUITE), RMAPBENCH_JOURNAL_DIR=str(tmp_path / "journal"), **extra)
+    return env
+
+
+@pytest.mark.parametrize(("argv", "status", "fragment"), [
+    (["./run_tests.sh", "--memory", "garbage"], U, "run_tests.sh: error: bad memory size"),
+    (["./run_tests.sh", "--results", "/proc/x"], U, "run_tests.sh: error: argument --results"),
+    ([sys.executable, K, "--max-p99-ms", "nan"], U, "rmap_ksm.py: error: argument --max-p99-ms"),
+    ([sys.executable, "-m", "rmapbench", "summary", "/nonexistent"], U, "no such directory"),
+])
+def test_commands(tmp_path: Path, argv: list[str], status: int, fragment: str) -> None:
+    proc = subprocess.run(argv, cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == status, proc.stderr
+    assert proc.stderr.count("\n") == 1 and fragment in proc.stderr, proc.stderr
+
+
+def test_unbalanced_quote_in_kselftest_args(tmp_path: Path) -> None:
+    env = _env(tmp_path, KSELFTEST_RMAP_KSM_PY_ARGS="--workdir '/a b")
+    proc = subprocess.run([sys.executable, "-m", "rmapbench.ksft.runner", K], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == U, proc.stdout + proc.stderr
+    assert proc.stdout == ""  # refused before the plan, so before any program ran
+    _one_line(proc.stderr, "runner", "KSELFTEST_RMAP_KSM_PY_ARGS: No closing quotation")
+
+
+def test_sigint_during_start_up_is_one_line(tmp_path: Path) -> None:
+    """A SIGINT while the program still imports: one line, 128+2."""
+    proc = subprocess.Popen([sys.executable, K, "--case", "anon"], env=_env(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.06)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:  # finished before the signal: a fast machine
+        pytest.skip("the program was done within 0.06 s")
+    assert proc.returncode == 128 + signal.SIGINT, err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert "interrupted by SIGINT" in err
+
+
+def test_internal_error_is_one_line_with_a_hint(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def boom(*a: object, **k: object) -> object:
+        raise KeyError("oops")
+
+    monkeypatch.setattr(rmapbench_cli.summary, "table", boom)
+    assert rmapbench_cli.main(["summary", str(K1000)]) == EXIT_INTERNAL
+    line = capsys.readouterr().err.strip()
+    assert line == ("rmapbench summary: internal error: KeyError: 'oops' "
+                    "(rerun with -v for the traceback)")
+    assert rmapbench_cli.main(["summary", str(K1000), "-v"]) == EXIT_USAGE  # one directory
+    assert rmapbench_cli.main(["summary", "-v", str(K1000)]) == EXIT_USAGE
+
+
+def test_stale_journal_is_replayed_and_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    knob = tmp_path / "knob"
+    knob.write_text("changed")
+    jdir = tmp_path / "journal"
+    jdir.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (jdir / f"journal-{dead.pid}.json").write_text(json.dumps(
+        {"pid": dead.pid, "steps": [{"kind": "write", "path": str(knob), "value": "orig"},
+                                    {"kind": "rmdir", "path": str(tmp_path / "never")}]}))
+    monkeypatch.setattr(knobs, "JOURNAL_DIR", jdir)
+    monkeypatch.delenv("RMAP_ARGS", raising=False)
+    assert program.main("rmap_anon", "anon", ["--case", "ksm"]) == 0
+    err = capsys.readouterr().err
+    assert f"# rmap_anon.py: replayed the journal of dead run {dead.pid}: 2 changes undone" in err
+    assert knob.read_text() == "orig" and not list(jdir.iterdir())
+
+
+def test_summary_flags_a_killed_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    results.write_marker(tmp_path, results.marker("rmap_ksm"))
+    assert rmapbench_cli.main(["summary", str(tmp_path)]) == EXIT_RESULTS
+    out, err = capsys.readouterr()
+    assert "RUNNING" in out
+    _one_line(err, "rmapbench summary", "rmap_ksm: its run did not finish")
