@@ -45,6 +45,41 @@ FAULTS = {
 }
 
 
+# The runner killed with SIGKILL at the same points: its program must
+# follow it (PR_SET_PDEATHSIG), restore everything and leave no process.
+# name -> (the runner's programs and options, the line or state to wait for)
+RUNNER_FAULTS = {
+    "runner_before_arming": ("./rmap_anon.py -- --pages 200 --samples 100000", "now '# kernel '"),
+    "runner_sampling": ("./rmap_ksm.py -- --pages 400 --samples 100000 "
+                        "--results $d/runner_sampling.res", "line 'ksm: merged in'"),
+    "runner_teardown": ("./rmap_ksm.py -- --pages 400 --samples 2 --warmup 0",
+                        "run=1 after 'ksm: merged in'"),
+}
+
+
+def _runner_kill_script(name: str, start: str, wait: str, py: str) -> str:
+    prog = start.split()[0].removeprefix("./")
+    if wait.startswith(("line ", "now ")):
+        pattern = wait.split(" ", 1)[1][1:-1]
+        settle = "; sleep 2" if wait.startswith("line ") else ""
+        kill = [f"wait_line $d/{name}.out '{pattern}'{settle}",
+                f"{py} {SNAPSHOT} > $d/{name}.during.json", "kill -KILL $p"]
+    else:  # KSM's run back at 1 after the merge: ksm.drain() in the teardown
+        kill = [f"{py} {KILL_AT} $p $d/{name}.out 'ksm: merged in' /sys/kernel/mm/ksm/run 1"
+                f" > $d/{name}.kill", f"{py} {SNAPSHOT} > $d/{name}.during.json"]
+    lines = "\n".join(kill)
+    return f"""
+{py} -m rmapbench.ksft.runner {start} > $d/{name}.out 2>&1 &
+p=$!
+{lines}
+wait $p
+i=0; while [ -n "$({py} {LEFTOVERS} {prog})" ] && [ $i -lt 600 ]; do
+  sleep 0.2; i=$((i+1)); done
+{py} {LEFTOVERS} {prog} > $d/{name}.leftovers
+{py} {SNAPSHOT} > $d/{name}.killed.json
+"""
+
+
 def _kill_script(name: str, start: str, wait: str, nxt: str, py: str) -> str:
     if wait.startswith(("line ", "now ")):
         pattern = wait.split(" ", 1)[1][1:-1]
@@ -84,23 +119,13 @@ def faults(guest: Callable[..., str], tmp_path_factory: pytest.TempPathFactory
     share = tmp_path_factory.mktemp("faults")
     py = sys.executable
     kills = "".join(_kill_script(n, *f, py) for n, f in FAULTS.items())
+    kills += "".join(_runner_kill_script(n, *f, py) for n, f in RUNNER_FAULTS.items())
     script = f"""set -u
 d={share}
 wait_line() {{ i=0; until grep -q "$2" "$1" 2>/dev/null; do
   sleep 0.1; i=$((i+1)); [ $i -lt 3000 ] || return 1; done; }}
 {py} {SNAPSHOT} > $d/before.json
 {kills}
-# The runner killed while its program samples: the program must follow it.
-{py} -m rmapbench.ksft.runner ./rmap_ksm.py -- --pages 400 --samples 100000 \\
-    --results $d/runner.res > $d/runner.out 2>&1 &
-p=$!
-wait_line $d/runner.out 'ksm: merged in'; sleep 2
-{py} {SNAPSHOT} > $d/runner.during.json
-kill -KILL $p; wait $p
-i=0; while [ -n "$({py} {LEFTOVERS} rmap_ksm.py)" ] && [ $i -lt 600 ]; do
-  sleep 0.2; i=$((i+1)); done
-{py} {LEFTOVERS} rmap_ksm.py > $d/runner.leftovers
-{py} {SNAPSHOT} > $d/runner.killed.json
 """
     guest(script, share, timeout=1500)
 
@@ -144,17 +169,21 @@ def test_a_killed_programs_results_say_so(faults: dict[str, Any]) -> None:
     assert out.returncode == 8 and "did not finish" in out.stderr, out.stderr
 
 
-def test_a_killed_runner_takes_its_program_along(faults: dict[str, Any]) -> None:
-    before, during = faults["snap"]("before"), faults["snap"]("runner.during")
-    killed = faults["snap"]("runner.killed")
-    print(f"runner: during {json.dumps(_same(before, during))}")
-    print(f"runner: after {json.dumps(_same(before, killed))}")
-    assert _same(before, during)  # it was killed with something to restore
-    assert faults["text"]("runner.leftovers") == ""
+@pytest.mark.parametrize("name", list(RUNNER_FAULTS))
+def test_a_killed_runner_takes_its_program_along(faults: dict[str, Any], name: str) -> None:
+    before, during = faults["snap"]("before"), faults["snap"](f"{name}.during")
+    killed = faults["snap"](f"{name}.killed")
+    print(f"{name}: during {json.dumps(_same(before, during))}")
+    print(f"{name}: after {json.dumps(_same(before, killed))}")
+    if name == "runner_sampling":
+        assert _same(before, during)  # it was killed with something to restore
+    assert faults["text"](f"{name}.leftovers") == ""
     # The program got SIGTERM when the runner died, and restored everything.
     assert _same(before, killed) == {} and "journal-" not in killed["journals"]
-    doc = json.loads((faults["share"] / "runner.res" / "rmap_ksm.json").read_text())
-    assert doc["status"] == "fail" and doc["interrupted"] == "SIGTERM"
+    if name == "runner_sampling":
+        res = faults["share"] / "runner_sampling.res" / "rmap_ksm.json"
+        doc = json.loads(res.read_text())
+        assert doc["status"] == "fail" and doc["interrupted"] == "SIGTERM"
 
 
 def _vm(tmp_path: Path, *args: str, timeout: float) -> tuple[subprocess.CompletedProcess[str],

@@ -322,3 +322,41 @@ def test_a_caught_signal_is_remembered() -> None:
         assert knobs.received_signal() is None
         signal.raise_signal(signal.SIGTERM)
     assert knobs.received_signal() == signal.SIGTERM
+
+
+def test_a_second_signal_does_not_cut_the_restore_short(
+    tmp_path: Path, jdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dying runner's PR_SET_PDEATHSIG comes once per thread: the second
+    SIGTERM arrives while the program restores after the first."""
+    a, b, c = (knob(tmp_path, n, "0") for n in "abc")
+    j = Journal(directory=jdir)
+    for path in (a, b, c):
+        j.set(path, 1)
+    apply = knobs.Undo.apply
+
+    def apply_and_signal(self: knobs.Undo) -> None:
+        apply(self)
+        if Path(self.path) == c:  # the newest, undone first
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # the handler runs between bytecodes
+                pass
+
+    monkeypatch.setattr(knobs.Undo, "apply", apply_and_signal)
+    with pytest.raises(Interrupted), signals_raise():
+        j.restore()
+    assert [p.read_text() for p in (a, b, c)] == ["0", "0", "0"]
+    assert journal_files(jdir) == []
+
+
+def test_recover_stale_removes_a_dead_runs_half_written_journal(tmp_path: Path, jdir: Path
+                                                                ) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    jdir.mkdir()
+    stale = jdir / f".journal-{dead.stdout.strip()}.json.abcd1234"
+    mine = jdir / f".journal-{os.getpid()}.json.abcd1234"
+    stale.write_text("{")
+    mine.write_text("{")
+    assert recover_stale(jdir) == 0
+    assert not stale.exists() and mine.exists()

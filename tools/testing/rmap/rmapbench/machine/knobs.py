@@ -160,7 +160,16 @@ class Journal:
 
     # -- restoring ----------------------------------------------------------
     def restore(self) -> list[str]:
-        """Undo everything, newest first; returns the failures (also logged)."""
+        """Undo everything, newest first; returns the failures (also logged).
+        Nothing cuts it short: a signal meanwhile is held until every step
+        ran, then raised. (A dying runner's PR_SET_PDEATHSIG arrives once
+        for each of its threads, so a program interrupted by the first
+        SIGTERM is still restoring when the second comes; a user may press
+        ^C twice.)"""
+        with signals_held():
+            return self._restore()
+
+    def _restore(self) -> list[str]:
         failures: list[str] = []
         self._written.clear()  # a later set() records its undo step again
         while self._steps:
@@ -239,7 +248,19 @@ def recover_stale(
         if report:
             report(f"replayed the journal of dead run {pid}: {len(steps)} changes undone ({path})")
         done += 1
+    _remove_stale_temporaries(directory)
     return done
+
+
+def _remove_stale_temporaries(directory: Path) -> None:
+    """A run killed while it rewrote its journal leaves the temporary file
+    of that write (.journal-PID.json.XXXXXXXX, files.write_atomic); the
+    journal itself holds every step, so the temporary is only removed."""
+    for tmp in directory.glob(".journal-*.json.*"):
+        pid = tmp.name.removeprefix(".journal-").partition(".")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
 
 def _alive(pid: int) -> bool:
