@@ -131,7 +131,7 @@ def pair_entry_exit(
                     end_ns=ev.ts_ns,
                     duration_ns=ev.ts_ns - start.ts_ns,
                     pid=ev.pid,
-                    function=_function_of_locked(start.fields),
+                    function=function_of_locked(start.fields),
                     page_type=WALK_FUNCTIONS.get(func) or page_type_of(start.fields),
                     folio=to_int(folio) if folio else None,
                     caller=_caller(ev.body),
@@ -162,7 +162,7 @@ def pair_start_end(events: Iterable[Event], start: str, end: str) -> Pairing:
                 end_ns=ev.ts_ns,
                 duration_ns=ev.ts_ns - s.ts_ns,
                 pid=ev.pid,
-                function=_function_of_locked(s.fields),
+                function=function_of_locked(s.fields),
                 page_type=page_type_of(s.fields),
                 folio=None,  # %p is hashed in text output: not comparable to a PFN
             )
@@ -182,7 +182,7 @@ def walks_with_duration(events: Iterable[Event], name: str) -> Pairing:
                 end_ns=ev.ts_ns,
                 duration_ns=int(ev.fields["duration_ns"]),
                 pid=ev.pid,
-                function=_function_of_locked(ev.fields),
+                function=function_of_locked(ev.fields),
                 page_type=page_type_of(ev.fields),
             )
         )
@@ -212,7 +212,7 @@ def synthetic_walks(events: Iterable[Event], names: dict[str, str]) -> Pairing:
                 end_ns=ev.ts_ns,
                 duration_ns=lat,
                 pid=ev.pid,
-                function=_function_of_locked(ev.fields),
+                function=function_of_locked(ev.fields),
                 page_type=WALK_FUNCTIONS.get(func) or page_type_of(ev.fields),
                 folio=to_int(folio) if folio else None,
             )
@@ -278,7 +278,7 @@ def _caller(body: str) -> str:
     return m.group(1) if m else ""
 
 
-def _function_of_locked(fields: dict[str, str]) -> str:
+def function_of_locked(fields: dict[str, str]) -> str:
     locked = fields.get("locked", "false").lower()
     return "rmap_walk_locked" if locked in ("true", "1", "0x1") else "rmap_walk"
 
