@@ -48,8 +48,9 @@ MIN_SAMPLES = 10
 # log(median of a run) between runs with identical settings, measured on
 # stock 6.12 under TCG on the 2-CPU host (docs/analysis.md): four runs of
 # `ksm --pages 2000 --split 2 --samples 8` in two boots (the ab guest test
-# with max_page_sharing=256 on one side) gave 0.35 for the pooled walk,
-# 0.36 for try_to_migrate and 0.35 for the syscall; identical runs in one
+# with max_page_sharing=256 on one side) gave 0.34 for the pooled walk,
+# 0.36 for try_to_migrate and remove_migration_ptes, 0.35 for the syscall
+# (sd over the four runs); identical runs in one
 # boot differed by up to 2.2x. A per-caller walk metric
 # ("walk:try_to_migrate") uses its family's ("walk").
 NOISE_FLOOR = {"walk": 0.35, "syscall": 0.35}
