@@ -70,3 +70,17 @@ def test_backend_all_agrees_and_reports_overhead(
             assert 1 / 1.5 <= e["p50_ratio"] <= 1.5, e
     for e in entries:
         assert e["backend"]["resolution_ns"] >= 1 and e["backend"]["clock"]
+    # Issue #12: per caller, the two walks of a migration apart, each
+    # backend's probe cost measured and its figures corrected for it.
+    ref = {c["caller"]: c for c in entries[0]["walks_by_caller"]}
+    assert set(ref) == {"try_to_migrate", "remove_migration_ptes"}, ref
+    for e in entries[:-1]:
+        callers = {c["caller"]: c for c in e["walks_by_caller"]}
+        assert set(callers) == set(ref), e
+        assert e["probe_cost"]["unavailable"] is None and e["probe_cost"]["cost_ns"] > 0, e
+        for name, c in callers.items():
+            assert c["count"] >= 6 and 0 < c["corrected_p50_ns"] < c["p50_ns"], c
+            if program == "rmap_ksm":
+                ratio = c["corrected_p50_ns"] / ref[name]["corrected_p50_ns"]
+                assert 1 / 1.5 <= ratio <= 1.5, (e["backend"]["name"], name, ratio)
+    assert "rmap_" in out and f"{program}.fprobe_walk_try_to_migrate_p50_ns" in out, out

@@ -86,15 +86,23 @@ def test_mann_whitney_matches_scipy(x: list[float], y: list[float]) -> None:
 
 @pytest.mark.parametrize(("n1", "n2"), [(1, 1), (3, 5), (8, 8), (4, 20)])
 def test_exact_u_distribution_counts_every_ordering(n1: int, n2: int) -> None:
+    """The exact p-value (now scipy's) against every ordering counted: the
+    U of each of the C(n1+n2, n1) ways to give x its ranks."""
+    from itertools import combinations
     from math import comb
 
-    dist = inference._u_distribution(n1, n2)
+    us = [sum(r) - n1 * (n1 - 1) // 2 for r in combinations(range(n1 + n2), n1)]
+    dist = [us.count(u) for u in range(n1 * n2 + 1)]
     assert sum(dist) == comb(n1 + n2, n1)
     assert dist == dist[::-1]  # U and n1*n2 - U are equally likely
     x = np.arange(n1, dtype=float)
     y = np.arange(n1, n1 + n2, dtype=float)
     ref = sps.mannwhitneyu(x, y, method="exact")
-    assert inference.mann_whitney_u(x, y).pvalue == pytest.approx(ref.pvalue)
+    ours = inference.mann_whitney_u(x, y)
+    u = max(ours.u1, n1 * n2 - ours.u1)
+    assert ours.method == "exact"
+    assert ours.pvalue == pytest.approx(ref.pvalue)
+    assert ours.pvalue == pytest.approx(min(1.0, 2 * sum(dist[int(u) :]) / sum(dist)))
 
 
 def test_power_fit_matches_linregress() -> None:
@@ -134,3 +142,39 @@ def test_power_fit_refuses_what_it_cannot_fit() -> None:
         inference.power_fit({"x": [1.0, 2.0]}, [1.0, 2.0])
     with pytest.raises(ValueError, match="collinear"):
         inference.power_fit({"x": [1.0, 1.0, 1.0, 1.0]}, [1.0, 2.0, 3.0, 4.0])
+
+
+def _two_level_reference(runs: list[np.ndarray], resamples: int, seed: int) -> np.ndarray:
+    """The two-level bootstrap written as plainly as it is defined."""
+    rng = np.random.default_rng(seed)
+    out = np.empty(resamples)
+    for i in range(resamples):
+        drawn = [runs[j] for j in rng.integers(0, len(runs), len(runs))]
+        out[i] = np.median(np.concatenate([r[rng.integers(0, r.size, r.size)] for r in drawn]))
+    return out
+
+
+def test_two_level_bootstrap_matches_a_plain_reference() -> None:
+    rng = np.random.default_rng(5)
+    # Three runs a side whose medians differ (a per-run offset) and sizes differ.
+    base = [rng.lognormal(np.log(100) + off, 0.2, n) for off, n in ((0, 12), (0.2, 9), (-0.1, 14))]
+    new = [rng.lognormal(np.log(80) + off, 0.2, n) for off, n in ((0.1, 10), (-0.2, 12), (0, 8))]
+    ours = inference.two_level_median_ratio(base, new, resamples=20000, seed=3)
+    mb = _two_level_reference(base, 20000, 8)
+    mn = _two_level_reference(new, 20000, 9)
+    low, high = np.percentile(mn / mb, [2.5, 97.5])
+    pooled = np.median(np.concatenate(new)) / np.median(np.concatenate(base))
+    assert ours.estimate == pytest.approx(pooled)
+    assert ours.low == pytest.approx(low, rel=0.02)
+    assert ours.high == pytest.approx(high, rel=0.02)
+    # Wider than the one-level interval, which ignores the runs' offsets.
+    one = inference.bootstrap_median_ratio(np.concatenate(base), np.concatenate(new))
+    assert ours.high - ours.low > one.high - one.low
+
+
+def test_two_level_bootstrap_with_one_run_is_the_one_level_one() -> None:
+    rng = np.random.default_rng(6)
+    b, n = rng.lognormal(4, 0.3, 30), rng.lognormal(3.9, 0.3, 25)
+    two = inference.two_level_median_ratio([b], [n], resamples=20000)
+    one = inference.bootstrap_median_ratio(b, n, resamples=20000)
+    assert (two.low, two.high) == pytest.approx((one.low, one.high), rel=0.02)

@@ -107,3 +107,44 @@ def test_rounds_must_agree_for_a_significant_ab_verdict() -> None:
     assert any("rounds disagree" in w for w in dropped.warnings)
     # One round (compare of two result directories): the pooled rule alone.
     assert verdict.across_rounds(sig, [100.0], [101.0], t).verdict == verdict.REGRESSED
+
+
+def _runs(
+    rng: np.random.Generator, scale: float, runs: int, n: int, between: float
+) -> list[np.ndarray]:
+    """Runs whose samples share a per-run offset (layout, host state)."""
+    return [scale * np.exp(rng.normal(0, between)) * rng.lognormal(0, 0.2, n) for _ in range(runs)]
+
+
+def test_identical_runs_are_not_flagged_though_samples_are_correlated() -> None:
+    """Issue #12: 20 samples of one run are not 20 replications. Identical
+    settings whose runs differ by a between-run offset of the noise
+    floor's size: the samples-only test calls many of them significant,
+    the run-level rule (almost) none."""
+    rng = np.random.default_rng(RNG_SEED)
+    t = verdict.Thresholds(resamples=1000)
+    naive = runs = 0
+    for _ in range(100):
+        b, n = _runs(rng, 100.0, 2, 10, 0.2), _runs(rng, 100.0, 2, 10, 0.2)
+        pooled = verdict.compare(np.concatenate(b), np.concatenate(n), t)
+        naive += pooled.verdict != verdict.NO_CHANGE
+        runs += verdict.compare_runs(b, n, t).verdict != verdict.NO_CHANGE
+    assert naive >= 20, naive
+    assert runs <= 2, runs
+
+
+def test_one_run_a_side_needs_a_change_beyond_the_noise_floor() -> None:
+    rng = np.random.default_rng(RNG_SEED)
+    base = _draw(rng, 100.0, 20)
+    c = verdict.compare_runs([base], [_draw(rng, 70.0, 20)])  # -30%: within the floor
+    assert c.verdict == verdict.NO_CHANGE and c.pvalue < 0.01
+    assert any("between-run variation unknown" in w for w in c.warnings)
+    big = verdict.compare_runs([base], [_draw(rng, 100.0 / 16, 20)])  # max_page_sharing 16
+    assert big.verdict == verdict.IMPROVED and big.ci_high < 0.5
+
+
+def test_runs_with_a_real_effect_are_flagged() -> None:
+    rng = np.random.default_rng(RNG_SEED)
+    c = verdict.compare_runs(_runs(rng, 100.0, 3, 10, 0.1), _runs(rng, 100.0 / 16, 3, 10, 0.1))
+    assert c.verdict == verdict.IMPROVED and c.method == "runs" and c.base_runs == 3
+    assert c.between_run_sd is not None and c.between_run_sd >= verdict.noise_floor("walk")

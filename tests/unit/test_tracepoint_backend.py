@@ -60,3 +60,97 @@ def test_no_rmap_events_is_unavailable(tmp_path: Path) -> None:
     (tmp_path / "events").mkdir()
     with pytest.raises(Unavailable, match="proposed rmap tracepoint"):
         Tracepoint().check(TraceFS(tmp_path, Journal(directory=tmp_path / "j")))
+
+
+# Issue #12: both forms in the kernel, on the raw folio and rwc fields.
+# tracepoint_v4_raw.trace and tracepoint_v5_hist.trace are synthesized
+# from fprobe_anon.trace (a 6.12 guest): no kernel carries the tracepoints.
+V5_FORMAT = V4_FORMAT.replace(
+    "\tfield:u64 duration_ns;\toffset:24;\tsize:8;\tsigned:0;\n", ""
+).replace("void * folio;", "unsigned long folio_addr;")
+V5_FORMAT = V5_FORMAT.replace("void * rwc;", "unsigned long rwc_addr;")
+
+
+def _armed(tmp_path: Path, events: dict[str, str], hist: bool = True) -> tuple[Tracepoint, Path]:
+    from rmapbench.tracing.tracefs import Instance
+
+    tfs = _tracefs(tmp_path, events)
+    if hist:
+        (tmp_path / "synthetic_events").write_text("")
+    inst_path = tmp_path / "instances" / "x"
+    (inst_path / "options").mkdir(parents=True)
+    (inst_path / "options" / "hash-ptr").write_text("1\n")
+    for name in events:
+        d = inst_path / "events" / "rmap" / name
+        d.mkdir(parents=True)
+        (d / "trigger").write_text("")
+    (inst_path / "events" / "synthetic").mkdir(parents=True)
+    tp = Tracepoint()
+    tp.check(tfs)
+    tp.synth = "rmapbench_201_rmap_walk"
+    (inst_path / "events" / "synthetic" / tp.synth).mkdir()
+    tp.arm(tfs, Instance(inst_path, tfs.journal))
+    return tp, inst_path
+
+
+def test_v5_is_paired_in_the_kernel_on_the_raw_fields(tmp_path: Path) -> None:
+    tp, inst = _armed(tmp_path, {"rmap_walk_start": V5_FORMAT, "rmap_walk_end": V5_FORMAT})
+    assert tp.keys == ("folio_addr", "rwc_addr") and tp.paired_in_kernel and tp.raw
+    assert (inst / "options" / "hash-ptr").read_text() == "0\n"
+    assert "rmapbench_201_rmap_walk u64 lat; u64 folio; u64 rwc" in (
+        tmp_path / "synthetic_events"
+    ).read_text()
+    start = (inst / "events" / "rmap" / "rmap_walk_start" / "trigger").read_text()
+    end = (inst / "events" / "rmap" / "rmap_walk_end" / "trigger").read_text()
+    assert start.strip() == "hist:keys=folio_addr,rwc_addr:tsk=common_timestamp"
+    assert end.strip() == (
+        "hist:keys=folio_addr,rwc_addr:latk=common_timestamp-$tsk:"
+        "onmatch(rmap.rmap_walk_start).trace(rmapbench_201_rmap_walk,$latk,folio_addr,rwc_addr)"
+    )
+    text = (FIXTURES / "tracepoint_v5_hist.trace").read_text()
+    walks = tp.walks(text).walks
+    assert len(walks) == 14
+    # The latency is the hist's (1 ns), the folio the raw pointer.
+    assert walks[0].duration_ns == 3452962 and walks[0].folio == 0xFFFFEA0000230580
+    assert {w.page_type for w in walks} == {"anon"} and {w.function for w in walks} == {"rmap_walk"}
+
+
+def test_v5_without_hist_triggers_pairs_in_user_space(tmp_path: Path) -> None:
+    tp, _ = _armed(tmp_path, {"rmap_walk_start": V5_FORMAT, "rmap_walk_end": V5_FORMAT}, False)
+    assert not tp.paired_in_kernel
+    text = (FIXTURES / "tracepoint_v5_hist.trace").read_text()
+    walks = tp.walks(text).walks
+    assert len(walks) == 14 and walks[0].folio == 0xFFFFEA0000230580
+    assert abs(walks[0].duration_ns - 3452962) < 1000  # the text's microseconds
+
+
+def test_v4_raw_folio_identifies_the_target(tmp_path: Path) -> None:
+    from rmapbench.bench import tally
+    from rmapbench.bench.measure import Sample
+    from rmapbench.triggers import Firing
+
+    tp, _ = _armed(tmp_path, {"rmap_walk": V4_FORMAT})
+    assert tp.form == "duration" and tp.raw
+    text = (FIXTURES / "tracepoint_v4_raw.trace").read_text()
+    import re
+
+    parts = re.split(r"^# rmapbench sample (\d+)\n", text, flags=re.MULTILINE)
+    samples = []
+    for i in range(1, len(parts), 2):
+        walks = tp.walks(parts[i + 1]).walks
+        before, after = (((w.folio or 0) - 0xFFFFEA0000000000) // 64 for w in walks[:2])
+        n = int(parts[i])
+        samples.append(Sample(n, n == 0, Firing.migration(10**9, 0, 1, 1), before, after, walks))
+    expect = tally.Expect("migrate", ("try_to_migrate", "remove_migration_ptes"), True)
+    t = tally.tally(samples, "anon", expect=expect)
+    assert t.base == 0xFFFFEA0000000000  # by folio, not by page type
+    # No return site: the caller from the frame walked.
+    assert set(t.by_caller) == {"try_to_migrate", "remove_migration_ptes"}
+    assert t.walks.count == 12 and not t.failed
+
+
+def test_hashed_pointers_are_not_folios() -> None:
+    from rmapbench.tracing.tracepoint import raw_pointer
+
+    assert raw_pointer("000000006b1a2c3d") is None
+    assert raw_pointer("ffffea0000230580") == 0xFFFFEA0000230580

@@ -100,14 +100,18 @@ def sides_of(specs: list[str]) -> tuple[Side, Side]:
 
 
 def compare_sides(base: Side, new: Side, metrics: list[str], t: Thresholds) -> list[Row]:
-    b = samples.pooled(base.runs, metrics)
-    n = samples.pooled(new.runs, metrics)
+    """One row per key (and per caller of the walks): runs are the unit of
+    replication (verdict.compare_runs), rounds must agree (across_rounds)."""
+    b = samples.pooled(base.runs, metrics, callers=True)
+    n = samples.pooled(new.runs, metrics, callers=True)
     rows = []
     for key in sorted(set(b) & set(n), key=samples.sort_key):
         b_rounds = samples.round_medians(base.runs, key)
         n_rounds = samples.round_medians(new.runs, key)
-        c = verdict.across_rounds(verdict.compare(b[key], n[key], t), b_rounds, n_rounds, t)
-        rows.append(Row(key, c, b_rounds, n_rounds))
+        c = verdict.compare_runs(
+            samples.per_run(base.runs, key), samples.per_run(new.runs, key), t, key.family
+        )
+        rows.append(Row(key, verdict.across_rounds(c, b_rounds, n_rounds, t), b_rounds, n_rounds))
     return rows
 
 
@@ -140,7 +144,7 @@ def _cells(row: Row) -> list[str]:
     sig = c.verdict in (verdict.IMPROVED, verdict.REGRESSED)
     return [
         f"{row.key.case}/{row.key.page_type}",
-        row.key.metric + (f" {row.key.point}" if row.key.point else ""),
+        row.key.family + (f" {row.key.point}" if row.key.point else ""),
         format_ns(c.base.median) if c.base.count else "-",
         format_ns(c.base.p99) if c.base.count else "-",
         format_ns(c.new.median) if c.new.count else "-",
@@ -171,7 +175,10 @@ HEADER = [
 def legend(t: Thresholds) -> str:
     return (
         f"p50/p99 per side; ratio = median(new)/median(base), percentile bootstrap "
-        f"95% CI ({t.resamples} resamples, seed {t.seed}); p = two-sided Mann-Whitney U; "
+        f"95% CI ({t.resamples} resamples, seed {t.seed}; two-level over runs, then samples, "
+        f"widened by the run-to-run noise floor, when both sides have two runs or more); "
+        f"p = two-sided Mann-Whitney U (one run a side: also beyond the floor) or of that "
+        f"interval's log ratio; "
         f"n = samples base/new; * significant: p < {t.alpha:g}, CI excludes 1 and "
         f"|change| >= {t.min_effect:.0%} (lower latency is better)"
     )
@@ -270,6 +277,7 @@ def as_json(
                 "page_type": r.key.page_type,
                 "metric": r.key.metric,
                 "point": r.key.point,
+                "caller": r.key.caller or None,
                 **r.comparison.as_dict(),
                 "base_round_medians": r.base_rounds,
                 "new_round_medians": r.new_rounds,

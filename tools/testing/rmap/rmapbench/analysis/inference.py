@@ -1,8 +1,11 @@
-"""The statistics behind compare, ab and sweep: a bootstrap interval for the
-ratio of two medians, the Mann-Whitney U test and a log-log power-law fit.
+"""The statistics behind compare, ab and sweep.
 
-Each is written out (not delegated to scipy) so the method is visible here;
-tests/test_analysis_stats.py checks them against scipy.stats on fixed data.
+scipy.stats does what it has: the percentile bootstrap of a ratio of two
+medians (stats.bootstrap), the Mann-Whitney U test (stats.mannwhitneyu)
+and the one-parameter log-log fit (stats.linregress). Written out here is
+only what it lacks: the two-level (hierarchical) bootstrap over runs and
+the samples within them, and the least-squares fit with several exponents.
+tests/unit/test_analysis_stats.py checks them against references.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special
 from scipy import stats as sps
 
 # Bootstrap defaults, part of the documented method: 10000 resamples drawn
@@ -33,9 +35,15 @@ class Interval:
     estimate: float
     low: float
     high: float
+    pvalue: float = float("nan")  # two-level bootstrap only: of the ratio being 1
 
     def excludes(self, value: float) -> bool:
         return value < self.low or value > self.high
+
+
+def _median_ratio(b: Array, n: Array, axis: int = -1) -> Array:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(np.median(n, axis=axis) / np.median(b, axis=axis))
 
 
 def bootstrap_median_ratio(
@@ -46,24 +54,77 @@ def bootstrap_median_ratio(
     seed: int = SEED,
     confidence: float = CONFIDENCE,
 ) -> Interval:
-    """median(new) / median(base) with a percentile bootstrap interval.
-
-    Each resample draws len(base) values from base and len(new) from new,
-    with replacement and independently; the interval is the central
-    `confidence` part of the resampled ratios (numpy's linear percentiles).
-    """
+    """median(new) / median(base) with a percentile bootstrap interval
+    (scipy.stats.bootstrap: each side resampled on its own, with
+    replacement, from numpy's PCG64 seeded with `seed`). It treats every
+    sample as independent: right within one run, not across runs
+    (two_level_median_ratio)."""
     b, n = as_array(base), as_array(new)
     if b.size == 0 or n.size == 0:
         raise ValueError("both sides need samples")
     estimate = float(np.median(n) / np.median(b))
+    if b.size < 2 or n.size < 2 or (np.ptp(b) == 0 and np.ptp(n) == 0):
+        return Interval(estimate, estimate, estimate)  # nothing to resample
+    res = sps.bootstrap(
+        (b, n),
+        _median_ratio,
+        n_resamples=resamples,
+        confidence_level=confidence,
+        method="percentile",
+        vectorized=True,
+        rng=np.random.default_rng(seed),
+    )
+    ci = res.confidence_interval
+    return Interval(estimate, float(ci.low), float(ci.high))
+
+
+def _two_level_medians(runs: Sequence[Array], resamples: int, rng: np.random.Generator) -> Array:
+    """Medians of `resamples` two-level resamples of one side: draw as many
+    runs as there are, with replacement; within each drawn run draw as many
+    samples as it has, with replacement; the median of all drawn samples."""
+    sizes = np.array([r.size for r in runs])
+    width = int(sizes.max())
+    padded = np.full((len(runs), width), np.nan)
+    for i, r in enumerate(runs):
+        padded[i, : r.size] = r
+    picked = rng.integers(0, len(runs), size=(resamples, len(runs)))
+    n = sizes[picked][..., None]  # (resamples, runs, 1)
+    pos = np.floor(rng.random((resamples, len(runs), width)) * n).astype(np.int64)
+    values = padded[picked[..., None], pos]
+    values[np.arange(width) >= n] = np.nan  # a smaller run draws fewer
+    return np.asarray(np.nanmedian(values.reshape(resamples, -1), axis=1))
+
+
+def two_level_median_ratio(
+    base_runs: Sequence[Sequence[float] | Array],
+    new_runs: Sequence[Sequence[float] | Array],
+    *,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+    confidence: float = CONFIDENCE,
+) -> Interval:
+    """median(new) / median(base) of the pooled samples, with a percentile
+    interval from a two-level bootstrap: runs are the unit of replication
+    (one program in one boot shares a layout and a host state), so each
+    resample draws runs, then samples within the drawn runs (Davison and
+    Hinkley 1997, 3.8: "resampling at both stages"). The p-value is the
+    two-sided bootstrap one: twice the smaller share of resampled ratios on
+    either side of 1. With one run a side this is the one-level bootstrap
+    (and says nothing of the runs' own variation)."""
+    b = [as_array(r) for r in base_runs if len(r)]
+    n = [as_array(r) for r in new_runs if len(r)]
+    if not b or not n:
+        raise ValueError("both sides need samples")
+    estimate = float(np.median(np.concatenate(n)) / np.median(np.concatenate(b)))
     rng = np.random.default_rng(seed)
-    mb = np.median(b[rng.integers(0, b.size, size=(resamples, b.size))], axis=1)
-    mn = np.median(n[rng.integers(0, n.size, size=(resamples, n.size))], axis=1)
+    mb = _two_level_medians(b, resamples, rng)
+    mn = _two_level_medians(n, resamples, rng)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = mn / mb
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(ratios, [tail, 100 - tail])
-    return Interval(estimate, float(low), float(high))
+    below, above = float(np.mean(ratios <= 1)), float(np.mean(ratios >= 1))
+    return Interval(estimate, float(low), float(high), min(1.0, 2 * min(below, above)))
 
 
 @dataclass(frozen=True)
@@ -73,50 +134,20 @@ class MannWhitney:
     method: str  # exact | asymptotic
 
 
-def _u_distribution(n1: int, n2: int) -> list[int]:
-    """How many of the C(n1+n2, n1) orderings give U = 0, 1, ..., n1*n2 (no ties).
-
-    The counts are the coefficients of the Gaussian binomial coefficient
-    [n1+n2 choose n1]_q = prod_{i=1..n1} (1 - q^(n2+i)) / (1 - q^i),
-    multiplied and divided out term by term in exact integers.
-    """
-    size = n1 * n2 + 1
-    poly = [1] + [0] * (size - 1)
-    for i in range(1, n1 + 1):
-        k = n2 + i
-        for j in range(size - 1, k - 1, -1):  # times (1 - q^k)
-            poly[j] -= poly[j - k]
-        for j in range(i, size):  # divided by (1 - q^i): running sum with stride i
-            poly[j] += poly[j - i]
-    return poly
-
-
 def mann_whitney_u(x: Sequence[float] | Array, y: Sequence[float] | Array) -> MannWhitney:
-    """Two-sided Mann-Whitney U test, choosing the method as scipy's "auto":
-    exact when either sample has at most 8 values and there are no ties,
-    else the normal approximation with tie correction and continuity
-    correction (0.5)."""
+    """Two-sided Mann-Whitney U test (scipy.stats.mannwhitneyu, method
+    "auto": exact when either sample has at most 8 values and there are no
+    ties, else the normal approximation with tie and continuity
+    corrections)."""
     a, b = as_array(x), as_array(y)
-    n1, n2 = a.size, b.size
-    if n1 == 0 or n2 == 0:
+    if a.size == 0 or b.size == 0:
         raise ValueError("both samples need values")
-    ranks = sps.rankdata(np.concatenate([a, b]))  # average ranks for ties
-    u1 = float(ranks[:n1].sum() - n1 * (n1 + 1) / 2)
-    u = max(u1, n1 * n2 - u1)
-    _, counts = np.unique(np.concatenate([a, b]), return_counts=True)
-    ties = bool((counts > 1).any())
-    if (n1 <= 8 or n2 <= 8) and not ties:
-        dist = _u_distribution(n1, n2)
-        total = sum(dist)
-        sf = sum(dist[int(u) :]) / total  # P(U >= u)
-        return MannWhitney(u1, min(1.0, 2 * sf), "exact")
-    n = n1 + n2
-    tie_term = float((counts.astype(np.float64) ** 3 - counts).sum())
-    sigma = np.sqrt(n1 * n2 / 12 * ((n + 1) - tie_term / (n * (n - 1))))
-    if sigma == 0:  # every value equal
-        return MannWhitney(u1, 1.0, "asymptotic")
-    z = (u - n1 * n2 / 2 - 0.5) / sigma
-    return MannWhitney(u1, float(min(1.0, 2 * special.ndtr(-z))), "asymptotic")
+    ties = np.unique(np.concatenate([a, b])).size < a.size + b.size
+    exact = min(a.size, b.size) <= 8 and not ties
+    res = sps.mannwhitneyu(a, b, alternative="two-sided", method="auto")
+    p = float(res.pvalue)
+    return MannWhitney(float(res.statistic), 1.0 if np.isnan(p) else p,
+                       "exact" if exact else "asymptotic")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -159,8 +190,17 @@ def power_fit(
     if dof < 1:
         plural = "s" if k > 1 else ""
         raise ValueError(f"{n} observations are too few for {k} exponent{plural} and an interval")
-    design = np.column_stack([np.ones(n), *cols])
     log_y = np.log(ys)
+    t = float(sps.t.ppf(0.5 + confidence / 2, dof))
+    if k == 1:  # scipy's own fit
+        if np.ptp(cols[0]) == 0:
+            raise ValueError("the varied parameters are collinear (or constant): no fit")
+        r = sps.linregress(cols[0], log_y)
+        se = float(r.stderr)
+        e = Exponent(names[0], float(r.slope), float(r.slope - t * se), float(r.slope + t * se), se)
+        return PowerFit(float(r.intercept), [e], n, float(r.rvalue**2))
+    # Several exponents: least squares by hand (scipy.stats has no multiple regression).
+    design = np.column_stack([np.ones(n), *cols])
     coef, _, rank, _ = np.linalg.lstsq(design, log_y, rcond=None)
     if rank < k + 1:
         raise ValueError("the varied parameters are collinear (or constant): no fit")
@@ -168,7 +208,6 @@ def power_fit(
     sse = float(resid @ resid)
     sigma2 = sse / dof
     cov = sigma2 * np.linalg.inv(design.T @ design)
-    t = float(sps.t.ppf(0.5 + confidence / 2, dof))
     sst = float(((log_y - log_y.mean()) ** 2).sum())
     exps = []
     for j, name in enumerate(names, 1):

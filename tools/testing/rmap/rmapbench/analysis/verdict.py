@@ -11,6 +11,18 @@ A change is significant when all four hold (documented in docs/analysis.md):
     with how many sharers), so they are not independent across runs; a run
     that drifted can make the pooled test significant on its own.
 Latencies: lower is better, so a significant ratio below 1 is "improved".
+
+Between runs (compare_runs, what compare and ab use): the run - one
+program in one boot - is the unit of replication. Samples of one run share
+its layout and host state, so 20 of them are not 20 replications. The
+interval of the ratio is a two-level bootstrap (runs, then samples within
+runs; one level when a side has one run), and to it is added in log space
+the between-run spread: the larger of the spread the runs themselves show
+and the documented run-to-run noise floor of the metric (NOISE_FLOOR: the
+standard deviation of log(run median) between identical runs). The
+p-value is the normal one of log(ratio) over that combined standard
+error. With one run a side the runs' own spread is unknown and the floor
+alone stands for it, so a change is significant only well beyond it.
 """
 
 from __future__ import annotations
@@ -19,6 +31,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from scipy import special
 
 from rmapbench.analysis import inference
 from rmapbench.analysis.inference import Array
@@ -30,6 +43,22 @@ MIN_EFFECT = 0.05
 # reaches p < 0.01 and a bootstrap of a median from so few is coarse.
 MAX_CV = 0.10
 MIN_SAMPLES = 10
+
+# Run-to-run noise floor per metric family: the standard deviation of
+# log(median of a run) between runs with identical settings, measured on
+# stock 6.12 under TCG on the 2-CPU host (docs/analysis.md): four runs of
+# `ksm --pages 2000 --split 2 --samples 8` in two boots (the ab guest test
+# with max_page_sharing=256 on one side) gave 0.34 for the pooled walk,
+# 0.36 for try_to_migrate and remove_migration_ptes, 0.35 for the syscall
+# (sd over the four runs); identical runs in one
+# boot differed by up to 2.2x. A per-caller walk metric
+# ("walk:try_to_migrate") uses its family's ("walk").
+NOISE_FLOOR = {"walk": 0.35, "syscall": 0.35}
+DEFAULT_FLOOR = 0.35
+# With one run a side, a change must exceed this many floors (log scale):
+# 2 x 0.35 is a factor of 2.01.
+ONE_RUN_FLOORS = 2.0
+Z95 = 1.959963984540054
 
 IMPROVED = "improved"
 REGRESSED = "regressed"
@@ -88,6 +117,12 @@ class Comparison:
     pvalue: float
     verdict: str
     warnings: list[str] = field(default_factory=list)
+    method: str = "samples"  # samples (independent) | runs (two-level, with the floor)
+    base_runs: int = 1
+    new_runs: int = 1
+    between_run_sd: float | None = None  # log scale, what the interval and p allow for
+    noise_floor: float | None = None  # the metric's documented floor (log scale)
+    pvalue_samples: float | None = None  # Mann-Whitney U, samples taken as independent
 
     @property
     def change(self) -> float:
@@ -116,6 +151,92 @@ def compare(base: Array, new: Array, t: Thresholds | None = None) -> Comparison:
     return Comparison(
         b, n, ci.estimate, ci.low, ci.high, p, decide(ci.estimate, ci.low, ci.high, p, t), warnings
     )
+
+
+def noise_floor(metric: str) -> float:
+    return NOISE_FLOOR.get(metric.split(":", 1)[0], DEFAULT_FLOOR)
+
+
+def between_run_sd(base_runs: list[Array], new_runs: list[Array]) -> float | None:
+    """Pooled standard deviation of log(run median) within each side (None
+    when no side has two runs)."""
+    ss, dof = 0.0, 0
+    for runs in (base_runs, new_runs):
+        logs = np.log([float(np.median(r)) for r in runs if r.size and np.median(r) > 0])
+        if logs.size > 1:
+            ss += float(((logs - logs.mean()) ** 2).sum())
+            dof += logs.size - 1
+    return float(np.sqrt(ss / dof)) if dof else None
+
+
+def compare_runs(
+    base_runs: list[Array], new_runs: list[Array], t: Thresholds | None = None,
+    metric: str = "walk",
+) -> Comparison:  # fmt: skip
+    """NEW against BASE with the run as the unit of replication (module
+    docstring): two-level bootstrap, widened by the between-run spread
+    (never below the metric's noise floor), p from the combined error."""
+    t = t or Thresholds()
+    b_runs = [r for r in base_runs if r.size]
+    n_runs = [r for r in new_runs if r.size]
+    base = np.concatenate(b_runs) if b_runs else np.array([])
+    new = np.concatenate(n_runs) if n_runs else np.array([])
+    c = compare(base, new, t)
+    floor = noise_floor(metric)
+    out = replace(c, method="runs", base_runs=len(b_runs), new_runs=len(n_runs), noise_floor=floor)
+    if c.verdict == NO_DATA:
+        return out
+    if min(len(b_runs), len(n_runs)) < 2:
+        return _one_run(out, metric, floor, len(b_runs), len(n_runs), t)
+    ci = inference.two_level_median_ratio(b_runs, n_runs, resamples=t.resamples, seed=t.seed)
+    observed = between_run_sd(b_runs, n_runs)
+    sd = max(floor, observed or 0.0)
+    spread = sd * np.sqrt(1 / len(b_runs) + 1 / len(n_runs))
+    est = np.log(ci.estimate) if ci.estimate > 0 else -np.inf
+    lo_b = np.log(max(ci.low, 1e-300)) - est
+    hi_b = np.log(max(ci.high, 1e-300)) - est
+    low = float(np.exp(est - np.hypot(lo_b, Z95 * spread)))
+    high = float(np.exp(est + np.hypot(hi_b, Z95 * spread)))
+    se = float(np.hypot((hi_b - lo_b) / (2 * Z95), spread))
+    p = float(2 * special.ndtr(-abs(est) / se)) if se > 0 and np.isfinite(est) else 0.0
+    return replace(
+        out,
+        ratio=ci.estimate,
+        ci_low=low,
+        ci_high=high,
+        pvalue=p,
+        verdict=decide(ci.estimate, low, high, p, t),
+        between_run_sd=sd,
+        pvalue_samples=c.pvalue,
+    )
+
+
+def floor_change(floor: float) -> float:
+    """The change (log ratio) one run a side must exceed: ONE_RUN_FLOORS
+    floors. Identical runs exceed it in about 15% of pairs when runs do
+    vary by the floor (their log difference has sd floor x sqrt 2): a
+    comparison of single runs is a screen, not a test; ab --rounds 2 or
+    more gives the run-level one."""
+    return ONE_RUN_FLOORS * floor
+
+
+def _one_run(
+    c: Comparison, metric: str, floor: float, base_runs: int, new_runs: int, t: Thresholds
+) -> Comparison:
+    """A side with one run: its between-run variation is unknown. The
+    samples' own interval and rank test stand (they say how well one run's
+    median is known), and the change must also lie beyond what the
+    metric's noise floor alone gives at alpha."""
+    limit = floor_change(floor)
+    side = "base" if base_runs < 2 else "new"
+    note = (
+        f"{side}: one run: between-run variation unknown; significant only beyond the "
+        f"{metric} noise floor (x{np.exp(limit):.2f} or /{np.exp(limit):.2f})"
+    )
+    out = replace(c, between_run_sd=None, pvalue_samples=c.pvalue, warnings=[*c.warnings, note])
+    if c.verdict in (IMPROVED, REGRESSED) and abs(np.log(c.ratio)) <= limit:
+        return replace(out, verdict=NO_CHANGE)
+    return out
 
 
 def across_rounds(

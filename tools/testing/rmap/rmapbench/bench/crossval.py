@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rmapbench.bench import measure
+from rmapbench.bench import measure, tally
 from rmapbench.ksft import stats
 from rmapbench.ksft.options import Options
 from rmapbench.machine.knobs import Journal
-from rmapbench.tracing import select, tracefs
+from rmapbench.tracing import calibrate, select, tracefs
 from rmapbench.tracing.backend import Description, Unavailable
 from rmapbench.triggers import Trigger
 
@@ -40,6 +40,15 @@ class Round:
     samples: list[measure.Sample] = field(default_factory=list)
     walks: stats.Summary = stats.EMPTY
     syscall: stats.Summary = stats.EMPTY
+    calibration: calibrate.Calibration | None = None  # the backend's cost in its window
+    corrected: stats.Summary = stats.EMPTY  # walks less the calibrated cost
+    by_caller: dict[str, stats.Summary] = field(default_factory=dict)
+    corrected_by_caller: dict[str, stats.Summary] = field(default_factory=dict)
+
+    @property
+    def cost_ns(self) -> int | None:
+        cal = self.calibration
+        return cal.cost_ns if cal and not cal.unavailable and cal.firings else None
 
     @property
     def walks_per_sample(self) -> float:
@@ -68,6 +77,7 @@ def run_round(
     opts: Options,
     page_type: str,
     progress: Callable[[measure.Sample], None] | None = None,
+    expect: tally.Expect | None = None,
 ) -> Round:
     rnd = Round(name)
     with Journal(tag=name) as journal:
@@ -86,9 +96,17 @@ def run_round(
             probe = measure.Probe(backend, inst)
             probe.follow(trigger.pids())
         rnd.samples = measure.run(trigger, addr, verify, probe, opts.warmup, opts.samples, progress)
-    measure.mark(rnd.samples)
+        if probe is not None:
+            rnd.calibration = calibrate.for_backend(probe.backend, opts.buffer_kb)
+    # The same judgement as the case's: only firings that did their job count.
+    t = tally.tally(rnd.samples, page_type, True, expect, probe is not None, rnd.cost_ns)
     measured = [s for s in rnd.samples if not s.warmup and not s.lost_events]
-    rnd.walks = stats.summarize(measure.target_durations(rnd.samples, page_type))
+    rnd.walks = t.walks
+    rnd.corrected = stats.summarize(t.corrected_ns)
+    rnd.by_caller = t.caller_summaries()
+    rnd.corrected_by_caller = {
+        c: stats.summarize(tally.corrected(d, rnd.cost_ns)) for c, d in t.by_caller.items()
+    }
     rnd.syscall = stats.summarize([s.firing.syscall_ns for s in measured])
     return rnd
 

@@ -13,12 +13,13 @@ from typing import Any
 
 from rmapbench import __version__
 from rmapbench.bench import crossval, measure
-from rmapbench.bench.tally import Tally
-from rmapbench.ksft import results
+from rmapbench.bench.tally import Outcome, Tally, corrected
+from rmapbench.ksft import results, stats
 from rmapbench.ksft.options import Options
 from rmapbench.ksft.stats import Summary
 from rmapbench.scenarios.base import Scenario
 from rmapbench.tracing.backend import Description
+from rmapbench.tracing.calibrate import Calibration
 
 JSON = dict[str, Any]
 
@@ -62,11 +63,23 @@ class Trial:
     lost_events: int
     verified: bool
     problems: list[str]
+    failure: str | None = None  # why the firing did not do its job (tally.failure_text)
+    counted: bool = False  # its walks are in the latency statistics
+    retry_walks: int = 0  # target walks of earlier tries inside this firing
+    callers: list[str] = field(default_factory=list)  # of walk_ns' last try, "" unknown
 
     @classmethod
-    def of(cls, s: measure.Sample, page_type: str) -> Trial:
+    def of(cls, s: measure.Sample, page_type: str, o: Outcome | None = None) -> Trial:
         target = measure.target_walks(s, page_type)
         f = s.firing
+        extra: dict[str, Any] = {}
+        if o is not None:
+            extra = {
+                "failure": o.failure or None,
+                "counted": not o.failed and not s.warmup and not s.lost_events,
+                "retry_walks": len(o.retry),
+                "callers": [c for c, _ in o.counted],
+            }
         return cls(
             s.index,
             s.warmup,
@@ -81,6 +94,7 @@ class Trial:
             s.lost_events,
             s.verified,
             s.problems,
+            **extra,
         )
 
 
@@ -99,9 +113,12 @@ class Timing:
     tally: Tally
     page_type: str
     verified: Verified
+    calibration: Calibration | None = None
 
     @classmethod
-    def of(cls, tally: Tally, scenario: Scenario) -> Timing:
+    def of(
+        cls, tally: Tally, scenario: Scenario, calibration: Calibration | None = None
+    ) -> Timing:
         setup = scenario.setup
         verified = Verified(
             len(tally.samples),
@@ -109,7 +126,7 @@ class Timing:
             setup.get("target_mappings", setup.get("target_sharers_here")),
             len(scenario.pids()),
         )
-        return cls(tally, scenario.page_type, verified)
+        return cls(tally, scenario.page_type, verified, calibration)
 
     def as_dict(self) -> JSON:
         t = self.tally
@@ -123,9 +140,53 @@ class Timing:
             "target_identified_by": "folio" if t.base is not None else "page_type",
             "lost_events": t.lost_events,
             "locked_walks": t.locked_walks,
-            "trials": [asdict(Trial.of(s, self.page_type)) for s in t.samples],
+            "trials": [
+                asdict(Trial.of(s, self.page_type, o))
+                for s, o in zip(t.samples, t.outcomes, strict=True)
+            ],
             "verified": asdict(self.verified),
+            **self._additions(),
         }
+
+    def _additions(self) -> JSON:
+        """What docs/json.md adds for issue #12: per-caller figures, the
+        probe's cost and the corrected figures, failed triggers, retries."""
+        t = self.tally
+        cost = t.probe_cost_ns
+        out: JSON = {
+            "walks_by_caller": [
+                {
+                    "caller": c,
+                    "walks": {**stats.summarize(d).as_dict(), "samples": d},
+                    **(
+                        {"corrected": stats.summarize(corrected(d, cost)).as_dict()}
+                        if cost
+                        else {}
+                    ),
+                }
+                for c, d in t.by_caller.items()
+            ],
+            "failed_triggers": {
+                "count": len(t.failed),
+                "by_failure": [
+                    {"failure": f, "count": n} for f, n in t.failure_counts().most_common()
+                ],
+                "walks": stats.summarize(t.failed_walk_ns).as_dict(),
+            },
+            "retry_walks": {
+                **stats.summarize(t.retry_walk_ns).as_dict(),
+                "samples": t.retry_walk_ns,
+            },
+        }
+        if self.calibration is not None:
+            out["probe_cost"] = self.calibration.as_dict()
+        if cost:
+            out["walks_corrected"] = {
+                **stats.summarize(t.corrected_ns).as_dict(),
+                "samples": t.corrected_ns,
+                "probe_cost_ns": cost,
+            }
+        return out
 
 
 @dataclass(frozen=True)
@@ -140,6 +201,8 @@ class BackendEntry:
     timing: bool  # False for the unarmed baseline round
     p50_ratio: float | None = None
     overhead_ns: int | None = None
+    rnd: crossval.Round | None = None  # per caller, calibration, corrected figures
+    corrected_p50_ratio: float | None = None
 
     @classmethod
     def of(
@@ -153,7 +216,17 @@ class BackendEntry:
             return entry
         ratio = rnd.walks.p50_ns / reference.walks.p50_ns if reference.walks.p50_ns else None
         overhead = crossval.overhead_per_walk_ns(rnd, baseline)
-        return cls(**{**vars(entry), "p50_ratio": ratio, "overhead_ns": overhead})
+        ref = reference.corrected.p50_ns
+        corrected_ratio = rnd.corrected.p50_ns / ref if ref and rnd.corrected.count else None
+        return cls(
+            **{
+                **vars(entry),
+                "p50_ratio": ratio,
+                "overhead_ns": overhead,
+                "rnd": rnd,
+                "corrected_p50_ratio": corrected_ratio,
+            }
+        )
 
     def as_dict(self) -> JSON:
         out: JSON = {
@@ -165,6 +238,23 @@ class BackendEntry:
         if self.timing:
             ratio = self.p50_ratio
             out.update(p50_ratio=round(ratio, 3) if ratio else None, overhead_ns=self.overhead_ns)
+        if self.timing and self.rnd is not None:
+            r, cr = self.rnd, self.corrected_p50_ratio
+            out["walks_by_caller"] = [
+                {
+                    "caller": c,
+                    "count": s.count,
+                    "p50_ns": s.p50_ns,
+                    "p99_ns": s.p99_ns,
+                    "corrected_p50_ns": r.corrected_by_caller[c].p50_ns if r.cost_ns else None,
+                }
+                for c, s in r.by_caller.items()
+            ]
+            if r.calibration is not None:
+                out["probe_cost"] = r.calibration.as_dict()
+            if r.cost_ns:
+                out["walks_corrected"] = r.corrected.as_dict()
+            out["corrected_p50_ratio"] = round(cr, 3) if cr else None
         return out
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from rmapbench.bench import crossval, visitcount
 from rmapbench.bench.measure import Sample
-from rmapbench.bench.tally import Tally, tally
+from rmapbench.bench.tally import Expect, Tally, tally
 from rmapbench.ksft import stats
 
 
@@ -26,6 +26,12 @@ class Evidence:
     not_restored: list[str] = field(default_factory=list)  # Journal.check_restored()
     visits: visitcount.VisitPass | None = None  # --count-visits
     rounds: list[crossval.Round] = field(default_factory=list)  # --backend all
+    expect: Expect = field(default_factory=Expect)  # what a firing that did its job shows
+    # ksmd was not scanning while the samples were taken (or the target is
+    # no KSM page, which ksmd never touches): then nothing excuses a failed
+    # trigger, and the case fails.
+    ksmd_stopped: bool = False
+    probe_cost_ns: int | None = None  # the backend's own cost per walk (calibration)
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,9 @@ class Verdict:
 
 
 def judge(ev: Evidence) -> Verdict:
-    t = tally(ev.samples, ev.page_type, ev.walks_inside_cost)
+    t = tally(
+        ev.samples, ev.page_type, ev.walks_inside_cost, ev.expect, ev.traced, ev.probe_cost_ns
+    )
     reasons = _sample_reasons(t, ev)
     if ev.visits is not None:
         reasons += visitcount.problems(ev.visits, ev.page_type)
@@ -59,6 +67,8 @@ def _sample_reasons(t: Tally, ev: Evidence) -> list[str]:
             f"{len(t.unverified)} triggers left a mapping of the target behind "
             "(an rmap walk missed it)"
         )
+    if t.failed and ev.ksmd_stopped:
+        reasons.append(failed_triggers(t, ev.expect.trigger))
     if ev.traced:
         reasons += _walk_reasons(t, ev)
     elif ev.max_p99_ms is not None and t.syscall.p99_ns > ev.max_p99_ms * 1e6:
@@ -66,6 +76,16 @@ def _sample_reasons(t: Tally, ev: Evidence) -> list[str]:
             f"syscall p99 {stats.format_ns(t.syscall.p99_ns)} over the {ev.max_p99_ms:g} ms budget"
         )
     return reasons
+
+
+def failed_triggers(t: Tally, trigger: str) -> str:
+    """'2 of 6 migrate triggers failed with ksmd stopped: 2 status -16
+    (Device or resource busy)': how many, and each cause with its count."""
+    causes = ", ".join(f"{n} {cause}" for cause, n in t.failure_counts().most_common())
+    return (
+        f"{len(t.failed)} of {len(t.measured)} {trigger} triggers failed with ksmd stopped: "
+        f"{causes}"
+    )
 
 
 def _walk_reasons(t: Tally, ev: Evidence) -> list[str]:

@@ -31,6 +31,7 @@ from rmapbench.machine import knobs
 from rmapbench.machine.knobs import Interrupted, Journal
 from rmapbench.scenarios import SCENARIOS
 from rmapbench.scenarios.base import Scenario, SkipScenario
+from rmapbench.tracing import calibrate
 
 __all__ = ["Skip", "main"]
 
@@ -200,7 +201,7 @@ def _conclude(m: Measured, doc: Document) -> int:
     doc.backend = sampled.desc
     verdict = judge(_evidence(m))
     report.samples(case, verdict.tally, sampled.traced)
-    doc.scenario.timing = Timing.of(verdict.tally, case.scenario)
+    doc.scenario.timing = Timing.of(verdict.tally, case.scenario, sampled.calibration)
     if m.visits is not None:
         _report_visits(m, doc)
     doc.duration_s = round(time.monotonic() - m.started, 3)
@@ -225,7 +226,17 @@ def _evidence(m: Measured) -> Evidence:
         not_restored=case.journal.check_restored(),
         visits=m.visits,
         rounds=sampled.rounds,
+        expect=sampling.expect_of(case),
+        ksmd_stopped=case.scenario.page_type != "ksm" or not sampled.ksmd_running,
+        probe_cost_ns=cost_of(sampled.calibration),
     )
+
+
+def cost_of(cal: calibrate.Calibration | None) -> int | None:
+    """The correction per walk, when the backend's cost was measured."""
+    if cal is None or cal.unavailable or not cal.firings:
+        return None
+    return cal.cost_ns
 
 
 def _report_visits(m: Measured, doc: Document) -> None:

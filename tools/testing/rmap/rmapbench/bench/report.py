@@ -9,7 +9,7 @@ from rmapbench.bench.cases import AGREEMENT, CASE
 from rmapbench.bench.document import BackendEntry
 from rmapbench.bench.judge import Verdict
 from rmapbench.bench.preflight import Plan
-from rmapbench.bench.tally import Tally
+from rmapbench.bench.tally import Tally, corrected
 from rmapbench.ksft import stats
 from rmapbench.ksft.ktap import KTAP
 from rmapbench.triggers import Trigger, status_text
@@ -37,10 +37,23 @@ def samples(plan: Plan, t: Tally, traced: bool) -> None:
     for s in t.unverified[:3]:
         ktap.diag(f"sample {s.index} not verified: " + "; ".join(s.problems[:3]))
     _not_done(ktap, plan.trigger, t)
+    _failed(ktap, plan.trigger, t, traced)
+    name = plan.scenario.name
     if traced:
         _walks(ktap, plan.scenario.page_type, t)
-        metrics(ktap, plan.scenario.name, "walk", t.walks)
-    metrics(ktap, plan.scenario.name, "syscall", t.syscall)
+        metrics(ktap, name, "walk", t.walks)
+        if t.probe_cost_ns:
+            ktap.metric("probe_cost_ns", t.probe_cost_ns)
+            metrics(ktap, name, "walk_corrected", stats.summarize(t.corrected_ns))
+        # Per caller: the walks one firing makes are different walks
+        # (try_to_migrate unmaps, remove_migration_ptes remaps), not one
+        # population; metric names walk_CALLER_KEY (KEY as for walk_).
+        for caller, d in t.by_caller.items():
+            metrics(ktap, name, f"walk_{caller}", stats.summarize(d))
+            if t.probe_cost_ns:
+                corr = stats.summarize(corrected(d, t.probe_cost_ns))
+                ktap.metric(f"walk_{caller}_corrected_p50_ns", corr.p50_ns)
+    metrics(ktap, name, "syscall", t.syscall)
 
 
 def _not_done(ktap: KTAP, trigger: Trigger, t: Tally) -> None:
@@ -52,6 +65,32 @@ def _not_done(ktap: KTAP, trigger: Trigger, t: Tally) -> None:
             )
         else:
             ktap.diag(f"sample {s.index}: {trigger.name} did not take effect")
+
+
+def _failed(ktap: KTAP, trigger: Trigger, t: Tally, traced: bool) -> None:
+    """Firings that did not do their job: how many, why, and what their
+    walks (left out of the statistics) and retries were."""
+    ktap.metric("failed_triggers", len(t.failed))
+    if t.failed:
+        causes = ", ".join(f"{n} {c}" for c, n in t.failure_counts().most_common())
+        walks = ""
+        if traced and t.failed_walk_ns:
+            fw = stats.summarize(t.failed_walk_ns)
+            walks = (
+                f"; their {fw.count} target walks (p50 {stats.format_ns(fw.p50_ns)}, "
+                f"{fw.count / len(t.failed):.1f} per firing) are left out of the statistics"
+            )
+        ktap.diag(
+            f"failed triggers: {len(t.failed)} of {len(t.measured)} {trigger.name} "
+            f"({causes}){walks}"
+        )
+    if t.retry_walk_ns:
+        rw = stats.summarize(t.retry_walk_ns)
+        ktap.diag(
+            f"retry walks: {rw.count} walks of earlier tries inside successful firings "
+            f"(p50 {stats.format_ns(rw.p50_ns)}), left out of the statistics"
+        )
+    ktap.metric("retry_walks", len(t.retry_walk_ns))
 
 
 def _walks(ktap: KTAP, page_type: str, t: Tally) -> None:
@@ -101,6 +140,27 @@ def rounds(ktap: KTAP, rnds: list[crossval.Round], entries: list[BackendEntry]) 
         ktap.metric(f"{rnd.name}_walk_p99_ns", rnd.walks.p99_ns)
         if overhead is not None:
             ktap.metric(f"{rnd.name}_overhead_ns", overhead)
+        cost = rnd.cost_ns
+        if cost:
+            ktap.metric(f"{rnd.name}_probe_cost_ns", cost)
+            ktap.metric(f"{rnd.name}_walk_corrected_p50_ns", rnd.corrected.p50_ns)
+        parts = []
+        for caller, s in rnd.by_caller.items():
+            ktap.metric(f"{rnd.name}_walk_{caller}_p50_ns", s.p50_ns)
+            text = f"{caller} {stats.format_ns(s.p50_ns)}"
+            if cost:
+                c50 = rnd.corrected_by_caller[caller].p50_ns
+                ktap.metric(f"{rnd.name}_walk_{caller}_corrected_p50_ns", c50)
+                text += f" ({stats.format_ns(c50)} corrected)"
+            parts.append(text)
+        if cost or parts:
+            head = (
+                f"probe cost {stats.format_ns(cost)}, corrected p50 "
+                f"{stats.format_ns(rnd.corrected.p50_ns)}"
+                if cost
+                else "not corrected"
+            )
+            ktap.diag(f"backend {rnd.name}: {head}; p50 per caller: {', '.join(parts) or '-'}")
 
 
 def result(ktap: KTAP, verdict: Verdict) -> None:

@@ -8,12 +8,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from rmapbench.bench import crossval, measure
+from rmapbench.bench import crossval, measure, tally
 from rmapbench.bench.build import Built
 from rmapbench.bench.preflight import Plan, Skip
 from rmapbench.ksft import stats
 from rmapbench.ksft.ktap import KTAP
-from rmapbench.tracing import select, tracefs
+from rmapbench.machine import ksm
+from rmapbench.machine.knobs import read_knob
+from rmapbench.tracing import calibrate, select, tracefs
 from rmapbench.tracing.backend import Description, Unavailable
 
 
@@ -36,6 +38,8 @@ class Sampled:
     desc: Description
     seconds: float
     rounds: list[crossval.Round] = field(default_factory=list)
+    ksmd_running: bool = False  # ksmd was scanning while the samples were taken
+    calibration: calibrate.Calibration | None = None  # the backend's cost in its window
 
 
 def arm(plan: Plan) -> Armed:
@@ -69,12 +73,15 @@ def describe_backend(ktap: KTAP, desc: Description) -> None:
 def sample(plan: Plan, built: Built, armed: Armed) -> Sampled:
     """Fire the trigger warm-up + samples times on the built target."""
     t0 = time.monotonic()
+    running = ksmd_running()
     if plan.every_backend:
         rounds = _rounds(plan, built)
         desc = rounds[0].desc
         assert desc is not None
         describe_backend(plan.ktap, desc)
-        return Sampled(rounds[0].samples, True, desc, _since(t0), rounds)
+        return Sampled(
+            rounds[0].samples, True, desc, _since(t0), rounds, running, rounds[0].calibration
+        )
     if armed.probe:
         armed.probe.follow(plan.trigger.pids())
     samples = measure.run(
@@ -86,7 +93,42 @@ def sample(plan: Plan, built: Built, armed: Armed) -> Sampled:
         plan.opts.samples,
         progress(plan),
     )
-    return Sampled(samples, armed.probe is not None, armed.desc, _since(t0))
+    cal = None
+    if armed.probe:
+        # After the samples, with the backend still armed: its probes stay
+        # as they were while the walks were timed.
+        cal = calibrate.for_backend(armed.probe.backend, plan.opts.buffer_kb)
+        describe_calibration(plan.ktap, cal)
+    return Sampled(samples, armed.probe is not None, armed.desc, _since(t0), [], running, cal)
+
+
+def describe_calibration(ktap: KTAP, cal: calibrate.Calibration) -> None:
+    if cal.unavailable:
+        ktap.diag(f"probe cost ({cal.backend}): not calibrated: {cal.unavailable}")
+        return
+    if not cal.firings:
+        ktap.diag(f"probe cost ({cal.backend}): none inside the window ({cal.method})")
+        return
+    bound = f", getppid() itself {stats.format_ns(cal.body_bound_ns)}" if cal.body_bound_ns else ""
+    ktap.diag(
+        f"probe cost ({cal.backend}): {stats.format_ns(cal.cost_ns)} +- "
+        f"{stats.format_ns(cal.uncertainty_ns)} per walk over {cal.firings} empty intervals "
+        f"({cal.method}{bound})"
+    )
+
+
+def expect_of(plan: Plan) -> tally.Expect:
+    t = plan.trigger
+    return tally.Expect(t.name, t.expected_callers, t.retries)
+
+
+def ksmd_running() -> bool:
+    """Whether ksmd scans (run=1): then it takes references on KSM pages and
+    a migration of one may fail for that alone (docs/triggers.md)."""
+    try:
+        return read_knob(ksm.KSM / "run") == "1"
+    except OSError:
+        return False
 
 
 def _since(t0: float) -> float:
@@ -112,6 +154,7 @@ def _rounds(plan: Plan, built: Built) -> list[crossval.Round]:
             plan.opts,
             plan.scenario.page_type,
             progress(plan),
+            expect_of(plan),
         )
         if rnd.unavailable:
             plan.ktap.diag(f"backend {name} unavailable: {rnd.unavailable}")

@@ -131,7 +131,7 @@ def pair_entry_exit(
                     end_ns=ev.ts_ns,
                     duration_ns=ev.ts_ns - start.ts_ns,
                     pid=ev.pid,
-                    function=_function_of_locked(start.fields),
+                    function=function_of_locked(start.fields),
                     page_type=WALK_FUNCTIONS.get(func) or page_type_of(start.fields),
                     folio=to_int(folio) if folio else None,
                     caller=_caller(ev.body),
@@ -162,7 +162,7 @@ def pair_start_end(events: Iterable[Event], start: str, end: str) -> Pairing:
                 end_ns=ev.ts_ns,
                 duration_ns=ev.ts_ns - s.ts_ns,
                 pid=ev.pid,
-                function=_function_of_locked(s.fields),
+                function=function_of_locked(s.fields),
                 page_type=page_type_of(s.fields),
                 folio=None,  # %p is hashed in text output: not comparable to a PFN
             )
@@ -182,7 +182,7 @@ def walks_with_duration(events: Iterable[Event], name: str) -> Pairing:
                 end_ns=ev.ts_ns,
                 duration_ns=int(ev.fields["duration_ns"]),
                 pid=ev.pid,
-                function=_function_of_locked(ev.fields),
+                function=function_of_locked(ev.fields),
                 page_type=page_type_of(ev.fields),
             )
         )
@@ -212,7 +212,7 @@ def synthetic_walks(events: Iterable[Event], names: dict[str, str]) -> Pairing:
                 end_ns=ev.ts_ns,
                 duration_ns=lat,
                 pid=ev.pid,
-                function=_function_of_locked(ev.fields),
+                function=function_of_locked(ev.fields),
                 page_type=WALK_FUNCTIONS.get(func) or page_type_of(ev.fields),
                 folio=to_int(folio) if folio else None,
             )
@@ -232,13 +232,53 @@ def merge_callers(exact: list[Walk], raw: list[Walk]) -> list[Walk]:
     return [replace(a, caller=b.caller) for a, b in zip(exact, raw, strict=True)]
 
 
+# Where a walk returned to (the function holding the return address of
+# rmap_walk_{ksm,anon,file}) -> the function that started the walk. The
+# dispatch rmap_walk()/rmap_walk_locked() is inlined into its callers, and
+# remove_migration_ptes() into migrate_folio_move() (6.12), so the return
+# site is usually the caller itself; these are the sites where it is not.
+CALLER_OF_SITE = {
+    "migrate_folio_move": "remove_migration_ptes",  # 6.12, a migration's success
+    "migrate_folio_undo_src": "remove_migration_ptes",  # a migration undone (retry)
+    "migrate_pages_batch": "remove_migration_ptes",  # 6.1
+    "unmap_and_move_huge_page": "remove_migration_ptes",
+    "remap_page": "remove_migration_ptes",  # a THP split putting PTEs back
+    "__split_huge_page": "remove_migration_ptes",
+    "unmap_folio": "try_to_migrate",  # a THP split's unmap
+    "damon_pa_mkold": "damon_folio_mkold",
+    "damon_pa_young": "damon_folio_young",
+    "folio_clear_dirty_for_io": "folio_mkclean",
+    "shrink_folio_list": "try_to_unmap",
+}
+# The callers a trigger's walks are expected from (triggers/*.py).
+KNOWN_CALLERS = frozenset(
+    {
+        "try_to_migrate",
+        "remove_migration_ptes",
+        "try_to_unmap",
+        "folio_mkclean",
+        "folio_referenced",
+        "damon_folio_mkold",
+        "damon_folio_young",
+        "page_idle_clear_pte_refs",
+        "folio_lock_anon_vma_read",
+    }
+)
+
+
+def caller_of(site: str) -> str:
+    """The function that started a walk, from where it returned to ("" when
+    the backend records no return site)."""
+    return CALLER_OF_SITE.get(site, site)
+
+
 def _caller(body: str) -> str:
     """'(migrate_folio_move+0x29f/0x330 <- rmap_walk_anon)' -> migrate_folio_move."""
     m = re.match(r"\((\w+)[+\w/]* <- ", body)
     return m.group(1) if m else ""
 
 
-def _function_of_locked(fields: dict[str, str]) -> str:
+def function_of_locked(fields: dict[str, str]) -> str:
     locked = fields.get("locked", "false").lower()
     return "rmap_walk_locked" if locked in ("true", "1", "0x1") else "rmap_walk"
 

@@ -36,14 +36,17 @@ def parse_duration(value: str, unit: str) -> int:
     return int(whole) * scale + int(frac.ljust(9, "0")[:9]) * scale // 1_000_000_000
 
 
-def graph_walks(text: str, pid: int) -> events.Pairing:
+def graph_walks(
+    text: str, pid: int, functions: dict[str, str] | None = None
+) -> events.Pairing:
+    functions = functions or events.WALK_FUNCTIONS
     out = events.Pairing()
     for line in text.splitlines():
         m = _LEAF.match(line)
         if not m:
             continue
         func = m.group("leaf") or m.group("tail")
-        if func not in events.WALK_FUNCTIONS:
+        if func not in functions:
             continue
         out.walks.append(
             events.Walk(
@@ -51,7 +54,7 @@ def graph_walks(text: str, pid: int) -> events.Pairing:
                 duration_ns=parse_duration(m.group("dur"), m.group("unit")),
                 pid=int(m.group("pid")) if m.group("pid") else pid,
                 function="rmap_walk",  # function_graph records no arguments
-                page_type=events.WALK_FUNCTIONS[func],
+                page_type=functions[func],
             )
         )
     return out
@@ -60,8 +63,10 @@ def graph_walks(text: str, pid: int) -> events.Pairing:
 class FunctionGraph:
     name = "fgraph"
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, functions: dict[str, str] | None = None) -> None:
         self.pid = pid
+        # What to time; another function for the calibration (tracing/calibrate.py).
+        self.functions = functions or events.WALK_FUNCTIONS
 
     def check(self, tfs: TraceFS) -> None:
         tracers = (tfs.root / "available_tracers").read_text().split()
@@ -70,7 +75,7 @@ class FunctionGraph:
 
     def arm(self, tfs: TraceFS, inst: Instance) -> Description:
         try:
-            write(inst.path / "set_ftrace_filter", " ".join(events.WALK_FUNCTIONS))
+            write(inst.path / "set_ftrace_filter", " ".join(self.functions))
             write(inst.path / "set_ftrace_pid", str(self.pid))
             for option, value in (
                 ("funcgraph-tail", "1"),
@@ -92,7 +97,7 @@ class FunctionGraph:
             "mono",
             1,
             "function_graph in the instance, filtered to "
-            + ", ".join(events.WALK_FUNCTIONS)
+            + ", ".join(self.functions)
             + " and the test's pid",
         )
 
@@ -102,4 +107,4 @@ class FunctionGraph:
         self.pid = pids[0]
 
     def walks(self, trace_text: str) -> events.Pairing:
-        return graph_walks(trace_text, self.pid)
+        return graph_walks(trace_text, self.pid, self.functions)

@@ -47,11 +47,42 @@ class HistPair:
         )
 
 
+@dataclass(frozen=True)
+class KeyedPair:
+    """Start and end events of one walk paired by fields they share (the
+    proposed tracepoints' raw folio and rwc pointers): the synthetic event
+    carries the latency and the keys, raw."""
+
+    synth: str
+    entry: tuple[str, str]
+    exit: tuple[str, str]
+    keys: tuple[str, ...]  # the events' field names, e.g. ("folio_addr", "rwc_addr")
+    tag: str = "k"
+
+    def fields(self) -> str:
+        return "u64 lat; " + "; ".join(f"u64 {name}" for name in SYNTH_KEY_NAMES[: len(self.keys)])
+
+    def entry_trigger(self) -> str:
+        return f"hist:keys={','.join(self.keys)}:ts{self.tag}=common_timestamp"
+
+    def exit_trigger(self) -> str:
+        t = self.tag
+        sys_, ev = self.entry
+        return (
+            f"hist:keys={','.join(self.keys)}:lat{t}=common_timestamp-$ts{t}:"
+            f"onmatch({sys_}.{ev}).trace({self.synth},$lat{t},{','.join(self.keys)})"
+        )
+
+
+# The synthetic event's names for KeyedPair's keys, in order.
+SYNTH_KEY_NAMES = ("folio", "rwc")
+
+
 def hist_supported(tfs: TraceFS) -> bool:
     return (tfs.root / "synthetic_events").exists()
 
 
-def arm_pair(tfs: TraceFS, inst: Instance, pair: HistPair) -> None:
+def arm_pair(tfs: TraceFS, inst: Instance, pair: HistPair | KeyedPair) -> None:
     """Create the synthetic event, enable it in the instance and attach the
     two triggers. Every step is journaled; undo runs in reverse order
     (triggers, then enables, then the synthetic event itself)."""

@@ -29,10 +29,16 @@ HAS_LOCKED_ARG = {"rmap_walk_anon", "rmap_walk_file"}  # (folio, rwc, locked)
 class DynamicProbe:
     """kind "fprobe" (f:, Linux 6.7+) or "kprobe" (p:/r:)."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, functions: dict[str, str] | None = None, tag: str = "") -> None:
+        """`functions`: what to probe (function -> page type), the three
+        walk functions unless told (the calibration aims the same
+        machinery at an empty function: tracing/calibrate.py); `tag` keeps
+        a second set's hist variables apart."""
         assert kind in ("fprobe", "kprobe")
         self.name = kind
         self.group = f"rmapbench_{os.getpid()}"
+        self.functions = functions or events.WALK_FUNCTIONS
+        self.tag = tag
         self._btf = False
         self._hist = False
 
@@ -46,7 +52,11 @@ class DynamicProbe:
                 if self.name == "fprobe"
                 else "no kprobe events (CONFIG_KPROBE_EVENTS)"
             )
-        self._btf = "<argname>" in tracefs.readme(tfs.root)
+        # BTF names are the walk functions' own; another function is
+        # probed with the same number of fetches, by position.
+        self._btf = "<argname>" in tracefs.readme(tfs.root) and (
+            self.functions is events.WALK_FUNCTIONS
+        )
 
     # -- arming -------------------------------------------------------------
     def _args(self, func: str) -> str:
@@ -56,7 +66,7 @@ class DynamicProbe:
         else:
             args = f"folio=$arg1:x64 mapping=+{FOLIO_MAPPING_OFFSET}($arg1):x64"
             locked = "locked=$arg3:u8"
-        return f"{args} {locked}" if func in HAS_LOCKED_ARG else args
+        return f"{args} {locked}" if _with_locked(func) else args
 
     def _definitions(self, func: str) -> tuple[str, str]:
         entry, exit_ = _event_names(func)
@@ -71,7 +81,7 @@ class DynamicProbe:
         )
 
     def arm(self, tfs: TraceFS, inst: Instance) -> Description:
-        for func in events.WALK_FUNCTIONS:
+        for func in self.functions:
             for definition in self._definitions(func):
                 name = definition.split()[0].split("/", 1)[1]
                 try:
@@ -81,18 +91,18 @@ class DynamicProbe:
         self._hist = hist.hist_supported(tfs)
         if self._hist:
             try:
-                for i, func in enumerate(events.WALK_FUNCTIONS):
+                for i, func in enumerate(self.functions):
                     hist.arm_pair(tfs, inst, self._pair(func, i))
             except TraceError as e:
                 # Without hist triggers (CONFIG_HIST_TRIGGERS) pairing falls
                 # back to user space at the text output's microseconds.
                 log.warning("in-kernel pairing unavailable, pairing in user space: %s", e)
                 self._hist = False
-        for func in events.WALK_FUNCTIONS:
+        for func in self.functions:
             for ev in _event_names(func):
                 inst.enable(self.group, ev)
         args = "BTF arguments" if self._btf else "raw offsets"
-        where = ", ".join(events.WALK_FUNCTIONS)
+        where = ", ".join(self.functions)
         if self._hist:
             return Description(
                 self.name, "mono", 1, f"{where}; {args}; paired in kernel (hist/synthetic)"
@@ -107,8 +117,8 @@ class DynamicProbe:
             synth=f"{self.group}_{func}",
             entry=(self.group, entry),
             exit=(self.group, exit_),
-            tag=str(index),
-            locked=func in HAS_LOCKED_ARG,
+            tag=f"{self.tag}{index}",
+            locked=_with_locked(func),
         )
 
     # -- collecting ---------------------------------------------------------
@@ -116,13 +126,13 @@ class DynamicProbe:
         parsed = list(events.parse(trace_text))
         raw = events.pair_entry_exit(
             parsed,
-            {_event_names(f)[0]: f for f in events.WALK_FUNCTIONS},
-            {_event_names(f)[1]: f for f in events.WALK_FUNCTIONS},
+            {_event_names(f)[0]: f for f in self.functions},
+            {_event_names(f)[1]: f for f in self.functions},
         )
         if not self._hist:
             return raw
         exact = events.synthetic_walks(
-            parsed, {f"{self.group}_{f}": f for f in events.WALK_FUNCTIONS}
+            parsed, {f"{self.group}_{f}": f for f in self.functions}
         )
         # The raw entry/exit events are still recorded: they tell walks that
         # never finished, and where each walk returned to.
@@ -130,6 +140,12 @@ class DynamicProbe:
         exact.unmatched_exits = raw.unmatched_exits
         exact.unfinished = raw.unfinished
         return exact
+
+
+def _with_locked(func: str) -> bool:
+    """The walks with a `locked` argument; a calibration function gets the
+    same fetch (whatever its third argument holds) so its cost is alike."""
+    return func in HAS_LOCKED_ARG or func not in events.WALK_FUNCTIONS
 
 
 def _event_names(func: str) -> tuple[str, str]:

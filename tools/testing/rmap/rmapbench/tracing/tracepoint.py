@@ -4,15 +4,56 @@
 - v5-v7: `rmap:rmap_walk_start` / `rmap:rmap_walk_end`, paired by (folio, rwc).
 
 The form is recognised from the events' format files, not from a version.
+
+Both forms carry the raw folio and rwc pointers in the ring buffer (the
+fields folio_addr/rwc_addr, or folio/rwc in earlier drafts), but print
+them with %p, which the text output hashes: a hashed folio cannot be told
+from the target's frame. So the instance's `hash-ptr` option is turned
+off (its trace prints %p as %px; the option dies with the instance), and
+the start/end form is paired in the kernel: a hist trigger on the start
+event keyed by the raw (folio, rwc) stores common_timestamp, the end
+event's computes the latency and feeds a synthetic event carrying it and
+the raw keys (1 ns, the instance's mono clock). The start/end events stay
+enabled: their text gives each walk's page type and `locked`, matched by
+(folio, rwc) in order. Without hist triggers (CONFIG_HIST_TRIGGERS,
+CONFIG_SYNTH_EVENTS) the pairing falls back to user space at the text's
+microseconds. v4 needs no pairing: duration_ns is measured in the kernel.
 """
 
 from __future__ import annotations
 
-from rmapbench.tracing import events
+import logging
+import os
+import re
+from collections import defaultdict, deque
+from dataclasses import replace
+
+from rmapbench.tracing import events, hist
 from rmapbench.tracing.backend import Description, Unavailable
-from rmapbench.tracing.tracefs import Instance, TraceFS
+from rmapbench.tracing.events import Event, Pairing, Walk
+from rmapbench.tracing.tracefs import Instance, TraceError, TraceFS, write
+
+log = logging.getLogger(__name__)
 
 SYSTEM = "rmap"
+START, END = "rmap_walk_start", "rmap_walk_end"
+_FIELD_NAME = re.compile(r"field:[^;]*?\b(\w+);")
+
+
+def key_fields(fmt: str) -> tuple[str, str]:
+    """The raw folio and rwc field names in an event's format file."""
+    names = _FIELD_NAME.findall(fmt)
+    folio = next((n for n in ("folio_addr", "folio") if n in names), "folio")
+    rwc = next((n for n in ("rwc_addr", "rwc") if n in names), "rwc")
+    return folio, rwc
+
+
+def raw_pointer(value: str | None) -> int | None:
+    """A %px pointer (kernel addresses: ffff...), or None for a hashed %p."""
+    if not value:
+        return None
+    v = value.lower().removeprefix("0x")
+    return int(v, 16) if v.startswith("ffff") else None
 
 
 class Tracepoint:
@@ -20,32 +61,130 @@ class Tracepoint:
 
     def __init__(self) -> None:
         self.form: str | None = None
+        self.keys: tuple[str, str] = ("folio", "rwc")
+        self.raw = False  # hash-ptr is off: the text's pointers are raw
+        self.paired_in_kernel = False
+        self.synth = f"rmapbench_{os.getpid()}_rmap_walk"
 
     def check(self, tfs: TraceFS) -> None:
         if tfs.has_event(SYSTEM, "rmap_walk") and "duration_ns" in tfs.event_format(
             SYSTEM, "rmap_walk"
         ):
             self.form = "duration"
-        elif tfs.has_event(SYSTEM, "rmap_walk_start") and tfs.has_event(SYSTEM, "rmap_walk_end"):
+            self.keys = key_fields(tfs.event_format(SYSTEM, "rmap_walk"))
+        elif tfs.has_event(SYSTEM, START) and tfs.has_event(SYSTEM, END):
             self.form = "start_end"
+            self.keys = key_fields(tfs.event_format(SYSTEM, START))
         else:
             raise Unavailable(
                 "no rmap:rmap_walk tracepoint (a kernel with the proposed rmap "
                 "tracepoint patches is needed)"
             )
 
+    def _raw_pointers(self, inst: Instance) -> None:
+        option = inst.path / "options" / "hash-ptr"
+        if option.exists():
+            try:
+                write(option, "0")
+                self.raw = True
+            except TraceError as e:
+                log.warning("hash-ptr stays on, folios are hashed: %s", e)
+
     def arm(self, tfs: TraceFS, inst: Instance) -> Description:
+        self._raw_pointers(inst)
+        ident = "raw folio" if self.raw else "hashed folio (target by page type)"
         if self.form == "duration":
             inst.enable(SYSTEM, "rmap_walk")
-            return Description(self.name, "in-kernel duration_ns", 1, "rmap:rmap_walk (v4)")
-        inst.enable(SYSTEM, "rmap_walk_start")
-        inst.enable(SYSTEM, "rmap_walk_end")
+            return Description(
+                self.name, "in-kernel duration_ns", 1, f"rmap:rmap_walk (v4); {ident}"
+            )
+        if hist.hist_supported(tfs):
+            try:
+                pair = hist.KeyedPair(self.synth, (SYSTEM, START), (SYSTEM, END), self.keys)
+                hist.arm_pair(tfs, inst, pair)
+                self.paired_in_kernel = True
+            except TraceError as e:
+                log.warning("in-kernel pairing unavailable, pairing in user space: %s", e)
+        inst.enable(SYSTEM, START)
+        inst.enable(SYSTEM, END)
+        if self.paired_in_kernel:
+            return Description(
+                self.name,
+                "mono",
+                1,
+                f"rmap:rmap_walk_start/end (v5-v7), paired in kernel by raw folio and rwc "
+                f"(hist/synthetic); {ident}",
+            )
         return Description(
-            self.name, "mono", 1000, "rmap:rmap_walk_start/end (v5-v7), paired by folio and rwc"
-        )
+            self.name, "mono", 1000,
+            f"rmap:rmap_walk_start/end (v5-v7), paired by folio and rwc in user space; {ident}",
+        )  # fmt: skip
 
-    def walks(self, trace_text: str) -> events.Pairing:
-        parsed = events.parse(trace_text)
+    def walks(self, trace_text: str) -> Pairing:
+        parsed = list(events.parse(trace_text))
         if self.form == "duration":
-            return events.walks_with_duration(parsed, "rmap_walk")
-        return events.pair_start_end(parsed, "rmap_walk_start", "rmap_walk_end")
+            return with_folios(events.walks_with_duration(parsed, "rmap_walk"), parsed, "rmap_walk")
+        raw = with_folios(events.pair_start_end(parsed, START, END), parsed, END)
+        if not self.paired_in_kernel:
+            return raw
+        exact = in_kernel_walks(parsed, self.synth, END)
+        exact.unmatched_exits += raw.unmatched_exits
+        exact.unfinished = raw.unfinished
+        return exact
+
+
+def with_folios(p: Pairing, parsed: list[Event], name: str) -> Pairing:
+    """Give walks the raw folio of the event that ended them (None while
+    hash-ptr hashes them)."""
+    ends = [ev for ev in parsed if ev.name == name]
+    out = []
+    for w, ev in zip(p.walks, _ends_of(p.walks, ends), strict=True):
+        folio = raw_pointer(ev.fields.get("folio")) if ev is not None else None
+        out.append(replace(w, folio=folio))
+    return Pairing(out, p.unmatched_exits, p.unfinished)
+
+
+def _ends_of(walks: list[Walk], ends: list[Event]) -> list[Event | None]:
+    """The end event of each walk: the next end with its timestamp and pid."""
+    out: list[Event | None] = []
+    i = 0
+    for w in walks:
+        while i < len(ends) and (ends[i].ts_ns != w.end_ns or ends[i].pid != w.pid):
+            i += 1
+        out.append(ends[i] if i < len(ends) else None)
+        i += 1
+    return out
+
+
+def in_kernel_walks(parsed: list[Event], synth: str, end: str) -> Pairing:
+    """Walks from the synthetic events (latency at 1 ns, raw folio and rwc),
+    with page type and `locked` from the end event of the same (folio, rwc),
+    taken in order."""
+    pending: dict[tuple[int, int], deque[Event]] = defaultdict(deque)
+    out = Pairing()
+    for ev in parsed:
+        if ev.name == end:
+            f, r = raw_pointer(ev.fields.get("folio")), raw_pointer(ev.fields.get("rwc"))
+            if f is not None and r is not None:
+                pending[(f, r)].append(ev)
+            continue
+        if ev.name != synth or "lat" not in ev.fields:
+            continue
+        lat = events.to_int(ev.fields["lat"])
+        folio, rwc = events.to_int(ev.fields["folio"]), events.to_int(ev.fields["rwc"])
+        queue = pending.get((folio, rwc))
+        if lat >= 1 << 63 or not queue:  # negative (a clear mid-walk), or no end seen
+            out.unmatched_exits += 1
+            continue
+        e = queue.popleft()
+        out.walks.append(
+            Walk(
+                end_ns=e.ts_ns,
+                duration_ns=lat,
+                pid=ev.pid,
+                function=events.function_of_locked(e.fields),
+                page_type=events.page_type_of(e.fields),
+                folio=folio,
+            )
+        )
+    return out

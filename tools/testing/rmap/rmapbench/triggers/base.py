@@ -53,6 +53,12 @@ class Firing:
     done: bool = False
 
     @classmethod
+    def refused(cls, syscall_ns: int, errno_: int | None) -> Firing:
+        """The trigger's call failed (madvise, msync, the debugfs write):
+        status -errno, not done."""
+        return cls(syscall_ns, status=-(errno_ or 0), done=False)
+
+    @classmethod
     def migration(cls, syscall_ns: int, from_node: int, to_node: int, status: int) -> Firing:
         """A move_pages() firing: done when the status says the page is on
         to_node (else it is -errno or the node it stayed on)."""
@@ -70,6 +76,15 @@ class Trigger:
     # sampling window): then no walk has to fit inside it.
     walks_inside_cost: ClassVar[bool] = True
     harmless: ClassVar[bool] = True
+    # The walks of the target a firing that did its job makes, by the
+    # function that starts them (tracing/events.py caller_of()), in the
+    # order they finish; a firing without them failed, whatever its call
+    # returned.
+    expected_callers: ClassVar[tuple[str, ...]] = ()
+    # True when one firing may try again inside the kernel (migrate_pages()
+    # retries a folio up to 10 times): the walks of the tries before the
+    # last are retry walks, kept apart from the latency statistics.
+    retries: ClassVar[bool] = False
 
     def check(self) -> None:
         """Raise TriggerUnavailable when the machine lacks what it needs.

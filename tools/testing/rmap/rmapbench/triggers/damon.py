@@ -102,6 +102,7 @@ class DamonTrigger(Trigger):
     name = "damon"
     effect = LEAVES
     cost_name = "sampling window"
+    expected_callers = ("damon_folio_young", "damon_folio_mkold")
     # The window opens while kdamond sleeps, but on a loaded machine the
     # clear can come late, after a walk has begun.
     walks_inside_cost = False

@@ -19,6 +19,8 @@ class MigrateTrigger(Trigger):
     name = "migrate"
     effect = MOVES
     cost_name = "move_pages"
+    expected_callers = ("try_to_migrate", "remove_migration_ptes")
+    retries = True
 
     def __init__(self) -> None:
         self.nodes = mm.online_nodes()

@@ -25,6 +25,7 @@ class MsyncTrigger(Trigger):
     name = "msync"
     effect = LEAVES
     cost_name = "msync"
+    expected_callers = ("folio_mkclean",)
 
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "flags": "MS_SYNC"}
@@ -37,7 +38,10 @@ class MsyncTrigger(Trigger):
         byte = ctypes.c_ubyte.from_address(addr)
         byte.value = byte.value  # a write fault, same content
         t0 = time.perf_counter_ns()
-        mm.msync(page, mm.PAGE_SIZE, mm.MS_SYNC)
+        try:
+            mm.msync(page, mm.PAGE_SIZE, mm.MS_SYNC)
+        except mm.MMError as e:  # a failed trigger: counted and reported
+            return Firing.refused(time.perf_counter_ns() - t0, e.errno)
         t1 = time.perf_counter_ns()
         info = mm.page_info(os.getpid(), addr)
         return Firing(t1 - t0, done=info.present and not info.has(mm.KPF_DIRTY))

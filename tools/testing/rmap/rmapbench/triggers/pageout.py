@@ -34,6 +34,7 @@ class PageoutTrigger(Trigger):
     name = "pageout"
     effect = UNMAPS
     cost_name = "madvise(PAGEOUT)"
+    expected_callers = ("try_to_unmap",)
 
     def __init__(self, backing: str) -> None:
         self.backing = backing
@@ -58,6 +59,9 @@ class PageoutTrigger(Trigger):
     def fire(self, addr: int) -> Firing:
         page = addr - addr % mm.PAGE_SIZE
         t0 = time.perf_counter_ns()
-        mm.madvise(page, mm.PAGE_SIZE, mm.MADV_PAGEOUT)
+        try:
+            mm.madvise(page, mm.PAGE_SIZE, mm.MADV_PAGEOUT)
+        except mm.MMError as e:  # e.g. EINVAL on an mlocked page: a failed trigger
+            return Firing.refused(time.perf_counter_ns() - t0, e.errno)
         t1 = time.perf_counter_ns()
         return Firing(t1 - t0, done=not mm.page_info(os.getpid(), addr).present)

@@ -27,6 +27,8 @@ class SoftOfflineTrigger(Trigger):
     name = "soft-offline"
     effect = MOVES
     cost_name = "madvise(SOFT_OFFLINE)"
+    expected_callers = ("try_to_migrate", "remove_migration_ptes")
+    retries = True
     harmless = False
 
     def __init__(self) -> None:
@@ -59,7 +61,10 @@ class SoftOfflineTrigger(Trigger):
         page = addr - addr % mm.PAGE_SIZE
         before = mm.page_info(os.getpid(), addr).pfn
         t0 = time.perf_counter_ns()
-        mm.madvise(page, mm.PAGE_SIZE, mm.MADV_SOFT_OFFLINE)
+        try:
+            mm.madvise(page, mm.PAGE_SIZE, mm.MADV_SOFT_OFFLINE)
+        except mm.MMError as e:  # EBUSY: the page could not be migrated
+            return Firing.refused(time.perf_counter_ns() - t0, e.errno)
         t1 = time.perf_counter_ns()
         after = mm.page_info(os.getpid(), addr).pfn
         self.retired += after != before

@@ -32,6 +32,7 @@ class SplitTrigger(Trigger):
     name = "split"
     effect = LEAVES
     cost_name = "split_huge_pages"
+    expected_callers = ("try_to_migrate", "remove_migration_ptes")
 
     def check(self) -> None:
         if not SPLIT.exists():
@@ -56,7 +57,10 @@ class SplitTrigger(Trigger):
         fd = os.open(SPLIT, os.O_WRONLY)
         try:
             t0 = time.perf_counter_ns()
-            os.write(fd, command.encode())
+            try:
+                os.write(fd, command.encode())
+            except OSError as e:
+                return Firing.refused(time.perf_counter_ns() - t0, e.errno)
             t1 = time.perf_counter_ns()
         finally:
             os.close(fd)

@@ -1,0 +1,165 @@
+"""The probe's own cost inside the timed window, measured on the running
+kernel with the backend's own machinery.
+
+A probed walk's latency is the time between two timestamps: the entry
+event's (taken while the entry handler writes its event) and the exit
+event's. What the handlers do after the first and before the second -
+fetching arguments, committing the event, running the hist trigger that
+stores the start time, the return trampoline - is inside the interval
+though it is no part of the walk. Under TCG that is tens of microseconds,
+as much as a whole anonymous walk.
+
+The calibration times an interval that is as empty as the kernel allows
+with exactly the same machinery: the backend's probes (the same kind, the
+same argument fetches, the same in-kernel pairing, in a trace instance of
+its own) on a function that does almost nothing, __do_sys_getppid(),
+entered by calling getppid() `firings` times. Its median is the cost per
+walk (`cost_ns`); half its interquartile range is the uncertainty. The
+interval still holds getppid's own body (a few loads: tens of ns on
+hardware, under a microsecond under TCG), so the correction errs towards
+too large by at most that; `body_bound_ns` bounds it from above by the
+wall time of a whole unprobed getppid() call, system call entry and exit
+included.
+
+The v4 tracepoint measures duration_ns inside the kernel around the walk
+alone: nothing to correct. The v5-v7 start/end form is calibrated with
+the stock syscalls:sys_enter_getppid/sys_exit_getppid tracepoints paired
+the same way; without them it is reported unavailable.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from rmapbench.ksft import stats
+from rmapbench.machine.knobs import Journal
+from rmapbench.tracing import tracefs
+from rmapbench.tracing.backend import Backend, Unavailable
+from rmapbench.tracing.events import Pairing
+from rmapbench.tracing.fgraph import FunctionGraph
+from rmapbench.tracing.probes import DynamicProbe
+from rmapbench.tracing.tracefs import TraceError
+
+FUNCTION = "__do_sys_getppid"
+FIRINGS = 200
+BATCH = 25  # calls between reads: far below what a 64 KiB buffer holds
+
+
+@dataclass(frozen=True)
+class Calibration:
+    backend: str
+    method: str
+    function: str
+    firings: int  # timed empty intervals
+    cost_ns: int  # their median: the correction per walk
+    p25_ns: int
+    p75_ns: int
+    uncertainty_ns: int  # half the interquartile range
+    body_bound_ns: int | None = None  # an unprobed getppid() call's median wall time
+    unavailable: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        if self.unavailable:
+            return {"backend": self.backend, "unavailable": self.unavailable}
+        return asdict(self) | {"unavailable": None}
+
+
+def unavailable(backend: str, why: str) -> Calibration:
+    return Calibration(backend, "", "", 0, 0, 0, 0, 0, None, why)
+
+
+def none_needed(backend: str, method: str) -> Calibration:
+    return Calibration(backend, method, "", 0, 0, 0, 0, 0)
+
+
+def summarise(backend: str, method: str, function: str, durations: list[int],
+              body_bound_ns: int | None) -> Calibration:  # fmt: skip
+    """The arithmetic: median, quartiles (type 7), half the IQR."""
+    if not durations:
+        return unavailable(backend, f"no interval of {function} was timed")
+    p25, p75 = stats.percentile(durations, 25), stats.percentile(durations, 75)
+    return Calibration(
+        backend,
+        method,
+        function,
+        len(durations),
+        round(statistics.median(durations)),
+        round(p25),
+        round(p75),
+        round((p75 - p25) / 2),
+        body_bound_ns,
+    )
+
+
+def unprobed_call_ns(call: Callable[[], object] = os.getppid, n: int = FIRINGS) -> int:
+    """Median wall time of one unprobed call: an upper bound on its body."""
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        call()
+        times.append(time.perf_counter_ns() - t0)
+    return round(statistics.median(times))
+
+
+def run(make: Callable[[], Backend], method: str, buffer_kb: int = 256,
+        firings: int = FIRINGS, function: str = FUNCTION) -> Calibration:  # fmt: skip
+    """Arm `make()` (a backend aimed at `function`) in an instance of its
+    own, call getppid() `firings` times, and time the intervals."""
+    backend = make()
+    try:
+        with Journal(tag="calibrate") as journal:
+            tfs, inst = tracefs.private_instance(journal, buffer_kb, tag="calibrate")
+            backend.check(tfs)
+            backend.arm(tfs, inst)
+            follow = getattr(backend, "follow", None)
+            if follow is not None:
+                follow(inst, [os.getpid()])
+            durations: list[int] = []
+            done = 0
+            while done < firings:
+                inst.clear()
+                n = min(BATCH, firings - done)
+                for _ in range(n):
+                    os.getppid()
+                done += n
+                if inst.lost_events():
+                    continue
+                pairing: Pairing = backend.walks(inst.read())
+                durations += [w.duration_ns for w in pairing.walks]
+    except (Unavailable, TraceError, OSError) as e:
+        return unavailable(backend.name, str(e))
+    return summarise(backend.name, method, function, durations, unprobed_call_ns())
+
+
+# The calibration's "walk function": probed like a walk, page type unused.
+TARGETS = {FUNCTION: "calibration"}
+
+
+def for_backend(backend: Backend, buffer_kb: int = 256, firings: int = FIRINGS) -> Calibration:
+    """The cost inside the timed window of the backend that timed the walks
+    (already armed: the calibration's probes go beside its own)."""
+    name = backend.name
+    if isinstance(backend, DynamicProbe):
+        kind = name
+        return run(
+            lambda: DynamicProbe(kind, TARGETS, tag="c"),
+            f"{kind} entry/exit events on {FUNCTION} with the walks' fetches and pairing",
+            buffer_kb,
+            firings,
+        )
+    if isinstance(backend, FunctionGraph):
+        return run(
+            lambda: FunctionGraph(os.getpid(), TARGETS),
+            f"function_graph in an instance of its own, filtered to {FUNCTION}",
+            buffer_kb,
+            firings,
+        )
+    if name == "tracepoint":
+        if getattr(backend, "form", None) == "duration":
+            return none_needed(name, "duration_ns is measured in the kernel around the walk alone")
+        return unavailable(name, "no calibration for the start/end form without an rmap kernel")
+    return unavailable(name, "the backend times no walks")
