@@ -101,3 +101,28 @@ def test_other_programs_come_after_the_suite_in_name_order() -> None:
     text = table([doc("zz_extra"), doc("rmap_file"), doc("aa_extra"), doc("rmap_ksm")])
     assert [line.split()[0] for line in text.splitlines()[1:]] == [
         "rmap_ksm", "rmap_file", "aa_extra", "zz_extra"]
+
+
+def test_a_row_per_caller_of_the_walks() -> None:
+    doc = {"schema": results.SCHEMA, "program": "rmap_anon", "status": "pass",
+           "backend": {"name": "fprobe"},
+           "scenarios": [{"name": "anon", "walks": walks(4, 50_000, 90_000, 99_000, 99_000),
+                          "syscall": walks(2, 1_000_000, 1_000_000, 1_000_000, 1_000_000),
+                          "walks_by_caller": [
+                              {"caller": "try_to_migrate",
+                               "walks": walks(2, 90_000, 95_000, 99_000, 99_000)},
+                              {"caller": "remove_migration_ptes",
+                               "walks": walks(2, 12_000, 13_000, 14_000, 14_000)},
+                              {"caller": "never_seen", "walks": {"count": 0}}]}]}
+    got = rows([doc])
+    assert [r[0] for r in got] == ["anon", "  try_to_migrate", "  remove_migration_ptes"]
+    assert got[1][2:7] == ("2", "90 us", "95 us", "99 us", "99 us")
+    metrics = results.metrics({**doc, "scenarios": [{
+        **doc["scenarios"][0],
+        "walks_corrected": walks(4, 47_000, 87_000, 96_000, 96_000),
+        "failed_triggers": {"count": 1}}]})
+    assert metrics["anon_walks_try_to_migrate_p50"] == (90_000, "ns")
+    assert metrics["anon_walks_remove_migration_ptes_p99"] == (14_000, "ns")
+    assert "anon_walks_never_seen_p50" not in metrics
+    assert metrics["anon_walks_corrected_p50"] == (47_000, "ns")
+    assert metrics["anon_failed_triggers"] == (1, "triggers")

@@ -54,7 +54,28 @@ def metrics(doc: dict[str, Any]) -> dict[str, tuple[float, str]]:
                 summary["count"],
                 "walks" if group == "walks" else "calls",
             )
+        out.update(_fidelity_metrics(name, sc))
         out.update(_visit_metrics(name, sc.get("visits") or {}))
+    return out
+
+
+def _fidelity_metrics(name: str, sc: dict[str, Any]) -> dict[str, tuple[float, str]]:
+    """Per caller of the walks, the probe-corrected walks and the triggers
+    that did not do their job (docs/json.md, issue #12)."""
+    out: dict[str, tuple[float, str]] = {}
+    for entry in sc.get("walks_by_caller") or []:
+        summary = entry.get("walks") or {}
+        if summary.get("count"):
+            for key in ("p50_ns", "p99_ns"):
+                label = f"{name}_walks_{slug(entry['caller'])}_{key.removesuffix('_ns')}"
+                out[label] = (summary[key], "ns")
+    corrected = sc.get("walks_corrected") or {}
+    if corrected.get("count"):
+        for key in ("p50_ns", "p99_ns"):
+            out[f"{name}_walks_corrected_{key.removesuffix('_ns')}"] = (corrected[key], "ns")
+    failed = sc.get("failed_triggers")
+    if failed is not None:
+        out[f"{name}_failed_triggers"] = (failed.get("count", 0), "triggers")
     return out
 
 

@@ -42,7 +42,22 @@ def rows(docs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
                     result,
                 )
             )
+            out.extend(_caller_rows(sc))
     return out
+
+
+def _caller_rows(sc: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One indented row per caller of the walks (docs/json.md
+    walks_by_caller): the two walks of a migration apart."""
+    rows: list[tuple[str, ...]] = []
+    for entry in sc.get("walks_by_caller") or []:
+        w = entry.get("walks") or {}
+        if not w.get("count"):
+            continue
+        rows.append((f"  {entry['caller']}", "", str(w["count"]),
+                     *(format_ns(w[k]) for k in ("p50_ns", "p90_ns", "p99_ns", "max_ns")),
+                     "", ""))  # fmt: skip
+    return rows
 
 
 # The suite's own programs first, in the order the runner runs them.
