@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(rest) != 1:
             print("rmapbench summary: error: give one result directory", file=sys.stderr)
             return EXIT_USAGE
-        print(summary.table(results.load_results(rest[0])))
+        print(summary.full(results.load_results(rest[0])))
         return 0
     if cmd == "vm":
         from rmapbench.guest import vm

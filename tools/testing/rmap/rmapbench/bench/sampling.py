@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from rmapbench.bench import crossval, measure
 from rmapbench.bench.build import Built
 from rmapbench.bench.preflight import Plan, Skip
-from rmapbench.ksft import stats
+from rmapbench.ksft import phases, stats
 from rmapbench.ksft.ktap import KTAP
 from rmapbench.tracing import select, tracefs
 from rmapbench.tracing.backend import Description, Unavailable
@@ -80,11 +80,11 @@ def sample(plan: Plan, built: Built, armed: Armed) -> Sampled:
     samples = measure.run(
         plan.trigger,
         built.addr,
-        plan.scenario.verify,
+        phases.timed(plan.scenario.verify, "verification"),
         armed.probe,
         plan.opts.warmup,
         plan.opts.samples,
-        progress(plan),
+        phases.after_warmup(progress(plan), plan.opts.warmup, "samples"),
     )
     return Sampled(samples, armed.probe is not None, armed.desc, _since(t0))
 

@@ -169,7 +169,7 @@ def _main(argv: list[str] | None) -> int:
         sys.stdout.flush()
         docs = results.load_results(share)
         if docs:
-            print("\n" + summary.table(docs))
+            print("\n" + summary.full(docs))
         if keep:
             print(f"\nresults in {share}", file=sys.stderr)
         return status

@@ -24,10 +24,12 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import TextIO
 
 from rmapbench.bench import cases
+from rmapbench.ksft import phases
 from rmapbench.ksft.cli import Parser, guarded, refuse
 from rmapbench.ksft.status import EXIT_TIMEOUT, KSFT_SKIP
 
@@ -75,10 +77,12 @@ def program_env() -> dict[str, str]:
 def run_one(prog: Path, extra: list[str], timeout: int, out: TextIO) -> int:
     args = shlex.split(os.environ.get(env_args_name(prog.name), "")) + extra
     cmd = ["./" + prog.name, *args]
+    env = program_env()
+    env[phases.SPAWNED_ENV] = repr(time.monotonic())  # the program's startup phase
     proc = subprocess.Popen(
         cmd,
         cwd=prog.parent,
-        env=program_env(),
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rmapbench.ksft import phases
 from rmapbench.machine import mm
 from rmapbench.machine.knobs import Journal, read_knob
 
@@ -87,6 +88,18 @@ def merge(
     timeout: float,
     pids: list[int] | None = None,
 ) -> MergeResult:
+    """_merge(), its time the program's `merge` phase (ksft/phases.py)."""
+    with phases.span("merge"):
+        return _merge(journal, target_addr, expected, timeout, pids)
+
+
+def _merge(
+    journal: Journal,
+    target_addr: int,
+    expected: int,
+    timeout: float,
+    pids: list[int] | None = None,
+) -> MergeResult:
     """Run ksmd until the target page (in this process) is a KSM page and the
     merged page count of every process in pids (default: this one) has
     stopped growing for a whole scan, then stop ksmd. expected is the count
@@ -149,6 +162,12 @@ def rmap_items(pid: int) -> int | None:
 
 
 def drain(journal: Journal, timeout: float = 30.0, baseline: int | None = None) -> None:
+    """_drain(), its time the program's `drain` phase (ksft/phases.py)."""
+    with phases.span("drain"):
+        _drain(journal, timeout, baseline)
+
+
+def _drain(journal: Journal, timeout: float = 30.0, baseline: int | None = None) -> None:
     """After our region is unmapped, let ksmd scan once more so it drops our
     rmap_items and stable nodes; the journal then puts run back. Without
     this, run=0 would leave our leftovers counted in pages_sharing.
