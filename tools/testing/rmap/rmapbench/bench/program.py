@@ -42,6 +42,9 @@ def main(program: str, case: str, argv: list[str] | None = None) -> int:
     absent = deps.missing()
     if absent:
         return deps.skip_all(program, cases.plan(opts.backend), absent)
+    from rmapbench.ksft import lean
+
+    lean.lean_tap()  # tap.tracker without tap's unittest runner and PyYAML
     from rmapbench.bench import pipeline  # imports tap.py and python-ptrace
 
     return pipeline.main(program, case, opts)
