@@ -25,7 +25,7 @@ from rmapbench.bench.cases import NOT_SELECTED, plan
 from rmapbench.bench.document import Document, Timing, TriggerEntry, backend_entries
 from rmapbench.bench.judge import Evidence, Verdict, judge
 from rmapbench.bench.preflight import Plan, Skip
-from rmapbench.ksft import options, phases, results
+from rmapbench.ksft import options, phases, precision, results
 from rmapbench.ksft.ktap import KSFT_PASS, KTAP
 from rmapbench.machine import knobs
 from rmapbench.machine.knobs import Interrupted, Journal
@@ -72,7 +72,11 @@ def main(program: str, scenario_name: str, opts: options.Options) -> int:
         ktap.diag(f"option {opt} does not apply to the {scenario_name} case; ignored")
     status = _run_guarded(program, scenario, opts, journal, ktap, cases, doc)
     if opts.results:
-        results.write_results(opts.results, {**doc.as_dict(), "phases": _phases(doc)})
+        rule = precision.CURRENT
+        sampling = rule.entry() if rule else precision.fixed_entry(opts.samples)
+        results.write_results(
+            opts.results, {**doc.as_dict(), "phases": _phases(doc), "sampling": sampling}
+        )
     return status
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from rmapbench.bench import crossval, measure
 from rmapbench.bench.build import Built
 from rmapbench.bench.preflight import Plan, Skip
-from rmapbench.ksft import phases, stats
+from rmapbench.ksft import phases, precision, stats
 from rmapbench.ksft.ktap import KTAP
 from rmapbench.tracing import select, tracefs
 from rmapbench.tracing.backend import Description, Unavailable
@@ -77,16 +77,50 @@ def sample(plan: Plan, built: Built, armed: Armed) -> Sampled:
         return Sampled(rounds[0].samples, True, desc, _since(t0), rounds)
     if armed.probe:
         armed.probe.follow(plan.trigger.pids())
+    rule, count, stop = _stopping(plan, armed)
     samples = measure.run(
         plan.trigger,
         built.addr,
         phases.timed(plan.scenario.verify, "verification"),
         armed.probe,
         plan.opts.warmup,
-        plan.opts.samples,
+        count,
         phases.after_warmup(progress(plan), plan.opts.warmup, "samples"),
+        stop,
     )
+    if rule is not None:
+        plan.ktap.diag(rule.line())
     return Sampled(samples, armed.probe is not None, armed.desc, _since(t0))
+
+
+def _stopping(
+    plan: Plan, armed: Armed
+) -> tuple[precision.Rule | None, int, Callable[[list[measure.Sample]], bool] | None]:
+    """--precision's rule, the most samples to take, and measure.run's stop
+    callback (none: the fixed --samples)."""
+    opts = plan.opts
+    if opts.precision is None:
+        return None, opts.samples, None
+    rule = precision.Rule(
+        opts.precision,
+        opts.min_samples or precision.MIN_SAMPLES_DEFAULT,
+        opts.max_samples or precision.MAX_SAMPLES_DEFAULT,
+    )
+    precision.CURRENT = rule
+    page_type = plan.scenario.page_type
+
+    def values(samples: list[measure.Sample]) -> list[int]:
+        if armed.probe is None:  # nothing timed but the trigger itself
+            return [s.firing.syscall_ns for s in samples if not s.warmup]
+        return [
+            w.duration_ns
+            for s in samples
+            if not s.warmup and not s.lost_events
+            for w in s.walks
+            if w.page_type == page_type
+        ]
+
+    return rule, rule.max_samples, precision.stopper(rule, opts.warmup, values)
 
 
 def _since(t0: float) -> float:
