@@ -10,6 +10,7 @@ scenario; parse() is told the case and the policies of every case."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 from collections.abc import Mapping
@@ -95,6 +96,9 @@ class CasePolicy:
 
 # Upper bounds: every process is a forked Python interpreter.
 MAX_PROCS = 512
+# benchmarks/scale.py raises the cap for its runs (in the guest only).
+with contextlib.suppress(ValueError):
+    MAX_PROCS = max(MAX_PROCS, int(os.environ.get("RMAPBENCH_MAX_PROCS", "0")))
 MAX_FORK_WIDTH = 64
 MAX_FORK_DEPTH = 8
 
