@@ -110,3 +110,17 @@ def test_options() -> None:
                 ["--precision", "0"], ["--precision", "5", "--backend", "all"]):
         with pytest.raises((UsageError, SystemExit)):
             parse(*bad)
+
+
+def test_bimodal_walks_are_judged_per_walk() -> None:
+    # A migration's two walks: try_to_migrate about 100 us, the remove walk
+    # about 15 us. Pooled, the median sits between the modes and its
+    # interval spans both; per walk, each is tight.
+    rng = random.Random(3)
+    first = [rng.gauss(100e3, 3e3) for _ in range(12)]
+    second = [rng.gauss(15e3, 0.4e3) for _ in range(12)]
+    pooled = precision.Rule(5.0, min_samples=10)
+    assert pooled.decide([v for pair in zip(first, second, strict=True) for v in pair], 12) is None
+    grouped = precision.Rule(5.0, min_samples=10)
+    assert grouped.decide([first, second], 12) == "precision"
+    assert grouped.detail["groups"] == 2 and len(grouped.detail["group_halfwidth_pct"]) == 2

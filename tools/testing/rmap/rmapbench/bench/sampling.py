@@ -109,16 +109,21 @@ def _stopping(
     precision.CURRENT = rule
     page_type = plan.scenario.page_type
 
-    def values(samples: list[measure.Sample]) -> list[int]:
+    def values(samples: list[measure.Sample]) -> list[list[int]]:
+        """The latencies so far, grouped by the walk's place in its sample
+        (the first and second walk of a migration are different walks)."""
         if armed.probe is None:  # nothing timed but the trigger itself
-            return [s.firing.syscall_ns for s in samples if not s.warmup]
-        return [
-            w.duration_ns
-            for s in samples
-            if not s.warmup and not s.lost_events
-            for w in s.walks
-            if w.page_type == page_type
-        ]
+            return [[s.firing.syscall_ns for s in samples if not s.warmup]]
+        groups: list[list[int]] = []
+        for s in samples:
+            if s.warmup or s.lost_events:
+                continue
+            walks = [w for w in s.walks if w.page_type == page_type]
+            for i, w in enumerate(walks):
+                if i == len(groups):
+                    groups.append([])
+                groups[i].append(w.duration_ns)
+        return groups
 
     return rule, rule.max_samples, precision.stopper(rule, opts.warmup, values)
 
