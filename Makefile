@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-unit lint clean
+.PHONY: setup run test test-unit lint clean bench-scale
 
 setup:
 	@./scripts/setup.sh
@@ -27,6 +27,11 @@ lint: setup
 	$(VENV)/bin/ruff check tools/testing/rmap tests
 	$(PY) -m mypy
 	shellcheck run_tests.sh scripts/*.sh .ci/run automated/linux/rmap/rmap.sh
+
+# The suite's own cost as scenarios grow (benchmarks/scale.py; not a test).
+BENCH_ARGS ?=
+bench-scale: setup
+	$(PY) benchmarks/scale.py $(BENCH_ARGS)
 
 clean:
 	$(MAKE) -C tools/testing/rmap clean

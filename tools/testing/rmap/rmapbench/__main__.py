@@ -39,7 +39,7 @@ def _summary(argv: list[str]) -> int:
         raise UsageError("give one result directory")
     ns = p.parse_args(argv)
     docs = results.load_results(ns.directory, keep_partial=True)
-    print(summary.table(docs))
+    print(summary.full(docs))
     unfinished = [f"{d['program']}: {why}" for d in docs if (why := results.partial(d))]
     if unfinished:
         raise ResultsError(f"{ns.directory}: partial results: " + "; ".join(unfinished))

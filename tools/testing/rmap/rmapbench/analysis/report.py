@@ -106,6 +106,13 @@ def _md_html(text: str) -> list[str]:
     return out
 
 
+def _phases(source: Source) -> str:
+    """Where each run's time went (the programs' `phases`), or ""."""
+    from rmapbench.ksft import summary
+
+    return summary.phase_table([r.doc for r in source.runs])
+
+
 def _walk_series(source: Source) -> dict[samples.Key, np.ndarray]:
     return samples.pooled(source.runs, ["walk"])
 
@@ -115,6 +122,9 @@ def source_section(rep: Report, source: Source, out: Path, n: int) -> None:
     kernels = sorted({str(r.doc.get("kernel", {}).get("release", "?")) for r in source.runs})
     accel = sorted({b.get("accel", "?") for b in (source.index or {}).get("boots", [])})
     rep.add("p", f"kernel {', '.join(kernels)}" + (f"; guest {', '.join(accel)}" if accel else ""))
+    phases = _phases(source)
+    if phases:
+        rep.add("pre", phases)
     series = _walk_series(source)
     if source.kind == "ab":
         by_side: dict[tuple[str, str], list[tuple[str, np.ndarray]]] = {}
@@ -240,6 +250,7 @@ def build(sources: list[Source], out: Path) -> Report:
         from rmapbench.ksft import summary
 
         rep.summary += [summary.table([r.doc for r in s.runs]) for s in sources]
+    rep.summary += [p for p in map(_phases, sources) if p]
     return rep
 
 

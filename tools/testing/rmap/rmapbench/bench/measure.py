@@ -59,8 +59,10 @@ def run(
     warmup: int,
     samples: int,
     progress: Callable[[Sample], None] | None = None,
+    stop: Callable[[list[Sample]], bool] | None = None,
 ) -> list[Sample]:
-    """Fire the trigger warmup + samples times; one Sample each."""
+    """Fire the trigger warmup + samples times; one Sample each. `stop`
+    (--precision) may end the run early: it is asked after each sample."""
     pid = os.getpid()
     out: list[Sample] = []
     for i in range(warmup + samples):
@@ -86,6 +88,8 @@ def run(
         out.append(sample)
         if progress:
             progress(sample)
+        if stop is not None and stop(out):
+            break
     return out
 
 

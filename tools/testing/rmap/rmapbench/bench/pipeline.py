@@ -25,7 +25,7 @@ from rmapbench.bench.cases import NOT_SELECTED, plan
 from rmapbench.bench.document import Document, Timing, TriggerEntry, backend_entries
 from rmapbench.bench.judge import Evidence, Verdict, judge
 from rmapbench.bench.preflight import Plan, Skip
-from rmapbench.ksft import options, results
+from rmapbench.ksft import options, phases, precision, results
 from rmapbench.ksft.ktap import KSFT_PASS, KTAP
 from rmapbench.machine import knobs
 from rmapbench.machine.knobs import Interrupted, Journal
@@ -60,6 +60,7 @@ def _setup_logging(verbose: bool) -> None:
 
 def main(program: str, scenario_name: str, opts: options.Options) -> int:
     """Run the case on options rmapbench.bench.program has checked."""
+    phases.begin("preflight")
     _setup_logging(opts.verbose)
     cases = plan(opts.backend)
     if opts.case and scenario_name not in opts.case:
@@ -78,7 +79,11 @@ def main(program: str, scenario_name: str, opts: options.Options) -> int:
     finally:
         # Also when reporting failed (the runner that read our output died).
         if opts.results:
-            results.write_results(opts.results, doc.as_dict())
+            rule = precision.CURRENT
+            sampling = rule.entry() if rule else precision.fixed_entry(opts.samples)
+            results.write_results(
+                opts.results, {**doc.as_dict(), "phases": _phases(doc), "sampling": sampling}
+            )
 
 
 def _run_guarded(
@@ -158,9 +163,11 @@ def _measure_and_restore(
         doc.trigger.described = case.trigger.describe()
         preflight.announce(case)
         case.trigger.quiesce(journal)
+        phases.begin("arm")
         armed = sampling.arm(case)
         return _measure(case, armed, started, doc)
     finally:
+        phases.begin("restore")
         for f in journal.restore():
             print(f"# {program}: could not restore {f}", file=sys.stderr)
 
@@ -170,16 +177,20 @@ def _measure(case: Plan, armed: sampling.Armed, started: float, doc: Document) -
     on every way out."""
     assert doc.trigger is not None
     try:
+        phases.begin("build")
         ksm = build.set_knobs(case)
         doc.scenario.knob_params = ksm.params
         built = build.build(case, ksm)
         doc.scenario.setup = built.setup
+        phases.begin("prepare")
         doc.trigger.learnt = build.prepare(case, built)
+        phases.begin("warmup")  # sampling.sample opens "samples" after the warm-up
         sampled = sampling.sample(case, built, armed)
         doc.scenario.measure_seconds = sampled.seconds
         # Separate, untimed: the visit probes would inflate the latency.
         vpass = None
         if case.opts.count_visits:
+            phases.begin("visits")
             vpass = visitcount.run_pass(
                 case.trigger,
                 built.addr,
@@ -191,6 +202,7 @@ def _measure(case: Plan, armed: sampling.Armed, started: float, doc: Document) -
     except SkipScenario as e:  # found out while building (a knob KSM refused)
         raise Skip(str(e)) from e
     finally:
+        phases.begin("teardown")
         case.scenario.teardown()
     return Measured(case, started, sampled, vpass)
 
@@ -198,6 +210,7 @@ def _measure(case: Plan, armed: sampling.Armed, started: float, doc: Document) -
 def _conclude(m: Measured, doc: Document) -> int:
     """Judge the measurements, report them, and record the verdict."""
     case, sampled = m.plan, m.sampled
+    phases.begin("report")
     doc.backend = sampled.desc
     verdict = judge(_evidence(m))
     report.samples(case, verdict.tally, sampled.traced)
@@ -212,7 +225,14 @@ def _conclude(m: Measured, doc: Document) -> int:
         doc.conclude("fail", "; ".join(verdict.reasons))
     if case.every_backend:
         _report_rounds(m, verdict, doc)
+    case.ktap.diag(phases.line(_phases(doc)))
     return case.ktap.finish()
+
+
+def _phases(doc: Document) -> dict[str, object]:
+    """The document's `phases` (docs/json.md): where the program's time went."""
+    timing = doc.scenario.timing
+    return phases.entry(phases.RECORDER.table(), timing.tally.walk_ns if timing else [])
 
 
 def _evidence(m: Measured) -> Evidence:

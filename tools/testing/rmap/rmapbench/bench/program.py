@@ -50,6 +50,9 @@ def _main(program: str, case: str, args: list[str]) -> int:
     absent = deps.missing()
     if absent:
         return deps.skip_all(program, cases.plan(opts.backend), absent)
+    from rmapbench.ksft import lean
+
+    lean.lean_tap()  # tap.tracker without tap's unittest runner and PyYAML
     from rmapbench.bench import pipeline  # imports tap.py and python-ptrace
 
     return pipeline.main(program, case, opts)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from rmapbench.bench import crossval, measure, tally
 from rmapbench.bench.build import Built
 from rmapbench.bench.preflight import Plan, Skip
-from rmapbench.ksft import stats
+from rmapbench.ksft import phases, precision, stats
 from rmapbench.ksft.ktap import KTAP
 from rmapbench.machine import ksm
 from rmapbench.machine.knobs import read_knob
@@ -84,15 +84,19 @@ def sample(plan: Plan, built: Built, armed: Armed) -> Sampled:
         )
     if armed.probe:
         armed.probe.follow(plan.trigger.pids())
+    rule, count, stop = _stopping(plan, armed)
     samples = measure.run(
         plan.trigger,
         built.addr,
-        plan.scenario.verify,
+        phases.timed(plan.scenario.verify, "verification"),
         armed.probe,
         plan.opts.warmup,
-        plan.opts.samples,
-        progress(plan),
+        count,
+        phases.after_warmup(progress(plan), plan.opts.warmup, "samples"),
+        stop,
     )
+    if rule is not None:
+        plan.ktap.diag(rule.line())
     cal = None
     if armed.probe:
         # After the samples, with the backend still armed: its probes stay
@@ -129,6 +133,41 @@ def ksmd_running() -> bool:
         return read_knob(ksm.KSM / "run") == "1"
     except OSError:
         return False
+
+
+def _stopping(
+    plan: Plan, armed: Armed
+) -> tuple[precision.Rule | None, int, Callable[[list[measure.Sample]], bool] | None]:
+    """--precision's rule, the most samples to take, and measure.run's stop
+    callback (none: the fixed --samples)."""
+    opts = plan.opts
+    if opts.precision is None:
+        return None, opts.samples, None
+    rule = precision.Rule(
+        opts.precision,
+        opts.min_samples or precision.MIN_SAMPLES_DEFAULT,
+        opts.max_samples or precision.MAX_SAMPLES_DEFAULT,
+    )
+    precision.CURRENT = rule
+    page_type = plan.scenario.page_type
+
+    def values(samples: list[measure.Sample]) -> list[list[int]]:
+        """The latencies so far, grouped by the walk's place in its sample
+        (the first and second walk of a migration are different walks)."""
+        if armed.probe is None:  # nothing timed but the trigger itself
+            return [[s.firing.syscall_ns for s in samples if not s.warmup]]
+        groups: list[list[int]] = []
+        for s in samples:
+            if s.warmup or s.lost_events:
+                continue
+            walks = [w for w in s.walks if w.page_type == page_type]
+            for i, w in enumerate(walks):
+                if i == len(groups):
+                    groups.append([])
+                groups[i].append(w.duration_ns)
+        return groups
+
+    return rule, rule.max_samples, precision.stopper(rule, opts.warmup, values)
 
 
 def _since(t0: float) -> float:

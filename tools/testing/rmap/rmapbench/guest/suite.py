@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from rmapbench.bench import cases, program
-from rmapbench.guest import config
+from rmapbench.guest import config, jobs
 from rmapbench.ksft import results, runner, summary
 from rmapbench.ksft.cli import Parser, UsageError, add_verbose, guarded, out_dir, replay_journals
 from rmapbench.ksft.status import EXIT_GUEST, EXIT_KERNEL
@@ -52,6 +52,14 @@ def parser() -> argparse.ArgumentParser:
         help="run only this case (repeatable); the same as --case after --",
     )
     add_verbose(p)
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the cases in up to N guests at once, each pinned to its own host CPUs "
+        "(default 1)",
+    )
     p.add_argument("test_args", nargs=argparse.REMAINDER, help="-- options for every test program")
     return p
 
@@ -142,6 +150,8 @@ def _main(argv: list[str] | None) -> int:
     # booted, as each selected program will check them: an unknown --case
     # or a malformed option is exit status 2 now.
     program.selected_programs(test_args)
+    if ns.jobs != 1:  # refused before a boot, like any bad option
+        jobs.plan(_programs(test_args), ns.jobs, jobs.host_cpus_per_guest(ns.accel, ns.cpus))
     try:
         g = config.from_namespace(ns)
     except ValueError as e:
@@ -161,7 +171,12 @@ def _main(argv: list[str] | None) -> int:
                     file=sys.stderr,
                 )
             try:
-                status = run_guest(g, args, share)
+                if ns.jobs > 1:
+                    status = jobs.run_suite(g, _programs(test_args), args, share, ns.jobs)
+                    if status == EXIT_GUEST:
+                        raise GuestFailed
+                else:
+                    status = run_guest(g, args, share)
             except GuestFailed:
                 # The error names share/console.log: keep it (and what came back).
                 keep = True
@@ -172,7 +187,7 @@ def _main(argv: list[str] | None) -> int:
         # Its own run's results, partial ones flagged in the table.
         docs = results.load_results(share, keep_partial=True)
         if docs:
-            print("\n" + summary.table(docs))
+            print("\n" + summary.full(docs))
         if keep:
             print(f"\nresults in {share}", file=sys.stderr)
         return status

@@ -31,7 +31,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from rmapbench.guest import config
+from rmapbench.guest import bytecode, config
 from rmapbench.guest.initramfs import cached_initramfs
 from rmapbench.guest.kernel import KernelError, KernelImage, pvh_vmlinux
 from rmapbench.guest.qemu import (
@@ -226,6 +226,7 @@ def run_in_guest(
         "RMAPBENCH_SHARE": str(share), **(env or {}),
     }  # fmt: skip
     initrd = cached_initramfs(kernel)
+    bytecode.precompile()  # the guest cannot write the bytecode it would compile
     vmlinux = pvh_vmlinux(kernel) or kernel.vmlinuz
     console_log.write_text("")
     with sigterm_raises(), tempfile.TemporaryDirectory(prefix="rmapbench-vm-") as tmp:

@@ -10,6 +10,7 @@ scenario; parse() is told the case and the policies of every case."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 from collections.abc import Mapping
@@ -52,6 +53,9 @@ class Options:
     trigger: str = "auto"
     allow_destructive: bool = False
     count_visits: bool = False
+    precision: float | None = None  # --precision PCT: stop once the median is that precise
+    min_samples: int | None = None  # with --precision (ksft/precision.py's defaults)
+    max_samples: int | None = None
     # Options given on the command line (dest names), for "does not apply".
     given: set[str] = field(default_factory=set)
 
@@ -93,6 +97,9 @@ class CasePolicy:
 
 # Upper bounds: every process is a forked Python interpreter.
 MAX_PROCS = 512
+# benchmarks/scale.py raises the cap for its runs (in the guest only).
+with contextlib.suppress(ValueError):
+    MAX_PROCS = max(MAX_PROCS, int(os.environ.get("RMAPBENCH_MAX_PROCS", "0")))
 MAX_FORK_WIDTH = 64
 MAX_FORK_DEPTH = 8
 
@@ -251,6 +258,26 @@ def build_parser(
         help="after the timed samples, a few untimed triggers counting the interval-tree "
         "visits of each walk and how many were skipped",
     )
+    p.add_argument(
+        "--precision",
+        type=_positive(float, 0.01),
+        metavar="PCT",
+        help="sample until the 95%% confidence interval of the walk median is within "
+        "+/-PCT%% of it (instead of a fixed --samples), between --min-samples and --max-samples",
+    )
+    p.add_argument(
+        "--min-samples",
+        type=_positive(int, 1),
+        metavar="N",
+        help="with --precision: measured samples before the first check (default 10)",
+    )
+    p.add_argument(
+        "--max-samples",
+        type=_positive(int, 1),
+        metavar="N",
+        help="with --precision: stop after N measured samples however wide the interval "
+        "(default 300)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log every knob and tracefs write")
     return p
 
@@ -279,7 +306,21 @@ def parse(
     if opts.split > opts.pages:
         raise UsageError(f"--split {opts.split} is larger than --pages {opts.pages}")
     _check_processes(opts)
+    _check_precision(opts)
     return opts
+
+
+def _check_precision(opts: Options) -> None:
+    if opts.precision is None:
+        for name in ("min_samples", "max_samples"):
+            if getattr(opts, name) is not None:
+                raise UsageError(f"--{name.replace('_', '-')} needs --precision")
+        return
+    low, high = opts.min_samples or 10, opts.max_samples or 300
+    if low > high:
+        raise UsageError(f"--min-samples {low} is more than --max-samples {high}")
+    if opts.backend == "all":
+        raise UsageError("--precision does not combine with --backend all")
 
 
 def unknown_cases(selected: list[str], known: list[str]) -> str | None:

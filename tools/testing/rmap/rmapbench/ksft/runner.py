@@ -28,11 +28,13 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
 from rmapbench.bench import cases
+from rmapbench.ksft import phases
 from rmapbench.ksft.cli import (
     Parser,
     UsageError,
@@ -118,10 +120,12 @@ def env_args(prog: str) -> list[str]:
 def run_one(prog: Path, extra: list[str], timeout: int, out: TextIO) -> int:
     args = env_args(prog.name) + extra
     cmd = ["./" + prog.name, *args]
+    env = program_env()
+    env[phases.SPAWNED_ENV] = repr(time.monotonic())  # the program's startup phase
     proc = subprocess.Popen(
         cmd,
         cwd=prog.parent,
-        env=program_env(),
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -80,3 +80,51 @@ def table(docs: list[dict[str, Any]]) -> str:
         for r in [COLUMNS, *body]
     ]
     return "\n".join(lines)
+
+
+# The phase columns of phase_table(), in ksft/phases.py's order; short names.
+PHASE_COLUMNS = (
+    ("startup", "start"), ("imports", "import"), ("preflight", "pre"), ("arm", "arm"),
+    ("build", "build"), ("merge", "merge"), ("prepare", "prep"), ("warmup", "warm"),
+    ("samples", "samples"), ("verification", "verify"), ("visits", "visits"),
+    ("teardown", "tear"), ("drain", "drain"), ("restore", "restore"), ("report", "report"),
+)  # fmt: skip
+
+
+def phase_table(docs: list[dict[str, Any]]) -> str:
+    """Seconds per phase of each program (docs/json.md `phases`), its
+    total, the timed walks and their share; "" when no result has phases.
+    Columns no program spent 5 ms in are left out."""
+    with_phases = [d for d in sorted(docs, key=_order) if isinstance(d.get("phases"), dict)]
+    if not with_phases:
+        return ""
+    secs = [d["phases"].get("seconds") or {} for d in with_phases]
+    cols = [(k, h) for k, h in PHASE_COLUMNS if any(s.get(k, 0) >= 0.005 for s in secs)]
+    head = ("case", *(h for _, h in cols), "total", "walks", "share")
+    body = []
+    for d, s in zip(with_phases, secs, strict=True):
+        ph = d["phases"]
+        share = ph.get("walk_share")
+        name = (d.get("scenarios") or [{}])[0].get("name") or str(d.get("program", "?"))
+        body.append((
+            name,
+            *(f"{s[k]:.2f}" if k in s else "-" for k, _ in cols),
+            f"{ph.get('total_s', 0):.2f}",
+            f"{ph.get('walks_s', 0):.3f}",
+            f"{share * 100:.1f}%" if share is not None else "-",
+        ))  # fmt: skip
+    total = sum(d["phases"].get("total_s", 0) for d in with_phases)
+    walks = sum(d["phases"].get("walks_s", 0) for d in with_phases)
+    share = f"{walks / total * 100:.1f}%" if total else "-"
+    body.append(("all", *("" for _ in cols), f"{total:.2f}", f"{walks:.3f}", share))
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
+    lines = ["phases (seconds of wall time per program)"]
+    lines += ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
+                        enumerate(zip(r, widths, strict=True))).rstrip() for r in [head, *body]]
+    return "\n".join(lines)
+
+
+def full(docs: list[dict[str, Any]]) -> str:
+    """table(), then phase_table() when there is one."""
+    phases = phase_table(docs)
+    return table(docs) + ("\n\n" + phases if phases else "")

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rmapbench.ksft import phases
 from rmapbench.machine import mm
 from rmapbench.machine.knobs import Journal, read_knob
 
@@ -84,6 +85,18 @@ def _wait_full_scans(n: int, deadline: float) -> int:
 
 
 def merge(
+    journal: Journal,
+    target_addr: int,
+    expected: int,
+    timeout: float,
+    pids: list[int] | None = None,
+) -> MergeResult:
+    """_merge(), its time the program's `merge` phase (ksft/phases.py)."""
+    with phases.span("merge"):
+        return _merge(journal, target_addr, expected, timeout, pids)
+
+
+def _merge(
     journal: Journal,
     target_addr: int,
     expected: int,
@@ -209,6 +222,12 @@ def rmap_items(pid: int) -> int | None:
 
 
 def drain(journal: Journal, timeout: float = 30.0, baseline: int | None = None) -> None:
+    """_drain(), its time the program's `drain` phase (ksft/phases.py)."""
+    with phases.span("drain"):
+        _drain(journal, timeout, baseline)
+
+
+def _drain(journal: Journal, timeout: float = 30.0, baseline: int | None = None) -> None:
     """After our region is unmapped, let ksmd scan once more so it drops our
     rmap_items and stable nodes; the journal then puts run back. Without
     this, run=0 would leave our leftovers counted in pages_sharing.

@@ -28,5 +28,16 @@ def mappings(pid: int) -> list[MemoryMapping]:
 
 
 def count_in(pid: int, start: int, end: int) -> int:
-    """Mappings of pid that lie inside [start, end)."""
-    return sum(1 for m in mappings(pid) if m.start >= start and m.end <= end)
+    """Mappings of pid that lie inside [start, end).
+
+    Only the address range of each line is parsed (standard library):
+    python-ptrace's full parse of 20,000 mappings took seconds under TCG,
+    and a count needs none of the rest."""
+    n = 0
+    with open(f"/proc/{pid}/maps", "rb") as f:
+        for line in f:
+            dash = line.index(b"-")
+            lo = int(line[:dash], 16)
+            if lo >= start and int(line[dash + 1 : line.index(b" ", dash)], 16) <= end:
+                n += 1
+    return n

@@ -82,13 +82,13 @@ class SharedRegion(RegionScenario):
         frame = mm.page_info(os.getpid(), self.target()).pfn
         problems: list[str] = []
         for m in self.mapped:
-            pfns = mm.pfns(m.pid, m.start, m.pages)
+            pfns = mm.pfns_at(m.pid, m.start, m.indices)  # only the target's mappings
             with open(f"/proc/{m.pid}/mem", "rb", buffering=0) as mem:
-                for i in m.indices:
+                for i, pfn in zip(m.indices, pfns, strict=True):
                     addr = m.start + i * mm.PAGE_SIZE
-                    if pfns[i] != frame:
+                    if pfn != frame:
                         problems.append(
-                            f"pid {m.pid} address {addr:#x} maps frame {pfns[i]:#x}, "
+                            f"pid {m.pid} address {addr:#x} maps frame {pfn:#x}, "
                             f"the target is on {frame:#x}"
                         )
                     elif os.pread(mem.fileno(), mm.PAGE_SIZE, addr) != self.expected_content(i):
