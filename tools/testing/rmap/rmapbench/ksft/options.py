@@ -17,12 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rmapbench.ksft import workloads
 from rmapbench.ksft.cli import Parser, UsageError
 from rmapbench.ksft.status import EXIT_USAGE
 
 __all__ = ["EXIT_USAGE", "CasePolicy", "Options", "UsageError", "not_applicable", "parse"]
 
 BACKENDS = ("auto", "tracepoint", "fprobe", "kprobe", "fgraph", "syscall", "all")
+# --bystander kinds (rmapbench/bench/bystander.py, docs/bystanders.md).
+BYSTANDERS = ("mprotect", "munmap", "fork")
 TRIGGERS = ("auto", "migrate", "damon", "msync", "pageout", "soft-offline", "split")
 # 20000 is the upstream benchmark's region, the --pages of a case that does
 # not say otherwise.
@@ -51,6 +54,8 @@ class Options:
     trigger: str = "auto"
     allow_destructive: bool = False
     count_visits: bool = False
+    bystander: list[str] = field(default_factory=list)  # --bystander kinds, in order
+    workload: str | None = None  # --workload NAME[:real], already expanded
     # Options given on the command line (dest names), for "does not apply".
     given: set[str] = field(default_factory=set)
 
@@ -247,6 +252,20 @@ def build_parser(
         help="after the timed samples, a few untimed triggers counting the interval-tree "
         "visits of each walk and how many were skipped",
     )
+    p.add_argument(
+        "--bystander",
+        type=_kinds,
+        metavar="KIND[,KIND...]",
+        help="while the samples run (and for as many operations without them), a "
+        f"separate task repeats one operation needing the walk's lock for writing: "
+        f"{', '.join(BYSTANDERS)} (docs/bystanders.md)",
+    )
+    p.add_argument(
+        "--workload",
+        metavar="NAME[:real]",
+        help="a named model of a real system: its case, parameters and bystanders "
+        f"({', '.join(workloads.WORKLOADS)}; docs/workloads.md)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log every knob and tracefs write")
     return p
 
@@ -262,6 +281,12 @@ def parse(
     except ValueError as e:  # unbalanced quotes: one line and exit 2, not a traceback
         raise UsageError(f"RMAP_ARGS: {e}") from None
     ns = parser.parse_args(suite_args + list(argv))
+    if ns.workload:  # its options first: those given explicitly win
+        try:
+            expanded = workloads.expand(ns.workload)
+        except ValueError as e:
+            raise UsageError(f"--workload: {e}") from None
+        ns = parser.parse_args(expanded + suite_args + list(argv))
     opts = Options()
     for key, value in vars(ns).items():
         if value is not None and value is not False:
@@ -276,6 +301,16 @@ def parse(
         raise UsageError(f"--split {opts.split} is larger than --pages {opts.pages}")
     _check_processes(opts)
     return opts
+
+
+def _kinds(text: str) -> list[str]:
+    kinds = [k for k in text.split(",") if k]
+    bad = [k for k in kinds if k not in BYSTANDERS]
+    if bad or not kinds or len(set(kinds)) != len(kinds):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a comma-separated list of distinct kinds of {', '.join(BYSTANDERS)}"
+        )
+    return kinds
 
 
 def unknown_cases(selected: list[str], known: list[str]) -> str | None:
