@@ -18,10 +18,11 @@ def ops(spans: list[tuple[int, int]]) -> bystander.Ops:
     return bystander.Ops([a for a, _ in spans], [b for _, b in spans])
 
 
-def test_overlapping_finds_ops_that_touch_a_walk() -> None:
+def test_overlapping_takes_ops_that_began_inside_a_walk() -> None:
     walks = [(100, 200), (500, 900)]
     o = ops([(10, 20), (90, 110), (150, 160), (199, 300), (200, 210), (400, 1000), (950, 960)])
-    assert bystander.overlapping(o, walks) == [1, 2, 3, 5]
+    # (90, 110) and (400, 1000) overlap a walk but began outside one.
+    assert bystander.overlapping(o, walks) == [2, 3, 4]
     assert bystander.overlapping(o, []) == []
 
 
@@ -36,7 +37,7 @@ def test_evaluate_stall_and_waits() -> None:
     e = bystander.evaluate(rec, [(0, 5 * MS), (15 * MS, 80 * MS)], "ksm")
     assert e["lock"] == "anon_vma"
     assert e["ops"] == 101
-    assert e["overlapped"] == 51  # 50 fast ops in the first walk, the blocked one
+    assert e["overlapped"] == 52  # 51 fast ops began in the first walk, and the blocked one
     assert e["during"]["max_ns"] == 55 * MS
     assert e["quiet"]["p99_ns"] == 50_000
     assert e["stall"]["max_ns"] == 55 * MS - 50_000
@@ -124,3 +125,51 @@ def test_every_workload_parses_for_its_case(name: str) -> None:
         assert o.bystander
         assert not options.not_applicable(o, POLICIES[w.case])
     assert cases.selection(["--workload", name], env={}) == [w.case]
+
+
+def _doc() -> dict[str, object]:
+    rec = bystander.Recorded(
+        "mprotect",
+        42,
+        ops([(0, 50_000), (1 * MS, 9 * MS)]),
+        ops([(0, 40_000), (100_000, 150_000)]),
+        [Wait(42, "00000000e757e69a", "rwsem-write", 2 * MS, 8 * MS, 0)],
+        [],
+    )
+    entry = bystander.evaluate(rec, [(0, 10 * MS)], "ksm")
+    holds = bystander.lock_holds("anon", stats.summarize([1000]), None)
+    return {
+        "program": "rmap_ksm",
+        "status": "pass",
+        "scenarios": [{"name": "ksm", "bystanders": [entry], "lock_holds": holds}],
+    }
+
+
+def test_bystander_metrics_are_exported() -> None:
+    from rmapbench.ksft import results
+
+    m = results.metrics(_doc())
+    assert m["ksm_bystander_mprotect_during_p99"][1] == "ns"
+    assert m["ksm_bystander_mprotect_stall_max"] == (8 * MS - 50_000, "ns")
+    assert m["ksm_bystander_mprotect_overlapped"] == (2, "ops")
+    assert m["ksm_bystander_mprotect_rwsem_wait"] == (6 * MS, "ns")
+    assert m["ksm_lock_acquisitions_per_walk"] == (1, "acquisitions")
+    assert "rmap_ksm_ksm_bystander_mprotect_stall_p99 pass" in " ".join(results.lava_lines(_doc()))
+
+
+def test_summary_adds_a_bystander_table() -> None:
+    from rmapbench.ksft import summary
+
+    text = summary.table([_doc()])
+    assert "stall p99" in text
+    assert "mprotect" in text.splitlines()[-1]
+    assert "stall p99" not in summary.table([{"program": "rmap_ksm", "scenarios": []}])
+
+
+def test_compare_keys_bystander_samples() -> None:
+    from rmapbench.analysis import samples
+    from rmapbench.analysis.resultset import Run
+
+    run = Run(_doc())
+    keys = [k for k, _ in samples.run_series(run, "bystander-mprotect")]
+    assert [k.metric for k in keys] == ["bystander-mprotect"]

@@ -38,7 +38,6 @@ replayed in tests/unit/test_bystander.py.
 from __future__ import annotations
 
 import array
-import bisect
 import contextlib
 import mmap
 import os
@@ -457,21 +456,20 @@ def walk_intervals(tally: Tally, page_type: str) -> list[Interval]:
 
 
 def overlapping(ops: Ops, intervals: Sequence[Interval]) -> list[int]:
-    """Indices of the operations that overlapped one of the intervals."""
-    if not intervals:
-        return []
-    starts = [a for a, _ in intervals]
-    # The longest interval bounds how far back an overlapping one can start.
-    longest = max(b - a for a, b in intervals)
+    """Indices of the operations that began inside one of the intervals.
+
+    By the start, not by any overlap: an operation delayed by something
+    else (a preemption, a TCG hiccup) is long, and a long operation is
+    likelier to overlap a short walk, so selecting by overlap would pick
+    the slow operations and call their slowness a stall. When an
+    operation starts does not depend on how long it will take."""
     out = []
-    for i, (s, e) in enumerate(zip(ops.starts, ops.ends, strict=True)):
-        j = bisect.bisect_left(starts, e)  # intervals starting before the op ends
-        k = j - 1
-        while k >= 0 and starts[k] >= s - longest:
-            if intervals[k][1] > s:
-                out.append(i)
-                break
-            k -= 1
+    j = 0
+    for i, s in enumerate(ops.starts):
+        while j < len(intervals) and intervals[j][1] < s:
+            j += 1
+        if j < len(intervals) and intervals[j][0] <= s:
+            out.append(i)
     return out
 
 
