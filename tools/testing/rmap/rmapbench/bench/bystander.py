@@ -228,13 +228,13 @@ def away_from(cpus: set[int], cpu: int) -> set[int]:
 class Helper:
     """One bystander process and the pipes to it."""
 
-    def __init__(self, kind: str, window: Window) -> None:
+    def __init__(self, kind: str, window: Window, cpus: set[int], test_cpu: int) -> None:
         self.kind = kind
         self.window = window
         self.flag = mmap.mmap(-1, mmap.PAGESIZE)  # MAP_SHARED: byte 0 = stop
         cmd_r, self.cmd_w = os.pipe()
         self.res_r, res_w = os.pipe()
-        self.cpus = away_from(os.sched_getaffinity(0), current_cpu())
+        self.cpus = away_from(cpus, test_cpu)
         self.pid = os.fork()
         if self.pid == 0:  # pragma: no cover (the helper)
             os.close(self.cmd_w)
@@ -344,6 +344,7 @@ class Crowd:
     helpers: list[Helper]
     recorder: contention.Recorder | None
     unavailable: str | None  # why contention is not recorded
+    affinity: set[int] | None = None  # the test's own, to put back
     recorded: list[Recorded] = field(default_factory=list)
 
     def finish(self) -> list[Recorded]:
@@ -376,6 +377,9 @@ class Crowd:
             with contextlib.suppress(OSError):
                 os.write(h.cmd_w, b"X" + bytes(8))
             h.kill()
+        if self.affinity is not None:
+            os.sched_setaffinity(0, self.affinity)
+            self.affinity = None
 
 
 def _owners(helpers: list[Helper]) -> dict[int, str]:
@@ -409,9 +413,17 @@ def start(plan: Plan, scenario: Scenario) -> Crowd | None:
     assert isinstance(scenario, RegionScenario)
     window = _window(scenario)
     helpers: list[Helper] = []
+    # The test stays on its CPU and the helpers keep off it while they run
+    # (process-local; put back by Crowd.kill()): left to the scheduler,
+    # the test drifted onto a helper's CPU in some runs.
+    affinity = os.sched_getaffinity(0)
+    here = current_cpu()
+    pinned = len(affinity) > 1 and here in affinity
+    if pinned:
+        os.sched_setaffinity(0, {here})
     try:
         for kind in kinds:
-            helpers.append(Helper(kind, window))
+            helpers.append(Helper(kind, window, affinity, here))
         recorder, unavailable = None, None
         if plan.opts.backend == "syscall":
             unavailable = "no tracing (--backend syscall)"
@@ -427,6 +439,8 @@ def start(plan: Plan, scenario: Scenario) -> Crowd | None:
     except BaseException:
         for h in helpers:
             h.kill()
+        if pinned:
+            os.sched_setaffinity(0, affinity)
         raise
     page = (window.start - scenario.addr) // mm.PAGE_SIZE + 1
     for h in helpers:
@@ -435,7 +449,7 @@ def start(plan: Plan, scenario: Scenario) -> Crowd | None:
             f"{LOCK_OF.get(scenario.backing, '?')} lock"
         )
         h.start()
-    return Crowd(helpers, recorder, unavailable)
+    return Crowd(helpers, recorder, unavailable, affinity if pinned else None)
 
 
 # ---------------------------------------------------------------- statistics
