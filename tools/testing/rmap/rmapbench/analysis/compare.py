@@ -331,9 +331,10 @@ def add_decision_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     p.add_argument(
         "--metric",
-        choices=("walk", "syscall", "all"),
+        choices=(*samples.METRICS, "all"),
         default="all",
-        help="walk latency, the trigger's syscall time, or both (default)",
+        help="walk latency, the trigger's syscall time, a bystander's latency during "
+        "walks (bystander-KIND), or all (default)",
     )
     p.add_argument(
         "--max-regression",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -14,7 +15,9 @@ from rmapbench.analysis.resultset import Run
 
 # "walk": the target's rmap walks (walks.samples); "syscall": the trigger's
 # wall time (syscall.samples), the only figure with --backend syscall.
-METRICS = ("walk", "syscall")
+# "bystander-KIND": a --bystander's operation latencies during walks
+# (bystanders[].during.samples): a KSM fix shows as a shorter stall there.
+METRICS = ("walk", "syscall", "bystander-mprotect", "bystander-munmap", "bystander-fork")
 _GROUP = {"walk": "walks", "syscall": "syscall"}
 
 
@@ -71,7 +74,7 @@ def run_series(
     for sc in run.doc.get("scenarios", []):
         page_type = (sc.get("setup") or {}).get("target_page_type") or sc["name"]
         key = Key(sc["name"], str(page_type), metric, point_label(run.point))
-        group = sc.get(_GROUP[metric]) or {}
+        group = (sc.get(_GROUP[metric]) or {}) if metric in _GROUP else _bystander(sc, metric)
         values = group.get("samples") or []
         if values:
             yield key, values
@@ -81,6 +84,15 @@ def run_series(
             per = (entry.get("walks") or {}).get("samples") or []
             if per and entry.get("caller"):
                 yield replace(key, caller=str(entry["caller"])), per
+
+
+def _bystander(sc: dict[str, Any], metric: str) -> dict[str, Any]:
+    kind = metric.removeprefix("bystander-")
+    for b in sc.get("bystanders") or []:
+        if b.get("kind") == kind:
+            during: dict[str, Any] = b.get("during") or {}
+            return during
+    return {}
 
 
 def pooled(

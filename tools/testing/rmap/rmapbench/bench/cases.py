@@ -15,6 +15,7 @@ import os
 import shlex
 from pathlib import Path
 
+from rmapbench.ksft import workloads
 from rmapbench.ksft.options import CasePolicy, unknown_cases
 from rmapbench.scenarios import SCENARIOS
 
@@ -64,11 +65,14 @@ def selection(argv: list[str], env: dict[str, str] | None = None) -> list[str] |
     env = dict(os.environ) if env is None else env
     p = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
     p.add_argument("--case", action="append")
+    p.add_argument("--workload")
     try:
         ns, _ = p.parse_known_args(shlex.split(env.get("RMAP_ARGS", "")) + list(argv))
+        # A workload selects its case (ksft/workloads.py), as its --case would.
+        ws = [workloads.parse(ns.workload)[0].case] if ns.workload else []
     except (ValueError, argparse.ArgumentError):
         return None  # malformed: every program reports it, exit status 2
-    return list(ns.case) if ns.case else None
+    return [*ws, *(ns.case or [])] if ns.case or ws else None
 
 
 def plan(backend: str) -> list[str]:

@@ -272,6 +272,8 @@ class ScenarioEntry:
     timing: Timing | None = None
     visits: JSON | None = None  # bench/visitcount.py's entry()
     backends: list[BackendEntry] | None = None
+    bystanders: list[JSON] | None = None  # bench/bystander.py's entries
+    lock_holds: JSON | None = None  # with --bystander: the walker's holds
 
     def as_dict(self) -> JSON:
         out: JSON = {"name": self.name, "params": {**self.params, **self.knob_params}}
@@ -285,6 +287,10 @@ class ScenarioEntry:
             out["visits"] = self.visits
         if self.backends is not None:
             out["backends"] = [b.as_dict() for b in self.backends]
+        if self.bystanders is not None:
+            out["bystanders"] = self.bystanders
+        if self.lock_holds is not None:
+            out["lock_holds"] = self.lock_holds
         return out
 
 

@@ -20,7 +20,7 @@ import time
 import traceback
 from dataclasses import dataclass
 
-from rmapbench.bench import build, preflight, report, sampling, visitcount
+from rmapbench.bench import build, bystander, preflight, report, sampling, visitcount
 from rmapbench.bench.cases import NOT_SELECTED, plan
 from rmapbench.bench.document import Document, Timing, TriggerEntry, backend_entries
 from rmapbench.bench.judge import Evidence, Verdict, judge
@@ -47,6 +47,7 @@ class Measured:
     started: float
     sampled: sampling.Sampled
     visits: visitcount.VisitPass | None
+    bystanders: list[bystander.Recorded] | None = None  # --bystander
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -184,8 +185,14 @@ def _measure(case: Plan, armed: sampling.Armed, started: float, doc: Document) -
         doc.scenario.setup = built.setup
         phases.begin("prepare")
         doc.trigger.learnt = build.prepare(case, built)
+        crowd = bystander.start(case, case.scenario)  # None without --bystander
         phases.begin("warmup")  # sampling.sample opens "samples" after the warm-up
-        sampled = sampling.sample(case, built, armed)
+        try:
+            sampled = sampling.sample(case, built, armed)
+            recorded = crowd.finish() if crowd else None
+        finally:
+            if crowd:
+                crowd.kill()
         doc.scenario.measure_seconds = sampled.seconds
         # Separate, untimed: the visit probes would inflate the latency.
         vpass = None
@@ -204,7 +211,7 @@ def _measure(case: Plan, armed: sampling.Armed, started: float, doc: Document) -
     finally:
         phases.begin("teardown")
         case.scenario.teardown()
-    return Measured(case, started, sampled, vpass)
+    return Measured(case, started, sampled, vpass, recorded)
 
 
 def _conclude(m: Measured, doc: Document) -> int:
@@ -217,6 +224,8 @@ def _conclude(m: Measured, doc: Document) -> int:
     doc.scenario.timing = Timing.of(verdict.tally, case.scenario, sampled.calibration)
     if m.visits is not None:
         _report_visits(m, doc)
+    if m.bystanders is not None:
+        bystander.conclude(m.plan, m.bystanders, verdict.tally, m.sampled, doc.scenario)
     doc.duration_s = round(time.monotonic() - m.started, 3)
     report.result(case.ktap, verdict)
     if verdict.passed:

@@ -18,13 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rmapbench.ksft import cli
+from rmapbench.ksft import cli, workloads
 from rmapbench.ksft.cli import Parser, UsageError
 from rmapbench.ksft.status import EXIT_USAGE
 
 __all__ = ["EXIT_USAGE", "CasePolicy", "Options", "UsageError", "not_applicable", "parse"]
 
 BACKENDS = ("auto", "tracepoint", "fprobe", "kprobe", "fgraph", "syscall", "all")
+# --bystander kinds (rmapbench/bench/bystander.py, docs/bystanders.md).
+BYSTANDERS = ("mprotect", "munmap", "fork")
 TRIGGERS = ("auto", "migrate", "damon", "msync", "pageout", "soft-offline", "split")
 # 20000 is the upstream benchmark's region, the --pages of a case that does
 # not say otherwise.
@@ -56,6 +58,8 @@ class Options:
     precision: float | None = None  # --precision PCT: stop once the median is that precise
     min_samples: int | None = None  # with --precision (ksft/precision.py's defaults)
     max_samples: int | None = None
+    bystander: list[str] = field(default_factory=list)  # --bystander kinds, in order
+    workload: str | None = None  # --workload NAME[:real], already expanded
     # Options given on the command line (dest names), for "does not apply".
     given: set[str] = field(default_factory=set)
 
@@ -278,6 +282,20 @@ def build_parser(
         help="with --precision: stop after N measured samples however wide the interval "
         "(default 300)",
     )
+    p.add_argument(
+        "--bystander",
+        type=_kinds,
+        metavar="KIND[,KIND...]",
+        help="while the samples run (and for as many operations without them), a "
+        f"separate task repeats one operation needing the walk's lock for writing: "
+        f"{', '.join(BYSTANDERS)} (docs/bystanders.md)",
+    )
+    p.add_argument(
+        "--workload",
+        metavar="NAME[:real]",
+        help="a named model of a real system: its case, parameters and bystanders "
+        f"({', '.join(workloads.WORKLOADS)}; docs/workloads.md)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log every knob and tracefs write")
     return p
 
@@ -293,6 +311,12 @@ def parse(
     except ValueError as e:  # unbalanced quotes: one line and exit 2, not a traceback
         raise UsageError(f"RMAP_ARGS: {e}") from None
     ns = parser.parse_args(suite_args + list(argv))
+    if ns.workload:  # its options first: those given explicitly win
+        try:
+            expanded = workloads.expand(ns.workload)
+        except ValueError as e:
+            raise UsageError(f"--workload: {e}") from None
+        ns = parser.parse_args(expanded + suite_args + list(argv))
     opts = Options()
     for key, value in vars(ns).items():
         if value is not None and value is not False:
@@ -321,6 +345,16 @@ def _check_precision(opts: Options) -> None:
         raise UsageError(f"--min-samples {low} is more than --max-samples {high}")
     if opts.backend == "all":
         raise UsageError("--precision does not combine with --backend all")
+
+
+def _kinds(text: str) -> list[str]:
+    kinds = [k for k in text.split(",") if k]
+    bad = [k for k in kinds if k not in BYSTANDERS]
+    if bad or not kinds or len(set(kinds)) != len(kinds):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a comma-separated list of distinct kinds of {', '.join(BYSTANDERS)}"
+        )
+    return kinds
 
 
 def unknown_cases(selected: list[str], known: list[str]) -> str | None:

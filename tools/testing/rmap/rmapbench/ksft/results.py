@@ -56,6 +56,40 @@ def metrics(doc: dict[str, Any]) -> dict[str, tuple[float, str]]:
             )
         out.update(_fidelity_metrics(name, sc))
         out.update(_visit_metrics(name, sc.get("visits") or {}))
+        out.update(_bystander_metrics(name, sc))
+    return out
+
+
+# --bystander, per kind: latency during walks and quiet, the stall, the
+# operations that overlapped walks, the rwsem waits; the walker's holds.
+_BYSTANDER_NS = ("p50_ns", "p99_ns", "max_ns")
+
+
+def _bystander_metrics(name: str, sc: dict[str, Any]) -> dict[str, tuple[float, str]]:
+    out: dict[str, tuple[float, str]] = {}
+    for b in sc.get("bystanders") or []:
+        stem = f"{name}_bystander_{slug(b['kind'])}"
+        for phase in ("during", "quiet"):
+            summary = b.get(phase) or {}
+            if summary.get("count"):
+                for key in _BYSTANDER_NS:
+                    out[f"{stem}_{phase}_{key.removesuffix('_ns')}"] = (summary[key], "ns")
+        stall = b.get("stall") or {}
+        for key in ("p99_ns", "max_ns"):
+            if key in stall:
+                out[f"{stem}_stall_{key.removesuffix('_ns')}"] = (stall[key], "ns")
+        if b.get("overlapped") is not None:
+            out[f"{stem}_overlapped"] = (b["overlapped"], "ops")
+        during = (b.get("contention") or {}).get("during") or {}
+        if "rwsem_wait_ns" in during:
+            out[f"{stem}_rwsem_wait"] = (during["rwsem_wait_ns"], "ns")
+            out[f"{stem}_rwsem_max_wait"] = (during["rwsem_max_wait_ns"], "ns")
+    holds = sc.get("lock_holds") or {}
+    acq = holds.get("acquisitions_per_walk")
+    if acq:
+        out[f"{name}_lock_acquisitions_per_walk"] = (acq["p50"], "acquisitions")
+    if holds.get("longest_hold_ns") is not None:
+        out[f"{name}_lock_longest_hold"] = (holds["longest_hold_ns"], "ns")
     return out
 
 

@@ -73,13 +73,14 @@ def table(docs: list[dict[str, Any]]) -> str:
     body = rows(sorted(docs, key=_order))
     if not body:
         return "no results"
+    extra = bystander_table(sorted(docs, key=_order))
     widths = [max(len(r[i]) for r in [COLUMNS, *body]) for i in range(len(COLUMNS))]
     # The last column is free text; do not pad it.
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=False)) + "  " + r[-1]
         for r in [COLUMNS, *body]
     ]
-    return "\n".join(lines)
+    return "\n".join(lines) + extra
 
 
 # The phase columns of phase_table(), in ksft/phases.py's order; short names.
@@ -128,3 +129,41 @@ def full(docs: list[dict[str, Any]]) -> str:
     """table(), then phase_table() when there is one."""
     phases = phase_table(docs)
     return table(docs) + ("\n\n" + phases if phases else "")
+
+
+
+BYSTANDER_COLUMNS = ("case", "bystander", "ops", "overlapped", "quiet p99", "during p99",
+                     "stall p99", "stall max", "rwsem wait")  # fmt: skip
+
+
+def bystander_table(docs: list[dict[str, Any]]) -> str:
+    """--bystander results, a second table after the first (none without)."""
+    body: list[tuple[str, ...]] = []
+    for doc in docs:
+        for sc in doc.get("scenarios", []):
+            for b in sc.get("bystanders") or []:
+                stall = b.get("stall") or {}
+                wait = ((b.get("contention") or {}).get("during") or {}).get("rwsem_wait_ns")
+
+                def ns(v: Any) -> str:
+                    return format_ns(v) if v is not None else "-"
+
+                body.append(
+                    (
+                        sc["name"],
+                        b["kind"],
+                        str(b.get("ops", "-")),
+                        str(b.get("overlapped", "-")),
+                        ns((b.get("quiet") or {}).get("p99_ns")),
+                        ns((b.get("during") or {}).get("p99_ns")),
+                        ns(stall.get("p99_ns")),
+                        ns(stall.get("max_ns")),
+                        ns(wait),
+                    )
+                )
+    if not body:
+        return ""
+    widths = [max(len(r[i]) for r in [BYSTANDER_COLUMNS, *body]) for i in range(len(body[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+             for r in [BYSTANDER_COLUMNS, *body]]  # fmt: skip
+    return "\n\n" + "\n".join(lines)

@@ -26,6 +26,7 @@ MAP_SHARED = 0x01
 MAP_PRIVATE = 0x02
 MAP_ANONYMOUS = 0x20
 MAP_NORESERVE = 0x4000
+MAP_FIXED = 0x10
 MAP_FAILED = ctypes.c_void_p(-1).value
 
 MADV_MERGEABLE = 12
@@ -94,8 +95,11 @@ def _check(ret: int, what: str) -> None:
         raise MMError(err, f"{what}: {os.strerror(err)}")
 
 
-def mmap(length: int, prot: int, flags: int, fd: int = -1, offset: int = 0) -> int:
-    addr = _libc.mmap(None, length, prot, flags, fd, offset)
+def mmap(
+    length: int, prot: int, flags: int, fd: int = -1, offset: int = 0, addr: int = 0
+) -> int:
+    """mmap(2); addr is a hint, or the place with MAP_FIXED."""
+    addr = _libc.mmap(addr or None, length, prot, flags, fd, offset)
     if addr is None or addr == MAP_FAILED:
         err = ctypes.get_errno()
         raise MMError(err, f"mmap of {length} bytes: {os.strerror(err)}")

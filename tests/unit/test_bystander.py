@@ -1,0 +1,175 @@
+"""The bystander's statistics (rmapbench/bench/bystander.py): which
+operations overlapped a walk, during/quiet summaries, the stall, and the
+walker's lock holds; the --bystander and --workload options."""
+
+from __future__ import annotations
+
+import pytest
+
+from rmapbench.bench import bystander, cases
+from rmapbench.ksft import options, stats, workloads
+from rmapbench.ksft.cli import UsageError
+from rmapbench.tracing.contention import Wait
+
+MS = 1_000_000
+
+
+def ops(spans: list[tuple[int, int]]) -> bystander.Ops:
+    return bystander.Ops([a for a, _ in spans], [b for _, b in spans])
+
+
+def test_overlapping_takes_ops_that_began_inside_a_walk() -> None:
+    walks = [(100, 200), (500, 900)]
+    o = ops([(10, 20), (90, 110), (150, 160), (199, 300), (200, 210), (400, 1000), (950, 960)])
+    # (90, 110) and (400, 1000) overlap a walk but began outside one.
+    assert bystander.overlapping(o, walks) == [2, 3, 4]
+    assert bystander.overlapping(o, []) == []
+
+
+def test_evaluate_stall_and_waits() -> None:
+    # Quiet: fast ops. During: one op blocked for most of a 60 ms walk.
+    quiet = ops([(i * 100_000, i * 100_000 + 50_000) for i in range(200)])
+    fast = [(i * 100_000, i * 100_000 + 50_000) for i in range(100)]
+    blocked = [(20 * MS, 75 * MS)]
+    during = ops([*fast, *blocked])
+    wait = Wait(42, "00000000e757e69a", "rwsem-write", 30 * MS, 38 * MS, 0)
+    rec = bystander.Recorded("mprotect", 42, during, quiet, [wait], [], 0)
+    e = bystander.evaluate(rec, [(0, 5 * MS), (15 * MS, 80 * MS)], "ksm")
+    assert e["lock"] == "anon_vma"
+    assert e["ops"] == 101
+    assert e["overlapped"] == 52  # 51 fast ops began in the first walk, and the blocked one
+    assert e["during"]["max_ns"] == 55 * MS
+    assert e["quiet"]["p99_ns"] == 50_000
+    assert e["stall"]["max_ns"] == 55 * MS - 50_000
+    assert e["stall"]["p99_ns"] == e["during"]["p99_ns"] - 50_000
+    c = e["contention"]["during"]
+    assert c["rwsem_wait_ns"] == 8 * MS <= e["during"]["max_ns"]
+    assert e["contention"]["quiet"]["rwsem_waits"] == 0
+    m = bystander.metric_values(e)
+    assert m["stall_max_ns"] == e["stall"]["max_ns"]
+    assert m["rwsem_wait_ns"] == 8 * MS
+
+
+def test_evaluate_without_timed_walks_or_tracepoints() -> None:
+    rec = bystander.Recorded("fork", 7, ops([(0, 10), (20, 40)]), ops([(0, 10)]), None, None)
+    e = bystander.evaluate(rec, None, "file")
+    assert e["overlapped"] is None
+    assert e["during"]["count"] == 2
+    assert e["lock"] == "i_mmap"
+    assert e["contention"] == {"unavailable": "no lock contention tracepoints"}
+    assert "rwsem_wait_ns" not in bystander.metric_values(e)
+
+
+def test_ops_from_bytes() -> None:
+    import array
+
+    a = array.array("q", [1, 5, 10, 30])
+    o = bystander.Ops.from_bytes(a.tobytes())
+    assert o.latencies == [4, 20]
+
+
+def test_away_from_the_tests_cpu() -> None:
+    assert bystander.away_from({0, 1}, 0) == {1}
+    assert bystander.away_from({0}, 0) == {0}
+
+
+def test_lock_holds_ksm_from_visits() -> None:
+    visits = {
+        "searches": {"count": 4, "p50": 384, "max": 512},
+        "visits": {"count": 4, "p50": 765466},
+        "by_caller": [
+            {"caller": "migrate_folio_move", "walk_p50_ns": 67_800_000, "searches": {"p50": 512}},
+            {"caller": "try_to_migrate", "walk_p50_ns": 36_000_000, "searches": {"p50": 256}},
+        ],
+    }
+    h = bystander.lock_holds("ksm", stats.summarize([50 * MS]), visits)
+    assert h["acquisitions_per_walk"] == {"p50": 384, "max": 512, "exact": True}
+    assert h["longest_hold_ns"] == round(36_000_000 / 256)
+    assert h["longest_hold_exact"] is False
+    assert bystander.lock_holds("ksm", stats.EMPTY, None)["acquisitions_per_walk"] is None
+    f = bystander.lock_holds("file", stats.summarize([100, 300]), None)
+    assert f["lock"] == "i_mmap (read)"
+    assert f["longest_hold_ns"] == 300
+
+
+POLICIES = {name: cls.policy for name, cls in cases.SCENARIOS.items()}
+
+
+def test_bystander_option() -> None:
+    o = options.parse("rmap_ksm", ["--bystander", "mprotect,fork"], "ksm", POLICIES)
+    assert o.bystander == ["mprotect", "fork"]
+    assert options.parse("rmap_ksm", [], "ksm", POLICIES).bystander == []
+    for bad in ("nope", "mprotect,mprotect", ","):
+        with pytest.raises(UsageError):
+            options.parse("rmap_ksm", ["--bystander", bad], "ksm", POLICIES)
+
+
+def test_workload_expands_and_explicit_options_win() -> None:
+    o = options.parse("rmap_ksm", ["--workload", "jvm", "--pages", "600"], "ksm", POLICIES)
+    assert o.case == ["ksm"]
+    assert o.pages == 600
+    assert o.bystander == ["mprotect"]
+    assert o.count_visits
+    real = options.parse("rmap_ksm", ["--workload", "jvm:real"], "ksm", POLICIES)
+    assert real.pages == 20000
+    with pytest.raises(UsageError):
+        options.parse("rmap_ksm", ["--workload", "nope"], "ksm", POLICIES)
+
+
+@pytest.mark.parametrize("name", list(workloads.WORKLOADS))
+def test_every_workload_parses_for_its_case(name: str) -> None:
+    w = workloads.WORKLOADS[name]
+    for real in (False, True):
+        o = options.parse("p", ["--workload", name + (":real" if real else "")], w.case, POLICIES)
+        assert o.case == [w.case]
+        assert o.bystander
+        assert not options.not_applicable(o, POLICIES[w.case])
+    assert cases.selection(["--workload", name], env={}) == [w.case]
+
+
+def _doc() -> dict[str, object]:
+    rec = bystander.Recorded(
+        "mprotect",
+        42,
+        ops([(0, 50_000), (1 * MS, 9 * MS)]),
+        ops([(0, 40_000), (100_000, 150_000)]),
+        [Wait(42, "00000000e757e69a", "rwsem-write", 2 * MS, 8 * MS, 0)],
+        [],
+    )
+    entry = bystander.evaluate(rec, [(0, 10 * MS)], "ksm")
+    holds = bystander.lock_holds("anon", stats.summarize([1000]), None)
+    return {
+        "program": "rmap_ksm",
+        "status": "pass",
+        "scenarios": [{"name": "ksm", "bystanders": [entry], "lock_holds": holds}],
+    }
+
+
+def test_bystander_metrics_are_exported() -> None:
+    from rmapbench.ksft import results
+
+    m = results.metrics(_doc())
+    assert m["ksm_bystander_mprotect_during_p99"][1] == "ns"
+    assert m["ksm_bystander_mprotect_stall_max"] == (8 * MS - 50_000, "ns")
+    assert m["ksm_bystander_mprotect_overlapped"] == (2, "ops")
+    assert m["ksm_bystander_mprotect_rwsem_wait"] == (6 * MS, "ns")
+    assert m["ksm_lock_acquisitions_per_walk"] == (1, "acquisitions")
+    assert "rmap_ksm_ksm_bystander_mprotect_stall_p99 pass" in " ".join(results.lava_lines(_doc()))
+
+
+def test_summary_adds_a_bystander_table() -> None:
+    from rmapbench.ksft import summary
+
+    text = summary.table([_doc()])
+    assert "stall p99" in text
+    assert "mprotect" in text.splitlines()[-1]
+    assert "stall p99" not in summary.table([{"program": "rmap_ksm", "scenarios": []}])
+
+
+def test_compare_keys_bystander_samples() -> None:
+    from rmapbench.analysis import samples
+    from rmapbench.analysis.resultset import Run
+
+    run = Run(_doc())
+    keys = [k for k, _ in samples.run_series(run, "bystander-mprotect")]
+    assert [k.metric for k in keys] == ["bystander-mprotect"]

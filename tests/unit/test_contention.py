@@ -1,0 +1,59 @@
+"""lock:contention_begin/end text to waits (rmapbench/tracing/contention.py),
+on a trace synthesized in the stock 6.12 format (include/trace/events/lock.h:
+"%p (flags=%s)" and "%p (ret=%d)")."""
+
+from __future__ import annotations
+
+from rmapbench.tracing import contention
+
+TRACE = """\
+# tracer: nop
+#
+python3-194     [001] .....  1000.000100: contention_begin: 00000000e757e69a (flags=WRITE)
+python3-194     [001] .....  1000.008370: contention_end: 00000000e757e69a (ret=0)
+python3-194     [001] .....  1000.010000: contention_begin: 000000001234abcd (flags=SPIN)
+python3-194     [001] d....  1000.010004: contention_end: 000000001234abcd (ret=0)
+python3-201     [000] .....  1000.020000: contention_begin: 00000000e757e69a (flags=READ)
+python3-201     [000] .....  1000.020500: contention_end: 00000000e757e69a (ret=0)
+python3-194     [001] .....  1000.030000: contention_end: 00000000deadbeef (ret=0)
+python3-194     [001] .....  1000.040000: contention_begin: 00000000e757e69a (flags=WRITE)
+"""
+
+
+def test_pairs_begin_and_end_per_pid() -> None:
+    p = contention.parse(TRACE)
+    assert [(w.pid, w.kind, w.ns) for w in p.waits] == [
+        (194, "rwsem-write", 8_270_000),
+        (194, "spinlock", 4_000),
+        (201, "rwsem-read", 500_000),
+    ]
+    assert p.unmatched_ends == 1
+    assert p.unfinished == 1
+
+
+def test_summary_counts_rwsem_waits_per_lock() -> None:
+    s = contention.summary(contention.parse(TRACE).waits)
+    assert s["rwsem_waits"] == 2
+    assert s["rwsem_wait_ns"] == 8_770_000
+    assert s["rwsem_write_wait_ns"] == 8_270_000
+    assert s["rwsem_read_wait_ns"] == 500_000
+    assert s["rwsem_max_wait_ns"] == 8_270_000
+    assert s["all_wait_ns"] == 8_774_000
+    locks = s["locks"]
+    assert isinstance(locks, list)
+    assert locks[0] == {
+        "lock": "00000000e757e69a",
+        "kind": "rwsem-write",
+        "waits": 1,
+        "total_ns": 8_270_000,
+        "max_ns": 8_270_000,
+    }
+
+
+def test_lock_kinds() -> None:
+    assert contention.lock_kind("WRITE") == "rwsem-write"
+    assert contention.lock_kind("READ") == "rwsem-read"
+    assert contention.lock_kind("SPIN|READ") == "rwlock-read"
+    assert contention.lock_kind("PERCPU|WRITE") == "percpu-rwsem-write"
+    assert contention.lock_kind("MUTEX") == "mutex"
+    assert contention.lock_kind("") == "other"
