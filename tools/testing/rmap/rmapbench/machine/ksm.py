@@ -91,67 +91,59 @@ def merge(
     timeout: float,
     pids: list[int] | None = None,
 ) -> MergeResult:
-    """_merge(), its time the program's `merge` phase (ksft/phases.py)."""
-    with phases.span("merge"):
-        return _merge(journal, target_addr, expected, timeout, pids)
-
-
-def _merge(
-    journal: Journal,
-    target_addr: int,
-    expected: int,
-    timeout: float,
-    pids: list[int] | None = None,
-) -> MergeResult:
     """Run ksmd until the target page (in this process) is a KSM page and the
     merged page count of every process in pids (default: this one) has
     stopped growing for a whole scan, then stop ksmd. expected is the count
-    at which a process is done without waiting for a further scan."""
-    t0 = time.monotonic()
-    deadline = t0 + timeout
-    pid = os.getpid()
-    pids = pids or [pid]
-    others = other_mergeable(set(pids))
-    if others:
-        log.warning(
-            "ksm: %d other processes have mergeable memory; ksmd merges theirs too while "
-            "this case runs, and it stays merged: %s",
-            len(others),
-            ", ".join(f"{o['pid']} ({o['comm']})" for o in others[:8]),
-        )
-    _start_fast_scanning(journal)
-    # The first full scan only fills the unstable tree; merging into stable
-    # nodes needs a second one. Then settle: unchanged counts across a scan.
-    _wait_full_scans(2, deadline)
-    last: dict[int, int | None] = {}
-    while True:
-        merged = {p: process_merged_pages(p) for p in pids}
-        settled = all(m is None or m == last.get(p) or m >= expected for p, m in merged.items())
-        if settled and mm.page_info(pid, target_addr).page_type == "ksm":
-            break
-        if time.monotonic() > deadline:
-            info = mm.page_info(pid, target_addr)
-            counts = ", ".join(f"{m}" for m in merged.values())
-            raise MergeError(
-                f"target page not merged after {timeout:g}s (type {info.page_type}, "
-                f"pages merged per process: {counts} of {expected})"
+    at which a process is done without waiting for a further scan. Its
+    time is the program's `merge` phase (ksft/phases.py)."""
+    with phases.span("merge"):
+        t0 = time.monotonic()
+        deadline = t0 + timeout
+        pid = os.getpid()
+        pids = pids or [pid]
+        others = other_mergeable(set(pids))
+        if others:
+            log.warning(
+                "ksm: %d other processes have mergeable memory; ksmd merges theirs too while "
+                "this case runs, and it stays merged: %s",
+                len(others),
+                ", ".join(f"{o['pid']} ({o['comm']})" for o in others[:8]),
             )
-        last = merged
-        _wait_full_scans(1, deadline)
-    journal.set(KSM / "run", 0)
-    return MergeResult(
-        seconds=round(time.monotonic() - t0, 3),
-        full_scans=counter("full_scans"),
-        pages_shared=counter("pages_shared"),
-        pages_sharing=counter("pages_sharing"),
-        max_page_sharing=counter("max_page_sharing"),
-        merge_across_nodes=(
-            counter("merge_across_nodes") if (KSM / "merge_across_nodes").exists() else None
-        ),
-        stable_node_dups=counter("stable_node_dups") if (KSM / "stable_node_dups").exists() else 0,
-        process_merged=process_merged_pages(pid),
-        other_mergeable=others,
-    )
+        _start_fast_scanning(journal)
+        # The first full scan only fills the unstable tree; merging into stable
+        # nodes needs a second one. Then settle: unchanged counts across a scan.
+        _wait_full_scans(2, deadline)
+        last: dict[int, int | None] = {}
+        while True:
+            merged = {p: process_merged_pages(p) for p in pids}
+            settled = all(m is None or m == last.get(p) or m >= expected for p, m in merged.items())
+            if settled and mm.page_info(pid, target_addr).page_type == "ksm":
+                break
+            if time.monotonic() > deadline:
+                info = mm.page_info(pid, target_addr)
+                counts = ", ".join(f"{m}" for m in merged.values())
+                raise MergeError(
+                    f"target page not merged after {timeout:g}s (type {info.page_type}, "
+                    f"pages merged per process: {counts} of {expected})"
+                )
+            last = merged
+            _wait_full_scans(1, deadline)
+        journal.set(KSM / "run", 0)
+        return MergeResult(
+            seconds=round(time.monotonic() - t0, 3),
+            full_scans=counter("full_scans"),
+            pages_shared=counter("pages_shared"),
+            pages_sharing=counter("pages_sharing"),
+            max_page_sharing=counter("max_page_sharing"),
+            merge_across_nodes=(
+                counter("merge_across_nodes") if (KSM / "merge_across_nodes").exists() else None
+            ),
+            stable_node_dups=counter("stable_node_dups")
+            if (KSM / "stable_node_dups").exists()
+            else 0,
+            process_merged=process_merged_pages(pid),
+            other_mergeable=others,
+        )
 
 
 def _ksm_stat(pid: int) -> dict[str, str]:
