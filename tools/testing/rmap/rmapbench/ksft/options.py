@@ -294,7 +294,7 @@ def build_parser(
         "--workload",
         metavar="NAME[:real]",
         help="a named model of a real system: its case, parameters and bystanders "
-        f"({', '.join(workloads.WORKLOADS)}; docs/workloads.md)",
+        f"({', '.join(workloads.WORKLOADS)}; docs/bystanders.md)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log every knob and tracefs write")
     return p

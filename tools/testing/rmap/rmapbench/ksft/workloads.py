@@ -3,8 +3,8 @@ case, its parameters and its bystanders, as if they had been given before
 the rest of the command line (so an option given explicitly wins).
 
 The default size is one a TCG guest runs in minutes; NAME:real is the size
-of the system the model is taken from (docs/workloads.md says where each
-number comes from). Pure data: the options parser and the case selection
+of the system the model is taken from (docs/bystanders.md, Workloads, says
+where each number comes from). Pure data: the options parser and the case selection
 of the host both expand it."""
 
 from __future__ import annotations
