@@ -27,6 +27,13 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 SNAPSHOT, LEFTOVERS = SCRIPTS / "snapshot.py", SCRIPTS / "leftovers.py"
 KILL_AT = SCRIPTS / "kill_at.py"
+# A KSM case sets ksmd's sleep_millisecs to 0 to merge, after arming the
+# tracing, and keeps it until the end: the journal undoes the newest change
+# first, so the knob reading its old value again means the teardown's
+# restore has begun and the tracing instance is still there (over a second
+# under TCG). (Waiting for run=1 in the drain raced: the drain can be done
+# in 10 ms.)
+TEARDOWN_KNOB = "/sys/kernel/mm/ksm/sleep_millisecs"
 # Knobs the counters of KSM's own work may change legitimately.
 COUNTERS = {"ksm/pages_shared", "ksm/pages_sharing"}
 
@@ -41,7 +48,7 @@ FAULTS = {
                    "line '# backend:'",
                    f"{ROOT}/run_tests.sh --case anon -- --pages 100 --samples 2"),
     "prog_teardown": ("./rmap_ksm.py --pages 400 --samples 2 --warmup 0",
-                      "run=1 after 'ksm: merged in'", "./rmap_anon.py --case ksm"),
+                      "restoring after 'ksm: merged in'", "./rmap_anon.py --case ksm"),
 }
 
 
@@ -53,7 +60,7 @@ RUNNER_FAULTS = {
     "runner_sampling": ("./rmap_ksm.py -- --pages 400 --samples 100000 "
                         "--results $d/runner_sampling.res", "line 'ksm: merged in'"),
     "runner_teardown": ("./rmap_ksm.py -- --pages 400 --samples 2 --warmup 0",
-                        "run=1 after 'ksm: merged in'"),
+                        "restoring after 'ksm: merged in'"),
 }
 
 
@@ -64,8 +71,8 @@ def _runner_kill_script(name: str, start: str, wait: str, py: str) -> str:
         settle = "; sleep 2" if wait.startswith("line ") else ""
         kill = [f"wait_line $d/{name}.out '{pattern}'{settle}",
                 f"{py} {SNAPSHOT} > $d/{name}.during.json", "kill -KILL $p"]
-    else:  # KSM's run back at 1 after the merge: ksm.drain() in the teardown
-        kill = [f"{py} {KILL_AT} $p $d/{name}.out 'ksm: merged in' /sys/kernel/mm/ksm/run 1"
+    else:  # in the teardown: the journal restoring, the tracing still set up
+        kill = [f"{py} {KILL_AT} $p $d/{name}.out 'ksm: merged in' {TEARDOWN_KNOB} back"
                 f" > $d/{name}.kill", f"{py} {SNAPSHOT} > $d/{name}.during.json"]
     lines = "\n".join(kill)
     return f"""
@@ -85,12 +92,11 @@ def _kill_script(name: str, start: str, wait: str, nxt: str, py: str) -> str:
         pattern = wait.split(" ", 1)[1][1:-1]
         waiting = f"wait_line $d/{name}.out '{pattern}'" + ("; sleep 2" if wait[0] == "l" else "")
         kill = "kill -KILL $p"
-    else:  # KSM's run back at 1 after the merge: ksm.drain() in the teardown
+    else:  # in the teardown: the journal restoring, the tracing still set up
         waiting = ""
         kill = ""
     if not kill:
-        kill_at = (f"{py} {KILL_AT} $p $d/{name}.out 'ksm: merged in' "
-                   "/sys/kernel/mm/ksm/run 1")
+        kill_at = f"{py} {KILL_AT} $p $d/{name}.out 'ksm: merged in' {TEARDOWN_KNOB} back"
         return f"""
 {start} > $d/{name}.out 2>&1 &
 p=$!

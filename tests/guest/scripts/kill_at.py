@@ -1,8 +1,9 @@
 """kill_at.py PID OUT LINE [KNOB VALUE]: SIGKILL process PID once file OUT
 has a line containing LINE and then, if given, once sysfs KNOB reads VALUE
-(polled every 2 ms, so a short-lived state such as ksmd running again in a
-KSM case's teardown is caught). Prints what it did; exits 1 when PID ended
-first. Runs inside the guest."""
+(polled every 2 ms). VALUE "back" means: once KNOB, changed by the time
+LINE appeared, reads again what it read when kill_at started - the
+program's journal has begun restoring (the newest change, undone first).
+Prints what it did; exits 1 when PID ended first. Runs inside the guest."""
 
 import os
 import signal
@@ -22,6 +23,8 @@ def alive(pid: int) -> bool:
 def main() -> int:
     pid, out, line = int(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     knob, value = (Path(sys.argv[4]), sys.argv[5]) if len(sys.argv) > 5 else (None, None)
+    if knob is not None and value == "back":
+        value = knob.read_text().strip()
     while line not in (out.read_text() if out.exists() else ""):
         if not alive(pid):
             print(f"{pid} ended before {line!r}")
