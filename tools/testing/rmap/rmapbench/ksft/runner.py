@@ -20,7 +20,6 @@ run and are in the plan.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import re
 import shlex
@@ -45,6 +44,7 @@ from rmapbench.ksft.cli import (
     replay_journals,
 )
 from rmapbench.ksft.status import EXIT_TIMEOUT, KSFT_SKIP
+from rmapbench.machine import procs
 
 COLLECTION = "rmap"
 DEFAULT_TIMEOUT = 3600
@@ -91,18 +91,12 @@ def program_env() -> dict[str, str]:
     return env
 
 
-PR_SET_PDEATHSIG = 1
-
-
 def _die_with_parent(parent: int) -> Callable[[], None]:
     """preexec_fn: SIGTERM to the child when the runner dies (the program
     then restores the system); already dead: exit straight away."""
 
     def preexec() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent:
-            os._exit(128 + signal.SIGTERM)
+        procs.die_with_parent(signal.SIGTERM, parent, 128 + signal.SIGTERM)
 
     return preexec
 

@@ -214,12 +214,6 @@ def rmap_items(pid: int) -> int | None:
 
 
 def drain(journal: Journal, timeout: float = 30.0, baseline: int | None = None) -> None:
-    """_drain(), its time the program's `drain` phase (ksft/phases.py)."""
-    with phases.span("drain"):
-        _drain(journal, timeout, baseline)
-
-
-def _drain(journal: Journal, timeout: float = 30.0, baseline: int | None = None) -> None:
     """After our region is unmapped, let ksmd scan once more so it drops our
     rmap_items and stable nodes; the journal then puts run back. Without
     this, run=0 would leave our leftovers counted in pages_sharing.
@@ -236,32 +230,36 @@ def _drain(journal: Journal, timeout: float = 30.0, baseline: int | None = None)
     also wait for the rmap_items of children that have exited: an exited mm
     keeps its rmap_items until ksmd's cursor reaches it, which takes at most
     two full scans; its /proc/PID is gone by then, so the machine-wide count
-    going back to the baseline is what shows it."""
-    was_running = journal.original(KSM / "run") == "1"
-    if was_running and not knobs_to_restore(journal):
-        return  # ksmd goes on scanning by itself once run=1 is restored
-    pid = os.getpid()
-    scans = counter("full_scans")
-    _start_fast_scanning(journal)
-    deadline = time.monotonic() + timeout
-    while True:
-        left = rmap_items(pid)
-        mine = left == 0 or (left is None and counter("full_scans") > scans)
-        others = (
-            baseline is None or rmap_items_total() <= baseline or counter("full_scans") >= scans + 2
-        )
-        if mine and others:
-            break
-        if time.monotonic() > deadline:
-            log.warning(
-                "ksmd did not finish cleaning up: %s rmap_items left here, %d in all",
-                left,
-                rmap_items_total(),
+    going back to the baseline is what shows it. Its time is the
+    program's `drain` phase (ksft/phases.py)."""
+    with phases.span("drain"):
+        was_running = journal.original(KSM / "run") == "1"
+        if was_running and not knobs_to_restore(journal):
+            return  # ksmd goes on scanning by itself once run=1 is restored
+        pid = os.getpid()
+        scans = counter("full_scans")
+        _start_fast_scanning(journal)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = rmap_items(pid)
+            mine = left == 0 or (left is None and counter("full_scans") > scans)
+            others = (
+                baseline is None
+                or rmap_items_total() <= baseline
+                or counter("full_scans") >= scans + 2
             )
-            break
-        time.sleep(POLL_SECONDS)
-    if not was_running:
-        journal.set(KSM / "run", 0)
+            if mine and others:
+                break
+            if time.monotonic() > deadline:
+                log.warning(
+                    "ksmd did not finish cleaning up: %s rmap_items left here, %d in all",
+                    left,
+                    rmap_items_total(),
+                )
+                break
+            time.sleep(POLL_SECONDS)
+        if not was_running:
+            journal.set(KSM / "run", 0)
 
 
 def knobs_to_restore(journal: Journal) -> bool:

@@ -54,6 +54,15 @@ def _prctl(option: int, arg: int) -> None:
         raise OSError(err, f"prctl({option}): {os.strerror(err)}")
 
 
+def die_with_parent(signum: int, parent: int, status: int) -> None:
+    """In a forked child: get signum when the parent dies (PR_SET_PDEATHSIG);
+    a parent that died before that is seen here, and the child exits with
+    status at once."""
+    _prctl(PR_SET_PDEATHSIG, signum)
+    if os.getppid() != parent:
+        os._exit(status)
+
+
 def tree_size(width: int, depth: int) -> int:
     """Processes a fork tree adds below its root: W + W^2 + ... + W^D."""
     return sum(width**d for d in range(1, depth + 1))
@@ -122,9 +131,7 @@ class Family:
             # child has nothing to clean up and must simply die.
             for s in TERMINATION:
                 signal.signal(s, signal.SIG_DFL)
-            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-            if os.getppid() != parent:  # the parent died before prctl
-                os._exit(1)
+            die_with_parent(signal.SIGKILL, parent, 1)
             for fd in (self._report_r, self._release_w):
                 if fd >= 0:
                     os.close(fd)
