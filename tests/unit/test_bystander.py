@@ -45,9 +45,33 @@ def test_evaluate_stall_and_waits() -> None:
     c = e["contention"]["during"]
     assert c["rwsem_wait_ns"] == 8 * MS <= e["during"]["max_ns"]
     assert e["contention"]["quiet"]["rwsem_waits"] == 0
+    assert e["contention"]["outside_ops"] == 0
     m = bystander.metric_values(e)
     assert m["stall_max_ns"] == e["stall"]["max_ns"]
     assert m["rwsem_wait_ns"] == 8 * MS
+
+
+def test_waits_count_as_during_only_inside_ops_begun_during_walks() -> None:
+    # CI once saw an 8.4 ms wait beside a 4.8 ms longest op "during": the
+    # wait was of an op begun between the timed walks (a warm-up's, an
+    # untimed page's), and "during" summed every wait of the sampling run.
+    slow_outside = (10 * MS, 20 * MS)  # begins before the walk
+    inside = (31 * MS, 33 * MS)
+    during = ops([slow_outside, inside, (40 * MS, 41 * MS)])
+    waits = [
+        Wait(42, "a", "rwsem-write", 11 * MS, 19 * MS, 0),
+        Wait(42, "a", "rwsem-write", 31 * MS + 10, 32 * MS, 0),
+        Wait(42, "b", "rwsem-read", 35 * MS, 36 * MS, 0),  # between two ops
+    ]
+    rec = bystander.Recorded("mprotect", 42, during, ops([(0, 10)]), waits, [], 0)
+    e = bystander.evaluate(rec, [(30 * MS, 38 * MS)], "ksm")
+    assert e["overlapped"] == 1
+    c = e["contention"]
+    assert c["during"]["rwsem_waits"] == 1
+    assert c["during"]["rwsem_max_wait_ns"] <= e["during"]["max_ns"] == 2 * MS
+    assert c["sampling"]["rwsem_waits"] == 3
+    assert c["sampling"]["rwsem_max_wait_ns"] == 8 * MS <= e["sampling"]["max_ns"]
+    assert c["outside_ops"] == 1
 
 
 def test_evaluate_without_timed_walks_or_tracepoints() -> None:

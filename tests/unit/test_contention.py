@@ -57,3 +57,15 @@ def test_lock_kinds() -> None:
     assert contention.lock_kind("PERCPU|WRITE") == "percpu-rwsem-write"
     assert contention.lock_kind("MUTEX") == "mutex"
     assert contention.lock_kind("") == "other"
+
+
+def test_by_op_places_each_wait_inside_its_operation() -> None:
+    def wait(a: int, b: int) -> contention.Wait:
+        return contention.Wait(1, "l", "rwsem-write", a, b, 0)
+
+    starts, ends = [100, 200, 400], [150, 350, 500]
+    waits = [wait(110, 140), wait(210, 350), wait(160, 170), wait(390, 410), wait(450, 460),
+             wait(10, 20), wait(480, 600)]  # fmt: skip
+    # Between two operations, straddling a start, before the first, past an end: none.
+    assert contention.by_op(waits, starts, ends) == [0, 1, None, None, 2, None, None]
+    assert contention.by_op(waits, [], []) == [None] * len(waits)

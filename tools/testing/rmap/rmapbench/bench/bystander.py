@@ -82,6 +82,9 @@ OPERATION = {
 }
 
 
+# The contention summaries of an entry, as the report names them.
+PHASE_LABELS = {"during": "during walks", "sampling": "while sampling", "quiet": "quiet"}
+
 # ---------------------------------------------------------------- the helper
 
 
@@ -513,12 +516,27 @@ def evaluate(rec: Recorded, intervals: Sequence[Interval] | None, backing: str) 
     if rec.waits_during is None or rec.waits_quiet is None:
         entry["contention"] = {"unavailable": contention.UNAVAILABLE}
     else:
-        entry["contention"] = {
-            "during": contention.summary(rec.waits_during),
-            "quiet": contention.summary(rec.waits_quiet),
-            "lost_events": rec.lost_events,
-        }
+        entry["contention"] = _contention(rec, chosen, rec.waits_during, rec.waits_quiet)
     return entry
+
+
+def _contention(
+    rec: Recorded, chosen: list[int], sampling: list[contention.Wait], quiet: list[contention.Wait]
+) -> JSON:
+    """The waits set against the operations: `during` those inside the
+    operations begun during walks (the same operations as the latencies'
+    `during`), `sampling` all of the sampling run's, `quiet` the baseline's;
+    `outside_ops` the waits of the sampling run inside no operation."""
+    owner = contention.by_op(sampling, rec.during.starts, rec.during.ends)
+    picked = set(chosen)
+    inside = [w for w, i in zip(sampling, owner, strict=True) if i in picked]
+    return {
+        "during": contention.summary(inside),
+        "sampling": contention.summary(sampling),
+        "quiet": contention.summary(quiet),
+        "outside_ops": sum(1 for i in owner if i is None),
+        "lost_events": rec.lost_events,
+    }
 
 
 def entries(recorded: list[Recorded], tally: Tally, page_type: str, backing: str, clock: str,
@@ -552,10 +570,10 @@ def report(ktap: KTAP, scenario: str, items: list[JSON]) -> None:
         if "unavailable" in c:
             ktap.diag(f"bystander {k} lock waits: {c['unavailable']}")
         else:
-            for phase in ("during", "quiet"):
+            for phase, label in PHASE_LABELS.items():
                 s = c[phase]
                 ktap.diag(
-                    f"bystander {k} rwsem waits {phase}: {s['rwsem_waits']}, total "
+                    f"bystander {k} rwsem waits {label}: {s['rwsem_waits']}, total "
                     f"{f(s['rwsem_wait_ns'])} (write {f(s['rwsem_write_wait_ns'])}, read "
                     f"{f(s['rwsem_read_wait_ns'])}), longest {f(s['rwsem_max_wait_ns'])}"
                 )
@@ -564,6 +582,8 @@ def report(ktap: KTAP, scenario: str, items: list[JSON]) -> None:
                         f"  {phase} lock {lock['lock']} {lock['kind']}: {lock['waits']} waits, "
                         f"{f(lock['total_ns'])}, longest {f(lock['max_ns'])}"
                     )
+            if c["outside_ops"]:
+                ktap.diag(f"bystander {k}: {c['outside_ops']} lock waits between operations")
         for name, value in metric_values(e).items():
             ktap.metric(f"bystander_{k}_{name}", value)
 

@@ -23,8 +23,10 @@ Parsing is free of tracefs access: recorded traces replay in tests.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rmapbench.machine.knobs import Journal
@@ -100,6 +102,19 @@ def parse(text: str) -> Parsed:
             lock, kind, t0 = begun
             out.waits.append(Wait(ev.pid, lock, kind, t0, ev.ts_ns, int(m["ret"])))
     out.unfinished += len(open_by_pid)
+    return out
+
+
+def by_op(waits: list[Wait], starts: Sequence[int], ends: Sequence[int]) -> list[int | None]:
+    """For each wait, the index of the operation it lies inside (the
+    operations in order, not overlapping, on the trace's clock: the
+    instance's `mono` is the helpers' CLOCK_MONOTONIC), or None when it
+    lies in none (the helper waited between two operations, or the clocks
+    differ)."""
+    out: list[int | None] = []
+    for w in waits:
+        i = bisect.bisect_right(starts, w.begin_ns) - 1
+        out.append(i if i >= 0 and w.end_ns <= ends[i] else None)
     return out
 
 
