@@ -136,11 +136,27 @@ def test_identical_runs_are_not_flagged_though_samples_are_correlated() -> None:
 def test_one_run_a_side_needs_a_change_beyond_the_noise_floor() -> None:
     rng = np.random.default_rng(RNG_SEED)
     base = _draw(rng, 100.0, 20)
-    c = verdict.compare_runs([base], [_draw(rng, 70.0, 20)])  # -30%: within the floor
-    assert c.verdict == verdict.NO_CHANGE and c.pvalue < 0.01
+    c = verdict.compare_runs([base], [_draw(rng, 50.0, 20)])  # -50%: within the floor
+    assert c.verdict == verdict.NO_CHANGE and c.pvalue_samples is not None
+    assert c.pvalue_samples < 0.01 < c.pvalue
+    assert c.between_run_sd == verdict.noise_floor("walk")
     assert any("between-run variation unknown" in w for w in c.warnings)
     big = verdict.compare_runs([base], [_draw(rng, 100.0 / 16, 20)])  # max_page_sharing 16
     assert big.verdict == verdict.IMPROVED and big.ci_high < 0.5
+
+
+def test_one_run_a_side_flags_identical_runs_at_alpha() -> None:
+    """Issue #12: identical settings, one run a side, runs differing by the
+    noise floor: flagged in about alpha of pairs, never in 20."""
+    rng = np.random.default_rng(RNG_SEED)
+    t = verdict.Thresholds(resamples=500)
+    floor = verdict.noise_floor("walk")
+    flagged = 0
+    for _ in range(200):
+        b, n = _runs(rng, 100.0, 1, 20, floor), _runs(rng, 100.0, 1, 20, floor)
+        flagged += verdict.compare_runs(b, n, t).verdict != verdict.NO_CHANGE
+    assert flagged <= 6, flagged  # 1% of 200 is 2
+    assert np.exp(verdict.one_run_change(floor)) == pytest.approx(3.58, abs=0.01)
 
 
 def test_runs_with_a_real_effect_are_flagged() -> None:

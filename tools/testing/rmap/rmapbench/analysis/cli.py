@@ -44,3 +44,5 @@ RAW = argparse.RawDescriptionHelpFormatter
 
 # --resamples: enough for any interval, few enough to finish.
 MAX_RESAMPLES = 10_000_000
+# A run-to-run sd of log medians above this (a factor e per run) measures nothing.
+MAX_NOISE_FLOOR = 1.0

@@ -22,6 +22,7 @@ from typing import Any
 
 from rmapbench.analysis import inference, samples, verdict
 from rmapbench.analysis.cli import (
+    MAX_NOISE_FLOOR,
     MAX_RESAMPLES,
     RAW,
     Parser,
@@ -176,9 +177,9 @@ def legend(t: Thresholds) -> str:
     return (
         f"p50/p99 per side; ratio = median(new)/median(base), percentile bootstrap "
         f"95% CI ({t.resamples} resamples, seed {t.seed}; two-level over runs, then samples, "
-        f"widened by the run-to-run noise floor, when both sides have two runs or more); "
-        f"p = two-sided Mann-Whitney U (one run a side: also beyond the floor) or of that "
-        f"interval's log ratio; "
+        f"when both sides have two runs or more), widened by the between-run spread (never "
+        f"below the run-to-run noise floor, which stands for it with one run a side); "
+        f"p = of that interval's log ratio; "
         f"n = samples base/new; * significant: p < {t.alpha:g}, CI excludes 1 and "
         f"|change| >= {t.min_effect:.0%} (lower latency is better)"
     )
@@ -270,6 +271,7 @@ def as_json(
             "min_effect": t.min_effect,
             "resamples": t.resamples,
             "seed": t.seed,
+            "noise_floor": t.noise_floor,
         },
         "rows": [
             {
@@ -355,6 +357,14 @@ def add_decision_options(p: argparse.ArgumentParser) -> None:
         metavar="PCT",
         help=f"smallest change called significant, percent (default {verdict.MIN_EFFECT * 100:g})",
     )
+    p.add_argument(
+        "--noise-floor",
+        type=number(),
+        metavar="SD",
+        help=f"run-to-run standard deviation of log(run median) to allow for, every metric "
+        f"(default {verdict.DEFAULT_FLOOR:g}, measured under TCG; measure your machine's with "
+        f"identical runs: docs/analysis.md)",
+    )
     p.add_argument("--resamples", type=integer(None, MAX_RESAMPLES), default=inference.RESAMPLES)
     p.add_argument("--seed", type=integer(0, 2**32 - 1), default=inference.SEED)
 
@@ -366,7 +376,9 @@ def thresholds(ns: argparse.Namespace) -> Thresholds:
         raise UsageError("--min-effect must be >= 0 and --resamples >= 100")
     if ns.max_regression is not None and ns.max_regression < 0:
         raise UsageError("--max-regression must be >= 0")
-    return Thresholds(ns.alpha, ns.min_effect / 100, ns.resamples, ns.seed)
+    if ns.noise_floor is not None and not 0 <= ns.noise_floor <= MAX_NOISE_FLOOR:
+        raise UsageError(f"--noise-floor must be between 0 and {MAX_NOISE_FLOOR:g}")
+    return Thresholds(ns.alpha, ns.min_effect / 100, ns.resamples, ns.seed, ns.noise_floor)
 
 
 def metrics_of(ns: argparse.Namespace) -> list[str]:

@@ -22,7 +22,8 @@ and the documented run-to-run noise floor of the metric (NOISE_FLOOR: the
 standard deviation of log(run median) between identical runs). The
 p-value is the normal one of log(ratio) over that combined standard
 error. With one run a side the runs' own spread is unknown and the floor
-alone stands for it, so a change is significant only well beyond it.
+alone stands for it (the same rule, a one-level interval), so a change is
+significant only well beyond it: a factor of 3.6 at the defaults.
 """
 
 from __future__ import annotations
@@ -55,9 +56,6 @@ MIN_SAMPLES = 10
 # ("walk:try_to_migrate") uses its family's ("walk").
 NOISE_FLOOR = {"walk": 0.35, "syscall": 0.35}
 DEFAULT_FLOOR = 0.35
-# With one run a side, a change must exceed this many floors (log scale):
-# 2 x 0.35 is a factor of 2.01.
-ONE_RUN_FLOORS = 2.0
 Z95 = 1.959963984540054
 
 IMPROVED = "improved"
@@ -72,6 +70,7 @@ class Thresholds:
     min_effect: float = MIN_EFFECT
     resamples: int = inference.RESAMPLES
     seed: int = inference.SEED
+    noise_floor: float | None = None  # --noise-floor: every metric's, instead of NOISE_FLOOR
 
 
 @dataclass(frozen=True)
@@ -182,14 +181,28 @@ def compare_runs(
     base = np.concatenate(b_runs) if b_runs else np.array([])
     new = np.concatenate(n_runs) if n_runs else np.array([])
     c = compare(base, new, t)
-    floor = noise_floor(metric)
+    floor = t.noise_floor if t.noise_floor is not None else noise_floor(metric)
     out = replace(c, method="runs", base_runs=len(b_runs), new_runs=len(n_runs), noise_floor=floor)
     if c.verdict == NO_DATA:
         return out
-    if min(len(b_runs), len(n_runs)) < 2:
-        return _one_run(out, metric, floor, len(b_runs), len(n_runs), t)
-    ci = inference.two_level_median_ratio(b_runs, n_runs, resamples=t.resamples, seed=t.seed)
-    observed = between_run_sd(b_runs, n_runs)
+    one_run = min(len(b_runs), len(n_runs)) < 2
+    if one_run:
+        # The samples' one-level interval; the floor stands for the
+        # between-run spread no side can show.
+        ci = inference.Interval(c.ratio, c.ci_low, c.ci_high)
+        observed = None
+        side = "base" if len(b_runs) < 2 else "new"
+        out = replace(
+            out,
+            warnings=[
+                *out.warnings,
+                f"{side}: one run: between-run variation unknown; the {metric} noise floor "
+                f"({floor:.2f}) stands for it",
+            ],
+        )
+    else:
+        ci = inference.two_level_median_ratio(b_runs, n_runs, resamples=t.resamples, seed=t.seed)
+        observed = between_run_sd(b_runs, n_runs)
     sd = max(floor, observed or 0.0)
     spread = sd * np.sqrt(1 / len(b_runs) + 1 / len(n_runs))
     est = np.log(ci.estimate) if ci.estimate > 0 else -np.inf
@@ -211,32 +224,13 @@ def compare_runs(
     )
 
 
-def floor_change(floor: float) -> float:
-    """The change (log ratio) one run a side must exceed: ONE_RUN_FLOORS
-    floors. Identical runs exceed it in about 15% of pairs when runs do
-    vary by the floor (their log difference has sd floor x sqrt 2): a
-    comparison of single runs is a screen, not a test; ab --rounds 2 or
-    more gives the run-level one."""
-    return ONE_RUN_FLOORS * floor
-
-
-def _one_run(
-    c: Comparison, metric: str, floor: float, base_runs: int, new_runs: int, t: Thresholds
-) -> Comparison:
-    """A side with one run: its between-run variation is unknown. The
-    samples' own interval and rank test stand (they say how well one run's
-    median is known), and the change must also lie beyond what the
-    metric's noise floor alone gives at alpha."""
-    limit = floor_change(floor)
-    side = "base" if base_runs < 2 else "new"
-    note = (
-        f"{side}: one run: between-run variation unknown; significant only beyond the "
-        f"{metric} noise floor (x{np.exp(limit):.2f} or /{np.exp(limit):.2f})"
-    )
-    out = replace(c, between_run_sd=None, pvalue_samples=c.pvalue, warnings=[*c.warnings, note])
-    if c.verdict in (IMPROVED, REGRESSED) and abs(np.log(c.ratio)) <= limit:
-        return replace(out, verdict=NO_CHANGE)
-    return out
+def one_run_change(floor: float, alpha: float = ALPHA) -> float:
+    """The smallest change (log ratio) one run a side can call significant
+    at alpha, however many samples: the floor's part of the error alone
+    (a difference of two runs has sd floor x sqrt 2). 2.58 x 0.35 x 1.41
+    = 1.28, a factor of 3.6 with the defaults; identical runs that vary by
+    the floor exceed it in alpha of pairs."""
+    return float(-special.ndtri(alpha / 2) * floor * np.sqrt(2))
 
 
 def across_rounds(
