@@ -11,7 +11,6 @@ from rmapbench.ksft.options import Options
 from rmapbench.machine import ksm_knobs
 from rmapbench.machine.knobs import Journal
 from rmapbench.scenarios import SCENARIOS
-from rmapbench.scenarios.base import SkipScenario
 
 
 @pytest.fixture
@@ -62,7 +61,8 @@ def test_equal_value_is_not_written(tmp_path: Path, ksm: Path) -> None:
 
 def test_skip_when_ksm_pages_exist(ksm: Path) -> None:
     (ksm / "pages_shared").write_text("40\n")
-    with pytest.raises(SkipScenario, match=r"^KSM pages exist; cannot change merge_across_nodes$"):
+    refused = r"^KSM pages exist; cannot change merge_across_nodes$"
+    with pytest.raises(ksm_knobs.KnobRefused, match=refused):
         ksm_knobs.check(Options(merge_across_nodes=0), ksm)
 
 
@@ -75,7 +75,8 @@ class _BusyJournal(Journal):
 
 def test_skip_when_the_write_is_refused(tmp_path: Path, ksm: Path) -> None:
     j = _BusyJournal(directory=tmp_path / "journal")
-    with pytest.raises(SkipScenario, match=r"^KSM pages exist; cannot change max_page_sharing$"):
+    refused = r"^KSM pages exist; cannot change max_page_sharing$"
+    with pytest.raises(ksm_knobs.KnobRefused, match=refused):
         ksm_knobs.apply(Options(max_page_sharing=2), j, ksm)
 
 
@@ -84,5 +85,5 @@ def test_missing_merge_across_nodes(tmp_path: Path, ksm: Path) -> None:
     (ksm / "merge_across_nodes").unlink()
     states = ksm_knobs.apply(Options(), journal(tmp_path), ksm)
     assert ksm_knobs.params(states) == {"max_page_sharing": 256}
-    with pytest.raises(SkipScenario, match="no KSM merge_across_nodes knob"):
+    with pytest.raises(ksm_knobs.KnobRefused, match="no KSM merge_across_nodes knob"):
         ksm_knobs.check(Options(merge_across_nodes=0), ksm)

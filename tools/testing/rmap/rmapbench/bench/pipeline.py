@@ -27,7 +27,7 @@ from rmapbench.bench.judge import Evidence, Verdict, judge
 from rmapbench.bench.preflight import Plan, Skip
 from rmapbench.ksft import options, phases, precision, results
 from rmapbench.ksft.ktap import KSFT_PASS, KTAP
-from rmapbench.machine import knobs
+from rmapbench.machine import knobs, ksm_knobs
 from rmapbench.machine.knobs import Interrupted, Journal
 from rmapbench.scenarios import SCENARIOS
 from rmapbench.scenarios.base import Scenario, SkipScenario
@@ -206,7 +206,7 @@ def _measure(case: Plan, armed: sampling.Armed, started: float, doc: Document) -
                 case.scenario.backing,
                 case.trigger.pids(),
             )
-    except SkipScenario as e:  # found out while building (a knob KSM refused)
+    except (SkipScenario, ksm_knobs.KnobRefused) as e:  # found out while building
         raise Skip(str(e)) from e
     finally:
         phases.begin("teardown")

@@ -68,7 +68,7 @@ def check(plan: Plan) -> None:
         if plan.scenario.policy.ksm:
             ksm_knobs.check(plan.opts)
         plan.trigger.check()
-    except (SkipScenario, TriggerUnavailable) as e:
+    except (SkipScenario, ksm_knobs.KnobRefused, TriggerUnavailable) as e:
         raise Skip(str(e)) from e
     if plan.opts.backend == "syscall":
         return

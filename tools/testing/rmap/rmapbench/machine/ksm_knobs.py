@@ -31,10 +31,15 @@ from typing import Any
 from rmapbench.ksft import options
 from rmapbench.machine.knobs import Journal, read_knob
 from rmapbench.machine.ksm import KSM, STRUCTURAL
-from rmapbench.scenarios.base import SkipScenario
 
 # Option dest = KSM sysfs knob of the same name.
 KNOBS = STRUCTURAL
+
+
+class KnobRefused(Exception):
+    """A knob asked for cannot be set on this kernel now (it does not exist,
+    or KSM pages exist and the kernel refuses the change): the case SKIPs
+    with this reason."""
 
 
 def wanted(opts: options.Options) -> dict[str, int]:
@@ -62,7 +67,7 @@ def _current(root: Path, name: str) -> int:
     path = root / name
     if not path.exists():
         # merge_across_nodes exists only with CONFIG_NUMA.
-        raise SkipScenario(f"no KSM {name} knob")
+        raise KnobRefused(f"no KSM {name} knob")
     return int(read_knob(path))
 
 
@@ -71,7 +76,7 @@ def check(opts: options.Options, root: Path = KSM) -> None:
     made because KSM pages exist (someone else's: we have none yet)."""
     for name, value in wanted(opts).items():
         if _current(root, name) != value and int(read_knob(root / "pages_shared")):
-            raise SkipScenario(f"KSM pages exist; cannot change {name}")
+            raise KnobRefused(f"KSM pages exist; cannot change {name}")
 
 
 def apply(opts: options.Options, journal: Journal, root: Path = KSM) -> dict[str, KnobState]:
@@ -89,7 +94,7 @@ def apply(opts: options.Options, journal: Journal, root: Path = KSM) -> dict[str
                 journal.set(path, want[name])
             except OSError as e:
                 if e.errno == errno.EBUSY:  # KSM pages appeared since check()
-                    raise SkipScenario(f"KSM pages exist; cannot change {name}") from e
+                    raise KnobRefused(f"KSM pages exist; cannot change {name}") from e
                 raise
         states[name] = KnobState(name, before, int(read_knob(path)))
     return states
