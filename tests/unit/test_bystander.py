@@ -1,4 +1,4 @@
-"""The bystander's statistics (rmapbench/bench/bystander.py): which
+"""The bystander's statistics (rmapbench/bench/bystander/): which
 operations overlapped a walk, during/quiet summaries, the stall, and the
 walker's lock holds; the --bystander and --workload options."""
 
@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from rmapbench.bench import bystander, cases
+from rmapbench.bench import cases
+from rmapbench.bench.bystander import entry, helper, holds
+from rmapbench.bench.bystander.crowd import Recorded
 from rmapbench.ksft import options, stats, workloads
 from rmapbench.ksft.cli import UsageError
 from rmapbench.tracing.contention import Wait
@@ -14,16 +16,16 @@ from rmapbench.tracing.contention import Wait
 MS = 1_000_000
 
 
-def ops(spans: list[tuple[int, int]]) -> bystander.Ops:
-    return bystander.Ops([a for a, _ in spans], [b for _, b in spans])
+def ops(spans: list[tuple[int, int]]) -> helper.Ops:
+    return helper.Ops([a for a, _ in spans], [b for _, b in spans])
 
 
 def test_overlapping_takes_ops_that_began_inside_a_walk() -> None:
     walks = [(100, 200), (500, 900)]
     o = ops([(10, 20), (90, 110), (150, 160), (199, 300), (200, 210), (400, 1000), (950, 960)])
     # (90, 110) and (400, 1000) overlap a walk but began outside one.
-    assert bystander.overlapping(o, walks) == [2, 3, 4]
-    assert bystander.overlapping(o, []) == []
+    assert entry.overlapping(o, walks) == [2, 3, 4]
+    assert entry.overlapping(o, []) == []
 
 
 def test_evaluate_stall_and_waits() -> None:
@@ -33,8 +35,8 @@ def test_evaluate_stall_and_waits() -> None:
     blocked = [(20 * MS, 75 * MS)]
     during = ops([*fast, *blocked])
     wait = Wait(42, "00000000e757e69a", "rwsem-write", 30 * MS, 38 * MS, 0)
-    rec = bystander.Recorded("mprotect", 42, during, quiet, [wait], [], 0)
-    e = bystander.evaluate(rec, [(0, 5 * MS), (15 * MS, 80 * MS)], "ksm")
+    rec = Recorded("mprotect", 42, during, quiet, [wait], [], 0)
+    e = entry.evaluate(rec, [(0, 5 * MS), (15 * MS, 80 * MS)], "ksm")
     assert e["lock"] == "anon_vma"
     assert e["ops"] == 101
     assert e["overlapped"] == 52  # 51 fast ops began in the first walk, and the blocked one
@@ -46,7 +48,7 @@ def test_evaluate_stall_and_waits() -> None:
     assert c["rwsem_wait_ns"] == 8 * MS <= e["during"]["max_ns"]
     assert e["contention"]["quiet"]["rwsem_waits"] == 0
     assert e["contention"]["outside_ops"] == 0
-    m = bystander.metric_values(e)
+    m = entry.metric_values(e)
     assert m["stall_max_ns"] == e["stall"]["max_ns"]
     assert m["rwsem_wait_ns"] == 8 * MS
 
@@ -63,8 +65,8 @@ def test_waits_count_as_during_only_inside_ops_begun_during_walks() -> None:
         Wait(42, "a", "rwsem-write", 31 * MS + 10, 32 * MS, 0),
         Wait(42, "b", "rwsem-read", 35 * MS, 36 * MS, 0),  # between two ops
     ]
-    rec = bystander.Recorded("mprotect", 42, during, ops([(0, 10)]), waits, [], 0)
-    e = bystander.evaluate(rec, [(30 * MS, 38 * MS)], "ksm")
+    rec = Recorded("mprotect", 42, during, ops([(0, 10)]), waits, [], 0)
+    e = entry.evaluate(rec, [(30 * MS, 38 * MS)], "ksm")
     assert e["overlapped"] == 1
     c = e["contention"]
     assert c["during"]["rwsem_waits"] == 1
@@ -75,26 +77,26 @@ def test_waits_count_as_during_only_inside_ops_begun_during_walks() -> None:
 
 
 def test_evaluate_without_timed_walks_or_tracepoints() -> None:
-    rec = bystander.Recorded("fork", 7, ops([(0, 10), (20, 40)]), ops([(0, 10)]), None, None)
-    e = bystander.evaluate(rec, None, "file")
+    rec = Recorded("fork", 7, ops([(0, 10), (20, 40)]), ops([(0, 10)]), None, None)
+    e = entry.evaluate(rec, None, "file")
     assert e["overlapped"] is None
     assert e["during"]["count"] == 2
     assert e["lock"] == "i_mmap"
     assert e["contention"] == {"unavailable": "no lock contention tracepoints"}
-    assert "rwsem_wait_ns" not in bystander.metric_values(e)
+    assert "rwsem_wait_ns" not in entry.metric_values(e)
 
 
 def test_ops_from_bytes() -> None:
     import array
 
     a = array.array("q", [1, 5, 10, 30])
-    o = bystander.Ops.from_bytes(a.tobytes())
+    o = helper.Ops.from_bytes(a.tobytes())
     assert o.latencies == [4, 20]
 
 
 def test_away_from_the_tests_cpu() -> None:
-    assert bystander.away_from({0, 1}, 0) == {1}
-    assert bystander.away_from({0}, 0) == {0}
+    assert helper.away_from({0, 1}, 0) == {1}
+    assert helper.away_from({0}, 0) == {0}
 
 
 def test_lock_holds_ksm_from_visits() -> None:
@@ -106,12 +108,12 @@ def test_lock_holds_ksm_from_visits() -> None:
             {"caller": "try_to_migrate", "walk_p50_ns": 36_000_000, "searches": {"p50": 256}},
         ],
     }
-    h = bystander.lock_holds("ksm", stats.summarize([50 * MS]), visits)
+    h = holds.lock_holds("ksm", stats.summarize([50 * MS]), visits)
     assert h["acquisitions_per_walk"] == {"p50": 384, "max": 512, "exact": True}
     assert h["longest_hold_ns"] == round(36_000_000 / 256)
     assert h["longest_hold_exact"] is False
-    assert bystander.lock_holds("ksm", stats.EMPTY, None)["acquisitions_per_walk"] is None
-    f = bystander.lock_holds("file", stats.summarize([100, 300]), None)
+    assert holds.lock_holds("ksm", stats.EMPTY, None)["acquisitions_per_walk"] is None
+    f = holds.lock_holds("file", stats.summarize([100, 300]), None)
     assert f["lock"] == "i_mmap (read)"
     assert f["longest_hold_ns"] == 300
 
@@ -152,7 +154,7 @@ def test_every_workload_parses_for_its_case(name: str) -> None:
 
 
 def _doc() -> dict[str, object]:
-    rec = bystander.Recorded(
+    rec = Recorded(
         "mprotect",
         42,
         ops([(0, 50_000), (1 * MS, 9 * MS)]),
@@ -160,12 +162,12 @@ def _doc() -> dict[str, object]:
         [Wait(42, "00000000e757e69a", "rwsem-write", 2 * MS, 8 * MS, 0)],
         [],
     )
-    entry = bystander.evaluate(rec, [(0, 10 * MS)], "ksm")
-    holds = bystander.lock_holds("anon", stats.summarize([1000]), None)
+    item = entry.evaluate(rec, [(0, 10 * MS)], "ksm")
+    lock = holds.lock_holds("anon", stats.summarize([1000]), None)
     return {
         "program": "rmap_ksm",
         "status": "pass",
-        "scenarios": [{"name": "ksm", "bystanders": [entry], "lock_holds": holds}],
+        "scenarios": [{"name": "ksm", "bystanders": [item], "lock_holds": lock}],
     }
 
 

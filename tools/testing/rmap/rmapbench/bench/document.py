@@ -272,7 +272,7 @@ class ScenarioEntry:
     timing: Timing | None = None
     visits: JSON | None = None  # bench/visitcount.py's entry()
     backends: list[BackendEntry] | None = None
-    bystanders: list[JSON] | None = None  # bench/bystander.py's entries
+    bystanders: list[JSON] | None = None  # bench/bystander/entry.py's entries
     lock_holds: JSON | None = None  # with --bystander: the walker's holds
 
     def as_dict(self) -> JSON:
