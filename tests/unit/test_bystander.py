@@ -1,14 +1,14 @@
 """The bystander's statistics (rmapbench/bench/bystander/): which
 operations overlapped a walk, during/quiet summaries, the stall, and the
-walker's lock holds; the --bystander and --workload options."""
+walker's lock holds and waits; the --bystander and --workload options."""
 
 from __future__ import annotations
 
 import pytest
 
 from rmapbench.bench import cases
-from rmapbench.bench.bystander import entry, helper, holds
-from rmapbench.bench.bystander.crowd import Recorded
+from rmapbench.bench.bystander import entry, helper, holds, walker
+from rmapbench.bench.bystander.crowd import Recorded, WalkerWaits
 from rmapbench.ksft import options, stats, workloads
 from rmapbench.ksft.cli import UsageError
 from rmapbench.tracing.contention import Wait
@@ -164,10 +164,14 @@ def _doc() -> dict[str, object]:
     )
     item = entry.evaluate(rec, [(0, 10 * MS)], "ksm")
     lock = holds.lock_holds("anon", stats.summarize([1000]), None)
+    walker_waits = [Wait(40, "00000000e757e69a", "rwsem-read", 3 * MS, 4 * MS, 0)]
+    waits = walker.evaluate(WalkerWaits([40], walker_waits, []), [(0, 10 * MS)], set())
     return {
         "program": "rmap_ksm",
         "status": "pass",
-        "scenarios": [{"name": "ksm", "bystanders": [item], "lock_holds": lock}],
+        "scenarios": [
+            {"name": "ksm", "bystanders": [item], "lock_holds": lock, "walker_waits": waits}
+        ],
     }
 
 
@@ -180,6 +184,8 @@ def test_bystander_metrics_are_exported() -> None:
     assert m["ksm_bystander_mprotect_overlapped"] == (2, "ops")
     assert m["ksm_bystander_mprotect_rwsem_wait"] == (6 * MS, "ns")
     assert m["ksm_lock_acquisitions_per_walk"] == (1, "acquisitions")
+    assert m["ksm_walker_rwsem_wait"] == (1 * MS, "ns")
+    assert m["ksm_walker_rwsem_max_wait"] == (1 * MS, "ns")
     assert "rmap_ksm_ksm_bystander_mprotect_stall_p99 pass" in " ".join(results.lava_lines(_doc()))
 
 
@@ -199,3 +205,70 @@ def test_compare_keys_bystander_samples() -> None:
     run = Run(_doc())
     keys = [k for k, _ in samples.run_series(run, "bystander-mprotect")]
     assert [k.metric for k in keys] == ["bystander-mprotect"]
+
+
+def test_walker_waits_placed_inside_timed_walks() -> None:
+    # The walker (pid 40) queues for reading behind the helper (pid 42),
+    # which has asked for a hand-off: its waits on that lock lie inside
+    # the walks; one wait of another lock between two walks.
+    lock = "00000000e757e69a"
+    helper_waits = [Wait(42, lock, "rwsem-write", 11 * MS, 16 * MS, 0)]
+    rec = Recorded("mprotect", 42, ops([(10 * MS, 17 * MS)]), ops([(0, 10)]), helper_waits, [])
+    waits = [
+        Wait(40, lock, "rwsem-read", 15 * MS, 16 * MS, 0),
+        Wait(40, lock, "rwsem-read", 32 * MS, 32 * MS + 300_000, 0),
+        Wait(40, "0000000011112222", "mutex", 25 * MS, 26 * MS, 0),
+    ]
+    w = walker.evaluate(WalkerWaits([40], waits, []), [(10 * MS, 20 * MS), (30 * MS, 40 * MS)],
+                        walker.bystander_locks([rec]))  # fmt: skip
+    assert w["pids"] == [40]
+    assert w["during_walks"]["rwsem_waits"] == 2
+    assert w["during_walks"]["rwsem_read_wait_ns"] == 1_300_000
+    assert w["during_walks"]["rwsem_max_wait_ns"] == 1 * MS
+    assert w["sampling"]["all_wait_ns"] == 2_300_000
+    assert w["on_bystander_locks"]["rwsem_waits"] == 2
+    assert w["outside_walks"] == 1
+    assert w["quiet"]["rwsem_waits"] == 0
+    assert walker.metric_values(w) == {
+        "walker_rwsem_wait_ns": 1_300_000,
+        "walker_rwsem_max_wait_ns": 1 * MS,
+    }
+
+
+def test_walker_waits_without_timed_walks_or_tracepoints() -> None:
+    waits = [Wait(40, "a", "rwsem-read", 1, 5, 0)]
+    w = walker.evaluate(WalkerWaits([40], waits, []), None, set())
+    assert w["during_walks"] is None and w["outside_walks"] is None
+    assert w["sampling"]["rwsem_waits"] == 1
+    assert walker.metric_values(w) == {}
+    off = walker.evaluate(WalkerWaits([40], None, None), None, set())
+    assert off == {"pids": [40], "unavailable": "no lock contention tracepoints"}
+
+
+def test_walker_report_line() -> None:
+    import io
+
+    from rmapbench.ksft.ktap import KTAP
+
+    out = io.StringIO()
+    waits = [Wait(40, "a", "rwsem-read", 10, 2010, 0)]
+    walker.report(KTAP("rmap_ksm", ["x"], stream=out),
+                  walker.evaluate(WalkerWaits([40], waits, []), [(0, 5000)], {"a"}))  # fmt: skip
+    lines = [ln for ln in out.getvalue().splitlines() if "walker" in ln]
+    assert lines == [
+        "# walker (pid 40) lock waits during walks: 1 rwsem, 2 us (read 2 us, write 0 ns), "
+        "longest 2 us; while sampling: 1, 2 us; on the bystanders' lock: 1, 2 us; quiet: 0, 0 ns",
+        "# rmap_ksm.walker_rwsem_wait_ns: 2000",
+        "# rmap_ksm.walker_rwsem_max_wait_ns: 2000",
+    ]
+
+
+def test_walkers_waits_are_no_forking_bystanders() -> None:
+    from rmapbench.bench.bystander import crowd
+    from rmapbench.tracing.contention import Parsed
+
+    parsed = Parsed([Wait(40, "a", "rwsem-read", 1, 2, 0), Wait(42, "a", "rwsem-write", 1, 3, 0),
+                     Wait(99, "a", "rwsem-write", 4, 6, 0)])  # fmt: skip
+    owners = {40: crowd.WALKER, 42: "fork"}
+    assert [w.pid for w in crowd._waits_of(parsed, owners, "fork") or []] == [42, 99]
+    assert [w.pid for w in crowd._waits_of(parsed, owners, crowd.WALKER) or []] == [40]

@@ -17,7 +17,8 @@ not named.
 
 The events go to their own private instance (rmapbench-PID-bystander)
 following only the bystanders' pids (and, for a forking bystander, its
-children: options/event-fork), so the walk-timing instance is untouched.
+children: options/event-fork) and the walker's (the trigger's pids), so the
+walk-timing instance is untouched.
 Parsing is free of tracefs access: recorded traces replay in tests.
 """
 

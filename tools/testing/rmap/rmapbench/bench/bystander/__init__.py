@@ -12,13 +12,14 @@ to overlap a timed walk of the target or not. One module per part:
   helper.py    the helper process, its operation per kind, its protocol
   crowd.py     the running bystanders of a case (start, Crowd, Recorded)
   entry.py     the statistics, the JSON entry and its report (pure)
+  walker.py    the walker's own lock waits (walker_waits, pure)
   holds.py     the walker's own lock holds (lock_holds)
   conclude.py  all of it set against the judged samples, into the document
 
-The pipeline uses start() and conclude() (and Recorded, between them).
+The pipeline uses start() and conclude() (and Recording, between them).
 """
 
 from rmapbench.bench.bystander.conclude import conclude
-from rmapbench.bench.bystander.crowd import Crowd, Recorded, start
+from rmapbench.bench.bystander.crowd import Crowd, Recorded, Recording, start
 
-__all__ = ["Crowd", "Recorded", "conclude", "start"]
+__all__ = ["Crowd", "Recorded", "Recording", "conclude", "start"]

@@ -1,6 +1,7 @@
-"""Once the samples are judged: set each bystander's operations against the
-timed walks, report them and the walker's lock holds, fill in the
-scenario's JSON entry; $RMAPBENCH_BYSTANDER_DUMP writes the timeline."""
+"""Once the samples are judged: set each bystander's operations and the
+walker's waits against the timed walks, report them and the walker's lock
+holds, fill in the scenario's JSON entry; $RMAPBENCH_BYSTANDER_DUMP writes
+the timeline."""
 
 from __future__ import annotations
 
@@ -8,33 +9,32 @@ import json
 import os
 from typing import Any
 
-from rmapbench.bench.bystander import entry, holds
-from rmapbench.bench.bystander.crowd import Recorded
+from rmapbench.bench.bystander import entry, holds, walker
+from rmapbench.bench.bystander.crowd import Recording
 from rmapbench.bench.preflight import Plan
 from rmapbench.bench.tally import Tally
 
 
-def conclude(plan: Plan, recorded: list[Recorded], tally: Tally, sampled: Any, doc: Any) -> None:
-    """Set the recorded operations against the timed walks; report them
-    and the walker's lock holds; fill in the scenario's JSON entry (doc)."""
+def conclude(plan: Plan, recording: Recording, tally: Tally, sampled: Any, doc: Any) -> None:
+    """Set the recorded operations and the walker's waits against the timed
+    walks; report them and the walker's lock holds; fill in the scenario's
+    JSON entry (doc)."""
     scenario = plan.scenario
-    items = entry.entries(
-        recorded,
-        tally,
-        scenario.page_type,
-        scenario.backing,
-        sampled.desc.clock,
-        sampled.traced,
-    )
+    recorded = recording.bystanders
+    intervals = entry.timed_intervals(tally, scenario.page_type, sampled.desc.clock, sampled.traced)
+    items = entry.entries(recorded, intervals, scenario.backing)
     entry.report(plan.ktap, scenario.name, items)
     doc.bystanders = items
-    _dump(recorded, tally, scenario.page_type)
+    waits = walker.evaluate(recording.walker, intervals, walker.bystander_locks(recorded))
+    walker.report(plan.ktap, waits)
+    doc.walker_waits = waits
+    _dump(recording, tally, scenario.page_type)
     h = holds.lock_holds(scenario.page_type, tally.walks, doc.visits)
     doc.lock_holds = h
     holds.report(plan.ktap, h)
 
 
-def _dump(recorded: list[Recorded], tally: Tally, page_type: str) -> None:
+def _dump(recording: Recording, tally: Tally, page_type: str) -> None:
     """$RMAPBENCH_BYSTANDER_DUMP=FILE: the operations, walks and waits as
     JSON, for looking at one run's timeline (and making test fixtures)."""
     path = os.environ.get("RMAPBENCH_BYSTANDER_DUMP")
@@ -51,8 +51,12 @@ def _dump(recorded: list[Recorded], tally: Tally, page_type: str) -> None:
                         "quiet": [r.quiet.starts, r.quiet.ends],
                         "waits": [vars(w) for w in r.waits_during or []],
                     }
-                    for r in recorded
+                    for r in recording.bystanders
                 ],
+                "walker": {
+                    "pids": recording.walker.pids,
+                    "waits": [vars(w) for w in recording.walker.sampling or []],
+                },
             },
             f,
         )

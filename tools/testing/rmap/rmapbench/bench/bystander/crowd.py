@@ -1,7 +1,8 @@
 """The running bystanders of one case: fork the helpers once the scenario is
-built, arm their contention instance, run them while the timed samples run,
-then the quiet baseline; what each recorded (Recorded), before it is set
-against the walks (entry.py)."""
+built, arm their contention instance (which follows the walker too), run
+them while the timed samples run, then the quiet baseline; what each
+recorded (Recorded) and what the walker waited for (WalkerWaits), before
+they are set against the walks (entry.py, walker.py)."""
 
 from __future__ import annotations
 
@@ -40,16 +41,41 @@ class Recorded:
 
 
 @dataclass
+class WalkerWaits:
+    """The lock waits of the walking process(es) (the trigger's pids: the
+    test itself, or kdamond) while the bystanders ran, and in their quiet
+    baseline (no walks); None: not recorded."""
+
+    pids: list[int]
+    sampling: list[contention.Wait] | None
+    quiet: list[contention.Wait] | None
+    lost_events: int = 0
+
+
+@dataclass
+class Recording:
+    """Everything a crowd recorded: per bystander, and the walker's waits."""
+
+    bystanders: list[Recorded]
+    walker: WalkerWaits
+
+
+# The owner of the walker's pids in the waits (no bystander kind).
+WALKER = "walker"
+
+
+@dataclass
 class Crowd:
     """The running bystanders of one case."""
 
     helpers: list[Helper]
     recorder: contention.Recorder | None
     unavailable: str | None  # why contention is not recorded
+    walker_pids: list[int] = field(default_factory=list)
     affinity: set[int] | None = None  # the test's own, to put back
     recorded: list[Recorded] = field(default_factory=list)
 
-    def finish(self) -> list[Recorded]:
+    def finish(self) -> Recording:
         """Stop the during run, then the quiet baseline (all bystanders at once)."""
         for h in self.helpers:
             h.stop()
@@ -59,7 +85,7 @@ class Crowd:
             h.start(min(len(ops.starts), QUIET_MAX_OPS))
         quiet = [h.collect() for h in self.helpers]
         parsed_q, lost_q = self.recorder.take() if self.recorder else (None, 0)
-        owners = _owners(self.helpers)
+        owners = _owners(self.helpers, self.walker_pids)
         for h, d, q in zip(self.helpers, during, quiet, strict=True):
             self.recorded.append(
                 Recorded(
@@ -72,7 +98,13 @@ class Crowd:
                     lost + lost_q,
                 )
             )
-        return self.recorded
+        walker = WalkerWaits(
+            self.walker_pids,
+            _waits_of(parsed, owners, WALKER),
+            _waits_of(parsed_q, owners, WALKER),
+            lost + lost_q,
+        )
+        return Recording(self.recorded, walker)
 
     def kill(self) -> None:
         for h in self.helpers:
@@ -83,15 +115,15 @@ class Crowd:
             self.affinity = None
 
 
-def _owners(helpers: list[Helper]) -> dict[int, str]:
-    return {h.pid: h.kind for h in helpers}
+def _owners(helpers: list[Helper], walker_pids: list[int]) -> dict[int, str]:
+    return {**{p: WALKER for p in walker_pids}, **{h.pid: h.kind for h in helpers}}
 
 
 def _waits_of(
     parsed: contention.Parsed | None, owners: dict[int, str], kind: str
 ) -> list[contention.Wait] | None:
     """A bystander's waits: its pid's, and (fork) its children's, whose pids
-    are no helper's."""
+    are no helper's and not the walker's; or (kind WALKER) the walker's."""
     if parsed is None:
         return None
     forker = "fork" in owners.values()
@@ -126,12 +158,14 @@ def start(plan: Plan, scenario: Scenario) -> Crowd | None:
         for kind in kinds:
             helpers.append(Helper(kind, window, affinity, here))
         recorder, unavailable = None, None
+        walkers = [p for p in plan.trigger.pids() if p not in {h.pid for h in helpers}]
         if plan.opts.backend == "syscall":
             unavailable = "no tracing (--backend syscall)"
         else:
             try:
+                pids = [h.pid for h in helpers] + walkers
                 recorder = contention.Recorder.arm(
-                    plan.journal, plan.opts.buffer_kb, [h.pid for h in helpers], "fork" in kinds
+                    plan.journal, plan.opts.buffer_kb, pids, "fork" in kinds
                 )
             except TraceError as e:
                 unavailable = contention.UNAVAILABLE if contention.UNAVAILABLE in str(e) else str(e)
@@ -150,4 +184,4 @@ def start(plan: Plan, scenario: Scenario) -> Crowd | None:
             f"{LOCK_OF.get(scenario.backing, '?')} lock"
         )
         h.start()
-    return Crowd(helpers, recorder, unavailable, affinity if pinned else None)
+    return Crowd(helpers, recorder, unavailable, walkers, affinity if pinned else None)

@@ -104,9 +104,15 @@ def _contention(
     }
 
 
-def entries(recorded: list[Recorded], tally: Tally, page_type: str, backing: str, clock: str,
-            traced: bool) -> list[JSON]:  # fmt: skip
-    intervals = walk_intervals(tally, page_type) if traced and clock == "mono" else None
+def timed_intervals(tally: Tally, page_type: str, clock: str, traced: bool
+                    ) -> list[Interval] | None:  # fmt: skip
+    """The timed target walks on the operations' clock (the instance's
+    `mono`), or None: not timed, or on another clock."""
+    return walk_intervals(tally, page_type) if traced and clock == "mono" else None
+
+
+def entries(recorded: list[Recorded], intervals: Sequence[Interval] | None, backing: str
+            ) -> list[JSON]:  # fmt: skip
     return [evaluate(r, intervals, backing) for r in recorded]
 
 
