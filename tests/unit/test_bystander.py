@@ -9,6 +9,7 @@ import pytest
 from rmapbench.bench import cases
 from rmapbench.bench.bystander import entry, helper, holds, walker
 from rmapbench.bench.bystander.crowd import Recorded, WalkerWaits
+from rmapbench.bench.bystander.helper import Ops
 from rmapbench.ksft import options, stats, workloads
 from rmapbench.ksft.cli import UsageError
 from rmapbench.tracing.contention import Wait
@@ -16,8 +17,8 @@ from rmapbench.tracing.contention import Wait
 MS = 1_000_000
 
 
-def ops(spans: list[tuple[int, int]]) -> helper.Ops:
-    return helper.Ops([a for a, _ in spans], [b for _, b in spans])
+def ops(spans: list[tuple[int, int]]) -> Ops:
+    return Ops([a for a, _ in spans], [b for _, b in spans])
 
 
 def test_overlapping_takes_ops_that_began_inside_a_walk() -> None:
@@ -272,3 +273,36 @@ def test_walkers_waits_are_no_forking_bystanders() -> None:
     owners = {40: crowd.WALKER, 42: "fork"}
     assert [w.pid for w in crowd._waits_of(parsed, owners, "fork") or []] == [42, 99]
     assert [w.pid for w in crowd._waits_of(parsed, owners, crowd.WALKER) or []] == [40]
+
+
+def _recorded() -> tuple[list[tuple[int, int]], Ops, list[Wait]]:
+    """The recorded run of fixtures/contention_ksm_6.12.trace: its timed
+    walks, the helper's operations that hold a wait, and every wait."""
+    from pathlib import Path
+
+    from rmapbench.tracing import contention
+
+    text = (Path(__file__).resolve().parent / "fixtures" / "contention_ksm_6.12.trace").read_text()
+    spans: dict[str, list[tuple[int, int]]] = {"walk": [], "op": []}
+    for line in text.splitlines():
+        if line.startswith("# rmapbench "):
+            what, a, b = line.split()[2:]
+            spans[what].append((int(a), int(b)))
+    return spans["walk"], ops(spans["op"]), contention.parse(text).waits
+
+
+def test_recorded_run_replays_to_what_it_reported() -> None:
+    walks, helper_ops, waits = _recorded()
+    helper_waits = [w for w in waits if w.pid == 193]
+    rec = Recorded("mprotect", 193, helper_ops, ops([]), helper_waits, [], 0)
+    c = entry.evaluate(rec, walks, "ksm")["contention"]
+    assert (c["during"]["rwsem_waits"], c["during"]["rwsem_wait_ns"]) == (8, 78_422_000)
+    assert (c["sampling"]["rwsem_waits"], c["sampling"]["rwsem_wait_ns"]) == (11, 103_117_000)
+    assert c["outside_ops"] == 0
+    mine = WalkerWaits([190], [w for w in waits if w.pid == 190], [])
+    w = walker.evaluate(mine, walks, walker.bystander_locks([rec]))
+    d = w["during_walks"]
+    assert (d["rwsem_waits"], d["rwsem_wait_ns"], d["rwsem_max_wait_ns"]) == (7, 1_481_000, 470_000)
+    assert (w["sampling"]["rwsem_waits"], w["sampling"]["rwsem_wait_ns"]) == (13, 2_939_000)
+    assert w["on_bystander_locks"] == w["sampling"]
+    assert w["outside_walks"] == 6

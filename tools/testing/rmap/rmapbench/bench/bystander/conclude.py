@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 from rmapbench.bench.bystander import entry, holds, walker
-from rmapbench.bench.bystander.crowd import Recording
+from rmapbench.bench.bystander.crowd import DUMP_ENV, Recording
 from rmapbench.bench.preflight import Plan
 from rmapbench.bench.tally import Tally
 
@@ -36,8 +36,10 @@ def conclude(plan: Plan, recording: Recording, tally: Tally, sampled: Any, doc: 
 
 def _dump(recording: Recording, tally: Tally, page_type: str) -> None:
     """$RMAPBENCH_BYSTANDER_DUMP=FILE: the operations, walks and waits as
-    JSON, for looking at one run's timeline (and making test fixtures)."""
-    path = os.environ.get("RMAPBENCH_BYSTANDER_DUMP")
+    JSON, for looking at one run's timeline, and the contention instance's
+    trace text (`traces`: the sampling run's, the quiet baseline's) for
+    making test fixtures."""
+    path = os.environ.get(DUMP_ENV)
     if not path:
         return
     with open(path, "w") as f:
@@ -47,12 +49,14 @@ def _dump(recording: Recording, tally: Tally, page_type: str) -> None:
                 "bystanders": [
                     {
                         "kind": r.kind,
+                        "pid": r.pid,
                         "during": [r.during.starts, r.during.ends],
                         "quiet": [r.quiet.starts, r.quiet.ends],
                         "waits": [vars(w) for w in r.waits_during or []],
                     }
                     for r in recording.bystanders
                 ],
+                "traces": recording.traces,
                 "walker": {
                     "pids": recording.walker.pids,
                     "waits": [vars(w) for w in recording.walker.sampling or []],

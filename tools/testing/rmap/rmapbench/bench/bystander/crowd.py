@@ -58,6 +58,12 @@ class Recording:
 
     bystanders: list[Recorded]
     walker: WalkerWaits
+    traces: list[str] = field(default_factory=list)  # the contention text, with DUMP_ENV
+
+
+# A file to write one run's timeline to (conclude.py), with the raw
+# contention trace text of the sampling run and of the quiet baseline.
+DUMP_ENV = "RMAPBENCH_BYSTANDER_DUMP"
 
 
 # The owner of the walker's pids in the waits (no bystander kind).
@@ -104,7 +110,7 @@ class Crowd:
             _waits_of(parsed_q, owners, WALKER),
             lost + lost_q,
         )
-        return Recording(self.recorded, walker)
+        return Recording(self.recorded, walker, self.recorder.texts if self.recorder else [])
 
     def kill(self) -> None:
         for h in self.helpers:
@@ -165,7 +171,11 @@ def start(plan: Plan, scenario: Scenario) -> Crowd | None:
             try:
                 pids = [h.pid for h in helpers] + walkers
                 recorder = contention.Recorder.arm(
-                    plan.journal, plan.opts.buffer_kb, pids, "fork" in kinds
+                    plan.journal,
+                    plan.opts.buffer_kb,
+                    pids,
+                    "fork" in kinds,
+                    keep_text=bool(os.environ.get(DUMP_ENV)),
                 )
             except TraceError as e:
                 unavailable = contention.UNAVAILABLE if contention.UNAVAILABLE in str(e) else str(e)
