@@ -9,7 +9,9 @@ pages of 256 sharers each by default, or ~125 of 16 with max_page_sharing
 for each, searches that item's anon_vma over its whole range: 2000 VMAs per
 item. 16 items instead of 256 is a walk about 16x shorter.
 
-Two ab runs of one boot each; side A is the kernel's default (256).
+Two ab runs of one boot each; side A is the kernel's default (256). Then
+a sweep of the jvm workload, tiny, in one boot: every point runs the
+workload's case with its bystander, and the sweep shows the bystander.
 """
 
 from __future__ import annotations
@@ -84,3 +86,25 @@ def test_identical_settings_are_no_significant_change(
     assert status == 0, doc
     assert row["verdict"] == "no significant change", row
     assert row["ci_low"] <= 1 <= row["ci_high"] or row["pvalue"] >= 0.01, row
+
+
+def test_sweep_of_a_workload_shows_its_bystander(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Tiny, to stay cheap: the options after the workload's win (its
+    # --samples 10), and the varied --pages after them all.
+    out = tmp_path / "sweep"
+    status = cli.main(["sweep", "--vary", "pages=100,200", "-o", str(out), "--",
+                       "--workload", "jvm", "--samples", "3", "--warmup", "1"])  # fmt: skip
+    text = capsys.readouterr().out
+    assert status == 0, text
+    assert "bystander-mprotect: operations begun during walks" in text, text
+    runs = resultset.load(out).runs
+    assert sorted(r.doc["scenarios"][0]["params"]["pages"] for r in runs) == [100, 200]
+    for r in runs:
+        assert r.doc["program"] == "rmap_ksm"  # the workload's case alone
+        sc = r.doc["scenarios"][0]
+        assert [b["kind"] for b in sc["bystanders"]] == ["mprotect"]
+        assert sc["bystanders"][0]["quiet"]["count"] > 0
+        assert sc["lock_holds"]["acquisitions_per_walk"]["exact"]  # the workload's --count-visits
+        assert "pids" in sc["walker_waits"]

@@ -3,7 +3,7 @@
 one, file with a munmap bystander, and every workload at its small size,
 between two snapshots of the global settings; then checks the stall each
 shows, the rwsem waits the contention tracepoints recorded, the walker's
-lock holds, and that no helper outlived its test."""
+lock holds and its own waits, and that no helper outlived its test."""
 
 from __future__ import annotations
 
@@ -103,6 +103,14 @@ def test_ksm_walks_stall_the_mprotect_bystander(run: dict[str, Any]) -> None:
     assert holds["acquisitions_per_walk"]["p50"] >= 256
     assert 0 < holds["longest_hold_ns"] < r["sc"]["walks"]["max_ns"]
     assert "# rmap_ksm.bystander_mprotect_stall_p99_ns:" in r["tap"]
+    # The walker's own waits (queued for reading behind a helper that asked
+    # for a hand-off), from the same instance: each inside a timed walk is
+    # shorter than the walk; with no walks (quiet) it has less to wait for.
+    w = r["sc"]["walker_waits"]
+    assert w["pids"] and "unavailable" not in w, w
+    assert w["during_walks"]["rwsem_max_wait_ns"] <= r["sc"]["walks"]["max_ns"]
+    assert w["quiet"]["rwsem_waits"] <= w["sampling"]["rwsem_waits"]
+    assert "# rmap_ksm.walker_rwsem_wait_ns:" in r["tap"]
 
 
 def test_anon_walks_stall_little(run: dict[str, Any]) -> None:

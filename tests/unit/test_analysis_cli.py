@@ -107,6 +107,30 @@ def test_sweep_from_set_fits_exponent(capsys: pytest.CaptureFixture[str]) -> Non
     assert fits[("ksm", "p50")].fit is None  # two points leave no degree of freedom
 
 
+def test_sweep_shows_bystanders_per_point(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                         ) -> None:  # fmt: skip
+    """A sweep of a --workload: its bystanders' operations begun during
+    walks get a table per kind (none without bystanders)."""
+    import shutil
+
+    assert "bystander-" not in sweep.summary_text(resultset.load(SWEEP))
+    copy = tmp_path / "sweep"
+    shutil.copytree(SWEEP, copy)
+    for i, doc_path in enumerate(sorted(copy.glob("p*/rmap_ksm.json"))):
+        doc = json.loads(doc_path.read_text())
+        during = [50_000 * (i + 1)] * 99 + [9_000_000]
+        doc["scenarios"][0]["bystanders"] = [{"kind": "mprotect", "during": {"samples": during}}]
+        doc_path.write_text(json.dumps(doc))
+    assert cli.main(["sweep", "--from", str(copy)]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("bystander-mprotect: operations begun during walks"):].splitlines()
+    assert table[1].split() == ["case", "point", "n", "p50", "p90", "p99"]
+    assert [r.split()[1:4] for r in table[2:]] == [
+        ["pages=1000", "100", "50"],
+        ["pages=2000", "100", "100"],
+    ], table
+
+
 def test_report_writes_expected_files(tmp_path: Path) -> None:
     out = tmp_path / "rep"
     sources = [resultset.load(p) for p in (SWEEP, K1000, K2000, AB)]

@@ -1,12 +1,15 @@
-"""The bystander's statistics (rmapbench/bench/bystander.py): which
+"""The bystander's statistics (rmapbench/bench/bystander/): which
 operations overlapped a walk, during/quiet summaries, the stall, and the
-walker's lock holds; the --bystander and --workload options."""
+walker's lock holds and waits; the --bystander and --workload options."""
 
 from __future__ import annotations
 
 import pytest
 
-from rmapbench.bench import bystander, cases
+from rmapbench.bench import cases
+from rmapbench.bench.bystander import entry, helper, holds, walker
+from rmapbench.bench.bystander.crowd import Recorded, WalkerWaits
+from rmapbench.bench.bystander.helper import Ops
 from rmapbench.ksft import options, stats, workloads
 from rmapbench.ksft.cli import UsageError
 from rmapbench.tracing.contention import Wait
@@ -14,16 +17,16 @@ from rmapbench.tracing.contention import Wait
 MS = 1_000_000
 
 
-def ops(spans: list[tuple[int, int]]) -> bystander.Ops:
-    return bystander.Ops([a for a, _ in spans], [b for _, b in spans])
+def ops(spans: list[tuple[int, int]]) -> Ops:
+    return Ops([a for a, _ in spans], [b for _, b in spans])
 
 
 def test_overlapping_takes_ops_that_began_inside_a_walk() -> None:
     walks = [(100, 200), (500, 900)]
     o = ops([(10, 20), (90, 110), (150, 160), (199, 300), (200, 210), (400, 1000), (950, 960)])
     # (90, 110) and (400, 1000) overlap a walk but began outside one.
-    assert bystander.overlapping(o, walks) == [2, 3, 4]
-    assert bystander.overlapping(o, []) == []
+    assert entry.overlapping(o, walks) == [2, 3, 4]
+    assert entry.overlapping(o, []) == []
 
 
 def test_evaluate_stall_and_waits() -> None:
@@ -33,8 +36,8 @@ def test_evaluate_stall_and_waits() -> None:
     blocked = [(20 * MS, 75 * MS)]
     during = ops([*fast, *blocked])
     wait = Wait(42, "00000000e757e69a", "rwsem-write", 30 * MS, 38 * MS, 0)
-    rec = bystander.Recorded("mprotect", 42, during, quiet, [wait], [], 0)
-    e = bystander.evaluate(rec, [(0, 5 * MS), (15 * MS, 80 * MS)], "ksm")
+    rec = Recorded("mprotect", 42, during, quiet, [wait], [], 0)
+    e = entry.evaluate(rec, [(0, 5 * MS), (15 * MS, 80 * MS)], "ksm")
     assert e["lock"] == "anon_vma"
     assert e["ops"] == 101
     assert e["overlapped"] == 52  # 51 fast ops began in the first walk, and the blocked one
@@ -46,7 +49,7 @@ def test_evaluate_stall_and_waits() -> None:
     assert c["rwsem_wait_ns"] == 8 * MS <= e["during"]["max_ns"]
     assert e["contention"]["quiet"]["rwsem_waits"] == 0
     assert e["contention"]["outside_ops"] == 0
-    m = bystander.metric_values(e)
+    m = entry.metric_values(e)
     assert m["stall_max_ns"] == e["stall"]["max_ns"]
     assert m["rwsem_wait_ns"] == 8 * MS
 
@@ -63,8 +66,8 @@ def test_waits_count_as_during_only_inside_ops_begun_during_walks() -> None:
         Wait(42, "a", "rwsem-write", 31 * MS + 10, 32 * MS, 0),
         Wait(42, "b", "rwsem-read", 35 * MS, 36 * MS, 0),  # between two ops
     ]
-    rec = bystander.Recorded("mprotect", 42, during, ops([(0, 10)]), waits, [], 0)
-    e = bystander.evaluate(rec, [(30 * MS, 38 * MS)], "ksm")
+    rec = Recorded("mprotect", 42, during, ops([(0, 10)]), waits, [], 0)
+    e = entry.evaluate(rec, [(30 * MS, 38 * MS)], "ksm")
     assert e["overlapped"] == 1
     c = e["contention"]
     assert c["during"]["rwsem_waits"] == 1
@@ -75,26 +78,26 @@ def test_waits_count_as_during_only_inside_ops_begun_during_walks() -> None:
 
 
 def test_evaluate_without_timed_walks_or_tracepoints() -> None:
-    rec = bystander.Recorded("fork", 7, ops([(0, 10), (20, 40)]), ops([(0, 10)]), None, None)
-    e = bystander.evaluate(rec, None, "file")
+    rec = Recorded("fork", 7, ops([(0, 10), (20, 40)]), ops([(0, 10)]), None, None)
+    e = entry.evaluate(rec, None, "file")
     assert e["overlapped"] is None
     assert e["during"]["count"] == 2
     assert e["lock"] == "i_mmap"
     assert e["contention"] == {"unavailable": "no lock contention tracepoints"}
-    assert "rwsem_wait_ns" not in bystander.metric_values(e)
+    assert "rwsem_wait_ns" not in entry.metric_values(e)
 
 
 def test_ops_from_bytes() -> None:
     import array
 
     a = array.array("q", [1, 5, 10, 30])
-    o = bystander.Ops.from_bytes(a.tobytes())
+    o = helper.Ops.from_bytes(a.tobytes())
     assert o.latencies == [4, 20]
 
 
 def test_away_from_the_tests_cpu() -> None:
-    assert bystander.away_from({0, 1}, 0) == {1}
-    assert bystander.away_from({0}, 0) == {0}
+    assert helper.away_from({0, 1}, 0) == {1}
+    assert helper.away_from({0}, 0) == {0}
 
 
 def test_lock_holds_ksm_from_visits() -> None:
@@ -106,12 +109,12 @@ def test_lock_holds_ksm_from_visits() -> None:
             {"caller": "try_to_migrate", "walk_p50_ns": 36_000_000, "searches": {"p50": 256}},
         ],
     }
-    h = bystander.lock_holds("ksm", stats.summarize([50 * MS]), visits)
+    h = holds.lock_holds("ksm", stats.summarize([50 * MS]), visits)
     assert h["acquisitions_per_walk"] == {"p50": 384, "max": 512, "exact": True}
     assert h["longest_hold_ns"] == round(36_000_000 / 256)
     assert h["longest_hold_exact"] is False
-    assert bystander.lock_holds("ksm", stats.EMPTY, None)["acquisitions_per_walk"] is None
-    f = bystander.lock_holds("file", stats.summarize([100, 300]), None)
+    assert holds.lock_holds("ksm", stats.EMPTY, None)["acquisitions_per_walk"] is None
+    f = holds.lock_holds("file", stats.summarize([100, 300]), None)
     assert f["lock"] == "i_mmap (read)"
     assert f["longest_hold_ns"] == 300
 
@@ -152,7 +155,7 @@ def test_every_workload_parses_for_its_case(name: str) -> None:
 
 
 def _doc() -> dict[str, object]:
-    rec = bystander.Recorded(
+    rec = Recorded(
         "mprotect",
         42,
         ops([(0, 50_000), (1 * MS, 9 * MS)]),
@@ -160,12 +163,16 @@ def _doc() -> dict[str, object]:
         [Wait(42, "00000000e757e69a", "rwsem-write", 2 * MS, 8 * MS, 0)],
         [],
     )
-    entry = bystander.evaluate(rec, [(0, 10 * MS)], "ksm")
-    holds = bystander.lock_holds("anon", stats.summarize([1000]), None)
+    item = entry.evaluate(rec, [(0, 10 * MS)], "ksm")
+    lock = holds.lock_holds("anon", stats.summarize([1000]), None)
+    walker_waits = [Wait(40, "00000000e757e69a", "rwsem-read", 3 * MS, 4 * MS, 0)]
+    waits = walker.evaluate(WalkerWaits([40], walker_waits, []), [(0, 10 * MS)], set())
     return {
         "program": "rmap_ksm",
         "status": "pass",
-        "scenarios": [{"name": "ksm", "bystanders": [entry], "lock_holds": holds}],
+        "scenarios": [
+            {"name": "ksm", "bystanders": [item], "lock_holds": lock, "walker_waits": waits}
+        ],
     }
 
 
@@ -178,6 +185,8 @@ def test_bystander_metrics_are_exported() -> None:
     assert m["ksm_bystander_mprotect_overlapped"] == (2, "ops")
     assert m["ksm_bystander_mprotect_rwsem_wait"] == (6 * MS, "ns")
     assert m["ksm_lock_acquisitions_per_walk"] == (1, "acquisitions")
+    assert m["ksm_walker_rwsem_wait"] == (1 * MS, "ns")
+    assert m["ksm_walker_rwsem_max_wait"] == (1 * MS, "ns")
     assert "rmap_ksm_ksm_bystander_mprotect_stall_p99 pass" in " ".join(results.lava_lines(_doc()))
 
 
@@ -197,3 +206,103 @@ def test_compare_keys_bystander_samples() -> None:
     run = Run(_doc())
     keys = [k for k, _ in samples.run_series(run, "bystander-mprotect")]
     assert [k.metric for k in keys] == ["bystander-mprotect"]
+
+
+def test_walker_waits_placed_inside_timed_walks() -> None:
+    # The walker (pid 40) queues for reading behind the helper (pid 42),
+    # which has asked for a hand-off: its waits on that lock lie inside
+    # the walks; one wait of another lock between two walks.
+    lock = "00000000e757e69a"
+    helper_waits = [Wait(42, lock, "rwsem-write", 11 * MS, 16 * MS, 0)]
+    rec = Recorded("mprotect", 42, ops([(10 * MS, 17 * MS)]), ops([(0, 10)]), helper_waits, [])
+    waits = [
+        Wait(40, lock, "rwsem-read", 15 * MS, 16 * MS, 0),
+        Wait(40, lock, "rwsem-read", 32 * MS, 32 * MS + 300_000, 0),
+        Wait(40, "0000000011112222", "mutex", 25 * MS, 26 * MS, 0),
+    ]
+    w = walker.evaluate(WalkerWaits([40], waits, []), [(10 * MS, 20 * MS), (30 * MS, 40 * MS)],
+                        walker.bystander_locks([rec]))  # fmt: skip
+    assert w["pids"] == [40]
+    assert w["during_walks"]["rwsem_waits"] == 2
+    assert w["during_walks"]["rwsem_read_wait_ns"] == 1_300_000
+    assert w["during_walks"]["rwsem_max_wait_ns"] == 1 * MS
+    assert w["sampling"]["all_wait_ns"] == 2_300_000
+    assert w["on_bystander_locks"]["rwsem_waits"] == 2
+    assert w["outside_walks"] == 1
+    assert w["quiet"]["rwsem_waits"] == 0
+    assert walker.metric_values(w) == {
+        "walker_rwsem_wait_ns": 1_300_000,
+        "walker_rwsem_max_wait_ns": 1 * MS,
+    }
+
+
+def test_walker_waits_without_timed_walks_or_tracepoints() -> None:
+    waits = [Wait(40, "a", "rwsem-read", 1, 5, 0)]
+    w = walker.evaluate(WalkerWaits([40], waits, []), None, set())
+    assert w["during_walks"] is None and w["outside_walks"] is None
+    assert w["sampling"]["rwsem_waits"] == 1
+    assert walker.metric_values(w) == {}
+    off = walker.evaluate(WalkerWaits([40], None, None), None, set())
+    assert off == {"pids": [40], "unavailable": "no lock contention tracepoints"}
+
+
+def test_walker_report_line() -> None:
+    import io
+
+    from rmapbench.ksft.ktap import KTAP
+
+    out = io.StringIO()
+    waits = [Wait(40, "a", "rwsem-read", 10, 2010, 0)]
+    walker.report(KTAP("rmap_ksm", ["x"], stream=out),
+                  walker.evaluate(WalkerWaits([40], waits, []), [(0, 5000)], {"a"}))  # fmt: skip
+    lines = [ln for ln in out.getvalue().splitlines() if "walker" in ln]
+    assert lines == [
+        "# walker (pid 40) lock waits during walks: 1 rwsem, 2 us (read 2 us, write 0 ns), "
+        "longest 2 us; while sampling: 1, 2 us; on the bystanders' lock: 1, 2 us; quiet: 0, 0 ns",
+        "# rmap_ksm.walker_rwsem_wait_ns: 2000",
+        "# rmap_ksm.walker_rwsem_max_wait_ns: 2000",
+    ]
+
+
+def test_walkers_waits_are_no_forking_bystanders() -> None:
+    from rmapbench.bench.bystander import crowd
+    from rmapbench.tracing.contention import Parsed
+
+    parsed = Parsed([Wait(40, "a", "rwsem-read", 1, 2, 0), Wait(42, "a", "rwsem-write", 1, 3, 0),
+                     Wait(99, "a", "rwsem-write", 4, 6, 0)])  # fmt: skip
+    owners = {40: crowd.WALKER, 42: "fork"}
+    assert [w.pid for w in crowd._waits_of(parsed, owners, "fork") or []] == [42, 99]
+    assert [w.pid for w in crowd._waits_of(parsed, owners, crowd.WALKER) or []] == [40]
+
+
+def _recorded() -> tuple[list[tuple[int, int]], Ops, list[Wait]]:
+    """The recorded run of fixtures/contention_ksm_6.12.trace: its timed
+    walks, the helper's operations that hold a wait, and every wait."""
+    from pathlib import Path
+
+    from rmapbench.tracing import contention
+
+    text = (Path(__file__).resolve().parent / "fixtures" / "contention_ksm_6.12.trace").read_text()
+    spans: dict[str, list[tuple[int, int]]] = {"walk": [], "op": []}
+    for line in text.splitlines():
+        if line.startswith("# rmapbench "):
+            what, a, b = line.split()[2:]
+            spans[what].append((int(a), int(b)))
+    return spans["walk"], ops(spans["op"]), contention.parse(text).waits
+
+
+def test_recorded_run_replays_to_what_it_reported() -> None:
+    walks, helper_ops, waits = _recorded()
+    helper_waits = [w for w in waits if w.pid == 193]
+    rec = Recorded("mprotect", 193, helper_ops, ops([]), helper_waits, [], 0)
+    c = entry.evaluate(rec, walks, "ksm")["contention"]
+    assert (c["during"]["rwsem_waits"], c["during"]["rwsem_wait_ns"]) == (8, 78_422_000)
+    assert (c["sampling"]["rwsem_waits"], c["sampling"]["rwsem_wait_ns"]) == (11, 103_117_000)
+    assert c["outside_ops"] == 0
+    mine = WalkerWaits([190], [w for w in waits if w.pid == 190], [])
+    w = walker.evaluate(mine, walks, walker.bystander_locks([rec]))
+    d = w["during_walks"]
+    assert (d["rwsem_waits"], d["rwsem_wait_ns"], d["rwsem_max_wait_ns"]) == (7, 1_481_000, 470_000)
+    assert (w["sampling"]["rwsem_waits"], w["sampling"]["rwsem_wait_ns"]) == (13, 2_939_000)
+    assert w["on_bystander_locks"] == w["sampling"]
+    assert w["outside_walks"] == 6

@@ -170,16 +170,31 @@ def fit_lines(fs: list[Fit]) -> list[str]:
     return lines
 
 
-def summary_text(source: Source) -> str:
-    rows = point_table(source)
+def _table(rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = [
+    return [
         "  ".join(
             c.ljust(w) if i < 2 else c.rjust(w)
             for i, (c, w) in enumerate(zip(r, widths, strict=True))
         ).rstrip()
         for r in rows
     ]
+
+
+def bystander_lines(source: Source) -> list[str]:
+    """Per --bystander kind (a --workload has them), the latency of its
+    operations begun during walks at every point: what the walk's growth
+    costs the tasks behind it. Nothing without bystanders."""
+    out: list[str] = []
+    for metric in (m for m in samples.METRICS if m.startswith("bystander-")):
+        rows = point_table(source, metric)
+        if len(rows) > 1:
+            out += ["", f"{metric}: operations begun during walks", *_table(rows)]
+    return out
+
+
+def summary_text(source: Source) -> str:
+    lines = _table(point_table(source))
     index = source.index or {}
     kernels = sorted({str(r.doc.get("kernel", {}).get("release", "?")) for r in source.runs})
     accel = ", ".join(sorted({b.get("accel", "?") for b in index.get("boots", [])}))
@@ -190,7 +205,7 @@ def summary_text(source: Source) -> str:
     head += f"; grid {grid}"
     if index.get("test_args"):
         head += f"; test args: {' '.join(index['test_args'])}"
-    return "\n".join([head, "", *lines, "", *fit_lines(fits(source))])
+    return "\n".join([head, "", *lines, "", *fit_lines(fits(source)), *bystander_lines(source)])
 
 
 def fits_json(source: Source) -> list[dict[str, Any]]:

@@ -272,8 +272,9 @@ class ScenarioEntry:
     timing: Timing | None = None
     visits: JSON | None = None  # bench/visitcount.py's entry()
     backends: list[BackendEntry] | None = None
-    bystanders: list[JSON] | None = None  # bench/bystander.py's entries
+    bystanders: list[JSON] | None = None  # bench/bystander/entry.py's entries
     lock_holds: JSON | None = None  # with --bystander: the walker's holds
+    walker_waits: JSON | None = None  # with --bystander: the walker's lock waits
 
     def as_dict(self) -> JSON:
         out: JSON = {"name": self.name, "params": {**self.params, **self.knob_params}}
@@ -291,6 +292,8 @@ class ScenarioEntry:
             out["bystanders"] = self.bystanders
         if self.lock_holds is not None:
             out["lock_holds"] = self.lock_holds
+        if self.walker_waits is not None:
+            out["walker_waits"] = self.walker_waits
         return out
 
 

@@ -47,7 +47,7 @@ class Measured:
     started: float
     sampled: sampling.Sampled
     visits: visitcount.VisitPass | None
-    bystanders: list[bystander.Recorded] | None = None  # --bystander
+    bystanders: bystander.Recording | None = None  # --bystander
 
 
 def _setup_logging(verbose: bool) -> None:

@@ -25,7 +25,7 @@ from rmapbench.ksft.status import EXIT_USAGE
 __all__ = ["EXIT_USAGE", "CasePolicy", "Options", "UsageError", "not_applicable", "parse"]
 
 BACKENDS = ("auto", "tracepoint", "fprobe", "kprobe", "fgraph", "syscall", "all")
-# --bystander kinds (rmapbench/bench/bystander.py, docs/bystanders.md).
+# --bystander kinds (rmapbench/bench/bystander/, docs/bystanders.md).
 BYSTANDERS = ("mprotect", "munmap", "fork")
 TRIGGERS = ("auto", "migrate", "damon", "msync", "pageout", "soft-offline", "split")
 # 20000 is the upstream benchmark's region, the --pages of a case that does

@@ -61,7 +61,8 @@ def metrics(doc: dict[str, Any]) -> dict[str, tuple[float, str]]:
 
 
 # --bystander, per kind: latency during walks and quiet, the stall, the
-# operations that overlapped walks, the rwsem waits; the walker's holds.
+# operations that overlapped walks, the rwsem waits; the walker's holds
+# and its own rwsem waits inside timed walks.
 _BYSTANDER_NS = ("p50_ns", "p99_ns", "max_ns")
 
 
@@ -90,6 +91,10 @@ def _bystander_metrics(name: str, sc: dict[str, Any]) -> dict[str, tuple[float, 
         out[f"{name}_lock_acquisitions_per_walk"] = (acq["p50"], "acquisitions")
     if holds.get("longest_hold_ns") is not None:
         out[f"{name}_lock_longest_hold"] = (holds["longest_hold_ns"], "ns")
+    walker = (sc.get("walker_waits") or {}).get("during_walks") or {}
+    if "rwsem_wait_ns" in walker:
+        out[f"{name}_walker_rwsem_wait"] = (walker["rwsem_wait_ns"], "ns")
+        out[f"{name}_walker_rwsem_max_wait"] = (walker["rwsem_max_wait_ns"], "ns")
     return out
 
 

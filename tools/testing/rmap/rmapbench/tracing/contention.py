@@ -17,7 +17,8 @@ not named.
 
 The events go to their own private instance (rmapbench-PID-bystander)
 following only the bystanders' pids (and, for a forking bystander, its
-children: options/event-fork), so the walk-timing instance is untouched.
+children: options/event-fork) and the walker's (the trigger's pids), so the
+walk-timing instance is untouched.
 Parsing is free of tracefs access: recorded traces replay in tests.
 """
 
@@ -147,12 +148,16 @@ def available(tfs: TraceFS) -> bool:
 class Recorder:
     """The bystanders' own trace instance with the contention events on."""
 
-    def __init__(self, instance: Instance) -> None:
+    def __init__(self, instance: Instance, keep_text: bool = False) -> None:
         self.instance = instance
+        self.keep_text = keep_text
+        self.texts: list[str] = []  # what each take() read, when keep_text
 
     @classmethod
-    def arm(cls, journal: Journal, buffer_kb: int, pids: list[int], follow_forks: bool) -> Recorder:
-        """Raises TraceError (its message: UNAVAILABLE or the failed write)."""
+    def arm(cls, journal: Journal, buffer_kb: int, pids: list[int], follow_forks: bool,
+            keep_text: bool = False) -> Recorder:  # fmt: skip
+        """Raises TraceError (its message: UNAVAILABLE or the failed write).
+        keep_text: keep the trace text of every take() (for a dump)."""
         tfs, inst = private_instance(journal, buffer_kb, tag="bystander")
         if not available(tfs):
             raise TraceError(UNAVAILABLE)
@@ -164,11 +169,13 @@ class Recorder:
         inst.enable("lock", "contention_begin")
         inst.enable("lock", "contention_end")
         inst.clear()
-        return cls(inst)
+        return cls(inst, keep_text)
 
     def take(self) -> tuple[Parsed, int]:
         """What was recorded since the last take (or arm), and the lost events."""
         text = self.instance.read()
+        if self.keep_text:
+            self.texts.append(text)
         lost = self.instance.lost_events()
         self.instance.clear()
         return parse(text), lost
