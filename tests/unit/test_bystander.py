@@ -194,8 +194,9 @@ def test_summary_adds_a_bystander_table() -> None:
     from rmapbench.ksft import summary
 
     text = summary.table([_doc()])
-    assert "stall p99" in text
+    assert "stall p99" in text and "walker wait" in text
     assert "mprotect" in text.splitlines()[-1]
+    assert text.splitlines()[-1].split()[-2:] == ["1", "ms"]  # the walker's 1 ms
     assert "stall p99" not in summary.table([{"program": "rmap_ksm", "scenarios": []}])
 
 

@@ -133,7 +133,7 @@ def full(docs: list[dict[str, Any]]) -> str:
 
 
 BYSTANDER_COLUMNS = ("case", "bystander", "ops", "overlapped", "quiet p99", "during p99",
-                     "stall p99", "stall max", "rwsem wait")  # fmt: skip
+                     "stall p99", "stall max", "rwsem wait", "walker wait")  # fmt: skip
 
 
 def bystander_table(docs: list[dict[str, Any]]) -> str:
@@ -141,6 +141,9 @@ def bystander_table(docs: list[dict[str, Any]]) -> str:
     body: list[tuple[str, ...]] = []
     for doc in docs:
         for sc in doc.get("scenarios", []):
+            # The walker's own rwsem waits inside its timed walks (one
+            # figure per scenario, beside each of its bystanders).
+            walker = ((sc.get("walker_waits") or {}).get("during_walks") or {}).get("rwsem_wait_ns")
             for b in sc.get("bystanders") or []:
                 stall = b.get("stall") or {}
                 wait = ((b.get("contention") or {}).get("during") or {}).get("rwsem_wait_ns")
@@ -159,6 +162,7 @@ def bystander_table(docs: list[dict[str, Any]]) -> str:
                         ns(stall.get("p99_ns")),
                         ns(stall.get("max_ns")),
                         ns(wait),
+                        ns(walker),
                     )
                 )
     if not body:
