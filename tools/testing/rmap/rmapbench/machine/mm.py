@@ -9,10 +9,8 @@ Only x86-64 syscall numbers are needed: the suite runs on x86-64 guests.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
-import platform
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,7 +58,20 @@ KPF_THP = 22
 _PM_PRESENT = 1 << 63
 _PM_PFN_MASK = (1 << 55) - 1
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+def load_libc() -> ctypes.CDLL:
+    """The C library, by glibc's soname; ctypes.util.find_library() only
+    when that fails: it runs `ldconfig -p` in a subprocess (about 90 ms a
+    program under TCG) to find that same name."""
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        from ctypes import util
+
+        return ctypes.CDLL(util.find_library("c"), use_errno=True)
+
+
+_libc = load_libc()
 _libc.mmap.restype = ctypes.c_void_p
 _libc.mmap.argtypes = [
     ctypes.c_void_p,
@@ -150,7 +161,7 @@ def move_pages(pid: int, addrs: list[int], nodes: list[int] | None, flags: int) 
 
     With nodes=None the kernel only reports where each page is.
     """
-    arch = platform.machine()
+    arch = os.uname().machine  # platform.machine(), without importing platform
     nr = _SYSCALLS.get(arch, {}).get("move_pages")
     if nr is None:
         raise MMError(errno.ENOSYS, f"move_pages: no syscall number for {arch}")
