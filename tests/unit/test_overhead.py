@@ -1,10 +1,12 @@
 """The cheaper exact checks of the measuring path give the old answers:
 mappings counted from /proc/PID/maps, PFNs of a few pages, tap.py loaded
 without its runner, PyYAML and more_itertools, bytecode compiled before a
-boot, the journal written as before."""
+boot, the VMAs a split makes counted without a list, the journal written
+as before."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -15,6 +17,7 @@ import pytest
 
 from rmapbench.guest import bytecode
 from rmapbench.machine import knobs, maps, mm
+from rmapbench.scenarios import region
 
 SUITE = Path(__file__).resolve().parents[2] / "tools" / "testing" / "rmap"
 
@@ -75,6 +78,27 @@ def test_precompile_writes_bytecode(tmp_path: Path) -> None:
     bytecode.precompile(tmp_path)
     assert list((pkg / "__pycache__").glob("mod.*.pyc"))
     bytecode.precompile(tmp_path / "absent")  # nothing to compile: no error
+
+
+def test_expected_vmas_counts_the_runs_of_protection() -> None:
+    def runs(pages: int, split: int) -> int:
+        prots = [split > 1 and i % split == 0 for i in range(pages)]
+        return 1 + sum(1 for a, b in itertools.pairwise(prots) if a != b)
+
+    for pages in range(1, 40):
+        for split in range(1, 8):
+            assert region.expected_vmas(pages, split) == runs(pages, split), (pages, split)
+    assert region.expected_vmas(20000, 2) == 20000
+
+
+def test_count_in_at_the_ends_of_the_map() -> None:
+    pid = os.getpid()
+    with open(f"/proc/{pid}/maps") as f:
+        lines = f.read().splitlines()
+    assert maps.count_in(pid, 0, 1 << 64) == len(lines)
+    assert maps.count_in(pid, 0, 4096) == 0
+    lo, hi = (int(x, 16) for x in lines[1].split()[0].split("-"))
+    assert maps.count_in(pid, lo, hi) == 1 and maps.count_in(pid, lo + 1, hi) == 0
 
 
 def test_journal_file_replays_as_before(tmp_path: Path) -> None:

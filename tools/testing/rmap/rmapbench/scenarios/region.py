@@ -10,7 +10,6 @@ address range and visits every VMA, which is the cost the suite exposes.
 
 from __future__ import annotations
 
-import itertools
 import os
 import types
 from pathlib import Path
@@ -31,8 +30,9 @@ def expected_vmas(pages: int, split: int) -> int:
     runs of equal protection."""
     if split <= 1:
         return 1
-    prots = [i % split == 0 for i in range(pages)]
-    return 1 + sum(1 for a, b in itertools.pairwise(prots) if a != b)
+    # Page i is read-only when i % split == 0: the protection changes
+    # between pages i-1 and i where i % split is 0 or 1 (0 < i < pages).
+    return 1 + len(range(split, pages, split)) + len(range(1, pages, split))
 
 
 def _tempfile() -> types.ModuleType:
