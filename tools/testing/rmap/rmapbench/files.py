@@ -4,8 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
+
+# tempfile is not imported: with what it imports (shutil, random, ...) it
+# cost a test program about 0.1 s under TCG, for one O_EXCL open.
+
+
+def create_new(directory: str | Path, prefix: str, mode: int = 0o600) -> tuple[int, Path]:
+    """A new file of a name no other process picks (O_CREAT | O_EXCL):
+    its descriptor, open for writing, and its path."""
+    while True:
+        path = Path(directory) / f"{prefix}{os.getpid()}.{os.urandom(6).hex()}"
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), path
+        except FileExistsError:
+            continue
 
 
 def write_atomic(path: str | Path, data: str | bytes, mode: int = 0o644) -> None:
@@ -13,7 +26,7 @@ def write_atomic(path: str | Path, data: str | bytes, mode: int = 0o644) -> None
     readers (and a run killed half-way) see the old file, or no file, or the
     whole new one. Text is written as UTF-8."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = create_new(path.parent, f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)

@@ -150,10 +150,13 @@ def _main(argv: list[str]) -> int:
             for s in SIDES
         },
         guest={"nodes": g.nodes, "cpus": g.cpus, "memory": g.memory},
+        jobs=ns.jobs,
         boots=[],
     )
     with resultset.building(ns.output) as tmp:
-        batch.run_boots("ab", boots, tmp, g, entries, index, lambda n: f"console-{n}.log")
+        batch.run_boots(
+            "ab", boots, tmp, g, entries, index, lambda n: f"console-{n}.log", ns.jobs
+        )
         resultset.write_index(tmp, index)
     base, new = compare.sides_of([str(ns.output)])
     rows = compare.compare_sides(base, new, compare.metrics_of(ns), t)

@@ -15,6 +15,7 @@ import json
 import math
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ from rmapbench.analysis.cli import (
 from rmapbench.analysis.inference import PowerFit
 from rmapbench.analysis.resultset import Source, building, load, write_index
 from rmapbench.guest import batch, config
+from rmapbench.guest.kernel import KernelImage
 from rmapbench.ksft.results import slug
 from rmapbench.ksft.stats import format_ns
 from rmapbench.ksft.status import EXIT_FAILED, EXIT_KERNEL, EXIT_USAGE
@@ -242,6 +244,37 @@ def fits_json(source: Source) -> list[dict[str, Any]]:
 # --- running ---------------------------------------------------------------
 
 
+def plan(
+    specs: list[str],
+    kernels: list[KernelImage],
+    pts: list[dict[str, str]],
+    programs: list[Path],
+    base_args: list[str],
+    n_jobs: int = 1,
+) -> tuple[list[batch.Boot], list[dict[str, Any]]]:
+    """The boots and the index's point entries, in grid order: one boot
+    per kernel, or with --jobs enough boots per kernel for the guests at
+    once, the points dealt out over them in turn (every program of a point
+    in one boot)."""
+    several = len(kernels) > 1
+    parts = batch.boots_per_kernel(n_jobs, len(kernels), len(pts))
+    boots: list[batch.Boot] = []
+    entries: list[dict[str, Any]] = []
+    for spec, kernel in zip(specs, kernels, strict=True):
+        first = len(boots)
+        boots += [batch.Boot(kernel) for _ in range(parts)]
+        for j, pt in enumerate(pts):
+            # The kernel is a grid dimension but not a test option.
+            full = {**pt, "kernel": spec} if several else pt
+            directory = point_dir(len(entries), full)
+            args = point_args(base_args, pt)
+            boot = first + j % parts
+            for prog in programs:
+                boots[boot].jobs.append(batch.Job(directory, prog, args))
+            entries.append({"dir": directory, "params": full, "args": args, "boot": boot})
+    return boots, entries
+
+
 def main(argv: list[str]) -> int:
     return guarded("rmapbench sweep", lambda: _main(argv), argv)
 
@@ -296,19 +329,7 @@ def _main(argv: list[str]) -> int:
     if kernels is None:
         return EXIT_KERNEL
     several = len(kernels) > 1
-    boots: list[batch.Boot] = []
-    entries: list[dict[str, Any]] = []
-    for k, (spec, kernel) in enumerate(zip(specs, kernels, strict=True)):
-        boot = batch.Boot(kernel)
-        boots.append(boot)
-        for pt in pts:
-            # The kernel is a grid dimension but not a test option.
-            full = {**pt, "kernel": spec} if several else pt
-            directory = point_dir(len(entries), full)
-            args = point_args(base_args, pt)
-            for prog in programs:
-                boot.jobs.append(batch.Job(directory, prog, args))
-            entries.append({"dir": directory, "params": full, "args": args, "boot": k})
+    boots, entries = plan(specs, kernels, pts, programs, base_args, ns.jobs)
     index = resultset.base_index("sweep", ["rmapbench", "sweep", *argv])
     index.update(
         grid={**grid, "kernel": specs} if several else grid,
@@ -316,6 +337,7 @@ def _main(argv: list[str]) -> int:
         test_args=base_args,
         kernels=[{"spec": s, "release": k.release} for s, k in zip(specs, kernels, strict=True)],
         guest={"nodes": g.nodes, "cpus": g.cpus, "memory": g.memory},
+        jobs=ns.jobs,
         boots=[],
     )
     with building(ns.output) as tmp:
@@ -326,7 +348,8 @@ def _main(argv: list[str]) -> int:
             g,
             entries,
             index,
-            lambda n: f"console-{n}.log" if several else "console.log",
+            lambda n: f"console-{n}.log" if len(boots) > 1 else "console.log",
+            ns.jobs,
         )
         write_index(tmp, index)
     show(load(ns.output), ns.format)

@@ -1,4 +1,4 @@
-"""The sampling loop: ready the target, clear the buffer, fire the trigger,
+"""The sampling loop: ready the target, empty the buffer, fire the trigger,
 collect the walks."""
 
 from __future__ import annotations
@@ -65,18 +65,24 @@ def run(
     (--precision) may end the run early: it is asked after each sample."""
     pid = os.getpid()
     out: list[Sample] = []
+    if probe:
+        # Reset once: what the build left (a file's writeback walks every
+        # page: 20,000 walks) is dropped, where consuming it would have
+        # the kernel format it all. Each firing then drains what came since.
+        probe.instance.clear()
     for i in range(warmup + samples):
         trigger.ready(addr)  # untimed, before the buffer is cleared
         before = mm.page_info(pid, addr).pfn
-        # The trigger clears the buffer itself, at the moment a firing
-        # should begin (damon: while kdamond sleeps).
-        trigger.align(probe.instance.clear if probe else _nothing)
+        # The trigger empties the buffer itself, at the moment a firing
+        # should begin (damon: while kdamond sleeps). Consumed, not reset:
+        # a reset waits for an RCU grace period (~35 ms under TCG).
+        trigger.align(probe.instance.drain if probe else _nothing)
         firing = trigger.fire(addr)
         # A firing that unmaps the target (pageout) walked the frame it was on.
         after = mm.page_info(pid, addr).pfn or before
         sample = Sample(i, i < warmup, firing, before, after)
         if probe:
-            text = probe.instance.read()
+            text = probe.instance.take()
             _dump(text, i)
             pairing = probe.backend.walks(text)
             sample.lost_events = probe.instance.lost_events()

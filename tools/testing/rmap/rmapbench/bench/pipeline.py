@@ -19,8 +19,9 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from rmapbench.bench import build, bystander, preflight, report, sampling, visitcount
+from rmapbench.bench import build, preflight, report, sampling, visitcount
 from rmapbench.bench.cases import NOT_SELECTED, plan
 from rmapbench.bench.document import Document, Timing, TriggerEntry, backend_entries
 from rmapbench.bench.judge import Evidence, Verdict, judge
@@ -32,6 +33,9 @@ from rmapbench.machine.knobs import Interrupted, Journal
 from rmapbench.scenarios import SCENARIOS
 from rmapbench.scenarios.base import Scenario, SkipScenario
 from rmapbench.tracing import calibrate
+
+if TYPE_CHECKING:  # imported when --bystander asks (its imports cost 0.1 s under TCG)
+    from rmapbench.bench import bystander
 
 __all__ = ["Skip", "main"]
 
@@ -185,7 +189,11 @@ def _measure(case: Plan, armed: sampling.Armed, started: float, doc: Document) -
         doc.scenario.setup = built.setup
         phases.begin("prepare")
         doc.trigger.learnt = build.prepare(case, built)
-        crowd = bystander.start(case, case.scenario)  # None without --bystander
+        crowd: bystander.Crowd | None = None
+        if case.opts.bystander:
+            from rmapbench.bench import bystander
+
+            crowd = bystander.start(case, case.scenario)  # None when it does not apply
         phases.begin("warmup")  # sampling.sample opens "samples" after the warm-up
         try:
             sampled = sampling.sample(case, built, armed)
@@ -225,6 +233,8 @@ def _conclude(m: Measured, doc: Document) -> int:
     if m.visits is not None:
         _report_visits(m, doc)
     if m.bystanders is not None:
+        from rmapbench.bench import bystander
+
         bystander.conclude(m.plan, m.bystanders, verdict.tally, m.sampled, doc.scenario)
     doc.duration_s = round(time.monotonic() - m.started, 3)
     report.result(case.ktap, verdict)

@@ -1,6 +1,7 @@
 """Running test programs in a guest for sweep and ab: many runs (jobs) in
 one boot, each writing its results into its own subdirectory of the result
-set; the host parses marker lines to follow progress.
+set; the host parses marker lines to follow progress. With --jobs N, up to
+N boots at once, each guest pinned to its own host CPUs (guest/jobs.py).
 
 The guest runs only the test programs (the host's Python over 9p); all
 statistics stay on the host.
@@ -10,19 +11,21 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import re
 import shlex
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rmapbench.bench import cases, program
-from rmapbench.guest import config, vm
+from rmapbench.guest import config, jobs, vm
 from rmapbench.guest import kernel as kernel_mod
 from rmapbench.guest.progress import Progress
-from rmapbench.ksft.cli import UsageError, new_dir
+from rmapbench.ksft.cli import UsageError, integer, new_dir
 from rmapbench.ksft.status import EXIT_GUEST
 
 SUITE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -104,17 +107,38 @@ def add_guest_options(
         metavar="DIR",
         help="the result set to create (must not exist)",
     )
+    p.add_argument(
+        "--jobs",
+        type=integer(1),
+        default=1,
+        metavar="N",
+        help="up to N guests at once, each pinned to its own host CPUs (default 1)",
+    )
 
 
 def guest_options(ns: argparse.Namespace) -> config.GuestOptions:
-    """The guest options parsed, each kernel checked; UsageError."""
+    """The guest options parsed, each kernel checked, --jobs within what
+    the host has; UsageError."""
     try:
         g = config.from_namespace(ns)
         for spec in g.kernels:
             spec.check()
     except ValueError as e:
         raise UsageError(str(e)) from None
+    cpu_sets(g, ns.jobs)
     return g
+
+
+def cpu_sets(g: config.GuestOptions, n: int) -> list[tuple[int, ...]]:
+    """The host CPUs of each of n guests at once; UsageError when the host
+    has too few."""
+    return jobs.cpu_sets(n, jobs.host_cpus_per_guest(g.accel, g.cpus))
+
+
+def boots_per_kernel(n_jobs: int, kernels: int, points: int) -> int:
+    """How many boots a sweep gives each kernel so that n_jobs guests have
+    work: one without --jobs, never more than the points."""
+    return max(1, min(points, math.ceil(n_jobs / kernels)))
 
 
 def script(jobs: Sequence[Job], share: Path, first: int = 0) -> str:
@@ -199,30 +223,55 @@ def run_boots(
     entries: list[dict[str, Any]],
     index: dict[str, Any],
     log_name: Callable[[int], str],
+    n_jobs: int = 1,
 ) -> None:
-    """Boot each of `boots` in turn into `share` (a result set being built),
-    with progress on a terminal; record each boot in index["boots"] and each
-    point's program statuses in its entry, then index["points"]. A guest
-    that fails ends the command with EXIT_GUEST, naming the partial set."""
-    jobs = [j for b in boots for j in b.jobs]
-    progress = Progress(len(jobs), "runs")
-    first = 0
-    for n, boot in enumerate(boots):
-        progress.start(f"boot {n + 1}/{len(boots)}: {boot.kernel.release}")
-        try:
-            res = run_boot(
-                boot,
-                share,
-                g,
-                log_name(n),
-                first,
-                lambda i, rc: progress.step(jobs[i].directory),
+    """Boot each of `boots` into `share` (a result set being built): in
+    turn, or with n_jobs > 1 up to n_jobs at once, each guest pinned to its
+    own host CPUs; with progress on a terminal. Record each boot in
+    index["boots"] (in the boots' order) and each point's program statuses
+    in its entry, then index["points"]. A guest that fails ends the
+    command with EXIT_GUEST, naming the partial set (with n_jobs > 1 once
+    the guests still running have finished; no further boot starts)."""
+    all_jobs = [j for b in boots for j in b.jobs]
+    firsts = [sum(len(b.jobs) for b in boots[:n]) for n in range(len(boots))]
+    progress = Progress(len(all_jobs), "runs")
+    lock = threading.Lock()
+
+    def step(i: int, rc: int) -> None:
+        with lock:
+            progress.step(all_jobs[i].directory)
+
+    def task(n: int) -> Callable[[], vm.GuestResult]:
+        def boot_n() -> vm.GuestResult:
+            with lock:
+                progress.start(f"boot {n + 1}/{len(boots)}: {boots[n].kernel.release}")
+            return run_boot(boots[n], share, g, log_name(n), firsts[n], step)
+
+        return boot_n
+
+    tasks = [task(n) for n in range(len(boots))]
+    results: list[vm.GuestResult | BaseException] = []
+    if n_jobs > 1 and len(boots) > 1:
+        sets = cpu_sets(g, min(n_jobs, len(boots)))
+        results = jobs.run_pool(sets, tasks, stop_on_error=True)
+    else:
+        for t in tasks:  # in this thread: vm's signal handling needs the main one
+            try:
+                results.append(t())
+            except vm.GuestError as e:
+                results.append(e)
+                break
+    progress.finish()
+    for res in results:
+        if isinstance(res, vm.GuestError):
+            print(
+                f"rmapbench {command}: error: {res}; partial results in {share}", file=sys.stderr
             )
-        except vm.GuestError as e:
-            progress.finish()
-            print(f"rmapbench {command}: error: {e}; partial results in {share}", file=sys.stderr)
             raise SystemExit(EXIT_GUEST) from None
-        first += len(boot.jobs)
+        if isinstance(res, BaseException):
+            raise res
+    for boot, res in zip(boots, results, strict=True):
+        assert isinstance(res, vm.GuestResult)
         index["boots"].append(
             {
                 "kernel": boot.kernel.release,
@@ -232,9 +281,10 @@ def run_boots(
                 "status": res.status,
             }
         )
-    progress.finish()
     for entry in entries:
-        entry["status"] = {j.program.stem: j.status for j in jobs if j.directory == entry["dir"]}
+        entry["status"] = {
+            j.program.stem: j.status for j in all_jobs if j.directory == entry["dir"]
+        }
     index["points"] = entries
 
 

@@ -1,5 +1,6 @@
-"""--jobs: several guests at once, each on its own host CPUs (the front
-door's cases dealt out over them, their TAP merged in case order)."""
+"""--jobs: several guests at once, each on its own host CPUs: the front
+door's cases dealt out over them, their TAP merged in case order; and the
+pool that runs the boots of a sweep or an ab set N at a time."""
 
 from __future__ import annotations
 
@@ -19,8 +20,6 @@ from rmapbench.ksft.cli import UsageError
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
-
-
 
 # -- --jobs: several guests at once -------------------------------------------
 
@@ -42,13 +41,12 @@ def host_cpus_per_guest(accel: str, guest_cpus: int) -> int:
     return guest_cpus if accel == "kvm" else 1
 
 
-def plan(
-    programs: Sequence[Path], jobs: int, per_guest: int, available: Sequence[int] | None = None
-) -> list[Slot]:
-    """Up to `jobs` guests, each on its own `per_guest` host CPUs out of
-    `available` (default: this process's affinity), the programs dealt out
-    in turn so each guest keeps the suite's order. UsageError when the host
-    has too few CPUs."""
+def cpu_sets(
+    jobs: int, per_guest: int, available: Sequence[int] | None = None
+) -> list[tuple[int, ...]]:
+    """`jobs` disjoint sets of `per_guest` host CPUs out of `available`
+    (default: this process's affinity), lowest first. UsageError, one line
+    naming what the host has, when it has too few."""
     cpus = sorted(os.sched_getaffinity(0) if available is None else available)
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {jobs}")
@@ -57,11 +55,18 @@ def plan(
             f"--jobs {jobs} needs {jobs * per_guest} host CPUs ({per_guest} per guest); "
             f"this host has {len(cpus)} ({','.join(map(str, cpus))})"
         )
+    return [tuple(cpus[i * per_guest : (i + 1) * per_guest]) for i in range(jobs)]
+
+
+def plan(
+    programs: Sequence[Path], jobs: int, per_guest: int, available: Sequence[int] | None = None
+) -> list[Slot]:
+    """Up to `jobs` guests, each on its own `per_guest` host CPUs
+    (cpu_sets()), the programs dealt out in turn so each guest keeps the
+    suite's order. UsageError when the host has too few CPUs."""
+    sets = cpu_sets(jobs, per_guest, available)
     n = min(jobs, len(programs)) or 1
-    return [
-        Slot(tuple(cpus[i * per_guest : (i + 1) * per_guest]), tuple(programs[i::n]))
-        for i in range(n)
-    ]
+    return [Slot(sets[i], tuple(programs[i::n])) for i in range(n)]
 
 
 def blocks(tap: str) -> dict[str, list[str]]:
@@ -99,11 +104,51 @@ def merge(order: Sequence[Path], outputs: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def pinned(cpus: Sequence[int], fn: Callable[[], T]) -> T:
-    """fn() in this thread pinned to cpus: the processes it starts (QEMU
-    and its threads) inherit the thread's affinity."""
-    os.sched_setaffinity(0, cpus)
-    return fn()
+class NotStarted(Exception):
+    """A task run_pool() did not start because an earlier one had failed."""
+
+
+def run_pool(
+    sets: Sequence[Sequence[int]],
+    tasks: Sequence[Callable[[], T]],
+    stop_on_error: bool = False,
+) -> list[T | BaseException]:
+    """Every task, up to len(sets) at once: one worker thread per CPU set,
+    pinned to it, each taking the next task in order until none is left.
+    Returns each task's result (or the exception it raised) in the tasks'
+    order. With stop_on_error, a task that raised keeps the ones not yet
+    started from starting (their result: NotStarted); running ones finish.
+    The workers are daemon threads: an interrupted caller does not wait for
+    them, and their QEMU processes die with this one (PR_SET_PDEATHSIG)."""
+    results: list[T | BaseException] = [NotStarted() for _ in tasks]
+    lock = threading.Lock()
+    queue = list(range(len(tasks)))[::-1]
+    failed = False
+
+    def worker(cpus: Sequence[int]) -> None:
+        nonlocal failed
+        os.sched_setaffinity(0, cpus)
+        while True:
+            with lock:
+                if not queue or (failed and stop_on_error):
+                    return
+                i = queue.pop()
+            try:
+                results[i] = tasks[i]()
+            except BaseException as e:  # handed to the caller
+                results[i] = e
+                with lock:
+                    failed = True
+
+    threads = [
+        threading.Thread(target=worker, args=(cpus,), daemon=True)
+        for cpus in sets[: max(1, len(tasks))]
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
 
 
 def run_parallel(
@@ -116,19 +161,11 @@ def run_parallel(
     thread pinned to its CPUs; then their TAP merged in `order` onto out.
     Returns each slot's status (or the exception it raised)."""
     streams = [io.StringIO() for _ in slots]
-    results: list[int | BaseException] = [0] * len(slots)
 
-    def work(i: int) -> None:
-        try:
-            results[i] = pinned(slots[i].cpus, lambda: run_one(slots[i], i, streams[i]))
-        except BaseException as e:  # handed to the caller
-            results[i] = e
+    def task(i: int) -> Callable[[], int]:
+        return lambda: run_one(slots[i], i, streams[i])
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(slots))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = run_pool([s.cpus for s in slots], [task(i) for i in range(len(slots))])
     out.write(merge(order, [s.getvalue() for s in streams]))
     out.flush()
     return results

@@ -26,12 +26,12 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from rmapbench.files import create_new
 from rmapbench.ksft.status import EXIT_INTERNAL, EXIT_RESULTS, EXIT_USAGE
 
 
@@ -103,10 +103,11 @@ def _probe_writable(directory: Path) -> str | None:
     """Why no file can be created in an existing directory, or None. Tried
     for real: access(2) says yes to root on /proc and read-only mounts."""
     try:
-        probe = tempfile.mkdtemp(prefix=".rmapbench-probe.", dir=directory)
+        fd, probe = create_new(directory, ".rmapbench-probe.")
     except OSError as e:
         return f"{directory} is not writable ({e.strerror or e})"
-    os.rmdir(probe)
+    os.close(fd)
+    os.unlink(probe)
     return None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -30,14 +31,18 @@ def mappings(pid: int) -> list[MemoryMapping]:
 def count_in(pid: int, start: int, end: int) -> int:
     """Mappings of pid that lie inside [start, end).
 
-    Only the address range of each line is parsed (standard library):
-    python-ptrace's full parse of 20,000 mappings took seconds under TCG,
-    and a count needs none of the rest."""
-    n = 0
+    /proc/PID/maps lists mappings in address order without overlaps, so
+    those inside the range are one run of lines, found by bisection: a
+    few lines parsed instead of every one (20,000 mappings took most of
+    a second under TCG). Standard library only."""
     with open(f"/proc/{pid}/maps", "rb") as f:
-        for line in f:
-            dash = line.index(b"-")
-            lo = int(line[:dash], 16)
-            if lo >= start and int(line[dash + 1 : line.index(b" ", dash)], 16) <= end:
-                n += 1
-    return n
+        lines = f.read().splitlines()
+
+    def bounds(i: int) -> tuple[int, int]:
+        line = lines[i]
+        dash = line.index(b"-")
+        return int(line[:dash], 16), int(line[dash + 1 : line.index(b" ", dash)], 16)
+
+    first = bisect.bisect_left(range(len(lines)), start, key=lambda i: bounds(i)[0])
+    last = bisect.bisect_right(range(len(lines)), end, key=lambda i: bounds(i)[1])
+    return max(0, last - first)

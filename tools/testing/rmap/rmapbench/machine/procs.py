@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import os
 import select
 import signal
@@ -26,12 +25,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from rmapbench.machine import mm
+
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 READY_TIMEOUT = 600.0  # seconds for every child to build and report
 TERMINATION = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = mm.load_libc()
 _libc.prctl.argtypes = [
     ctypes.c_int,
     ctypes.c_ulong,

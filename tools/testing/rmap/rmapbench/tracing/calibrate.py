@@ -121,14 +121,15 @@ def run(make: Callable[[], Backend], method: str, buffer_kb: int = 256,
             durations: list[int] = []
             done = 0
             while done < firings:
-                inst.clear()
+                inst.drain()
                 n = min(BATCH, firings - done)
                 for _ in range(n):
                     os.getppid()
                 done += n
+                text = inst.take()
                 if inst.lost_events():
                     continue
-                pairing: Pairing = backend.walks(inst.read())
+                pairing: Pairing = backend.walks(text)
                 durations += [w.duration_ns for w in pairing.walks]
     except (Unavailable, TraceError, OSError) as e:
         return unavailable(backend.name, str(e))

@@ -20,6 +20,7 @@ from rmapbench.machine.knobs import Journal, Undo, append_line
 log = logging.getLogger(__name__)
 
 CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
+_LOST = re.compile(r"(overrun|dropped events):\s*(\d+)")
 
 
 class TraceError(RuntimeError):
@@ -118,12 +119,20 @@ class Instance:
 
     path: Path
     journal: Journal
+    lost_mark: int = 0  # the lost-event counters at the last drain()
+    followed: list[int] | None = None  # what set_event_pid was last given
+    stats: list[Path] | None = None  # per_cpu/cpu*/stats, listed once
 
     def event_dir(self, system: str, name: str) -> Path:
         return self.path / "events" / system / name
 
     def follow_pids(self, pids: list[int]) -> None:
+        # Each write waits for an RCU grace period (tens of ms under TCG):
+        # not repeated when the instance follows these pids already.
+        if self.followed == pids:
+            return
         write(self.path / "set_event_pid", " ".join(str(p) for p in pids))
+        self.followed = list(pids)
 
     def enable(self, system: str, name: str) -> None:
         enable = self.event_dir(system, name) / "enable"
@@ -139,17 +148,52 @@ class Instance:
             write(path, trigger, append=True)
 
     def clear(self) -> None:
+        """Reset the buffer (writing `trace`): the kernel waits for an RCU
+        grace period, tens of milliseconds under TCG. drain() empties it
+        without that."""
         write(self.path / "trace", "")
+        self.lost_mark = 0  # the reset zeroed the counters too
 
     def read(self) -> str:
         return (self.path / "trace").read_text()
 
+    def drain(self) -> None:
+        """Empty the buffer by consuming what it holds (trace_pipe): what
+        the sampling loop does before each firing, in place of clear()."""
+        self.take()
+        self.lost_mark = self._lost_total()
+
+    def take(self) -> str:
+        """The events recorded since the last drain() (or take()), consumed:
+        trace_pipe read without blocking until it is empty. The same lines
+        as read() gives, without its header."""
+        chunks = []
+        fd = os.open(self.path / "trace_pipe", os.O_RDONLY | os.O_NONBLOCK)
+        try:  # closed at once: an open trace_pipe keeps the instance busy
+            while True:
+                try:
+                    chunk = os.read(fd, 1 << 16)
+                except BlockingIOError:
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        return b"".join(chunks).decode(errors="replace")
+
     def lost_events(self) -> int:
-        """Events overwritten or dropped since the last clear, over all CPUs."""
+        """Events overwritten or dropped since the last clear or drain, over
+        all CPUs."""
+        return self._lost_total() - self.lost_mark
+
+    def _lost_total(self) -> int:
+        if self.stats is None:  # the CPUs do not change during a run
+            self.stats = sorted((self.path / "per_cpu").glob("cpu*/stats"))
         lost = 0
-        for stats in sorted((self.path / "per_cpu").glob("cpu*/stats")):
+        for stats in self.stats:
             for line in stats.read_text().splitlines():
-                m = re.match(r"(overrun|dropped events):\s*(\d+)", line)
+                m = _LOST.match(line)
                 if m:
                     lost += int(m.group(2))
         return lost
