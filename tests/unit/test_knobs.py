@@ -349,6 +349,25 @@ def test_a_second_signal_does_not_cut_the_restore_short(
     assert journal_files(jdir) == []
 
 
+def test_a_second_signal_does_not_cut_the_teardown_short() -> None:
+    """GNU timeout sends SIGTERM to the child, then to its process group:
+    the second arrives while the first's cleanup (munmap, KSM's drain)
+    runs, outside any journal change, and must not abort it."""
+    cleaned = False
+    with pytest.raises(Interrupted), signals_raise():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # the handler runs between bytecodes
+                pass
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):
+                pass
+            cleaned = True
+    assert cleaned
+    assert knobs.received_signal() == signal.SIGTERM
+
+
 def test_recover_stale_removes_a_dead_runs_half_written_journal(tmp_path: Path, jdir: Path
                                                                 ) -> None:
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],

@@ -319,7 +319,17 @@ def signals_raise() -> Iterator[None]:
 
     def handler(signum: int, frame: FrameType | None) -> None:
         global _pending, _received
+        first = _received is None
         _received = signum
+        if not first:
+            # Already on the way out: the cleanup the first one started
+            # (teardown, KSM's drain, the restore) runs to its end. GNU
+            # timeout signals the child and then its process group, so
+            # one timeout is two SIGTERMs, and a dying runner's
+            # PR_SET_PDEATHSIG comes once per thread; a second signal
+            # raised inside the teardown left KSM's pages counted after
+            # the run. SIGKILL still stops everything.
+            return
         if _held:
             _pending = signum
             return
