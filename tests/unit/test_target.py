@@ -111,3 +111,25 @@ def test_target_folios() -> None:
     # pfn 0 means "not known" (pagemap without CAP_SYS_ADMIN): no pointer.
     assert target.target_folios(BASE, {0, 0x8C16}) == {0xFFFFEA0000230580}
     assert target.target_folios(BASE, set()) == set()
+
+
+def test_a_reused_frame_of_another_page_type_is_not_the_target() -> None:
+    """ksm-procs on a loaded host once showed a walk by rmap_walk_anon of
+    a folio at the KSM target's old frame: freed by the migration and
+    reused within the sample. Only the case's own page type is the target;
+    a walker whose type is unknown keeps the folio's verdict."""
+    from rmapbench.bench import measure
+    from rmapbench.tracing.events import Walk
+    from rmapbench.triggers.base import Firing
+
+    base, src, dst = BASE, 0x1000, 0x2000
+    walks = [
+        Walk(1, 10, 7, "rmap_walk", "ksm", folio=folio_pointer(base, src)),
+        Walk(2, 10, 7, "rmap_walk", "ksm", folio=folio_pointer(base, dst)),
+        Walk(3, 10, 7, "rmap_walk", "anon", folio=folio_pointer(base, src)),
+        Walk(4, 10, 7, "rmap_walk", "unknown", folio=folio_pointer(base, dst)),
+    ]
+    s = measure.Sample(1, False, Firing(100, done=True), src, dst, walks)
+    assert measure.mark([s], "ksm") == base
+    assert [w.target for w in s.walks] == [True, True, False, True]
+    assert [w.end_ns for w in measure.target_walks(s, "ksm")] == [1, 2, 4]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rmapbench.bench import target
 from rmapbench.machine import mm
@@ -112,14 +112,33 @@ def _dump(text: str, index: int) -> None:
             f.write(f"# rmapbench sample {index}\n{text}")
 
 
-def mark(samples: list[Sample]) -> int | None:
+# The walkers' page types (rmap_walk_ksm/anon/file); "unknown" is none of them.
+PAGE_TYPES = frozenset({"ksm", "anon", "file"})
+
+
+def mark(samples: list[Sample], page_type: str | None = None) -> int | None:
     """Decide for every walk whether it touched the target folio; returns the
-    vmemmap base used (None when the backend gives no comparable pointer)."""
+    vmemmap base used (None when the backend gives no comparable pointer).
+
+    With page_type, a walk of one of the target's frames by another page
+    type's walker (rmap_walk_anon on a KSM case's frame) is not the
+    target's: the frame was freed and reused within the sample (the
+    migration frees the old one; seen on a loaded host in ksm-procs). The
+    target itself cannot change type: a KSM page that lost its stable
+    node is caught by the verification instead."""
     base = target.calibrate(
         (s.pfns, [w.folio for w in s.walks if w.folio is not None]) for s in samples if s.walks
     )
     for s in samples:
-        s.walks = mark_targets(s.walks, target.target_folios(base, s.pfns))
+        walks = mark_targets(s.walks, target.target_folios(base, s.pfns))
+        if page_type is not None:
+            walks = [
+                replace(w, target=False)
+                if w.target and w.page_type in PAGE_TYPES and w.page_type != page_type
+                else w
+                for w in walks
+            ]
+        s.walks = walks
     return base
 
 

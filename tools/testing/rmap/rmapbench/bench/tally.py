@@ -109,7 +109,7 @@ def tally(
     `walks_inside_cost`: whether a firing's walks must fit inside its timed
     cost (not damon's, whose window may open in the middle of a walk)."""
     expect = expect or Expect()
-    base = measure.mark(samples)
+    base = measure.mark(samples, page_type)
     measured = [s for s in samples if not s.warmup]
     usable = [s for s in measured if not s.lost_events]
     kinds: Counter[Kind] = Counter(
