@@ -154,3 +154,41 @@ def test_hashed_pointers_are_not_folios() -> None:
 
     assert raw_pointer("000000006b1a2c3d") is None
     assert raw_pointer("ffffea0000230580") == 0xFFFFEA0000230580
+
+
+# A kernel may carry both forms (the ground-truth kernel does:
+# scripts/ground-truth); --tracepoint-form tells the backend which to use.
+BOTH = {"rmap_walk": V4_FORMAT, "rmap_walk_start": V5_FORMAT, "rmap_walk_end": V5_FORMAT}
+
+
+@pytest.mark.parametrize(
+    ("prefer", "form"), [("auto", "duration"), ("v4", "duration"), ("start-end", "start_end")]
+)
+def test_a_kernel_with_both_forms(tmp_path: Path, prefer: str, form: str) -> None:
+    tp = Tracepoint(prefer)
+    tp.check(_tracefs(tmp_path, BOTH))
+    assert tp.form == form
+    assert tp.keys == (("folio", "rwc") if form == "duration" else ("folio_addr", "rwc_addr"))
+
+
+@pytest.mark.parametrize(
+    ("prefer", "present", "missing"),
+    [
+        ("v4", {"rmap_walk_start": V5_FORMAT, "rmap_walk_end": V5_FORMAT}, "duration_ns"),
+        ("start-end", {"rmap_walk": V4_FORMAT}, "rmap_walk_start"),
+    ],
+)
+def test_a_form_asked_for_and_missing_is_unavailable(
+    tmp_path: Path, prefer: str, present: dict[str, str], missing: str
+) -> None:
+    with pytest.raises(Unavailable, match=missing):
+        Tracepoint(prefer).check(_tracefs(tmp_path, present))
+
+
+def test_the_form_reaches_the_backend() -> None:
+    from rmapbench.ksft import options
+    from rmapbench.tracing import select
+
+    backend = select.make("tracepoint", "start-end")
+    assert isinstance(backend, Tracepoint) and backend.prefer == "start-end"
+    assert options.TRACEPOINT_FORMS == ("auto", "v4", "start-end")

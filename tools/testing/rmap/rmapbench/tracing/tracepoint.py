@@ -56,10 +56,18 @@ def raw_pointer(value: str | None) -> int | None:
     return int(v, 16) if v.startswith("ffff") else None
 
 
+# --tracepoint-form values -> the form check() settles on.
+FORMS = {"v4": "duration", "start-end": "start_end"}
+
+
 class Tracepoint:
     name = "tracepoint"
 
-    def __init__(self) -> None:
+    def __init__(self, prefer: str = "auto") -> None:
+        """`prefer`: auto (v4 when the kernel has it, else start/end), v4
+        or start-end: a kernel may carry both forms."""
+        assert prefer == "auto" or prefer in FORMS
+        self.prefer = prefer
         self.form: str | None = None
         self.keys: tuple[str, str] = ("folio", "rwc")
         self.raw = False  # hash-ptr is off: the text's pointers are raw
@@ -67,19 +75,27 @@ class Tracepoint:
         self.synth = f"rmapbench_{os.getpid()}_rmap_walk"
 
     def check(self, tfs: TraceFS) -> None:
-        if tfs.has_event(SYSTEM, "rmap_walk") and "duration_ns" in tfs.event_format(
+        v4 = tfs.has_event(SYSTEM, "rmap_walk") and "duration_ns" in tfs.event_format(
             SYSTEM, "rmap_walk"
-        ):
-            self.form = "duration"
-            self.keys = key_fields(tfs.event_format(SYSTEM, "rmap_walk"))
-        elif tfs.has_event(SYSTEM, START) and tfs.has_event(SYSTEM, END):
-            self.form = "start_end"
-            self.keys = key_fields(tfs.event_format(SYSTEM, START))
-        else:
+        )
+        start_end = tfs.has_event(SYSTEM, START) and tfs.has_event(SYSTEM, END)
+        if not (v4 or start_end):
             raise Unavailable(
                 "no rmap:rmap_walk tracepoint (a kernel with the proposed rmap "
                 "tracepoint patches is needed)"
             )
+        if self.prefer == "v4" and not v4:
+            raise Unavailable("no rmap:rmap_walk with duration_ns (--tracepoint-form v4)")
+        if self.prefer == "start-end" and not start_end:
+            raise Unavailable(
+                "no rmap:rmap_walk_start/rmap_walk_end (--tracepoint-form start-end)"
+            )
+        if v4 and self.prefer != "start-end":
+            self.form = "duration"
+            self.keys = key_fields(tfs.event_format(SYSTEM, "rmap_walk"))
+        else:
+            self.form = "start_end"
+            self.keys = key_fields(tfs.event_format(SYSTEM, START))
 
     def _raw_pointers(self, inst: Instance) -> None:
         option = inst.path / "options" / "hash-ptr"
