@@ -11,9 +11,11 @@ them with %p, which the text output hashes: a hashed folio cannot be told
 from the target's frame. So the instance's `hash-ptr` option is turned
 off (its trace prints %p as %px; the option dies with the instance), and
 the start/end form is paired in the kernel: a hist trigger on the start
-event keyed by the raw (folio, rwc) stores common_timestamp, the end
-event's computes the latency and feeds a synthetic event carrying it and
-the raw keys (1 ns, the instance's mono clock). The start/end events stay
+event keyed by the task stores common_timestamp and the raw (folio, rwc),
+the end event's computes the latency and feeds a synthetic event carrying
+it, the end's raw (folio, rwc) and the start's (1 ns, the instance's mono
+clock); a walk counts when the two agree (hist.KeyedPair says why the
+task is the key). The start/end events stay
 enabled: their text gives each walk's page type and `locked`, matched by
 (folio, rwc) in order. Without hist triggers (CONFIG_HIST_TRIGGERS,
 CONFIG_SYNTH_EVENTS) the pairing falls back to user space at the text's
@@ -128,8 +130,8 @@ class Tracepoint:
                 self.name,
                 "mono",
                 1,
-                f"rmap:rmap_walk_start/end (v5-v7), paired in kernel by raw folio and rwc "
-                f"(hist/synthetic); {ident}",
+                "rmap:rmap_walk_start/end (v5-v7), paired in kernel per task, checked by "
+                f"raw folio and rwc (hist/synthetic); {ident}",
             )
         return Description(
             self.name, "mono", 1000,
@@ -188,8 +190,14 @@ def in_kernel_walks(parsed: list[Event], synth: str, end: str) -> Pairing:
             continue
         lat = events.to_int(ev.fields["lat"])
         folio, rwc = events.to_int(ev.fields["folio"]), events.to_int(ev.fields["rwc"])
+        started = (
+            events.to_int(ev.fields.get(f"{hist.START_PREFIX}folio", "0")),
+            events.to_int(ev.fields.get(f"{hist.START_PREFIX}rwc", "0")),
+        )
         queue = pending.get((folio, rwc))
-        if lat >= 1 << 63 or not queue:  # negative (a clear mid-walk), or no end seen
+        # Negative (a clear mid-walk), no end seen, or the task's last start
+        # was another walk's.
+        if lat >= 1 << 63 or not queue or started != (folio, rwc):
             out.unmatched_exits += 1
             continue
         e = queue.popleft()
