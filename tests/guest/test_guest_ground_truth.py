@@ -121,4 +121,6 @@ def test_start_end_form_pairs_in_the_kernel(runs: tuple[Path, Path, str], case: 
     assert "raw folio" in backend["detail"] and backend["resolution_ns"] == 1, backend
     # Every sample caught a walk of the target, found by its folio.
     assert doc["status"] == "pass", out
-    assert doc["walks"]["count"] >= 2 * 12, doc["walks"]
+    scenario = doc["scenarios"][0]
+    assert scenario["target_identified_by"] == "folio", scenario["target_identified_by"]
+    assert scenario["walks"]["count"] >= 2 * 12, scenario["walks"]
