@@ -26,7 +26,7 @@ test-unit: setup
 lint: setup
 	$(VENV)/bin/ruff check tools/testing/rmap tests
 	$(PY) -m mypy
-	shellcheck run_tests.sh scripts/*.sh .ci/run automated/linux/rmap/rmap.sh
+	shellcheck run_tests.sh scripts/*.sh scripts/ground-truth/build.sh .ci/run automated/linux/rmap/rmap.sh
 
 # The suite's own cost as scenarios grow (benchmarks/scale.py; not a test).
 BENCH_ARGS ?=

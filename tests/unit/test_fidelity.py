@@ -185,3 +185,17 @@ def test_callers_from_frames_when_the_backend_gives_a_folio() -> None:
     t = tally.tally(samples, "anon", expect=MIGRATE)
     ref = tally.tally(recorded("fprobe_anon.trace"), "anon", expect=MIGRATE)
     assert t.by_caller == ref.by_caller
+
+
+def test_walks_returning_to_the_dispatch_are_split_by_frame() -> None:
+    """On the ground-truth kernel rmap_walk() is a function of its own, so
+    every fprobe walk returns to it (`rmap_walk+0x9b <- rmap_walk_anon`):
+    that says nothing of the caller, and the frames walked tell instead."""
+    samples = recorded("fprobe_anon_dispatch.trace")
+    assert {w.caller for s in samples for w in s.walks} == {"rmap_walk"}
+    assert events.caller_of("rmap_walk") == events.caller_of("rmap_walk_locked") == ""
+    t = tally.tally(samples, "anon", expect=MIGRATE)
+    assert set(t.by_caller) == {"try_to_migrate", "remove_migration_ptes"}
+    # Five firings, sample 0 taken as the only warm-up here: four of each.
+    assert len(t.by_caller["try_to_migrate"]) == len(t.by_caller["remove_migration_ptes"]) == 4
+    assert not t.failed

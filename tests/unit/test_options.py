@@ -198,3 +198,9 @@ def test_multi_process_cases_default_to_fewer_pages() -> None:
     assert parse("rmap_ksm_fork.py", []).pages == SCENARIOS["ksm-fork"].policy.pages
     assert parse("rmap_file_mappers", []).pages == SCENARIOS["file-mappers"].policy.pages
     assert parse("rmap_ksm_fork.py", ["--pages", "30000"]).pages == 30000
+
+
+def test_tracepoint_form(capsys: pytest.CaptureFixture[str]) -> None:
+    assert parse("rmap_anon", []).tracepoint_form == "auto"
+    assert parse("rmap_anon", ["--tracepoint-form", "start-end"]).tracepoint_form == "start-end"
+    assert "--tracepoint-form" in refused(capsys, ["--tracepoint-form", "v6"])

@@ -86,7 +86,7 @@ def run_round(
             rnd.desc = select.SYSCALL_ONLY
         else:
             tfs, inst = tracefs.private_instance(journal, opts.buffer_kb, tag=name)
-            backend = select.make(name)
+            backend = select.make(name, opts.tracepoint_form)
             try:
                 backend.check(tfs)
                 rnd.desc = backend.arm(tfs, inst)

@@ -52,7 +52,7 @@ def arm(plan: Plan) -> Armed:
         return Armed(None, select.SYSCALL_ONLY)
     tfs, inst = tracefs.private_instance(plan.journal, opts.buffer_kb)
     try:
-        backend, desc, passed_over = select.arm(opts.backend, tfs, inst)
+        backend, desc, passed_over = select.arm(opts.backend, tfs, inst, opts.tracepoint_form)
     except Unavailable as e:
         raise Skip(
             "no tracing backend" if opts.backend == "auto" else "backend unavailable", str(e)

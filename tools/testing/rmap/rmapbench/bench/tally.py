@@ -179,11 +179,12 @@ def judge_sample(
 
 
 def _caller(w: Walk, s: Sample, base: int | None, expect: Expect) -> str:
-    """The walk's caller: from the return site the probe recorded, else
+    """The walk's caller: from the return site the probe recorded (unless
+    that is the dispatch rmap_walk() itself), else
     (a migration, folio known) from the frame walked: the frame the target
     left is unmapped by try_to_migrate, the one it went to remapped by
     remove_migration_ptes."""
-    if w.caller:
+    if w.caller and caller_of(w.caller):
         return caller_of(w.caller)
     if expect.retries and base is not None and w.folio is not None:
         if w.folio == target.folio_pointer(base, s.pfn_before) and s.pfn_after != s.pfn_before:

@@ -27,6 +27,9 @@ __all__ = ["EXIT_USAGE", "CasePolicy", "Options", "UsageError", "not_applicable"
 BACKENDS = ("auto", "tracepoint", "fprobe", "kprobe", "fgraph", "syscall", "all")
 # --bystander kinds (rmapbench/bench/bystander/, docs/bystanders.md).
 BYSTANDERS = ("mprotect", "munmap", "fork")
+# --tracepoint-form: which of the proposed rmap tracepoint forms the
+# tracepoint backend uses when a kernel carries both (tracing/tracepoint.py).
+TRACEPOINT_FORMS = ("auto", "v4", "start-end")
 TRIGGERS = ("auto", "migrate", "damon", "msync", "pageout", "soft-offline", "split")
 # 20000 is the upstream benchmark's region, the --pages of a case that does
 # not say otherwise.
@@ -40,6 +43,7 @@ class Options:
     samples: int = 30
     warmup: int = 2
     backend: str = "auto"
+    tracepoint_form: str = "auto"
     max_p99_ms: float | None = None
     results: Path | None = None
     merge_timeout: float = 300.0
@@ -174,6 +178,13 @@ def build_parser(
         choices=BACKENDS,
         help="how walks are timed; auto picks the most precise available, "
         "all runs the case once per available backend and compares them",
+    )
+    p.add_argument(
+        "--tracepoint-form",
+        choices=TRACEPOINT_FORMS,
+        help="which proposed rmap tracepoint the tracepoint backend uses: v4 (rmap_walk "
+        "with duration_ns), start-end (rmap_walk_start/_end, v5-v7) or auto (v4 when "
+        "the kernel has it; default)",
     )
     p.add_argument(
         "--max-p99-ms",

@@ -237,7 +237,13 @@ def merge_callers(exact: list[Walk], raw: list[Walk]) -> list[Walk]:
 # dispatch rmap_walk()/rmap_walk_locked() is inlined into its callers, and
 # remove_migration_ptes() into migrate_folio_move() (6.12), so the return
 # site is usually the caller itself; these are the sites where it is not.
+# Where the dispatch is a function of its own (a kernel built otherwise,
+# e.g. with the rmap tracepoints around it) a walk returns to it, which
+# says nothing of who started the walk: "" lets the frame or the order
+# tell instead.
 CALLER_OF_SITE = {
+    "rmap_walk": "",
+    "rmap_walk_locked": "",
     "migrate_folio_move": "remove_migration_ptes",  # 6.12, a migration's success
     "migrate_folio_undo_src": "remove_migration_ptes",  # a migration undone (retry)
     "migrate_pages_batch": "remove_migration_ptes",  # 6.1
@@ -268,7 +274,7 @@ KNOWN_CALLERS = frozenset(
 
 def caller_of(site: str) -> str:
     """The function that started a walk, from where it returned to ("" when
-    the backend records no return site)."""
+    the backend records no return site, or the site is the dispatch)."""
     return CALLER_OF_SITE.get(site, site)
 
 

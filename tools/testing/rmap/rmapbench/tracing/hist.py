@@ -49,9 +49,15 @@ class HistPair:
 
 @dataclass(frozen=True)
 class KeyedPair:
-    """Start and end events of one walk paired by fields they share (the
-    proposed tracepoints' raw folio and rwc pointers): the synthetic event
-    carries the latency and the keys, raw."""
+    """Start and end events of one walk that carry the walk's identity (the
+    proposed tracepoints' raw folio and rwc pointers), paired in the kernel
+    per task: a task runs one walk at a time, so the hist maps hold one
+    entry per followed task. Keyed by the pointers instead, they would hold
+    one per folio ever walked, and a map full at its 2048 entries drops every
+    new walk (the writeback walks of a file scenario's build fill it). The
+    start's pointers ride along: the synthetic event carries the latency,
+    the end's pointers and the start's, and a walk counts only when they
+    agree (a start lost, or a walk nested in another's callback, does not)."""
 
     synth: str
     entry: tuple[str, str]
@@ -59,23 +65,36 @@ class KeyedPair:
     keys: tuple[str, ...]  # the events' field names, e.g. ("folio_addr", "rwc_addr")
     tag: str = "k"
 
+    def _vars(self, prefix: str) -> list[str]:
+        return [f"{prefix}{i}{self.tag}" for i in range(len(self.keys))]
+
     def fields(self) -> str:
-        return "u64 lat; " + "; ".join(f"u64 {name}" for name in SYNTH_KEY_NAMES[: len(self.keys)])
+        names = SYNTH_KEY_NAMES[: len(self.keys)]
+        return "u64 lat; " + "; ".join(
+            [f"u64 {n}" for n in names] + [f"u64 {START_PREFIX}{n}" for n in names]
+        )
 
     def entry_trigger(self) -> str:
-        return f"hist:keys={','.join(self.keys)}:ts{self.tag}=common_timestamp"
+        saved = ",".join(f"{v}={k}" for v, k in zip(self._vars("s"), self.keys, strict=True))
+        return f"hist:keys=common_pid:ts{self.tag}=common_timestamp,{saved}"
 
     def exit_trigger(self) -> str:
         t = self.tag
         sys_, ev = self.entry
+        carried = ",".join(
+            f"{x}=${s}" for x, s in zip(self._vars("x"), self._vars("s"), strict=True)
+        )
+        params = ",".join([f"$lat{t}", *self.keys, *(f"${x}" for x in self._vars("x"))])
         return (
-            f"hist:keys={','.join(self.keys)}:lat{t}=common_timestamp-$ts{t}:"
-            f"onmatch({sys_}.{ev}).trace({self.synth},$lat{t},{','.join(self.keys)})"
+            f"hist:keys=common_pid:lat{t}=common_timestamp-$ts{t},{carried}:"
+            f"onmatch({sys_}.{ev}).trace({self.synth},{params})"
         )
 
 
-# The synthetic event's names for KeyedPair's keys, in order.
+# The synthetic event's names for KeyedPair's keys, in order (the end
+# event's; START_PREFIX + name: the start event's).
 SYNTH_KEY_NAMES = ("folio", "rwc")
+START_PREFIX = "start_"
 
 
 def hist_supported(tfs: TraceFS) -> bool:

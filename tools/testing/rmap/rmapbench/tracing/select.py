@@ -17,9 +17,10 @@ from rmapbench.tracing.tracepoint import Tracepoint
 AUTO_ORDER = ("tracepoint", "fprobe", "kprobe", "fgraph")
 
 
-def make(name: str) -> Backend:
+def make(name: str, tracepoint_form: str = "auto") -> Backend:
+    """`tracepoint_form`: auto, v4 or start-end (--tracepoint-form)."""
     if name == "tracepoint":
-        return Tracepoint()
+        return Tracepoint(tracepoint_form)
     if name in ("fprobe", "kprobe"):
         return DynamicProbe(name)
     if name == "fgraph":
@@ -27,7 +28,9 @@ def make(name: str) -> Backend:
     raise ValueError(f"unknown backend {name!r}")
 
 
-def arm(requested: str, tfs: TraceFS, inst: Instance) -> tuple[Backend, Description, list[str]]:
+def arm(
+    requested: str, tfs: TraceFS, inst: Instance, tracepoint_form: str = "auto"
+) -> tuple[Backend, Description, list[str]]:
     """Arm the requested backend, or for "auto" the first that works.
 
     Returns the backend, its description and why better ones were passed
@@ -36,7 +39,7 @@ def arm(requested: str, tfs: TraceFS, inst: Instance) -> tuple[Backend, Descript
     names = AUTO_ORDER if requested == "auto" else (requested,)
     reasons: list[str] = []
     for name in names:
-        backend = make(name)
+        backend = make(name, tracepoint_form)
         try:
             backend.check(tfs)
             return backend, backend.arm(tfs, inst), reasons

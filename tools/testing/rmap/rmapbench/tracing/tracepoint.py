@@ -11,9 +11,11 @@ them with %p, which the text output hashes: a hashed folio cannot be told
 from the target's frame. So the instance's `hash-ptr` option is turned
 off (its trace prints %p as %px; the option dies with the instance), and
 the start/end form is paired in the kernel: a hist trigger on the start
-event keyed by the raw (folio, rwc) stores common_timestamp, the end
-event's computes the latency and feeds a synthetic event carrying it and
-the raw keys (1 ns, the instance's mono clock). The start/end events stay
+event keyed by the task stores common_timestamp and the raw (folio, rwc),
+the end event's computes the latency and feeds a synthetic event carrying
+it, the end's raw (folio, rwc) and the start's (1 ns, the instance's mono
+clock); a walk counts when the two agree (hist.KeyedPair says why the
+task is the key). The start/end events stay
 enabled: their text gives each walk's page type and `locked`, matched by
 (folio, rwc) in order. Without hist triggers (CONFIG_HIST_TRIGGERS,
 CONFIG_SYNTH_EVENTS) the pairing falls back to user space at the text's
@@ -56,10 +58,18 @@ def raw_pointer(value: str | None) -> int | None:
     return int(v, 16) if v.startswith("ffff") else None
 
 
+# --tracepoint-form values -> the form check() settles on.
+FORMS = {"v4": "duration", "start-end": "start_end"}
+
+
 class Tracepoint:
     name = "tracepoint"
 
-    def __init__(self) -> None:
+    def __init__(self, prefer: str = "auto") -> None:
+        """`prefer`: auto (v4 when the kernel has it, else start/end), v4
+        or start-end: a kernel may carry both forms."""
+        assert prefer == "auto" or prefer in FORMS
+        self.prefer = prefer
         self.form: str | None = None
         self.keys: tuple[str, str] = ("folio", "rwc")
         self.raw = False  # hash-ptr is off: the text's pointers are raw
@@ -67,19 +77,27 @@ class Tracepoint:
         self.synth = f"rmapbench_{os.getpid()}_rmap_walk"
 
     def check(self, tfs: TraceFS) -> None:
-        if tfs.has_event(SYSTEM, "rmap_walk") and "duration_ns" in tfs.event_format(
+        v4 = tfs.has_event(SYSTEM, "rmap_walk") and "duration_ns" in tfs.event_format(
             SYSTEM, "rmap_walk"
-        ):
-            self.form = "duration"
-            self.keys = key_fields(tfs.event_format(SYSTEM, "rmap_walk"))
-        elif tfs.has_event(SYSTEM, START) and tfs.has_event(SYSTEM, END):
-            self.form = "start_end"
-            self.keys = key_fields(tfs.event_format(SYSTEM, START))
-        else:
+        )
+        start_end = tfs.has_event(SYSTEM, START) and tfs.has_event(SYSTEM, END)
+        if not (v4 or start_end):
             raise Unavailable(
                 "no rmap:rmap_walk tracepoint (a kernel with the proposed rmap "
                 "tracepoint patches is needed)"
             )
+        if self.prefer == "v4" and not v4:
+            raise Unavailable("no rmap:rmap_walk with duration_ns (--tracepoint-form v4)")
+        if self.prefer == "start-end" and not start_end:
+            raise Unavailable(
+                "no rmap:rmap_walk_start/rmap_walk_end (--tracepoint-form start-end)"
+            )
+        if v4 and self.prefer != "start-end":
+            self.form = "duration"
+            self.keys = key_fields(tfs.event_format(SYSTEM, "rmap_walk"))
+        else:
+            self.form = "start_end"
+            self.keys = key_fields(tfs.event_format(SYSTEM, START))
 
     def _raw_pointers(self, inst: Instance) -> None:
         option = inst.path / "options" / "hash-ptr"
@@ -112,8 +130,8 @@ class Tracepoint:
                 self.name,
                 "mono",
                 1,
-                f"rmap:rmap_walk_start/end (v5-v7), paired in kernel by raw folio and rwc "
-                f"(hist/synthetic); {ident}",
+                "rmap:rmap_walk_start/end (v5-v7), paired in kernel per task, checked by "
+                f"raw folio and rwc (hist/synthetic); {ident}",
             )
         return Description(
             self.name, "mono", 1000,
@@ -172,8 +190,14 @@ def in_kernel_walks(parsed: list[Event], synth: str, end: str) -> Pairing:
             continue
         lat = events.to_int(ev.fields["lat"])
         folio, rwc = events.to_int(ev.fields["folio"]), events.to_int(ev.fields["rwc"])
+        started = (
+            events.to_int(ev.fields.get(f"{hist.START_PREFIX}folio", "0")),
+            events.to_int(ev.fields.get(f"{hist.START_PREFIX}rwc", "0")),
+        )
         queue = pending.get((folio, rwc))
-        if lat >= 1 << 63 or not queue:  # negative (a clear mid-walk), or no end seen
+        # Negative (a clear mid-walk), no end seen, or the task's last start
+        # was another walk's.
+        if lat >= 1 << 63 or not queue or started != (folio, rwc):
             out.unmatched_exits += 1
             continue
         e = queue.popleft()
