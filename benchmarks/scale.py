@@ -54,7 +54,12 @@ def row(share: Path, name: str) -> list[str]:
         doc = json.loads((share / name / f"{prog}.json").read_text())
     except OSError:
         return [name, "no result"]
-    rss = json.loads((share / f"{name}.rss.json").read_text())
+    try:
+        rss: dict[str, int] | None = json.loads((share / f"{name}.rss.json").read_text())
+    except OSError:  # the watcher died with a run cut short (the guest's timeout)
+        rss = None
+    if not doc.get("scenarios"):  # cut short before the scenario was built
+        return [name, "-", "-", "-", "-", "-", "-", "-", "-", "-", str(doc.get("status"))]
     sc = doc["scenarios"][0]
     setup = sc.get("setup", {})
     ph = doc.get("phases", {})
@@ -71,7 +76,7 @@ def row(share: Path, name: str) -> list[str]:
         name, str(vmas), str(procs), f"{build:.2f}",
         f"{build / vmas * 1e6:.0f}" if vmas else "-",
         f"{verify / (mappings * checks) * 1e6:.1f}" if mappings and checks else "-",
-        f"{rss['peak_rss_kib'] / 1024:.0f}", f"{scen_kib / 1024:.0f}",
+        f"{rss['peak_rss_kib'] / 1024:.0f}" if rss else "-", f"{scen_kib / 1024:.0f}",
         f"{ph.get('walk_share', 0) * 100:.1f}%", f"{ph.get('total_s', 0):.1f}", doc["status"],
     ]  # fmt: skip
 
