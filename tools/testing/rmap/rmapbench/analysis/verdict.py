@@ -173,8 +173,9 @@ def compare_runs(
     metric: str = "walk",
 ) -> Comparison:  # fmt: skip
     """NEW against BASE with the run as the unit of replication (module
-    docstring): two-level bootstrap, widened by the between-run spread
-    (never below the metric's noise floor), p from the combined error."""
+    docstring): two-level bootstrap (one level when a side has one run),
+    widened by the between-run spread (never below the metric's noise
+    floor), p from the combined error."""
     t = t or Thresholds()
     b_runs = [r for r in base_runs if r.size]
     n_runs = [r for r in new_runs if r.size]
@@ -192,12 +193,14 @@ def compare_runs(
         ci = inference.Interval(c.ratio, c.ci_low, c.ci_high)
         observed = None
         side = "base" if len(b_runs) < 2 else "new"
+        factor = np.exp(one_run_change(floor, t.alpha))
         out = replace(
             out,
             warnings=[
                 *out.warnings,
                 f"{side}: one run: between-run variation unknown; the {metric} noise floor "
-                f"({floor:.2f}) stands for it",
+                f"({floor:.2f}) stands for it: significant only beyond x{factor:.2f} or "
+                f"/{factor:.2f}",
             ],
         )
     else:
