@@ -81,21 +81,25 @@ def _bystander_metrics(name: str, sc: dict[str, Any]) -> dict[str, tuple[float, 
                 out[f"{stem}_stall_{key.removesuffix('_ns')}"] = (stall[key], "ns")
         if b.get("overlapped") is not None:
             out[f"{stem}_overlapped"] = (b["overlapped"], "ops")
-        during = (b.get("contention") or {}).get("during") or {}
-        if "rwsem_wait_ns" in during:
-            out[f"{stem}_rwsem_wait"] = (during["rwsem_wait_ns"], "ns")
-            out[f"{stem}_rwsem_max_wait"] = (during["rwsem_max_wait_ns"], "ns")
+        _rwsem_waits(out, stem, (b.get("contention") or {}).get("during"))
     holds = sc.get("lock_holds") or {}
     acq = holds.get("acquisitions_per_walk")
     if acq:
         out[f"{name}_lock_acquisitions_per_walk"] = (acq["p50"], "acquisitions")
     if holds.get("longest_hold_ns") is not None:
         out[f"{name}_lock_longest_hold"] = (holds["longest_hold_ns"], "ns")
-    walker = (sc.get("walker_waits") or {}).get("during_walks") or {}
-    if "rwsem_wait_ns" in walker:
-        out[f"{name}_walker_rwsem_wait"] = (walker["rwsem_wait_ns"], "ns")
-        out[f"{name}_walker_rwsem_max_wait"] = (walker["rwsem_max_wait_ns"], "ns")
+    _rwsem_waits(out, f"{name}_walker", (sc.get("walker_waits") or {}).get("during_walks"))
     return out
+
+
+def _rwsem_waits(
+    out: dict[str, tuple[float, str]], stem: str, waits: dict[str, Any] | None
+) -> None:
+    """A contention summary's rwsem wait and longest wait (a bystander's or
+    the walker's, during walks) as STEM_rwsem_wait and STEM_rwsem_max_wait."""
+    if waits and "rwsem_wait_ns" in waits:
+        out[f"{stem}_rwsem_wait"] = (waits["rwsem_wait_ns"], "ns")
+        out[f"{stem}_rwsem_max_wait"] = (waits["rwsem_max_wait_ns"], "ns")
 
 
 def _fidelity_metrics(name: str, sc: dict[str, Any]) -> dict[str, tuple[float, str]]:
