@@ -2,10 +2,17 @@
 """The suite's own cost as scenarios grow (not a timed test): the ksm case
 at growing --pages (VMAs = pages with --split 2) and ksm-procs at growing
 --procs, in one guest, printing per run the build time per VMA, the
-verification time per mapping checked, the peak RSS of the test process
-and its children against the scenario's memory, and the walk share.
+verification time per mapping checked, the peak memory of the test
+process and its children (RSS, which counts a forked child's shared
+interpreter pages again in every child, and PSS, which does not) against
+the scenario's memory, and the walk share.
 
-    benchmarks/scale.py [--pages 1000,4000] [--procs 2,8] [--full] [--memory 4G]
+    benchmarks/scale.py [--pages 1000,4000] [--procs 2,8] [--procs-pages N]
+                        [--full] [--memory 4G]
+
+ksm-procs runs use --procs-pages pages per process (default 2000, the
+case's default), fewer when the processes' regions together would pass
+half of --memory, so 1,024 processes fit a guest.
 
 --full is 1,000 .. 100,000 VMAs and 2 .. 1,024 sharing processes (hours
 under TCG). vm.max_map_count is raised by the case itself (journaled and
@@ -27,17 +34,30 @@ SUITE = ROOT / "tools" / "testing" / "rmap"
 sys.path.insert(0, str(SUITE))
 
 from rmapbench.guest import config, vm  # noqa: E402
+from rmapbench.guest.qemu import parse_memory  # noqa: E402
 
 FULL_PAGES = "1000,4000,20000,50000,100000"
 FULL_PROCS = "2,8,64,256,1024"
 WATCH = Path(__file__).resolve().parent / "rss_watch.py"
 
 
-def script(share: Path, pages: list[int], procs: list[int], samples: int) -> str:
+def procs_pages(procs: int, per_proc: int, budget_mib: int) -> int:
+    """Pages per process for a ksm-procs run: --procs-pages, fewer when the
+    processes' regions together (before merging) would pass the budget."""
+    fit = budget_mib * 256 // procs  # 256 pages a MiB
+    return max(16, min(per_proc, fit))
+
+
+def script(
+    share: Path, pages: list[int], procs: list[int], samples: int, per_proc: int, budget_mib: int
+) -> str:
     py = shlex.quote(sys.executable)
     lines = ["set -u", f"cd {shlex.quote(str(SUITE))}"]
     runs = [("ksm", f"--pages {n}", f"ksm-p{n}") for n in pages]
-    runs += [("ksm_procs", f"--procs {p}", f"procs-{p}") for p in procs]
+    runs += [
+        ("ksm_procs", f"--procs {p} --pages {procs_pages(p, per_proc, budget_mib)}", f"procs-{p}")
+        for p in procs
+    ]
     for prog, arg, name in runs:
         d = share / name
         cap = "RMAPBENCH_MAX_PROCS=2048 " if prog == "ksm_procs" else ""
@@ -59,30 +79,32 @@ def row(share: Path, name: str) -> list[str]:
     except OSError:  # the watcher died with a run cut short (the guest's timeout)
         rss = None
     if not doc.get("scenarios"):  # cut short before the scenario was built
-        return [name, "-", "-", "-", "-", "-", "-", "-", "-", "-", str(doc.get("status"))]
+        return [name, *["-"] * (len(HEAD) - 2), str(doc.get("status"))]
     sc = doc["scenarios"][0]
     setup = sc.get("setup", {})
     ph = doc.get("phases", {})
     secs = ph.get("seconds", {})
-    vmas = setup.get("vmas") or 0
+    procs = setup.get("processes", 1)
+    vmas = (setup.get("vmas") or 0) * procs  # every process builds the same region
     build = secs.get("build", 0) + secs.get("merge", 0)
     mappings = (sc.get("verified") or {}).get("mappings_per_sample") or 0
     checks = (sc.get("verified") or {}).get("samples") or 0
     verify = secs.get("verification", 0)
     pages = sc["params"].get("pages", 0)
-    procs = setup.get("processes", 1)
     scen_kib = pages * 4 * procs  # the region each process maps, before merging
     return [
         name, str(vmas), str(procs), f"{build:.2f}",
         f"{build / vmas * 1e6:.0f}" if vmas else "-",
         f"{verify / (mappings * checks) * 1e6:.1f}" if mappings and checks else "-",
-        f"{rss['peak_rss_kib'] / 1024:.0f}" if rss else "-", f"{scen_kib / 1024:.0f}",
+        f"{rss['peak_rss_kib'] / 1024:.0f}" if rss else "-",
+        f"{rss['peak_pss_kib'] / 1024:.0f}" if rss and "peak_pss_kib" in rss else "-",
+        f"{scen_kib / 1024:.0f}",
         f"{ph.get('walk_share', 0) * 100:.1f}%", f"{ph.get('total_s', 0):.1f}", doc["status"],
     ]  # fmt: skip
 
 
 HEAD = ["run", "vmas", "procs", "build s", "build us/vma", "verify us/mapping",
-        "rss MiB", "scenario MiB", "walk share", "total s", "status"]  # fmt: skip
+        "rss MiB", "pss MiB", "scenario MiB", "walk share", "total s", "status"]  # fmt: skip
 
 
 def table(rows: list[list[str]]) -> str:
@@ -97,6 +119,11 @@ def main() -> int:
     p.add_argument("--samples", type=int, default=5)
     p.add_argument("--full", action="store_true", help=f"--pages {FULL_PAGES} --procs {FULL_PROCS}")
     p.add_argument("--memory", default="4G")
+    p.add_argument(
+        "--procs-pages", type=int, default=2000,
+        help="pages per process for ksm-procs (default 2000, the case's own), fewer when "
+        "the processes' regions would pass half the guest's memory",
+    )  # fmt: skip
     p.add_argument("--keep", type=Path, help="keep the results here")
     ns = p.parse_args()
     pages = [int(x) for x in (FULL_PAGES if ns.full else ns.pages).split(",") if x]
@@ -104,7 +131,9 @@ def main() -> int:
     g = config.GuestOptions(memory=ns.memory, accel="tcg", timeout=36000)
     share = ns.keep or Path(tempfile.mkdtemp(prefix="rmapbench-scale-"))
     share.mkdir(parents=True, exist_ok=True)
-    (share / "job.sh").write_text(script(share, pages, procs, ns.samples))
+    budget_mib = parse_memory(ns.memory) // 2
+    job = script(share, pages, procs, ns.samples, ns.procs_pages, budget_mib)
+    (share / "job.sh").write_text(job)
     result = vm.run_in_guest(
         g.kernel.fetch(), ["sh", str(share / "job.sh")], nodes=g.nodes, cpus=g.cpus,
         memory=g.memory, accel=g.accel, timeout=g.timeout, share_dir=share, cwd=SUITE,
