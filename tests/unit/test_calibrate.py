@@ -39,9 +39,14 @@ def test_fprobe_on_the_calibration_function_pairs_in_the_kernel() -> None:
     )
     walks = p.walks(text).walks
     assert [w.duration_ns for w in walks] == [2984, 3011, 2950]
-    # The same fetch count as a walk's entry: folio, mapping and locked.
-    entry, _ = p._definitions(f)
-    assert entry.endswith("folio=$arg1:x64 mapping=+24($arg1):x64 locked=$arg3:u8")
+    # The same fetches as a walk's: folio, mapping and locked, by the exit
+    # event (after the interval), or by the entry where the kernel says no.
+    fetch = "folio=$arg1:x64 mapping=+24($arg1):x64 locked=$arg3:u8"
+    entry, exit_ = p._definitions(f)
+    assert entry.endswith(f"{f}") and exit_.endswith(f"%return {fetch}")
+    p.args_on_exit = False
+    entry, exit_ = p._definitions(f)
+    assert entry.endswith(fetch) and exit_.endswith("%return")
 
 
 def test_fgraph_on_the_calibration_function() -> None:
@@ -64,3 +69,48 @@ def test_tracepoint_forms(form: str) -> None:
         assert c.firings == 0 and not c.unavailable  # nothing inside the window
     else:
         assert c.unavailable
+
+
+def test_after_firing_intervals_go_beside_the_loops_correction() -> None:
+    empty = summarise("fprobe", "m", "f", [2100, 2200, 2300, 2400], 2800)
+    c = calibrate.with_after_firing(empty, [9000, 8000, 12000, 10000, 30000])
+    assert (c.cost_ns, c.firings, c.uncertainty_ns) == (2250, 4, 75)  # still the loop's
+    assert (c.after_firing_firings, c.after_firing_cost_ns) == (5, 10000)
+    assert (c.after_firing_p25_ns, c.after_firing_p75_ns) == (9000, 12000)
+    assert c.after_firing_uncertainty_ns == 1500 and c.as_dict()["after_firing_cost_ns"] == 10000
+    assert calibrate.with_after_firing(empty, []).after_firing_firings == 0
+    failed = calibrate.with_after_firing(calibrate.unavailable("kprobe", "no"), [9000])
+    assert failed.unavailable and not failed.after_firing_firings
+
+
+def test_after_firings_times_only_the_first_call_after_a_timed_firing() -> None:
+    class Inst:
+        lost_mark = 0
+
+        def __init__(self, texts: list[str]) -> None:
+            self.texts = texts
+
+        def take(self) -> str:
+            return self.texts.pop(0)
+
+        def lost_events(self) -> int:
+            return 0
+
+    f = calibrate.FUNCTION
+    p = DynamicProbe("fprobe", TARGETS, tag="c")
+    p.group, p._hist = "rmapbench_182", True
+
+    def synth(*lats: int) -> str:
+        return "".join(
+            f"  python3-182 [000] ...4.  21.{100 + i:06d}: rmapbench_182_{f}: "
+            f"lat={lat} folio=0 mapping=0 locked=0\n"
+            for i, lat in enumerate(lats)
+        )
+
+    after = calibrate.AfterFirings.__new__(calibrate.AfterFirings)
+    after.durations, after._probe = [], p
+    after._inst = Inst([synth(9000), synth(8000, 2000), synth()])  # type: ignore[assignment]
+    after.collect(counted=False)  # a warm-up's
+    after.collect(counted=True)
+    after.collect(counted=True)  # none recorded: nothing counted
+    assert after.durations == [8000]

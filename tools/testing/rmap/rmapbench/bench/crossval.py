@@ -11,6 +11,7 @@ sampling window that a backend lengthens only through kdamond's walks.)
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,9 +96,14 @@ def run_round(
                 return rnd
             probe = measure.Probe(backend, inst)
             probe.follow(trigger.pids())
-        rnd.samples = measure.run(trigger, addr, verify, probe, opts.warmup, opts.samples, progress)
+        after = calibrate.AfterFirings(probe.backend, opts.buffer_kb) if probe else None
+        with after or contextlib.nullcontext():
+            rnd.samples = measure.run(
+                trigger, addr, verify, probe, opts.warmup, opts.samples, progress,
+                after_firing=after,
+            )  # fmt: skip
         if probe is not None:
-            rnd.calibration = calibrate.for_backend(probe.backend, opts.buffer_kb)
+            rnd.calibration = calibrate.for_backend(probe.backend, opts.buffer_kb, after=after)
     # The same judgement as the case's: only firings that did their job count.
     t = tally.tally(rnd.samples, page_type, True, expect, probe is not None, rnd.cost_ns)
     measured = [s for s in rnd.samples if not s.warmup and not s.lost_events]

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from rmapbench.bench import target
 from rmapbench.machine import mm
 from rmapbench.tracing.backend import Backend
+from rmapbench.tracing.calibrate import AfterFirings
 from rmapbench.tracing.events import Walk, mark_targets
 from rmapbench.tracing.fgraph import FunctionGraph
 from rmapbench.tracing.tracefs import Instance
@@ -60,9 +61,12 @@ def run(
     samples: int,
     progress: Callable[[Sample], None] | None = None,
     stop: Callable[[list[Sample]], bool] | None = None,
+    after_firing: AfterFirings | None = None,
 ) -> list[Sample]:
     """Fire the trigger warmup + samples times; one Sample each. `stop`
-    (--precision) may end the run early: it is asked after each sample."""
+    (--precision) may end the run early: it is asked after each sample.
+    `after_firing` times the probe's cost right after each firing
+    (tracing/calibrate.py)."""
     pid = os.getpid()
     out: list[Sample] = []
     if probe:
@@ -78,6 +82,8 @@ def run(
         # a reset waits for an RCU grace period (~35 ms under TCG).
         trigger.align(probe.instance.drain if probe else _nothing)
         firing = trigger.fire(addr)
+        if after_firing:  # first: in the state the firing left, as the walks' probes ran
+            after_firing.fired()
         # A firing that unmaps the target (pageout) walked the frame it was on.
         after = mm.page_info(pid, addr).pfn or before
         sample = Sample(i, i < warmup, firing, before, after)
@@ -89,6 +95,8 @@ def run(
             sample.walks = pairing.walks
             sample.unmatched_exits = pairing.unmatched_exits
             sample.unfinished = pairing.unfinished
+        if after_firing:
+            after_firing.collect(counted=i >= warmup)
         if verify:  # after the trace is read: it reads memory, never walks
             sample.problems = verify()
         out.append(sample)

@@ -4,6 +4,7 @@ trace instance, then fire the trigger for the warm-up and timed samples
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -85,23 +86,28 @@ def sample(plan: Plan, built: Built, armed: Armed) -> Sampled:
     if armed.probe:
         armed.probe.follow(plan.trigger.pids())
     rule, count, stop = _stopping(plan, armed)
-    samples = measure.run(
-        plan.trigger,
-        built.addr,
-        phases.timed(plan.scenario.verify, "verification"),
-        armed.probe,
-        plan.opts.warmup,
-        count,
-        phases.after_warmup(progress(plan), plan.opts.warmup, "samples"),
-        stop,
-    )
+    after = None
+    if armed.probe:  # the probe's cost, timed right after each firing
+        after = calibrate.AfterFirings(armed.probe.backend, plan.opts.buffer_kb)
+    with after or contextlib.nullcontext():
+        samples = measure.run(
+            plan.trigger,
+            built.addr,
+            phases.timed(plan.scenario.verify, "verification"),
+            armed.probe,
+            plan.opts.warmup,
+            count,
+            phases.after_warmup(progress(plan), plan.opts.warmup, "samples"),
+            stop,
+            after_firing=after,
+        )
     if rule is not None:
         plan.ktap.diag(rule.line())
     cal = None
     if armed.probe:
         # After the samples, with the backend still armed: its probes stay
         # as they were while the walks were timed.
-        cal = calibrate.for_backend(armed.probe.backend, plan.opts.buffer_kb)
+        cal = calibrate.for_backend(armed.probe.backend, plan.opts.buffer_kb, after=after)
         describe_calibration(plan.ktap, cal)
     return Sampled(samples, armed.probe is not None, armed.desc, _since(t0), [], running, cal)
 
@@ -114,10 +120,17 @@ def describe_calibration(ktap: KTAP, cal: calibrate.Calibration) -> None:
         ktap.diag(f"probe cost ({cal.backend}): none inside the window ({cal.method})")
         return
     bound = f", getppid() itself {stats.format_ns(cal.body_bound_ns)}" if cal.body_bound_ns else ""
+    after = (
+        f"; right after a firing {stats.format_ns(cal.after_firing_cost_ns)} +- "
+        f"{stats.format_ns(cal.after_firing_uncertainty_ns)} over {cal.after_firing_firings}, "
+        "not subtracted"
+        if cal.after_firing_firings
+        else ""
+    )
     ktap.diag(
         f"probe cost ({cal.backend}): {stats.format_ns(cal.cost_ns)} +- "
         f"{stats.format_ns(cal.uncertainty_ns)} per walk over {cal.firings} empty intervals "
-        f"({cal.method}{bound})"
+        f"({cal.method}{bound}){after}"
     )
 
 

@@ -125,14 +125,17 @@ def pair_entry_exit(
                 out.unmatched_exits += 1
                 continue
             start = stack.pop()
-            folio = start.fields.get("folio")
+            # The arguments are the exit event's where it fetched them
+            # (tracing/probes.py), else the entry's.
+            args = ev.fields if "folio" in ev.fields else start.fields
+            folio = args.get("folio")
             out.walks.append(
                 Walk(
                     end_ns=ev.ts_ns,
                     duration_ns=ev.ts_ns - start.ts_ns,
                     pid=ev.pid,
-                    function=function_of_locked(start.fields),
-                    page_type=WALK_FUNCTIONS.get(func) or page_type_of(start.fields),
+                    function=function_of_locked(args),
+                    page_type=WALK_FUNCTIONS.get(func) or page_type_of(args),
                     folio=to_int(folio) if folio else None,
                     caller=_caller(ev.body),
                 )

@@ -25,19 +25,30 @@ class HistPair:
     entry: tuple[str, str]
     exit: tuple[str, str]
     tag: str  # makes variable names unique across pairs
-    locked: bool = False  # the entry event has a `locked` field to carry
+    locked: bool = False  # the events have a `locked` field to carry
+    # folio, mapping (and locked) are the exit event's fields: the entry
+    # trigger then saves only the timestamp (tracing/probes.py says why).
+    fields_on_exit: bool = False
 
     def fields(self) -> str:
         return SYNTH_FIELDS + ("; u8 locked" if self.locked else "")
 
     def entry_trigger(self) -> str:
         t = self.tag
+        if self.fields_on_exit:
+            return f"hist:keys=common_pid:ts{t}=common_timestamp"
         lk = f",lk{t}=locked" if self.locked else ""
         return f"hist:keys=common_pid:ts{t}=common_timestamp,fo{t}=folio,ma{t}=mapping{lk}"
 
     def exit_trigger(self) -> str:
         t = self.tag
         sys_, ev = self.entry
+        if self.fields_on_exit:
+            lk = ",locked" if self.locked else ""
+            return (
+                f"hist:keys=common_pid:lat{t}=common_timestamp-$ts{t}:"
+                f"onmatch({sys_}.{ev}).trace({self.synth},$lat{t},folio,mapping{lk})"
+            )
         lk_var = f",lx{t}=$lk{t}" if self.locked else ""
         lk_arg = f",$lx{t}" if self.locked else ""
         return (

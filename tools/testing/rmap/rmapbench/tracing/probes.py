@@ -6,9 +6,22 @@ mm/rmap.c (try_to_migrate() calls rmap_walk_anon() directly on Debian's
 6.12 build), so a probe there sees only walks started from other files.
 rmap_walk_locked() dispatches to the same two functions with locked=true.
 
-The entry event records the folio, folio->mapping and `locked`. With BTF
-(CONFIG_PROBE_EVENTS_BTF_ARGS) arguments are named; without it, positional
-arguments and the offset of `mapping` in struct folio on x86-64 (24).
+The folio, folio->mapping and `locked` are fetched by the exit event where
+the kernel allows it (Linux 6.10+ saves a return probe's $argN at entry),
+else by the entry event. With BTF (CONFIG_PROBE_EVENTS_BTF_ARGS) arguments
+are named; without it, positional arguments and the offset of `mapping` in
+struct folio on x86-64 (24).
+
+Why on the exit: a walk's interval runs from the entry event's timestamp
+to the exit event's, and an event's arguments are fetched after its
+timestamp is taken (kernel/trace/trace_fprobe.c: the ring buffer slot is
+reserved, then store_trace_args() fills it). Fetched at entry, the
+dereference of folio->mapping lies inside every timed walk; at exit it
+lies after the interval. A return probe reads the saved argument
+registers (store_trace_entry_data()), and the dereference at exit reads
+the folio the walk was given, whose mapping a walk does not change.
+Measured on the ground-truth kernel under TCG, this took 4-16 us out of
+each probed anonymous walk's interval.
 """
 
 from __future__ import annotations
@@ -41,6 +54,9 @@ class DynamicProbe:
         self.tag = tag
         self._btf = False
         self._hist = False
+        # Arguments fetched by the exit event (see the module's docstring);
+        # arm() falls back to the entry where return probes take no $argN.
+        self.args_on_exit = True
 
     # -- detection ----------------------------------------------------------
     def check(self, tfs: TraceFS) -> None:
@@ -70,24 +86,34 @@ class DynamicProbe:
 
     def _definitions(self, func: str) -> tuple[str, str]:
         entry, exit_ = _event_names(func)
+        args = " " + self._args(func)
+        on_entry, on_exit = ("", args) if self.args_on_exit else (args, "")
         if self.name == "fprobe":
             return (
-                f"f:{self.group}/{entry} {func} {self._args(func)}",
-                f"f:{self.group}/{exit_} {func}%return",
+                f"f:{self.group}/{entry} {func}{on_entry}",
+                f"f:{self.group}/{exit_} {func}%return{on_exit}",
             )
         return (
-            f"p:{self.group}/{entry} {func} {self._args(func)}",
-            f"r:{self.group}/{exit_} {func}",
+            f"p:{self.group}/{entry} {func}{on_entry}",
+            f"r:{self.group}/{exit_} {func}{on_exit}",
         )
 
     def arm(self, tfs: TraceFS, inst: Instance) -> Description:
-        for func in self.functions:
-            for definition in self._definitions(func):
-                name = definition.split()[0].split("/", 1)[1]
+        for i, func in enumerate(self.functions):
+            entry, exit_ = self._definitions(func)
+            if i == 0 and self.args_on_exit:
+                # The exit first: a kernel before 6.10 refuses $argN in a
+                # return probe (EINVAL), and then the entry fetches them.
                 try:
-                    tfs.add_dynamic_event(definition, self.group, name)
-                except TraceError as e:
-                    raise Unavailable(f"cannot probe {func}: {e}") from e
+                    self._add(tfs, func, exit_)
+                except Unavailable:
+                    self.args_on_exit = False
+                    entry, exit_ = self._definitions(func)
+                    self._add(tfs, func, exit_)
+                self._add(tfs, func, entry)
+                continue
+            self._add(tfs, func, exit_)
+            self._add(tfs, func, entry)
         self._hist = hist.hist_supported(tfs)
         if self._hist:
             try:
@@ -102,6 +128,7 @@ class DynamicProbe:
             for ev in _event_names(func):
                 inst.enable(self.group, ev)
         args = "BTF arguments" if self._btf else "raw offsets"
+        args += " fetched at exit" if self.args_on_exit else " fetched at entry"
         where = ", ".join(self.functions)
         if self._hist:
             return Description(
@@ -111,6 +138,13 @@ class DynamicProbe:
             self.name, "mono", 1000, f"{where}; {args}; paired in user space (us text)"
         )
 
+    def _add(self, tfs: TraceFS, func: str, definition: str) -> None:
+        name = definition.split()[0].split("/", 1)[1]
+        try:
+            tfs.add_dynamic_event(definition, self.group, name)
+        except TraceError as e:
+            raise Unavailable(f"cannot probe {func}: {e}") from e
+
     def _pair(self, func: str, index: int) -> hist.HistPair:
         entry, exit_ = _event_names(func)
         return hist.HistPair(
@@ -119,6 +153,7 @@ class DynamicProbe:
             exit=(self.group, exit_),
             tag=f"{self.tag}{index}",
             locked=_with_locked(func),
+            fields_on_exit=self.args_on_exit,
         )
 
     # -- collecting ---------------------------------------------------------
