@@ -86,7 +86,9 @@ def run_round(
             rnd.desc = select.SYSCALL_ONLY
         else:
             tfs, inst = tracefs.private_instance(journal, opts.buffer_kb, tag=name)
-            backend = select.make(name, opts.tracepoint_form)
+            backend = select.make(
+                name, opts.tracepoint_form, select.walk_types(page_type, opts.probe_all_walks)
+            )
             try:
                 backend.check(tfs)
                 rnd.desc = backend.arm(tfs, inst)

@@ -52,7 +52,9 @@ def arm(plan: Plan) -> Armed:
         return Armed(None, select.SYSCALL_ONLY)
     tfs, inst = tracefs.private_instance(plan.journal, opts.buffer_kb)
     try:
-        backend, desc, passed_over = select.arm(opts.backend, tfs, inst, opts.tracepoint_form)
+        backend, desc, passed_over = select.arm(
+            opts.backend, tfs, inst, opts.tracepoint_form, probed_types(plan)
+        )
     except Unavailable as e:
         raise Skip(
             "no tracing backend" if opts.backend == "auto" else "backend unavailable", str(e)
@@ -61,6 +63,11 @@ def arm(plan: Plan) -> Armed:
         ktap.diag(f"backend {reason}")
     describe_backend(ktap, desc)
     return Armed(measure.Probe(backend, inst), desc)
+
+
+def probed_types(plan: Plan) -> tuple[str, ...]:
+    """The page types whose walk functions the probe backends arm."""
+    return select.walk_types(plan.scenario.page_type, plan.opts.probe_all_walks)
 
 
 def describe_backend(ktap: KTAP, desc: Description) -> None:
