@@ -19,7 +19,7 @@ from rmapbench.bench import measure, tally
 from rmapbench.ksft import stats
 from rmapbench.ksft.options import Options
 from rmapbench.machine.knobs import Journal
-from rmapbench.tracing import calibrate, select, tracefs
+from rmapbench.tracing import calcache, calibrate, select, tracefs
 from rmapbench.tracing.backend import Description, Unavailable
 from rmapbench.triggers import Trigger
 
@@ -99,7 +99,7 @@ def run_round(
             probe.follow(trigger.pids())
         rnd.samples = measure.run(trigger, addr, verify, probe, opts.warmup, opts.samples, progress)
         if probe is not None:
-            rnd.calibration = calibrate.for_backend(probe.backend, opts.buffer_kb)
+            rnd.calibration = calcache.for_backend(probe.backend, opts.buffer_kb)
     # The same judgement as the case's: only firings that did their job count.
     t = tally.tally(rnd.samples, page_type, True, expect, probe is not None, rnd.cost_ns)
     measured = [s for s in rnd.samples if not s.warmup and not s.lost_events]

@@ -15,7 +15,7 @@ from rmapbench.ksft import phases, precision, stats
 from rmapbench.ksft.ktap import KTAP
 from rmapbench.machine import ksm
 from rmapbench.machine.knobs import read_knob
-from rmapbench.tracing import calibrate, select, tracefs
+from rmapbench.tracing import calcache, calibrate, select, tracefs
 from rmapbench.tracing.backend import Description, Unavailable
 
 
@@ -108,7 +108,7 @@ def sample(plan: Plan, built: Built, armed: Armed) -> Sampled:
     if armed.probe:
         # After the samples, with the backend still armed: its probes stay
         # as they were while the walks were timed.
-        cal = calibrate.for_backend(armed.probe.backend, plan.opts.buffer_kb)
+        cal = calcache.for_backend(armed.probe.backend, plan.opts.buffer_kb)
         describe_calibration(plan.ktap, cal)
     return Sampled(samples, armed.probe is not None, armed.desc, _since(t0), [], running, cal)
 
@@ -121,10 +121,13 @@ def describe_calibration(ktap: KTAP, cal: calibrate.Calibration) -> None:
         ktap.diag(f"probe cost ({cal.backend}): none inside the window ({cal.method})")
         return
     bound = f", getppid() itself {stats.format_ns(cal.body_bound_ns)}" if cal.body_bound_ns else ""
+    reused = ""
+    if cal.reused:
+        reused = f"; reused, measured by {cal.calibrated_by} at {cal.calibrated_at}"
     ktap.diag(
         f"probe cost ({cal.backend}): {stats.format_ns(cal.cost_ns)} +- "
         f"{stats.format_ns(cal.uncertainty_ns)} per walk over {cal.firings} empty intervals "
-        f"({cal.method}{bound})"
+        f"({cal.method}{bound}){reused}"
     )
 
 

@@ -61,6 +61,11 @@ class Calibration:
     uncertainty_ns: int  # half the interquartile range
     body_bound_ns: int | None = None  # an unprobed getppid() call's median wall time
     unavailable: str = ""
+    # When and by which program it was measured, and whether this program
+    # reused it from the boot's cache instead (tracing/calcache.py).
+    calibrated_at: str = ""
+    calibrated_by: str = ""
+    reused: bool = False
 
     def as_dict(self) -> dict[str, object]:
         if self.unavailable:
