@@ -72,14 +72,14 @@ def run(
         probe.instance.clear()
     for i in range(warmup + samples):
         trigger.ready(addr)  # untimed, before the buffer is cleared
-        before = mm.page_info(pid, addr).pfn
+        before = mm.pfn(pid, addr)
         # The trigger empties the buffer itself, at the moment a firing
         # should begin (damon: while kdamond sleeps). Consumed, not reset:
         # a reset waits for an RCU grace period (~35 ms under TCG).
         trigger.align(probe.instance.drain if probe else _nothing)
         firing = trigger.fire(addr)
         # A firing that unmaps the target (pageout) walked the frame it was on.
-        after = mm.page_info(pid, addr).pfn or before
+        after = mm.pfn(pid, addr) or before
         sample = Sample(i, i < warmup, firing, before, after)
         if probe:
             text = probe.instance.take()
