@@ -16,7 +16,9 @@ def _instance(tmp_path: Path) -> tracefs.Instance:
     for cpu in (0, 1):
         d = tmp_path / "per_cpu" / f"cpu{cpu}"
         d.mkdir(parents=True)
-        (d / "stats").write_text("entries: 3\noverrun: 2\ndropped events: 1\n")
+        (d / "stats").write_text(  # as the kernel lists them: commit overrun is no loss
+            "entries: 3\noverrun: 2\ncommit overrun: 7\nbytes: 4\ndropped events: 1\n"
+        )
     return tracefs.Instance(tmp_path, knobs.Journal(tmp_path / "journal"))
 
 
@@ -43,3 +45,4 @@ def test_follow_pids_writes_only_a_change(tmp_path: Path, monkeypatch: pytest.Mo
     inst.follow_pids([5])
     inst.follow_pids([5, 6])
     assert writes == ["5", "5 6"]
+

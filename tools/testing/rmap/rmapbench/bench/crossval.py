@@ -20,7 +20,7 @@ from rmapbench.bench import measure, tally
 from rmapbench.ksft import stats
 from rmapbench.ksft.options import Options
 from rmapbench.machine.knobs import Journal
-from rmapbench.tracing import calibrate, select, tracefs
+from rmapbench.tracing import calcache, calibrate, select, tracefs
 from rmapbench.tracing.backend import Description, Unavailable
 from rmapbench.triggers import Trigger
 
@@ -87,7 +87,9 @@ def run_round(
             rnd.desc = select.SYSCALL_ONLY
         else:
             tfs, inst = tracefs.private_instance(journal, opts.buffer_kb, tag=name)
-            backend = select.make(name, opts.tracepoint_form)
+            backend = select.make(
+                name, opts.tracepoint_form, select.walk_types(page_type, opts.probe_all_walks)
+            )
             try:
                 backend.check(tfs)
                 rnd.desc = backend.arm(tfs, inst)
@@ -96,14 +98,14 @@ def run_round(
                 return rnd
             probe = measure.Probe(backend, inst)
             probe.follow(trigger.pids())
-        after = calibrate.AfterFirings(probe.backend, opts.buffer_kb) if probe else None
+        after = calcache.after_firings(probe.backend, opts.buffer_kb) if probe else None
         with after or contextlib.nullcontext():
             rnd.samples = measure.run(
                 trigger, addr, verify, probe, opts.warmup, opts.samples, progress,
                 after_firing=after,
             )  # fmt: skip
         if probe is not None:
-            rnd.calibration = calibrate.for_backend(probe.backend, opts.buffer_kb, after=after)
+            rnd.calibration = calcache.for_backend(probe.backend, opts.buffer_kb, after=after)
     # The same judgement as the case's: only firings that did their job count.
     t = tally.tally(rnd.samples, page_type, True, expect, probe is not None, rnd.cost_ns)
     measured = [s for s in rnd.samples if not s.warmup and not s.lost_events]

@@ -76,7 +76,7 @@ def run(
         probe.instance.clear()
     for i in range(warmup + samples):
         trigger.ready(addr)  # untimed, before the buffer is cleared
-        before = mm.page_info(pid, addr).pfn
+        before = mm.pfn(pid, addr)
         # The trigger empties the buffer itself, at the moment a firing
         # should begin (damon: while kdamond sleeps). Consumed, not reset:
         # a reset waits for an RCU grace period (~35 ms under TCG).
@@ -85,7 +85,7 @@ def run(
         if after_firing:  # first: in the state the firing left, as the walks' probes ran
             after_firing.fired()
         # A firing that unmaps the target (pageout) walked the frame it was on.
-        after = mm.page_info(pid, addr).pfn or before
+        after = mm.pfn(pid, addr) or before
         sample = Sample(i, i < warmup, firing, before, after)
         if probe:
             text = probe.instance.take()

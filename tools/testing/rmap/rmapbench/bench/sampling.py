@@ -16,7 +16,7 @@ from rmapbench.ksft import phases, precision, stats
 from rmapbench.ksft.ktap import KTAP
 from rmapbench.machine import ksm
 from rmapbench.machine.knobs import read_knob
-from rmapbench.tracing import calibrate, select, tracefs
+from rmapbench.tracing import calcache, calibrate, select, tracefs
 from rmapbench.tracing.backend import Description, Unavailable
 
 
@@ -53,7 +53,9 @@ def arm(plan: Plan) -> Armed:
         return Armed(None, select.SYSCALL_ONLY)
     tfs, inst = tracefs.private_instance(plan.journal, opts.buffer_kb)
     try:
-        backend, desc, passed_over = select.arm(opts.backend, tfs, inst, opts.tracepoint_form)
+        backend, desc, passed_over = select.arm(
+            opts.backend, tfs, inst, opts.tracepoint_form, probed_types(plan)
+        )
     except Unavailable as e:
         raise Skip(
             "no tracing backend" if opts.backend == "auto" else "backend unavailable", str(e)
@@ -62,6 +64,11 @@ def arm(plan: Plan) -> Armed:
         ktap.diag(f"backend {reason}")
     describe_backend(ktap, desc)
     return Armed(measure.Probe(backend, inst), desc)
+
+
+def probed_types(plan: Plan) -> tuple[str, ...]:
+    """The page types whose walk functions the probe backends arm."""
+    return select.walk_types(plan.scenario.page_type, plan.opts.probe_all_walks)
 
 
 def describe_backend(ktap: KTAP, desc: Description) -> None:
@@ -86,9 +93,11 @@ def sample(plan: Plan, built: Built, armed: Armed) -> Sampled:
     if armed.probe:
         armed.probe.follow(plan.trigger.pids())
     rule, count, stop = _stopping(plan, armed)
+    # The probe's cost timed right after each firing, by the program that
+    # calibrates (none when this boot's calibration is reused).
     after = None
-    if armed.probe:  # the probe's cost, timed right after each firing
-        after = calibrate.AfterFirings(armed.probe.backend, plan.opts.buffer_kb)
+    if armed.probe:
+        after = calcache.after_firings(armed.probe.backend, plan.opts.buffer_kb)
     with after or contextlib.nullcontext():
         samples = measure.run(
             plan.trigger,
@@ -107,7 +116,7 @@ def sample(plan: Plan, built: Built, armed: Armed) -> Sampled:
     if armed.probe:
         # After the samples, with the backend still armed: its probes stay
         # as they were while the walks were timed.
-        cal = calibrate.for_backend(armed.probe.backend, plan.opts.buffer_kb, after=after)
+        cal = calcache.for_backend(armed.probe.backend, plan.opts.buffer_kb, after=after)
         describe_calibration(plan.ktap, cal)
     return Sampled(samples, armed.probe is not None, armed.desc, _since(t0), [], running, cal)
 
@@ -127,10 +136,13 @@ def describe_calibration(ktap: KTAP, cal: calibrate.Calibration) -> None:
         if cal.after_firing_firings
         else ""
     )
+    reused = ""
+    if cal.reused:
+        reused = f"; reused, measured by {cal.calibrated_by} at {cal.calibrated_at}"
     ktap.diag(
         f"probe cost ({cal.backend}): {stats.format_ns(cal.cost_ns)} +- "
         f"{stats.format_ns(cal.uncertainty_ns)} per walk over {cal.firings} empty intervals "
-        f"({cal.method}{bound}){after}"
+        f"({cal.method}{bound}){after}{reused}"
     )
 
 

@@ -223,6 +223,7 @@ def run_in_guest(
     job_env = {
         "PATH": guest_path(), "HOME": "/root", "TERM": "dumb", "LANG": "C.UTF-8",
         "PYTHONDONTWRITEBYTECODE": "1", "RMAPBENCH_GUEST": "1",
+        "RMAPBENCH_CACHE_DIR": "/tmp/rmapbench-cache",  # the boot's (tracing/calcache.py)
         "RMAPBENCH_SHARE": str(share), **(env or {}),
     }  # fmt: skip
     initrd = cached_initramfs(kernel)

@@ -59,6 +59,7 @@ class Options:
     trigger: str = "auto"
     allow_destructive: bool = False
     count_visits: bool = False
+    probe_all_walks: bool = False  # probe every walk function, not only the case's page type's
     precision: float | None = None  # --precision PCT: stop once the median is that precise
     min_samples: int | None = None  # with --precision (ksft/precision.py's defaults)
     max_samples: int | None = None
@@ -266,6 +267,12 @@ def build_parser(
         "--allow-destructive",
         action="store_true",
         help="allow triggers that harm the machine (soft-offline retires frames)",
+    )
+    p.add_argument(
+        "--probe-all-walks",
+        action="store_true",
+        help="probe rmap_walk_ksm, rmap_walk_anon and rmap_walk_file whatever the case "
+        "(default: only the walk function of the target's page type; docs/backends.md)",
     )
     p.add_argument(
         "--count-visits",

@@ -227,6 +227,13 @@ def page_info(pid: int, addr: int) -> PageInfo:
     return PageInfo(present=present, pfn=pfn, flags=flags, mapcount=count)
 
 
+def pfn(pid: int, addr: int) -> int:
+    """The PFN of one page (0 when not present): page_info()'s pfn, from
+    the pagemap alone, without the two reads of the page's flags and count
+    (a sampling loop asks twice per firing)."""
+    return pfns_at(pid, addr, [0])[0]
+
+
 def pfns(pid: int, addr: int, pages: int) -> list[int]:
     """PFNs of `pages` consecutive pages (0 where not present), one read."""
     with open(f"/proc/{pid}/pagemap", "rb") as f:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from rmapbench.tracing.events import Pairing
+from rmapbench.tracing.events import WALK_TYPES, Pairing
 from rmapbench.tracing.tracefs import Instance, TraceFS
 
 
@@ -22,6 +22,10 @@ class Description:
     clock: str
     resolution_ns: int
     detail: str
+    # The page types whose walks the backend sees: the probe backends
+    # probe only the walk function of the case's page type unless told
+    # (--probe-all-walks); the tracepoints see every walk.
+    walk_types: tuple[str, ...] = WALK_TYPES
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -29,6 +33,7 @@ class Description:
             "clock": self.clock,
             "resolution_ns": self.resolution_ns,
             "detail": self.detail,
+            "walk_types": list(self.walk_types),
         }
 
 

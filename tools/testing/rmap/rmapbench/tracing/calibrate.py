@@ -87,6 +87,11 @@ class Calibration:
     after_firing_p25_ns: int = 0
     after_firing_p75_ns: int = 0
     after_firing_uncertainty_ns: int = 0
+    # When and by which program it was measured, and whether this program
+    # reused it from the boot's cache instead (tracing/calcache.py).
+    calibrated_at: str = ""
+    calibrated_by: str = ""
+    reused: bool = False
 
     def as_dict(self) -> dict[str, object]:
         if self.unavailable:

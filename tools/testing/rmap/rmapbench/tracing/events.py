@@ -26,6 +26,13 @@ PAGE_TYPE_BY_MAPPING_BITS = {0: "file", 1: "anon", 2: "movable", 3: "ksm"}
 # a three-way dispatch that the compiler inlines into callers inside
 # mm/rmap.c (try_to_migrate, folio_mkclean), so probing it misses walks.
 WALK_FUNCTIONS = {"rmap_walk_ksm": "ksm", "rmap_walk_anon": "anon", "rmap_walk_file": "file"}
+WALK_TYPES = tuple(WALK_FUNCTIONS.values())
+
+
+def walk_functions(page_types: tuple[str, ...] = WALK_TYPES) -> dict[str, str]:
+    """The walk functions (function -> page type) of these page types, in
+    WALK_FUNCTIONS' order: what a probe backend arms to see their walks."""
+    return {f: t for f, t in WALK_FUNCTIONS.items() if t in page_types}
 
 
 @dataclass(frozen=True)

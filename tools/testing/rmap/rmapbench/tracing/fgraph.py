@@ -1,5 +1,6 @@
 """fgraph backend: the function_graph tracer inside the private instance,
-filtered to the three walk functions (the instance's own set_ftrace_filter)
+filtered to the walk functions probed (the case's, or all three with
+--probe-all-walks: the instance's own set_ftrace_filter)
 and to the test's pid (the instance's set_ftrace_pid).
 
 Never the global graph options (set_graph_function, max_graph_depth,
@@ -99,6 +100,7 @@ class FunctionGraph:
             "function_graph in the instance, filtered to "
             + ", ".join(self.functions)
             + " and the test's pid",
+            tuple(dict.fromkeys(self.functions.values())),
         )
 
     def follow(self, inst: Instance, pids: list[int]) -> None:

@@ -1,5 +1,7 @@
-"""fprobe and kprobe backends: entry and exit events on the three walk
-implementations, rmap_walk_ksm(), rmap_walk_anon() and rmap_walk_file().
+"""fprobe and kprobe backends: entry and exit events on the walk
+implementations, rmap_walk_ksm(), rmap_walk_anon() and rmap_walk_file():
+the one of the case's page type, or all three (--probe-all-walks;
+tracing/select.py walk_types()).
 
 Not on rmap_walk() itself: that dispatcher is inlined into its callers in
 mm/rmap.c (try_to_migrate() calls rmap_walk_anon() directly on Debian's
@@ -44,9 +46,10 @@ class DynamicProbe:
 
     def __init__(self, kind: str, functions: dict[str, str] | None = None, tag: str = "") -> None:
         """`functions`: what to probe (function -> page type), the three
-        walk functions unless told (the calibration aims the same
-        machinery at an empty function: tracing/calibrate.py); `tag` keeps
-        a second set's hist variables apart."""
+        walk functions unless told (tracing/select.py picks the case's;
+        the calibration aims the same machinery at an empty function:
+        tracing/calibrate.py); `tag` keeps a second set's hist variables
+        apart."""
         assert kind in ("fprobe", "kprobe")
         self.name = kind
         self.group = f"rmapbench_{os.getpid()}"
@@ -70,8 +73,8 @@ class DynamicProbe:
             )
         # BTF names are the walk functions' own; another function is
         # probed with the same number of fetches, by position.
-        self._btf = "<argname>" in tracefs.readme(tfs.root) and (
-            self.functions is events.WALK_FUNCTIONS
+        self._btf = "<argname>" in tracefs.readme(tfs.root) and all(
+            f in events.WALK_FUNCTIONS for f in self.functions
         )
 
     # -- arming -------------------------------------------------------------
@@ -130,12 +133,13 @@ class DynamicProbe:
         args = "BTF arguments" if self._btf else "raw offsets"
         args += " fetched at exit" if self.args_on_exit else " fetched at entry"
         where = ", ".join(self.functions)
+        types = tuple(dict.fromkeys(self.functions.values()))
         if self._hist:
             return Description(
-                self.name, "mono", 1, f"{where}; {args}; paired in kernel (hist/synthetic)"
+                self.name, "mono", 1, f"{where}; {args}; paired in kernel (hist/synthetic)", types
             )
         return Description(
-            self.name, "mono", 1000, f"{where}; {args}; paired in user space (us text)"
+            self.name, "mono", 1000, f"{where}; {args}; paired in user space (us text)", types
         )
 
     def _add(self, tfs: TraceFS, func: str, definition: str) -> None:

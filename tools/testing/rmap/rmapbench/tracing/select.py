@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from rmapbench.tracing.backend import Backend, Description, Unavailable
+from rmapbench.tracing.events import WALK_TYPES, walk_functions
 from rmapbench.tracing.fgraph import FunctionGraph
 from rmapbench.tracing.probes import DynamicProbe
 from rmapbench.tracing.tracefs import Instance, TraceFS
@@ -17,19 +18,38 @@ from rmapbench.tracing.tracepoint import Tracepoint
 AUTO_ORDER = ("tracepoint", "fprobe", "kprobe", "fgraph")
 
 
-def make(name: str, tracepoint_form: str = "auto") -> Backend:
-    """`tracepoint_form`: auto, v4 or start-end (--tracepoint-form)."""
+def walk_types(page_type: str, every: bool = False) -> tuple[str, ...]:
+    """The page types whose walk functions a probe backend arms for a case
+    whose target is of `page_type`: that one alone, or all three (`every`,
+    --probe-all-walks). Each probed function costs two fprobe events, and
+    under TCG creating one takes ~175 ms and removing one ~135 ms (the
+    kernel matches the symbol against every ftrace record, then patches
+    the code and waits for RCU-tasks grace periods: docs/backends.md)."""
+    if every or page_type not in WALK_TYPES:
+        return WALK_TYPES
+    return (page_type,)
+
+
+def make(name: str, tracepoint_form: str = "auto",
+         types: tuple[str, ...] = WALK_TYPES) -> Backend:  # fmt: skip
+    """`tracepoint_form`: auto, v4 or start-end (--tracepoint-form);
+    `types`: the page types whose walk functions a probe backend times
+    (walk_types(); the tracepoints see every walk whatever it says)."""
     if name == "tracepoint":
         return Tracepoint(tracepoint_form)
     if name in ("fprobe", "kprobe"):
-        return DynamicProbe(name)
+        return DynamicProbe(name, walk_functions(types))
     if name == "fgraph":
-        return FunctionGraph(os.getpid())
+        return FunctionGraph(os.getpid(), walk_functions(types))
     raise ValueError(f"unknown backend {name!r}")
 
 
 def arm(
-    requested: str, tfs: TraceFS, inst: Instance, tracepoint_form: str = "auto"
+    requested: str,
+    tfs: TraceFS,
+    inst: Instance,
+    tracepoint_form: str = "auto",
+    types: tuple[str, ...] = WALK_TYPES,
 ) -> tuple[Backend, Description, list[str]]:
     """Arm the requested backend, or for "auto" the first that works.
 
@@ -39,7 +59,7 @@ def arm(
     names = AUTO_ORDER if requested == "auto" else (requested,)
     reasons: list[str] = []
     for name in names:
-        backend = make(name, tracepoint_form)
+        backend = make(name, tracepoint_form, types)
         try:
             backend.check(tfs)
             return backend, backend.arm(tfs, inst), reasons
@@ -48,4 +68,6 @@ def arm(
     raise Unavailable("; ".join(reasons))
 
 
-SYSCALL_ONLY = Description("syscall", "CLOCK_MONOTONIC", 1, "wall time of each trigger only")
+SYSCALL_ONLY = Description(
+    "syscall", "CLOCK_MONOTONIC", 1, "wall time of each trigger only", walk_types=()
+)
