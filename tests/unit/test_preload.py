@@ -86,3 +86,15 @@ def test_an_exception_is_a_traceback_and_status_1(tmp_path: Path) -> None:
     proc.stdout.close()
     assert "RuntimeError: boom" in text and "Traceback" in text
     assert sys.stdout is not None  # this process's streams are untouched
+
+
+def test_without_pidfd_the_timeout_still_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                               ) -> None:  # fmt: skip
+    monkeypatch.delattr(os, "pidfd_open")  # an older kernel or Python
+    prog = tmp_path / "rmap_nap.py"
+    prog.write_text("import time\ntime.sleep(0.5)\n")
+    proc = preload.start(prog, ["./rmap_nap.py"], dict(os.environ), lambda: None)
+    with pytest.raises(subprocess.TimeoutExpired):
+        proc.wait(timeout=0.1)
+    assert proc.wait(timeout=10) == 0
+    proc.stdout.close()

@@ -34,6 +34,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -97,20 +98,35 @@ class Forked:
         self.pid = pid
         self.stdout = stdout
         self.returncode: int | None = None
-        self._pidfd = os.pidfd_open(pid)
+        self._pidfd: int | None = None
+        with contextlib.suppress(OSError, AttributeError):  # Linux 5.3 on
+            self._pidfd = os.pidfd_open(pid)
 
     def wait(self, timeout: float | None = None) -> int:
         if self.returncode is not None:
             return self.returncode
-        if timeout is not None:
-            poller = select.poll()
-            poller.register(self._pidfd, select.POLLIN)
-            if not poller.poll(max(timeout, 0) * 1000):
-                raise subprocess.TimeoutExpired(str(self.pid), timeout)
+        if timeout is not None and not self._exited_within(timeout):
+            raise subprocess.TimeoutExpired(str(self.pid), timeout)
         _, status = os.waitpid(self.pid, 0)
         self.returncode = os.waitstatus_to_exitcode(status)  # -N for signal N, as Popen
-        os.close(self._pidfd)
+        if self._pidfd is not None:
+            os.close(self._pidfd)
         return self.returncode
+
+    def _exited_within(self, timeout: float) -> bool:
+        """Whether the child has exited by `timeout` seconds from now (it is
+        left to be reaped)."""
+        if self._pidfd is not None:
+            poller = select.poll()
+            poller.register(self._pidfd, select.POLLIN)
+            return bool(poller.poll(max(timeout, 0) * 1000))
+        deadline = time.monotonic() + timeout
+        while True:  # no pidfd: look every 50 ms
+            if os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
 
 def start(
