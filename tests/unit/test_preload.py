@@ -3,7 +3,6 @@ runner that imported their library behave as the exec'd programs do."""
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import subprocess
@@ -13,17 +12,19 @@ from pathlib import Path
 import pytest
 
 from rmapbench.bench import cases
-from rmapbench.ksft import preload, runner
+from rmapbench.ksft import preload
 
 SUITE = Path(__file__).resolve().parents[2] / "tools" / "testing" / "rmap"
 
 
-def run(monkeypatch: pytest.MonkeyPatch, value: str, progs: list[Path], extra: list[str]
-        ) -> tuple[int, str]:  # fmt: skip
-    monkeypatch.setenv(preload.ENV, value)
-    out = io.StringIO()
-    rc = runner.run(progs, extra, 60, out)
-    return rc, out.getvalue()
+def run(value: str, progs: list[Path], extra: list[str]) -> tuple[int, str]:
+    """The runner as the suite starts it: a process of its own (this one
+    imported tap whole, which a runner never preloads from)."""
+    env = {**os.environ, preload.ENV: value}
+    proc = subprocess.run([sys.executable, "-m", "rmapbench.ksft.runner", *map(str, progs),
+                           "--", *extra], env=env, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    return proc.returncode, proc.stdout + proc.stderr
 
 
 def test_only_the_suites_own_programs_apply(monkeypatch: pytest.MonkeyPatch,
@@ -40,10 +41,25 @@ def test_only_the_suites_own_programs_apply(monkeypatch: pytest.MonkeyPatch,
 
 
 @pytest.mark.parametrize("extra", [["--pages", "bogus"], ["--help"], ["--case", "anon", "-x"]])
-def test_forked_programs_print_and_exit_as_exec_ones(monkeypatch: pytest.MonkeyPatch,
-                                                     extra: list[str]) -> None:  # fmt: skip
+def test_forked_programs_print_and_exit_as_exec_ones(extra: list[str]) -> None:
     progs = [SUITE / cases.program("anon"), SUITE / cases.program("file")]
-    assert run(monkeypatch, "1", progs, extra) == run(monkeypatch, "0", progs, extra)
+    assert run("1", progs, extra) == run("0", progs, extra)
+
+
+def test_a_process_that_imported_tap_whole_never_preloads(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:  # fmt: skip
+    import tap.parser  # noqa: F401 (what this test process has, and a runner never)
+
+    monkeypatch.setattr(preload, "_loaded", None)
+    assert "tap" in sys.modules
+    assert preload.load() is False
+
+
+@pytest.mark.parametrize("module", ["rmapbench.ksft.runner", "rmapbench.guest.suite"])
+def test_the_runners_do_not_import_tap_before_preloading(module: str) -> None:
+    code = f"import sys, {module}; print('tap' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_a_forked_program_gets_its_argv_cwd_and_environment(tmp_path: Path) -> None:

@@ -49,7 +49,7 @@ SUITE = LIBRARY.parent
 # What the measuring path imports (bench/program.py's main, then the pipeline).
 MODULES = ("rmapbench.bench.program", "rmapbench.bench.pipeline")
 
-_loaded = False
+_loaded: bool | None = None  # None: not tried yet
 
 
 def enabled(env: dict[str, str] | None = None) -> bool:
@@ -69,24 +69,30 @@ def applies(prog: Path, is_case: bool) -> bool:
 
 def load() -> bool:
     """Import the measuring path into this process, once, the way a test
-    program imports it; False (and nothing preloaded) when that fails, so
-    the programs are exec'd and report the problem themselves."""
+    program imports it. False, now and for every later call, when that
+    cannot be done faithfully: tap already imported whole by this process
+    (a program's would be lean, and its KTAP could differ), a package the
+    program would SKIP without, an import that fails (the program is
+    exec'd and reports it)."""
     global _loaded
-    if _loaded:
-        return True
+    if _loaded is None:
+        _loaded = "tap" not in sys.modules and _import()
+    return _loaded
+
+
+def _import() -> bool:
     for entry in (str(SUITE / "vendor"), str(SUITE)):  # as rmap_*.py set sys.path
         sys.path.insert(0, entry)
     try:
         from rmapbench.ksft import deps, lean
 
         if deps.missing():
-            return False  # the program SKIPs; it says so itself
+            return False
         lean.lean_tap()
         for name in MODULES:
             importlib.import_module(name)
-    except Exception:  # an import error is the program's to report
+    except Exception:
         return False
-    _loaded = True
     return True
 
 
