@@ -13,6 +13,8 @@ Each program runs from its directory as ./PROG $KSELFTEST_<PROG>_ARGS under a
 timeout; on expiry it gets SIGTERM (so it restores the system), then SIGKILL.
 A program dies with the runner: it gets SIGTERM (PR_SET_PDEATHSIG) when the
 runner is killed, even with SIGKILL, so it is never left running alone.
+The suite's own programs start forked from the runner once it has imported
+their library (ksft/preload.py; RMAPBENCH_PRELOAD=0 execs them all).
 With --case in the options (or $RMAP_ARGS), only the selected cases' programs
 run and are in the plan.
 """
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import TextIO
 
 from rmapbench.bench import cases
-from rmapbench.ksft import phases
+from rmapbench.ksft import phases, preload
 from rmapbench.ksft.cli import (
     Parser,
     UsageError,
@@ -115,17 +117,23 @@ def run_one(prog: Path, extra: list[str], timeout: int, out: TextIO) -> int:
     args = env_args(prog.name) + extra
     cmd = ["./" + prog.name, *args]
     env = program_env()
+    preexec = _die_with_parent(os.getpid())
+    forked = preload.applies(prog, cases.case_of(prog) is not None) and preload.load()
     env[phases.SPAWNED_ENV] = repr(time.monotonic())  # the program's startup phase
-    proc = subprocess.Popen(
-        cmd,
-        cwd=prog.parent,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-        preexec_fn=_die_with_parent(os.getpid()),
-    )
+    proc: subprocess.Popen[str] | preload.Forked
+    if forked:
+        proc = preload.start(prog, cmd, env, preexec)
+    else:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=prog.parent,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+            preexec_fn=preexec,
+        )
     assert proc.stdout is not None
     pump = threading.Thread(target=_pump, args=(proc.stdout, out), daemon=True)
     pump.start()
@@ -144,6 +152,7 @@ def run_one(prog: Path, extra: list[str], timeout: int, out: TextIO) -> int:
         proc.wait(timeout=KILL_GRACE)
         raise
     pump.join()
+    proc.stdout.close()
     return rc
 
 
