@@ -29,7 +29,8 @@ times more there: QEMU's software TLB and its table of translated code
 are direct-mapped caches that other code evicts the handlers from, and
 every miss is a page-table walk or a hash lookup done in C. So the same
 interval is also timed there: AfterFirings arms the machinery on
-__do_sys_getppid for the timed samples and calls getppid() once right
+__do_sys_getppid (for the start/end tracepoint form: on the getppid
+system call events) for the timed samples and calls getppid() once right
 after each firing (`after_firing_*`). It is reported, not subtracted: on
 the ground-truth kernel (docs/ground-truth.md) it read 9-17 us against
 2-3 us in the loop, more than a probed remove_migration_ptes walk's
@@ -218,8 +219,9 @@ def machinery(backend: Backend) -> Machinery | None:
         return Machinery(
             SyscallPair,
             "rmap_walk_start/end's in-kernel pairing (hist trigger keyed by the task, "
-            f"two fields saved and compared, synthetic event, mono clock) on {SYSCALL_PAIR}, "
-            "both enabled; the interval also holds the system call's dispatch and return path",
+            "two fields saved and compared, synthetic event, the trigger's global clock) "
+            f"on {SYSCALL_PAIR}, both enabled; the interval also holds the system call's "
+            "dispatch and return path",
             SYSCALL_PAIR,
         )
     if isinstance(backend, DynamicProbe):

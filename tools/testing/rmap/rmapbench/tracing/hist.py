@@ -5,6 +5,13 @@ Text trace output prints timestamps in microseconds; the hist variables hold
 common_timestamp in nanoseconds, so a walk's latency is exact to the clock.
 The pairing key is the task (common_pid): a walk can sleep and finish on
 another CPU.
+
+The clock is the trigger's, not the one tracefs.instance() chose: a hist
+trigger that uses common_timestamp sets its instance's trace_clock to its
+`clock=` attribute, "global" when none is given (trace_events_hist.c,
+hist_register_trigger() -> tracing_set_clock()), and none of these
+triggers gives one. trace_clock_global() is monotonic across CPUs too;
+every pairing here, and the start/end form's calibration, runs on it.
 """
 
 from __future__ import annotations
