@@ -6,7 +6,8 @@ CI builds no kernel, so there it skips. On one scenario per case, `--backend
 all` measures the v4 event's in-kernel duration_ns first and then the
 probes: fprobe's corrected p50 must lie within TOLERANCE of it. Then the
 start/end form must be paired in the kernel (hist trigger and synthetic
-event, 1 ns) and find the target by its raw folio."""
+event, 1 ns), find the target by its raw folio, and be calibrated with the
+same pairing on the getppid system call events."""
 
 from __future__ import annotations
 
@@ -124,3 +125,29 @@ def test_start_end_form_pairs_in_the_kernel(runs: tuple[Path, Path, str], case: 
     scenario = doc["scenarios"][0]
     assert scenario["target_identified_by"] == "folio", scenario["target_identified_by"]
     assert scenario["walks"]["count"] >= 2 * 12, scenario["walks"]
+
+
+@pytest.mark.parametrize("case", ["anon", "file", "ksm"])
+def test_start_end_form_is_calibrated(runs: tuple[Path, Path, str], case: str) -> None:
+    """The start/end form's cost inside its window, timed with its pairing
+    on syscalls:sys_enter_getppid/sys_exit_getppid (the kernel has
+    CONFIG_FTRACE_SYSCALLS): measured, positive, a few microseconds under
+    TCG, and below every caller's walk, which is corrected by it."""
+    _, start_end, out = runs
+    scenario = _doc(start_end, f"rmap_{case}")["scenarios"][0]
+    cost = scenario["probe_cost"]
+    assert cost["unavailable"] is None, (cost, out)
+    assert cost["function"] == "syscalls:sys_enter_getppid/sys_exit_getppid", cost
+    assert cost["firings"] >= 100 and cost["cost_ns"] > 0, cost
+    assert cost["uncertainty_ns"] < cost["cost_ns"], cost
+    # getppid()'s own share of the interval, bounded by an unprobed call.
+    assert cost["body_bound_ns"] > 0, cost
+    callers = {c["caller"]: c for c in scenario["walks_by_caller"]}
+    assert set(callers) == {"try_to_migrate", "remove_migration_ptes"}, callers
+    for name, c in callers.items():
+        assert cost["cost_ns"] < c["walks"]["p50_ns"], (name, cost["cost_ns"], c["walks"])
+        # Every walk is above the cost, so the median moves by it (+-1 ns
+        # of rounding: an even count's median is the mean of two).
+        shifted = c["walks"]["p50_ns"] - cost["cost_ns"]
+        assert abs(c["corrected"]["p50_ns"] - shifted) <= 1, (name, c)
+    assert scenario["walks_corrected"]["probe_cost_ns"] == cost["cost_ns"]

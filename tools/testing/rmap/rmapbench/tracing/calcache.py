@@ -9,8 +9,10 @@ discarded with the guest: the first program of a boot to calibrate a
 backend stores the result there, and later ones with the same key reuse it
 (`reused: true`, with `calibrated_at`/`calibrated_by` of the program that
 measured it, and that program's after-firing figures: only a program that
-calibrates arms the after-firing timer). The key is everything the measurement depends on: the
-running kernel (release and build), the backend, the method, the function,
+calibrates arms the after-firing timer). The key is everything the
+measurement depends on: the running kernel (release and build), the
+backend and its form (the v4 and start/end tracepoints differ), the
+calibrated function (for the start/end form, the syscall event pair),
 firings, buffer size, and the source of the modules that define the
 probes and read their output (named by path, size and mtime: the tree
 does not change during a boot). Without the variable (a program run on its
@@ -34,7 +36,7 @@ from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 from rmapbench.files import write_atomic
-from rmapbench.tracing import calibrate, events, fgraph, hist, probes, tracefs
+from rmapbench.tracing import calibrate, events, fgraph, hist, probes, tracefs, tracepoint
 from rmapbench.tracing.backend import Backend
 from rmapbench.tracing.calibrate import Calibration
 
@@ -44,7 +46,7 @@ ENV = "RMAPBENCH_CACHE_DIR"
 FORMAT = 1  # of the cache file; a change makes old files misses
 
 # The modules whose code the measurement depends on.
-_SOURCES = (calibrate, events, fgraph, hist, probes, tracefs)
+_SOURCES = (calibrate, events, fgraph, hist, probes, tracefs, tracepoint)
 
 
 def cached(backend: Backend, buffer_kb: int = 256,
@@ -97,12 +99,13 @@ def _key(backend: Backend, buffer_kb: int, firings: int) -> dict[str, object] | 
             code.append([module.__file__, st.st_size, st.st_mtime_ns])
     except OSError:
         return None
+    built = calibrate.machinery(backend)
     return {
         "format": FORMAT,
         "kernel": [u.release, u.version, u.machine],
         "backend": backend.name,
         "form": getattr(backend, "form", None),
-        "function": calibrate.FUNCTION,
+        "function": built.function if built is not None else calibrate.FUNCTION,
         "firings": firings,
         "buffer_kb": buffer_kb,
         "code": code,

@@ -29,7 +29,8 @@ times more there: QEMU's software TLB and its table of translated code
 are direct-mapped caches that other code evicts the handlers from, and
 every miss is a page-table walk or a hash lookup done in C. So the same
 interval is also timed there: AfterFirings arms the machinery on
-__do_sys_getppid for the timed samples and calls getppid() once right
+__do_sys_getppid (for the start/end tracepoint form: on the getppid
+system call events) for the timed samples and calls getppid() once right
 after each firing (`after_firing_*`). It is reported, not subtracted: on
 the ground-truth kernel (docs/ground-truth.md) it read 9-17 us against
 2-3 us in the loop, more than a probed remove_migration_ptes walk's
@@ -39,9 +40,15 @@ figure stays the correction: a lower bound of the probe's cost, which
 keeps the corrected walks upper bounds.
 
 The v4 tracepoint measures duration_ns inside the kernel around the walk
-alone: nothing to correct. The v5-v7 start/end form is calibrated with
-the stock syscalls:sys_enter_getppid/sys_exit_getppid tracepoints paired
-the same way; without them it is reported unavailable.
+alone: nothing to correct. The v5-v7 start/end form's window holds the
+tail of rmap_walk_start and the head of rmap_walk_end (tracepoint, ring
+buffer and hist trigger; tracing/tracepoint.py says what exactly), which
+no stock kernel has on an empty function; it is calibrated with the
+same pairing (key, saved fields, clock) built on the stock static
+tracepoints syscalls:sys_enter_getppid/sys_exit_getppid, whose interval
+also holds the system call's dispatch and return path (bounded the same
+way by an unprobed getppid()). Without syscall tracepoints
+(CONFIG_FTRACE_SYSCALLS) or hist triggers it is reported unavailable.
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from types import TracebackType
+from typing import NamedTuple
 
 from rmapbench.ksft import stats
 from rmapbench.machine.knobs import Journal
@@ -61,6 +69,7 @@ from rmapbench.tracing.events import Pairing
 from rmapbench.tracing.fgraph import FunctionGraph
 from rmapbench.tracing.probes import DynamicProbe
 from rmapbench.tracing.tracefs import TraceError
+from rmapbench.tracing.tracepoint import SYS_ENTER, SYS_EXIT, SYSCALLS, SyscallPair, Tracepoint
 
 FUNCTION = "__do_sys_getppid"
 FIRINGS = 200
@@ -187,9 +196,34 @@ def run(make: Callable[[], Backend], method: str, buffer_kb: int = 256,
 TARGETS = {FUNCTION: "calibration"}
 
 
-def machinery(backend: Backend) -> tuple[Callable[[], Backend], str] | None:
+class Machinery(NamedTuple):
+    """The backend's machinery aimed at the calibration function: how to
+    build it, what the calibration times, and where."""
+
+    make: Callable[[], Backend]
+    method: str
+    function: str = FUNCTION
+
+
+# What the start/end form's calibration times (Calibration.function).
+SYSCALL_PAIR = f"{SYSCALLS}:{SYS_ENTER}/{SYS_EXIT}"
+
+
+def machinery(backend: Backend) -> Machinery | None:
     """How to build the backend's machinery aimed at the calibration
-    function, and its description; None for a backend with no window."""
+    function, and its description; None for a backend with no window (or
+    none that can be calibrated: for_backend() says why)."""
+    if isinstance(backend, Tracepoint):
+        if backend.form != "start_end" or not backend.paired_in_kernel:
+            return None
+        return Machinery(
+            SyscallPair,
+            "rmap_walk_start/end's in-kernel pairing (hist trigger keyed by the task, "
+            "two fields saved and compared, synthetic event, the trigger's global clock) "
+            f"on {SYSCALL_PAIR}, both enabled; the interval also holds the system call's "
+            "dispatch and return path",
+            SYSCALL_PAIR,
+        )
     if isinstance(backend, DynamicProbe):
         kind = backend.name
         on_exit = backend.args_on_exit
@@ -200,12 +234,13 @@ def machinery(backend: Backend) -> tuple[Callable[[], Backend], str] | None:
             return p
 
         where = "exit" if on_exit else "entry"
-        return probe, (
+        return Machinery(
+            probe,
             f"{kind} entry/exit events on {FUNCTION} with the walks' fetches "
-            f"(at {where}) and pairing"
+            f"(at {where}) and pairing",
         )
     if isinstance(backend, FunctionGraph):
-        return (
+        return Machinery(
             lambda: FunctionGraph(os.getpid(), TARGETS),
             f"function_graph in an instance of its own, filtered to {FUNCTION}",
         )
@@ -229,7 +264,7 @@ class AfterFirings:
         if built is None:
             self.unavailable = "the backend has no window to calibrate"
             return
-        make, _ = built
+        make = built.make
         try:
             tfs, inst = tracefs.private_instance(self._journal, buffer_kb, tag="after")
             probe = make()
@@ -283,11 +318,14 @@ def for_backend(
     name = backend.name
     built = machinery(backend)
     if built is not None:
-        make, method = built
-        empty = run(make, method, buffer_kb, firings)
+        empty = run(built.make, built.method, buffer_kb, firings, built.function)
         return with_after_firing(empty, after.durations if after else [])
-    if name == "tracepoint":
-        if getattr(backend, "form", None) == "duration":
+    if isinstance(backend, Tracepoint):
+        if backend.form == "duration":
             return none_needed(name, "duration_ns is measured in the kernel around the walk alone")
-        return unavailable(name, "no calibration for the start/end form without an rmap kernel")
+        # Paired in user space at the text's microseconds: its window is
+        # the commit alone, timed no finer than the figure it would correct.
+        return unavailable(
+            name, "the start/end walks were paired in user space (no hist triggers): not calibrated"
+        )
     return unavailable(name, "the backend times no walks")

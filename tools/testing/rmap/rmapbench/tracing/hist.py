@@ -5,6 +5,13 @@ Text trace output prints timestamps in microseconds; the hist variables hold
 common_timestamp in nanoseconds, so a walk's latency is exact to the clock.
 The pairing key is the task (common_pid): a walk can sleep and finish on
 another CPU.
+
+The clock is the trigger's, not the one tracefs.instance() chose: a hist
+trigger that uses common_timestamp sets its instance's trace_clock to its
+`clock=` attribute, "global" when none is given (trace_events_hist.c,
+hist_register_trigger() -> tracing_set_clock()), and none of these
+triggers gives one. trace_clock_global() is monotonic across CPUs too;
+every pairing here, and the start/end form's calibration, runs on it.
 """
 
 from __future__ import annotations
@@ -75,18 +82,30 @@ class KeyedPair:
     exit: tuple[str, str]
     keys: tuple[str, ...]  # the events' field names, e.g. ("folio_addr", "rwc_addr")
     tag: str = "k"
+    # The probe-cost calibration builds the same pairing on two events
+    # whose fields differ (tracing/tracepoint.py SyscallPair): the entry
+    # event's fields saved, when not `keys`; each synthetic field's type
+    # (the kernel refuses a parameter of another size or signedness than
+    # its synthetic field, kernel/trace/trace_events_hist.c
+    # check_synth_field()); the synthetic fields' names.
+    entry_keys: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
 
     def _vars(self, prefix: str) -> list[str]:
         return [f"{prefix}{i}{self.tag}" for i in range(len(self.keys))]
 
     def fields(self) -> str:
-        names = SYNTH_KEY_NAMES[: len(self.keys)]
+        names = self.names or SYNTH_KEY_NAMES[: len(self.keys)]
+        types = self.types or ("u64",) * len(self.keys)
+        pairs = list(zip(types, names, strict=True))
         return "u64 lat; " + "; ".join(
-            [f"u64 {n}" for n in names] + [f"u64 {START_PREFIX}{n}" for n in names]
+            [f"{t} {n}" for t, n in pairs] + [f"{t} {START_PREFIX}{n}" for t, n in pairs]
         )
 
     def entry_trigger(self) -> str:
-        saved = ",".join(f"{v}={k}" for v, k in zip(self._vars("s"), self.keys, strict=True))
+        keys = self.entry_keys or self.keys
+        saved = ",".join(f"{v}={k}" for v, k in zip(self._vars("s"), keys, strict=True))
         return f"hist:keys=common_pid:ts{self.tag}=common_timestamp,{saved}"
 
     def exit_trigger(self) -> str:

@@ -13,8 +13,8 @@ off (its trace prints %p as %px; the option dies with the instance), and
 the start/end form is paired in the kernel: a hist trigger on the start
 event keyed by the task stores common_timestamp and the raw (folio, rwc),
 the end event's computes the latency and feeds a synthetic event carrying
-it, the end's raw (folio, rwc) and the start's (1 ns, the instance's mono
-clock); a walk counts when the two agree (hist.KeyedPair says why the
+it, the end's raw (folio, rwc) and the start's (1 ns, the hist trigger's clock:
+hist.py); a walk counts when the two agree (hist.KeyedPair says why the
 task is the key). The start/end events stay
 enabled: their text gives each walk's page type and `locked`, matched by
 (folio, rwc) in order. Without hist triggers (CONFIG_HIST_TRIGGERS,
@@ -28,6 +28,7 @@ import logging
 import os
 import re
 from collections import defaultdict, deque
+from collections.abc import Iterable
 from dataclasses import replace
 
 from rmapbench.tracing import events, hist
@@ -118,8 +119,7 @@ class Tracepoint:
             )
         if hist.hist_supported(tfs):
             try:
-                pair = hist.KeyedPair(self.synth, (SYSTEM, START), (SYSTEM, END), self.keys)
-                hist.arm_pair(tfs, inst, pair)
+                hist.arm_pair(tfs, inst, start_end_pair(self.synth, self.keys))
                 self.paired_in_kernel = True
             except TraceError as e:
                 log.warning("in-kernel pairing unavailable, pairing in user space: %s", e)
@@ -149,6 +149,111 @@ class Tracepoint:
         exact.unmatched_exits += raw.unmatched_exits
         exact.unfinished = raw.unfinished
         return exact
+
+
+def start_end_pair(synth: str, keys: tuple[str, str]) -> hist.KeyedPair:
+    """The in-kernel pairing of rmap_walk_start and rmap_walk_end."""
+    return hist.KeyedPair(synth, (SYSTEM, START), (SYSTEM, END), keys)
+
+
+# The start/end form's probe cost (tracing/calibrate.py). Its window runs
+# from rmap_walk_start's ring-buffer timestamp to rmap_walk_end's, and
+# each is taken when the event reserves its place in the buffer
+# (trace_event_buffer_reserve(), ring_buffer_lock_reserve()). So inside
+# lie the start event's tail - its fields written, then
+# trace_event_buffer_commit(), which runs the event's hist trigger on the
+# record (event_triggers_call(): the task's map entry gets
+# common_timestamp and the two pointers) before committing it - and the
+# end event's head: the tracepoint's static call into its handler and the
+# pid filter (set_event_pid) up to its own reservation.
+# No ftrace trampoline, no kprobe: what a stock kernel offers on a pair of
+# static tracepoints user space can fire without a walk is the syscall
+# events (CONFIG_FTRACE_SYSCALLS, kernel/trace/trace_syscalls.c): the
+# raw tracepoints sys_enter/sys_exit call ftrace_syscall_enter()/_exit(),
+# which reserve and commit through the same two functions as any
+# TRACE_EVENT, hist triggers included. Between sys_enter_getppid and
+# sys_exit_getppid lies, besides that machinery, the system call's
+# dispatch, getppid's body and the exit work up to the sys_exit
+# tracepoint: at most an unprobed getppid()'s whole wall time.
+SYSCALLS = "syscalls"
+SYS_ENTER, SYS_EXIT = "sys_enter_getppid", "sys_exit_getppid"
+# Two fields of each event stand in for the raw (folio, rwc): saved by the
+# entry's trigger, carried into the synthetic event beside the exit's and
+# compared the same way. The syscall events have no pointer: the system
+# call's number (int __syscall_nr) and the task (int common_pid) are on
+# both, with one type, as the kernel's type check wants.
+SYSCALL_KEYS = ("__syscall_nr", "common_pid")
+SYSCALL_SYNTH_NAMES = ("nr", "pid")
+
+
+def syscall_pair(synth: str) -> hist.KeyedPair:
+    """start_end_pair() on sys_enter_getppid/sys_exit_getppid: the same key
+    (the task), two fields saved and carried, the same (default) clock."""
+    return hist.KeyedPair(
+        synth,
+        (SYSCALLS, SYS_ENTER),
+        (SYSCALLS, SYS_EXIT),
+        SYSCALL_KEYS,
+        entry_keys=SYSCALL_KEYS,
+        types=("int", "int"),
+        names=SYSCALL_SYNTH_NAMES,
+    )
+
+
+class SyscallPair:
+    """The start/end form's in-kernel pairing armed on the getppid system
+    call events: a Backend whose "walks" are the empty intervals."""
+
+    name = "tracepoint"
+
+    def __init__(self, tag: str = "c") -> None:
+        self.synth = f"rmapbench_{os.getpid()}_{tag}_getppid"
+
+    def check(self, tfs: TraceFS) -> None:
+        if not (tfs.has_event(SYSCALLS, SYS_ENTER) and tfs.has_event(SYSCALLS, SYS_EXIT)):
+            raise Unavailable(
+                f"no {SYSCALLS}:{SYS_ENTER}/{SYS_EXIT} tracepoints to calibrate the "
+                "start/end form with (CONFIG_FTRACE_SYSCALLS)"
+            )
+        if not hist.hist_supported(tfs):
+            raise Unavailable("no synthetic events (CONFIG_HIST_TRIGGERS, CONFIG_SYNTH_EVENTS)")
+
+    def arm(self, tfs: TraceFS, inst: Instance) -> Description:
+        # In Tracepoint.arm()'s order: the pairing, then the two events
+        # enabled, so that each commits its record as the rmap events do.
+        hist.arm_pair(tfs, inst, syscall_pair(self.synth))
+        inst.enable(SYSCALLS, SYS_ENTER)
+        inst.enable(SYSCALLS, SYS_EXIT)
+        return Description(
+            self.name, "global", 1, f"{SYSCALLS}:{SYS_ENTER}/{SYS_EXIT}, paired in kernel per task"
+        )
+
+    def walks(self, trace_text: str) -> Pairing:
+        return syscall_intervals(events.parse(trace_text), self.synth)
+
+
+def syscall_intervals(parsed: Iterable[Event], synth: str) -> Pairing:
+    """The calibration's intervals from its synthetic events; as in
+    in_kernel_walks(), one counts only when the start's saved fields are
+    the end's and the latency is not negative."""
+    out = Pairing()
+    end_names = SYSCALL_SYNTH_NAMES
+    start_names = tuple(f"{hist.START_PREFIX}{n}" for n in end_names)
+    for ev in parsed:
+        if ev.name != synth or "lat" not in ev.fields:
+            continue
+        try:
+            lat = events.to_int(ev.fields["lat"])
+            ended = tuple(events.to_int(ev.fields[n]) for n in end_names)
+            started = tuple(events.to_int(ev.fields[n]) for n in start_names)
+        except (KeyError, ValueError):
+            out.unmatched_exits += 1
+            continue
+        if lat >= 1 << 63 or started != ended:
+            out.unmatched_exits += 1
+            continue
+        out.walks.append(Walk(ev.ts_ns, lat, ev.pid, "getppid", "calibration"))
+    return out
 
 
 def with_folios(p: Pairing, parsed: list[Event], name: str) -> Pairing:
