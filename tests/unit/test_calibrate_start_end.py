@@ -12,7 +12,7 @@ import pytest
 
 from rmapbench.bench import tally
 from rmapbench.machine.knobs import Journal
-from rmapbench.tracing import calcache, calibrate, events, tracepoint
+from rmapbench.tracing import calcache, calibrate, events, tracefs, tracepoint
 from rmapbench.tracing.backend import Unavailable
 from rmapbench.tracing.calibrate import Calibration, summarise
 from rmapbench.tracing.tracefs import Instance, TraceFS
@@ -110,15 +110,16 @@ def test_arming_is_journaled_and_undone(tmp_path: Path) -> None:
     cal = tracepoint.syscall_pair(p.synth)
     enter = inst.event_dir("syscalls", "sys_enter_getppid")
     exit_ = inst.event_dir("syscalls", "sys_exit_getppid")
-    assert (enter / "trigger").read_text() == cal.entry_trigger() + "\n"
-    assert (exit_ / "trigger").read_text() == cal.exit_trigger() + "\n"
+    # Each trigger keeps the instance's clock (tracing/hist.py says why).
+    assert (enter / "trigger").read_text() == cal.entry_trigger() + ":clock=mono\n"
+    assert (exit_ / "trigger").read_text() == cal.exit_trigger() + ":clock=mono\n"
     assert (enter / "enable").read_text() == "1\n" == (exit_ / "enable").read_text()
     tfs.journal.restore()
     # Undone newest first: events disabled, triggers removed, then the
     # synthetic event they fed.
     assert (enter / "enable").read_text().strip() == "0" == (exit_ / "enable").read_text().strip()
-    assert (exit_ / "trigger").read_text().splitlines()[-1] == "!" + cal.exit_trigger()
-    assert (enter / "trigger").read_text().splitlines()[-1] == "!" + cal.entry_trigger()
+    removed = [(d / "trigger").read_text().splitlines()[-1] for d in (exit_, enter)]
+    assert removed == [f"!{cal.exit_trigger()}:clock=mono", f"!{cal.entry_trigger()}:clock=mono"]
     assert (tmp_path / "synthetic_events").read_text().splitlines()[-1] == f"!{p.synth}"
 
 
@@ -210,3 +211,22 @@ def test_the_start_end_walks_less_the_calibrated_cost() -> None:
     corrected = tally.corrected(walks, cost)
     assert walks[0] == 586880 and corrected[0] == 586880 - 2118
     assert corrected == [max(0, w - 2118) for w in walks] and all(c > 0 for c in corrected)
+
+
+
+def test_the_triggers_keep_an_instance_without_mono_on_global(tmp_path: Path) -> None:
+    """A kernel whose trace_clock lists no mono gets global, and the
+    pairing's triggers name the instance's clock, so arming them changes
+    no clock (a hist trigger without clock= would set global)."""
+    assert tracefs.pick_clock("local [global] counter uptime perf mono mono_raw\n") == "mono"
+    assert tracefs.pick_clock("[local] global counter uptime perf mono_raw\n") == "global"
+    tfs, inst = _fake_tracefs(tmp_path)
+    inst.clock = "global"
+    p = SyscallPair()
+    (inst.path / "events" / "synthetic" / p.synth).mkdir()
+    (inst.path / "events" / "synthetic" / p.synth / "enable").write_text("0\n")
+    p.check(tfs)
+    p.arm(tfs, inst)
+    for name in ("sys_enter_getppid", "sys_exit_getppid"):
+        trigger = (inst.event_dir("syscalls", name) / "trigger").read_text()
+        assert trigger.endswith(":clock=global\n")

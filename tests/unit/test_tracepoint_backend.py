@@ -126,10 +126,14 @@ def test_v5_is_paired_in_the_kernel_per_task(tmp_path: Path) -> None:
     end = (inst / "events" / "rmap" / "rmap_walk_end" / "trigger").read_text()
     # Keyed by the task: one map entry per followed task, however many
     # folios the scenario's build walked (a map keyed by folio filled up).
-    assert start.strip() == "hist:keys=common_pid:tsk=common_timestamp,s0k=folio_addr,s1k=rwc_addr"
+    # Both keep the instance's clock (a hist trigger sets it: tracing/hist.py).
+    assert start.strip() == (
+        "hist:keys=common_pid:tsk=common_timestamp,s0k=folio_addr,s1k=rwc_addr:clock=mono"
+    )
     assert end.strip() == (
         "hist:keys=common_pid:latk=common_timestamp-$tsk,x0k=$s0k,x1k=$s1k:"
         f"onmatch(rmap.rmap_walk_start).trace({synth},$latk,folio_addr,rwc_addr,$x0k,$x1k)"
+        ":clock=mono"
     )
     walks = tp.walks(text).walks
     assert len(walks) == 10

@@ -93,9 +93,12 @@ class FunctionGraph:
             # Linux 6.1 refuses function_graph in an instance (EINVAL); the
             # global tracer is never touched, so the backend is unavailable.
             raise Unavailable(f"function_graph cannot run in a trace instance here: {e}") from e
+        # The graph tracer times a call with trace_clock_local() at entry
+        # and return (kernel/trace/fgraph.c), the scheduler's clock,
+        # whatever the instance's trace_clock.
         return Description(
             self.name,
-            "mono",
+            "local",
             1,
             "function_graph in the instance, filtered to "
             + ", ".join(self.functions)

@@ -6,12 +6,16 @@ common_timestamp in nanoseconds, so a walk's latency is exact to the clock.
 The pairing key is the task (common_pid): a walk can sleep and finish on
 another CPU.
 
-The clock is the trigger's, not the one tracefs.instance() chose: a hist
-trigger that uses common_timestamp sets its instance's trace_clock to its
-`clock=` attribute, "global" when none is given (trace_events_hist.c,
-hist_register_trigger() -> tracing_set_clock()), and none of these
-triggers gives one. trace_clock_global() is monotonic across CPUs too;
-every pairing here, and the start/end form's calibration, runs on it.
+Every trigger names the instance's clock (`clock=mono`): a hist trigger
+that uses common_timestamp sets its instance's trace_clock to its `clock=`
+attribute, "global" when none is given (trace_events_hist.c,
+hist_register_trigger() -> tracing_set_clock()). Without it, arming the
+pairing silently moved the whole instance from mono to global, the
+scheduler's clock: under TCG with the TSC marked unstable that is TSC
+cycles at the boot-time calibration, while CLOCK_MONOTONIC reads the HPET,
+so the walks were timed on another clock than the trigger's syscall and
+the bystanders' operations set against them (walks read up to 3% longer
+than the move_pages() they ran inside, on a loaded host).
 """
 
 from __future__ import annotations
@@ -139,5 +143,6 @@ def arm_pair(tfs: TraceFS, inst: Instance, pair: HistPair | KeyedPair) -> None:
     with tfs.journal.change(Undo("append", str(synth_file), f"!{pair.synth}")):
         write(synth_file, f"{pair.synth} {pair.fields()}", append=True)
     inst.enable("synthetic", pair.synth)
-    inst.add_trigger(*pair.entry, pair.entry_trigger())
-    inst.add_trigger(*pair.exit, pair.exit_trigger())
+    clock = f":clock={inst.clock}"  # both: each trigger sets the instance's clock
+    inst.add_trigger(*pair.entry, pair.entry_trigger() + clock)
+    inst.add_trigger(*pair.exit, pair.exit_trigger() + clock)

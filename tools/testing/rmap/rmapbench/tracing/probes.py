@@ -135,11 +135,10 @@ class DynamicProbe:
         where = ", ".join(self.functions)
         types = tuple(dict.fromkeys(self.functions.values()))
         if self._hist:
-            return Description(
-                self.name, "mono", 1, f"{where}; {args}; paired in kernel (hist/synthetic)", types
-            )
+            detail = f"{where}; {args}; paired in kernel (hist/synthetic)"
+            return Description(self.name, inst.clock, 1, detail, types)
         return Description(
-            self.name, "mono", 1000, f"{where}; {args}; paired in user space (us text)", types
+            self.name, inst.clock, 1000, f"{where}; {args}; paired in user space (us text)", types
         )
 
     def _add(self, tfs: TraceFS, func: str, definition: str) -> None:

@@ -107,10 +107,18 @@ class TraceFS:
         inst = Instance(path, self.journal)
         write(path / "buffer_size_kb", str(buffer_kb))
         # The default "local" clock is per CPU; a walk can sleep and resume on
-        # another CPU, so timestamps must come from a global monotonic clock.
-        clocks = (path / "trace_clock").read_text()
-        write(path / "trace_clock", "mono" if "mono" in clocks else "global")
+        # another CPU, so timestamps must come from a global monotonic clock:
+        # mono, the clock of the test's clock_gettime(CLOCK_MONOTONIC) (the
+        # bystanders' operations and each trigger's syscall time are set
+        # against the walks on it), else global.
+        inst.clock = pick_clock((path / "trace_clock").read_text())
+        write(path / "trace_clock", inst.clock)
         return inst
+
+
+def pick_clock(trace_clock: str) -> str:
+    """mono when the kernel offers it ("local [global] ... mono mono_raw"), else global."""
+    return "mono" if "mono" in trace_clock.replace("[", " ").replace("]", " ").split() else "global"
 
 
 @dataclass
@@ -122,6 +130,7 @@ class Instance:
     lost_mark: int = 0  # the lost-event counters at the last drain()
     followed: list[int] | None = None  # what set_event_pid was last given
     stats: list[Path] | None = None  # per_cpu/cpu*/stats, listed once
+    clock: str = "mono"  # its trace_clock, which hist triggers must keep (tracing/hist.py)
 
     @property
     def _pipe(self) -> str:

@@ -128,13 +128,13 @@ class Tracepoint:
         if self.paired_in_kernel:
             return Description(
                 self.name,
-                "mono",
+                inst.clock,
                 1,
                 "rmap:rmap_walk_start/end (v5-v7), paired in kernel per task, checked by "
                 f"raw folio and rwc (hist/synthetic); {ident}",
             )
         return Description(
-            self.name, "mono", 1000,
+            self.name, inst.clock, 1000,
             f"rmap:rmap_walk_start/end (v5-v7), paired by folio and rwc in user space; {ident}",
         )  # fmt: skip
 
@@ -224,9 +224,8 @@ class SyscallPair:
         hist.arm_pair(tfs, inst, syscall_pair(self.synth))
         inst.enable(SYSCALLS, SYS_ENTER)
         inst.enable(SYSCALLS, SYS_EXIT)
-        return Description(
-            self.name, "global", 1, f"{SYSCALLS}:{SYS_ENTER}/{SYS_EXIT}, paired in kernel per task"
-        )
+        detail = f"{SYSCALLS}:{SYS_ENTER}/{SYS_EXIT}, paired in kernel per task"
+        return Description(self.name, inst.clock, 1, detail)
 
     def walks(self, trace_text: str) -> Pairing:
         return syscall_intervals(events.parse(trace_text), self.synth)
