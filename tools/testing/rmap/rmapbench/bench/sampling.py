@@ -106,7 +106,7 @@ def sample(plan: Plan, built: Built, armed: Armed) -> Sampled:
             armed.probe,
             plan.opts.warmup,
             count,
-            phases.after_warmup(progress(plan), plan.opts.warmup, "samples"),
+            phases.after_warmup(progress(plan, count), plan.opts.warmup, "samples"),
             stop,
             after_firing=after,
         )
@@ -229,11 +229,12 @@ def _rounds(plan: Plan, built: Built) -> list[crossval.Round]:
     return rounds
 
 
-def progress(plan: Plan) -> Callable[[measure.Sample], None]:
+def progress(plan: Plan, samples: int | None = None) -> Callable[[measure.Sample], None]:
     """A diagnostic every tenth of the run (every sample with -v), so a
-    long run under TCG shows it is alive."""
+    long run under TCG shows it is alive. `samples`: the most that will be
+    taken (--precision's --max-samples), when not --samples."""
     opts, ktap, trigger = plan.opts, plan.ktap, plan.trigger
-    total = opts.warmup + opts.samples
+    total = opts.warmup + (opts.samples if samples is None else samples)
     step = 1 if opts.verbose else max(1, total // 10)
 
     def report(s: measure.Sample) -> None:
