@@ -37,7 +37,7 @@ def test_the_triggers_are_the_walks_pairing_on_other_fields() -> None:
     walks = tracepoint.start_end_pair("S", ("folio_addr", "rwc_addr"))
     cal = tracepoint.syscall_pair("S")
     # The same key (the task), the same variables, the same two fields
-    # saved and carried, the same clock (none given: the trigger's default).
+    # saved and carried; arm_pair() adds the instance's clock to both.
     same = {
         "folio_addr": "__syscall_nr",
         "rwc_addr": "common_pid",

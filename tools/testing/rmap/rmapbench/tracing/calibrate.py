@@ -219,7 +219,7 @@ def machinery(backend: Backend) -> Machinery | None:
         return Machinery(
             SyscallPair,
             "rmap_walk_start/end's in-kernel pairing (hist trigger keyed by the task, "
-            "two fields saved and compared, synthetic event, the trigger's global clock) "
+            "two fields saved and compared, synthetic event, the instance's clock) "
             f"on {SYSCALL_PAIR}, both enabled; the interval also holds the system call's "
             "dispatch and return path",
             SYSCALL_PAIR,

@@ -13,9 +13,9 @@ off (its trace prints %p as %px; the option dies with the instance), and
 the start/end form is paired in the kernel: a hist trigger on the start
 event keyed by the task stores common_timestamp and the raw (folio, rwc),
 the end event's computes the latency and feeds a synthetic event carrying
-it, the end's raw (folio, rwc) and the start's (1 ns, the hist trigger's clock:
-hist.py); a walk counts when the two agree (hist.KeyedPair says why the
-task is the key). The start/end events stay
+it, the end's raw (folio, rwc) and the start's (1 ns, the instance's mono
+clock, which the triggers name: hist.py); a walk counts when the two agree
+(hist.KeyedPair says why the task is the key). The start/end events stay
 enabled: their text gives each walk's page type and `locked`, matched by
 (folio, rwc) in order. Without hist triggers (CONFIG_HIST_TRIGGERS,
 CONFIG_SYNTH_EVENTS) the pairing falls back to user space at the text's
@@ -188,7 +188,7 @@ SYSCALL_SYNTH_NAMES = ("nr", "pid")
 
 def syscall_pair(synth: str) -> hist.KeyedPair:
     """start_end_pair() on sys_enter_getppid/sys_exit_getppid: the same key
-    (the task), two fields saved and carried, the same (default) clock."""
+    (the task), two fields saved and carried, the instance's clock."""
     return hist.KeyedPair(
         synth,
         (SYSCALLS, SYS_ENTER),
