@@ -104,18 +104,16 @@ class DynamicProbe:
     def arm(self, tfs: TraceFS, inst: Instance) -> Description:
         for i, func in enumerate(self.functions):
             entry, exit_ = self._definitions(func)
-            if i == 0 and self.args_on_exit:
-                # The exit first: a kernel before 6.10 refuses $argN in a
-                # return probe (EINVAL), and then the entry fetches them.
-                try:
-                    self._add(tfs, func, exit_)
-                except Unavailable:
-                    self.args_on_exit = False
-                    entry, exit_ = self._definitions(func)
-                    self._add(tfs, func, exit_)
-                self._add(tfs, func, entry)
-                continue
-            self._add(tfs, func, exit_)
+            # The exit first: a kernel before 6.10 refuses $argN in a return
+            # probe (EINVAL), and then the entry fetches them.
+            try:
+                self._add(tfs, func, exit_)
+            except Unavailable:
+                if i or not self.args_on_exit:
+                    raise
+                self.args_on_exit = False
+                entry, exit_ = self._definitions(func)
+                self._add(tfs, func, exit_)
             self._add(tfs, func, entry)
         self._hist = hist.hist_supported(tfs)
         if self._hist:
