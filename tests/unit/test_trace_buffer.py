@@ -46,3 +46,35 @@ def test_follow_pids_writes_only_a_change(tmp_path: Path, monkeypatch: pytest.Mo
     inst.follow_pids([5, 6])
     assert writes == ["5", "5 6"]
 
+
+
+@pytest.mark.parametrize("read", ["take", "lost_events"])
+def test_a_signal_as_the_file_opens_does_not_leave_it_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read: str
+) -> None:
+    """SIGTERM arriving just as os.open() returns (its Interrupted raised
+    before the `try` that closes the file) must not leak the descriptor:
+    an open trace_pipe or per_cpu file keeps the instance busy, and the
+    restore's rmdir then fails with EBUSY. The signal is raised once the
+    file is closed."""
+    import os
+    import signal
+
+    inst = _instance(tmp_path)
+    (tmp_path / "trace_pipe").write_text("")
+    opened: list[int] = []
+    real_open = os.open
+
+    def open_then_signal(path: str, flags: int, *args: int) -> int:
+        fd = real_open(path, flags, *args)
+        opened.append(fd)
+        os.kill(os.getpid(), signal.SIGTERM)  # handled as the call returns
+        return fd
+
+    monkeypatch.setattr(tracefs.os, "open", open_then_signal)
+    with knobs.signals_raise(), pytest.raises(knobs.Interrupted):
+        getattr(inst, read)()
+    assert opened
+    for fd in opened:
+        with pytest.raises(OSError):
+            os.fstat(fd)  # closed

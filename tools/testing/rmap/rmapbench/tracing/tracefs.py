@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from rmapbench.machine.knobs import Journal, Undo, append_line
+from rmapbench.machine.knobs import Journal, Undo, append_line, signals_held
 
 log = logging.getLogger(__name__)
 
@@ -181,18 +181,23 @@ class Instance:
         trace_pipe read without blocking until it is empty. The same lines
         as read() gives, without its header."""
         chunks = []
-        fd = os.open(self._pipe, os.O_RDONLY | os.O_NONBLOCK)
-        try:  # closed at once: an open trace_pipe keeps the instance busy
-            while True:
-                try:
-                    chunk = os.read(fd, 1 << 16)
-                except BlockingIOError:
-                    break
-                if not chunk:
-                    break
-                chunks.append(chunk)
-        finally:
-            os.close(fd)
+        # Closed at once, and never left open: an open trace_pipe keeps the
+        # instance busy, and its rmdir in the restore fails with EBUSY. A
+        # signal's Interrupted, raised as os.open() returns (before `try`),
+        # would lose the descriptor; it is held until the file is closed.
+        with signals_held():
+            fd = os.open(self._pipe, os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                while True:
+                    try:
+                        chunk = os.read(fd, 1 << 16)
+                    except BlockingIOError:
+                        break
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+            finally:
+                os.close(fd)
         return b"".join(chunks).decode(errors="replace")
 
     def lost_events(self) -> int:
@@ -208,11 +213,12 @@ class Instance:
             self.stats = sorted((self.path / "per_cpu").glob("cpu*/stats"))
         lost = 0
         for stats in self.stats:
-            fd = os.open(stats, os.O_RDONLY)
-            try:
-                text = os.read(fd, 4096).decode(errors="replace")
-            finally:
-                os.close(fd)
+            with signals_held():  # as in take(): the file is never left open
+                fd = os.open(stats, os.O_RDONLY)
+                try:
+                    text = os.read(fd, 4096).decode(errors="replace")
+                finally:
+                    os.close(fd)
             for m in _LOST.finditer(text):
                 lost += int(m.group(2))
         return lost
