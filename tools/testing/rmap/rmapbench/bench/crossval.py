@@ -19,9 +19,11 @@ from pathlib import Path
 from rmapbench.bench import measure, tally
 from rmapbench.ksft import stats
 from rmapbench.ksft.options import Options
+from rmapbench.machine import shared_probes as shared
 from rmapbench.machine.knobs import Journal
 from rmapbench.tracing import calcache, calibrate, select, tracefs
 from rmapbench.tracing.backend import Description, Unavailable
+from rmapbench.tracing.events import WALK_FUNCTIONS
 from rmapbench.triggers import Trigger
 
 # Backends disagree by their own cost: the entry event, and with in-kernel
@@ -81,6 +83,9 @@ def run_round(
     expect: tally.Expect | None = None,
 ) -> Round:
     rnd = Round(name)
+    kept = shared.from_env()
+    if kept is not None:  # the suite's kept probe events would be in every round's window
+        kept.evict(list(WALK_FUNCTIONS))
     with Journal(tag=name) as journal:
         probe = None
         if name == "syscall":

@@ -29,6 +29,7 @@ from rmapbench.bench.preflight import Plan, Skip
 from rmapbench.ksft import options, phases, precision, results
 from rmapbench.ksft.ktap import KSFT_PASS, KTAP
 from rmapbench.machine import knobs, ksm_knobs
+from rmapbench.machine import shared_probes as shared
 from rmapbench.machine.knobs import Interrupted, Journal
 from rmapbench.scenarios import SCENARIOS
 from rmapbench.scenarios.base import Scenario, SkipScenario
@@ -173,7 +174,7 @@ def _measure_and_restore(
         return _measure(case, armed, started, doc)
     finally:
         phases.begin("restore")
-        for f in journal.restore():
+        for f in journal.restore() + shared.release_if_orphaned():
             print(f"# {program}: could not restore {f}", file=sys.stderr)
 
 

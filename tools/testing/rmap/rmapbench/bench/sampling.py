@@ -15,6 +15,7 @@ from rmapbench.bench.preflight import Plan, Skip
 from rmapbench.ksft import phases, precision, stats
 from rmapbench.ksft.ktap import KTAP
 from rmapbench.machine import ksm
+from rmapbench.machine import shared_probes as shared
 from rmapbench.machine.knobs import read_knob
 from rmapbench.tracing import calcache, calibrate, select, tracefs
 from rmapbench.tracing.backend import Description, Unavailable
@@ -54,7 +55,7 @@ def arm(plan: Plan) -> Armed:
     tfs, inst = tracefs.private_instance(plan.journal, opts.buffer_kb)
     try:
         backend, desc, passed_over = select.arm(
-            opts.backend, tfs, inst, opts.tracepoint_form, probed_types(plan)
+            opts.backend, tfs, inst, opts.tracepoint_form, probed_types(plan), shared.from_env()
         )
     except Unavailable as e:
         raise Skip(

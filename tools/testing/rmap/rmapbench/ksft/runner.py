@@ -15,6 +15,10 @@ A program dies with the runner: it gets SIGTERM (PR_SET_PDEATHSIG) when the
 runner is killed, even with SIGKILL, so it is never left running alone.
 The suite's own programs start forked from the runner once it has imported
 their library (ksft/preload.py; RMAPBENCH_PRELOAD=0 execs them all).
+With two programs or more, the probe events one program creates on a walk
+function are kept for the next (machine/shared_probes.py) and removed once the
+last program has ended; RMAPBENCH_SHARED_PROBES=0 has every program
+remove its own.
 With --case in the options (or $RMAP_ARGS), only the selected cases' programs
 run and are in the plan.
 """
@@ -47,6 +51,7 @@ from rmapbench.ksft.cli import (
 )
 from rmapbench.ksft.status import EXIT_TIMEOUT, KSFT_SKIP
 from rmapbench.machine import procs
+from rmapbench.machine import shared_probes as shared
 
 COLLECTION = "rmap"
 DEFAULT_TIMEOUT = 3600
@@ -161,6 +166,38 @@ def run(progs: list[Path], extra: list[str], timeout: int, out: TextIO | None = 
         out = sys.stdout
     print("TAP version 13", file=out)
     print(f"1..{len(progs)}", file=out)
+    kept = os.environ.get(shared.ENV) != "0" and len(progs) > 1
+    if kept:
+        os.environ[shared.ENV] = str(shared.path_for(os.getpid()))
+    else:
+        os.environ.pop(shared.ENV, None)
+    try:
+        return _run(progs, extra, timeout, out)
+    finally:
+        if kept:
+            _release(out)
+
+
+def _release(out: TextIO) -> None:
+    """Remove the probe events the programs kept for each other: one line
+    saying how long it took, or why it could not (the next run's replay
+    then removes them)."""
+    probes = shared.from_env()
+    if probes is None or not probes.probes:
+        return
+    t0 = time.monotonic()
+    n = sum(len(e.removals) for e in probes.probes.values())
+    failures = probes.release()
+    if failures:
+        print(f"# could not remove {len(failures)} of the {n} probe events the programs "
+              f"kept ({failures[0]}); the next run's replay will", file=out)  # fmt: skip
+    else:
+        print(f"# the {n} probe events the programs kept removed in "
+              f"{time.monotonic() - t0:.2f} s", file=out)  # fmt: skip
+    out.flush()
+
+
+def _run(progs: list[Path], extra: list[str], timeout: int, out: TextIO) -> int:
     failed = 0
     for n, prog in enumerate(progs, 1):
         title = f"selftests: {COLLECTION}: {prog.name}"

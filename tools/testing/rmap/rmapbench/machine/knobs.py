@@ -221,7 +221,11 @@ def recover_stale(
     directory = directory or JOURNAL_DIR
     done = 0
     try:
-        paths = sorted(directory.glob("journal-*.json"))
+        # A runner's shared probe events last (machine/shared_probes.py): a dead
+        # program's instance, removed by its own journal, may still have
+        # them enabled, and an enabled event cannot be deleted.
+        paths = sorted(directory.glob("journal-*.json"),
+                       key=lambda p: (p.stem.endswith("-shared"), p.name))  # fmt: skip
     except OSError:
         return 0
     for path in paths:
@@ -232,7 +236,7 @@ def recover_stale(
         except (OSError, ValueError, KeyError, TypeError) as e:
             log.warning("ignoring unreadable journal %s: %s", path, e)
             continue
-        if pid != os.getpid() and _alive(pid):
+        if pid != os.getpid() and alive(pid):
             continue
         # report() says it in one line; without one, the log does.
         (log.info if report else log.warning)("undoing changes left by dead run %d (%s)", pid, path)
@@ -264,13 +268,15 @@ def _remove_stale_temporaries(directory: Path) -> None:
     of that write (.journal-PID.json.XXXXXXXX, files.write_atomic); the
     journal itself holds every step, so the temporary is only removed."""
     for tmp in directory.glob(".journal-*.json.*"):
-        pid = tmp.name.removeprefix(".journal-").partition(".")[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        # .journal-PID.json.* or, a runner's, .journal-PID-shared.json.*
+        pid = re.split(r"[.-]", tmp.name.removeprefix(".journal-"), maxsplit=1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)):
             with contextlib.suppress(OSError):
                 tmp.unlink()
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process `pid` exists (a zombie does)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -31,9 +31,10 @@ from __future__ import annotations
 import logging
 import os
 
+from rmapbench.machine.shared_probes import SharedProbes
 from rmapbench.tracing import events, hist, tracefs
 from rmapbench.tracing.backend import Description, Unavailable
-from rmapbench.tracing.tracefs import Instance, TraceError, TraceFS
+from rmapbench.tracing.tracefs import Instance, TraceError, TraceFS, write
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +45,30 @@ HAS_LOCKED_ARG = {"rmap_walk_anon", "rmap_walk_file"}  # (folio, rwc, locked)
 class DynamicProbe:
     """kind "fprobe" (f:, Linux 6.7+) or "kprobe" (p:/r:)."""
 
-    def __init__(self, kind: str, functions: dict[str, str] | None = None, tag: str = "") -> None:
+    def __init__(
+        self,
+        kind: str,
+        functions: dict[str, str] | None = None,
+        tag: str = "",
+        shared: SharedProbes | None = None,
+    ) -> None:
         """`functions`: what to probe (function -> page type), the three
         walk functions unless told (tracing/select.py picks the case's;
         the calibration aims the same machinery at an empty function:
         tracing/calibrate.py); `tag` keeps a second set's hist variables
-        apart."""
+        apart; `shared`: the suite runner's events, used where they are
+        the ones this probe would create, and where this probe's are kept
+        (machine/shared_probes.py)."""
         assert kind in ("fprobe", "kprobe")
         self.name = kind
         self.group = f"rmapbench_{os.getpid()}"
         self.functions = functions or events.WALK_FUNCTIONS
         self.tag = tag
+        self.shared = shared
+        # Each function's event group: this run's, or the run's that
+        # created the shared events it uses.
+        self.groups = dict.fromkeys(self.functions, self.group)
+        self.adopted: list[str] = []  # the functions whose shared events it uses
         self._btf = False
         self._hist = False
         # Arguments fetched by the exit event (see the module's docstring);
@@ -103,6 +117,8 @@ class DynamicProbe:
 
     def arm(self, tfs: TraceFS, inst: Instance) -> Description:
         for i, func in enumerate(self.functions):
+            if self._adopt(tfs, func, fallback=i == 0):
+                continue
             entry, exit_ = self._definitions(func)
             # The exit first: a kernel before 6.10 refuses $argN in a return
             # probe (EINVAL), and then the entry fetches them.
@@ -127,10 +143,12 @@ class DynamicProbe:
                 self._hist = False
         for func in self.functions:
             for ev in _event_names(func):
-                inst.enable(self.group, ev)
+                inst.enable(self.groups[func], ev)
         args = "BTF arguments" if self._btf else "raw offsets"
         args += " fetched at exit" if self.args_on_exit else " fetched at entry"
         where = ", ".join(self.functions)
+        if self.adopted:
+            where += f" (the events of {', '.join(self.adopted)} kept by an earlier program)"
         types = tuple(dict.fromkeys(self.functions.values()))
         if self._hist:
             detail = f"{where}; {args}; paired in kernel (hist/synthetic)"
@@ -139,19 +157,43 @@ class DynamicProbe:
             self.name, inst.clock, 1000, f"{where}; {args}; paired in user space (us text)", types
         )
 
+    def _adopt(self, tfs: TraceFS, func: str, fallback: bool) -> bool:
+        """Use the shared events of `func` when they are what this probe
+        would create (with `fallback`, also those fetching the arguments at
+        entry: an earlier program found this kernel refusing them at exit);
+        any other shared probe on `func` is removed."""
+        if self.shared is None:
+            return False
+        forms = [self.args_on_exit] + ([False] if fallback and self.args_on_exit else [])
+        for on_exit in forms:
+            self.args_on_exit = on_exit
+            kept = self.shared.adoptable(func, list(self._definitions(func))[::-1], tfs.root)
+            if kept is not None:
+                self.groups[func] = kept.events()[0][0]
+                self.adopted.append(func)
+                return True
+        self.args_on_exit = forms[0]
+        self.shared.evict([func])
+        return False
+
     def _add(self, tfs: TraceFS, func: str, definition: str) -> None:
         name = definition.split()[0].split("/", 1)[1]
         try:
-            tfs.add_dynamic_event(definition, self.group, name)
+            if self.shared is None:
+                tfs.add_dynamic_event(definition, self.group, name)
+            else:
+                with self.shared.creating(func, definition, tfs.root):
+                    write(tfs.root / "dynamic_events", definition, append=True)
         except TraceError as e:
             raise Unavailable(f"cannot probe {func}: {e}") from e
 
     def _pair(self, func: str, index: int) -> hist.HistPair:
         entry, exit_ = _event_names(func)
+        group = self.groups[func]
         return hist.HistPair(
             synth=f"{self.group}_{func}",
-            entry=(self.group, entry),
-            exit=(self.group, exit_),
+            entry=(group, entry),
+            exit=(group, exit_),
             tag=f"{self.tag}{index}",
             locked=_with_locked(func),
             fields_on_exit=self.args_on_exit,

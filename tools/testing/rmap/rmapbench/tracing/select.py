@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
+from rmapbench.machine.shared_probes import SharedProbes
 from rmapbench.tracing.backend import Backend, Description, Unavailable
-from rmapbench.tracing.events import WALK_TYPES, walk_functions
+from rmapbench.tracing.events import WALK_FUNCTIONS, WALK_TYPES, walk_functions
 from rmapbench.tracing.fgraph import FunctionGraph
 from rmapbench.tracing.probes import DynamicProbe
 from rmapbench.tracing.tracefs import Instance, TraceFS
@@ -31,14 +32,16 @@ def walk_types(page_type: str, every: bool = False) -> tuple[str, ...]:
 
 
 def make(name: str, tracepoint_form: str = "auto",
-         types: tuple[str, ...] = WALK_TYPES) -> Backend:  # fmt: skip
+         types: tuple[str, ...] = WALK_TYPES,
+         shared: SharedProbes | None = None) -> Backend:  # fmt: skip
     """`tracepoint_form`: auto, v4 or start-end (--tracepoint-form);
     `types`: the page types whose walk functions a probe backend times
-    (walk_types(); the tracepoints see every walk whatever it says)."""
+    (walk_types(); the tracepoints see every walk whatever it says);
+    `shared`: the suite runner's kept probe events (machine/shared_probes.py)."""
     if name == "tracepoint":
         return Tracepoint(tracepoint_form)
     if name in ("fprobe", "kprobe"):
-        return DynamicProbe(name, walk_functions(types))
+        return DynamicProbe(name, walk_functions(types), shared=shared)
     if name == "fgraph":
         return FunctionGraph(os.getpid(), walk_functions(types))
     raise ValueError(f"unknown backend {name!r}")
@@ -50,6 +53,7 @@ def arm(
     inst: Instance,
     tracepoint_form: str = "auto",
     types: tuple[str, ...] = WALK_TYPES,
+    shared: SharedProbes | None = None,
 ) -> tuple[Backend, Description, list[str]]:
     """Arm the requested backend, or for "auto" the first that works.
 
@@ -59,9 +63,13 @@ def arm(
     names = AUTO_ORDER if requested == "auto" else (requested,)
     reasons: list[str] = []
     for name in names:
-        backend = make(name, tracepoint_form, types)
+        backend = make(name, tracepoint_form, types, shared)
         try:
             backend.check(tfs)
+            if shared is not None and not isinstance(backend, DynamicProbe):
+                # Kept probe events would run inside the tracepoints' and
+                # function_graph's timed windows.
+                shared.evict(list(WALK_FUNCTIONS))
             return backend, backend.arm(tfs, inst), reasons
         except Unavailable as e:
             reasons.append(f"{name}: {e}")

@@ -1,0 +1,212 @@
+"""Probe events kept for the next program of the same suite run.
+
+Creating a walk function's fprobe (or kprobe) entry and exit events costs
+about 0.27 s under TCG and removing them about 0.35 s: each write to
+dynamic_events updates the ftrace hash over every traceable function,
+patches the call site and waits for RCU grace periods (docs/backends.md).
+Each of the default suite's ten programs paid both for the same three
+walk functions. When the suite's runner asks for it (ksft/runner.py sets
+RMAPBENCH_SHARED_PROBES to this file's path), a program that creates a
+walk function's events records their removal here, in the runner's
+journal, instead of its own, and leaves them in place at its exit; the
+next program that would write the same definitions uses them as they are.
+Everything else stays the program's own (its instance, its hist triggers
+and synthetic events, the enables). The runner removes the events once
+its last program has ended (release()).
+
+The file is a journal of the runner (journal-PID-shared.json,
+machine/knobs.py): its steps are undone by the next run if the runner
+is SIGKILLed, after the journals of its programs (which disable the
+events in their instances first). A program that finds its runner gone
+(SIGTERM from PR_SET_PDEATHSIG, the runner SIGKILLed) releases the events
+itself after its own restore (release_if_orphaned()).
+
+What a program measures does not change: the events on its walk function
+are those it would have created, and any other probe on that function
+(another kind, other arguments, another backend's) is removed before it
+arms (evict()). Events left on the other walk functions are disabled in
+every instance, so a walk of another type runs a disabled fprobe's
+handler, and the case's own walks nothing more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from rmapbench.files import write_atomic
+from rmapbench.machine import knobs
+from rmapbench.machine.knobs import Undo, signals_held
+
+log = logging.getLogger(__name__)
+
+ENV = "RMAPBENCH_SHARED_PROBES"
+SUFFIX = "-shared"  # recover_stale() replays these journals last
+_NAME = re.compile(r"journal-(\d+)" + SUFFIX + r"\.json")
+
+
+def path_for(owner: int, directory: Path | None = None) -> Path:
+    """Where the runner `owner` keeps the events its programs leave."""
+    return (directory or knobs.JOURNAL_DIR) / f"journal-{owner}{SUFFIX}.json"
+
+
+@dataclass
+class Entry:
+    """One walk function's two events: what was written to create them and
+    the undo step of each (group/name)."""
+
+    definitions: list[str]
+    removals: list[str]  # "-:group/name", as written to dynamic_events
+
+    def events(self) -> list[tuple[str, str]]:
+        """(group, name) of each event."""
+        return [_group_name(r.removeprefix("-:")) for r in self.removals]
+
+
+class SharedProbes:
+    """The runner's journal of probe events, opened by a program."""
+
+    def __init__(self, path: Path) -> None:
+        m = _NAME.fullmatch(path.name)
+        if not m:
+            raise ValueError(f"{ENV}: {path} is not a shared-probe journal")
+        self.path = path
+        self.owner = int(m.group(1))
+        self.probes: dict[str, Entry] = {}
+        self._steps: list[Undo] = []
+        self._load()
+
+    # -- the file -------------------------------------------------------------
+    def _load(self) -> None:
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as e:
+            log.warning("ignoring unreadable %s: %s", self.path, e)
+            return
+        self._steps = [Undo(**s) for s in data.get("steps", [])]
+        self.probes = {
+            f: Entry(list(e["definitions"]), list(e["removals"]))
+            for f, e in data.get("probes", {}).items()
+        }
+
+    def _save(self) -> None:
+        steps = [{"kind": s.kind, "path": s.path, "value": s.value} for s in self._steps]
+        probes = {f: {"definitions": e.definitions, "removals": e.removals}
+                  for f, e in self.probes.items()}  # fmt: skip
+        text = json.dumps({"pid": self.owner, "steps": steps, "probes": probes})
+        try:
+            write_atomic(self.path, text)
+        except FileNotFoundError:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.path, text)
+
+    # -- what a program does --------------------------------------------------
+    def adoptable(self, func: str, definitions: list[str], root: Path) -> Entry | None:
+        """The events of `func` when they were created with exactly these
+        definitions (the group aside) and still exist."""
+        entry = self.probes.get(func)
+        if entry is None or [_ungrouped(d) for d in entry.definitions] != [
+            _ungrouped(d) for d in definitions
+        ]:
+            return None
+        if all((root / "events" / g / n / "format").exists() for g, n in entry.events()):
+            return entry
+        return None
+
+    @contextlib.contextmanager
+    def creating(self, func: str, definition: str, root: Path) -> Iterator[None]:
+        """Record the removal of one event (on disk, first), then let the
+        block create it by writing `definition` to `root`/dynamic_events;
+        forgotten again when the block fails."""
+        removal = "-:" + definition.split()[0].partition(":")[2]
+        with signals_held():
+            entry = self.probes.setdefault(func, Entry([], []))
+            step = Undo("append", str(root / "dynamic_events"), removal)
+            self._steps.append(step)
+            entry.definitions.append(definition)
+            entry.removals.append(removal)
+            self._save()
+            try:
+                yield
+            except BaseException:
+                self._steps.remove(step)
+                entry.definitions.pop()
+                entry.removals.pop()
+                if not entry.removals:
+                    del self.probes[func]
+                self._save()
+                raise
+
+    def evict(self, functions: list[str], keep: Entry | None = None) -> None:
+        """Remove the kept events of these functions (all but `keep`)."""
+        for func in functions:
+            entry = self.probes.get(func)
+            if entry is None or entry is keep:
+                continue
+            with signals_held():
+                for removal in reversed(entry.removals):
+                    step = next(s for s in self._steps if s.value == removal)
+                    with contextlib.suppress(FileNotFoundError):
+                        step.apply()
+                    self._steps.remove(step)
+                del self.probes[func]
+                self._save()
+
+    def release(self) -> list[str]:
+        """Remove every kept event, newest first; the failures (the file is
+        then kept for the next run's replay)."""
+        failures: list[str] = []
+        with signals_held():
+            for step in reversed(self._steps):
+                try:
+                    step.apply()
+                except FileNotFoundError:
+                    pass
+                except OSError as e:
+                    failures.append(f"{step.value}: {e.strerror or e}")
+            if not failures:
+                self._steps, self.probes = [], {}
+                with contextlib.suppress(OSError):
+                    self.path.unlink()
+        return failures
+
+
+def _ungrouped(definition: str) -> str:
+    """'f:rmapbench_12/ev fn args' -> 'f:ev fn args'."""
+    head, _, rest = definition.partition(" ")
+    kind, _, name = head.partition(":")
+    return f"{kind}:{name.split('/', 1)[-1]} {rest}"
+
+
+def _group_name(event: str) -> tuple[str, str]:
+    group, _, name = event.partition("/")
+    return group, name
+
+
+def from_env() -> SharedProbes | None:
+    """The runner's shared probes, when it asked for them."""
+    value = os.environ.get(ENV, "")
+    if not value:
+        return None
+    try:
+        return SharedProbes(Path(value))
+    except (ValueError, OSError, KeyError, TypeError) as e:
+        log.warning("not sharing probes: %s", e)
+        return None
+
+
+def release_if_orphaned() -> list[str]:
+    """After a program's restore: when its runner is gone, nobody else will
+    remove the events it shares; the program does."""
+    shared = from_env()
+    if shared is None or (os.getppid() == shared.owner and knobs.alive(shared.owner)):
+        return []
+    return shared.release()
