@@ -61,6 +61,10 @@ RUNNER_FAULTS = {
                         "--results $d/runner_sampling.res", "line 'ksm: merged in'"),
     "runner_teardown": ("./rmap_ksm.py -- --pages 400 --samples 2 --warmup 0",
                         "restoring after 'ksm: merged in'"),
+    # Two programs: the first's probe events are in the runner's journal
+    # (machine/shared_probes.py), and the program, orphaned, removes them.
+    "runner_shared": ("./rmap_anon.py ./rmap_anon_fork.py -- --pages 200 --samples 100000",
+                      "line '# backend:'"),
 }
 
 
@@ -181,8 +185,10 @@ def test_a_killed_runner_takes_its_program_along(faults: dict[str, Any], name: s
     killed = faults["snap"](f"{name}.killed")
     print(f"{name}: during {json.dumps(_same(before, during))}")
     print(f"{name}: after {json.dumps(_same(before, killed))}")
-    if name == "runner_sampling":
+    if name in ("runner_sampling", "runner_shared"):
         assert _same(before, during)  # it was killed with something to restore
+    if name == "runner_shared":
+        assert "-shared.json" in during["journals"], during["journals"]
     assert faults["text"](f"{name}.leftovers") == ""
     # The program got SIGTERM when the runner died, and restored everything.
     assert _same(before, killed) == {} and "journal-" not in killed["journals"]

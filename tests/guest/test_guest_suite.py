@@ -26,12 +26,13 @@ CASES = {"rmap_ksm": "ksm", "rmap_anon": "anon", "rmap_file": "file"}
 @pytest.fixture(scope="module")
 def suite_run(guest: Callable[..., str], tmp_path_factory: pytest.TempPathFactory
               ) -> dict[str, Any]:
-    """One guest: knobs snapshot, the three cases, an interrupted KSM run,
-    knobs snapshot again."""
+    """One guest: knobs snapshot, the three cases and shmem (whose walk
+    function is file's: it uses the probe events rmap_file.py kept), an
+    interrupted KSM run, knobs snapshot again."""
     share = tmp_path_factory.mktemp("guest")
     py = sys.executable
     args = " ".join(SMALL)
-    progs = "./rmap_ksm.py ./rmap_anon.py ./rmap_file.py"
+    progs = "./rmap_ksm.py ./rmap_anon.py ./rmap_file.py ./rmap_shmem.py"
     script = f"""d={share}
 {py} {SNAPSHOT} > $d/before.json
 {py} -m rmapbench.ksft.runner {progs} -- {args} --results $d/res > $d/tap.txt; echo $? > $d/rc
@@ -65,7 +66,20 @@ def test_suite_passes_with_valid_tap(suite_run: dict[str, Any]) -> None:
     assert suite_run["rc"] == 0, suite_run["tap"]
     lines = list(Parser().parse_text(suite_run["tap"]))
     oks = [ln for ln in lines if ln.category == "test"]
-    assert len(oks) == 3 and all(ln.ok and not ln.skip for ln in oks), suite_run["tap"]
+    assert len(oks) == 4 and all(ln.ok and not ln.skip for ln in oks), suite_run["tap"]
+
+
+def test_programs_use_the_probe_events_an_earlier_one_kept(suite_run: dict[str, Any]) -> None:
+    """machine/shared_probes.py: rmap_shmem.py armed on rmap_file.py's
+    events, the others on their own, and the runner removed all six (the
+    snapshot after the run has none: test_every_knob_reads_back_as_before)."""
+    docs = suite_run["docs"]
+    if docs["rmap_file"]["backend"]["name"] not in ("fprobe", "kprobe"):
+        pytest.skip("the kernel has the rmap tracepoints: no probe events")
+    assert "kept by an earlier program" in docs["rmap_shmem"]["backend"]["detail"]
+    for program in CASES:
+        assert "kept by an earlier program" not in docs[program]["backend"]["detail"]
+    assert "# the 6 probe events the programs kept removed in" in suite_run["tap"]
 
 
 @pytest.mark.parametrize("program", CASES)

@@ -86,6 +86,7 @@ class FunctionGraph:
                 path = inst.path / "options" / option
                 if path.exists():
                     write(path, value)
+            inst.ensure_clock()
             # Stopped before the instance is removed.
             with tfs.journal.change(Undo("write", str(inst.path / "current_tracer"), "nop")):
                 write(inst.path / "current_tracer", "function_graph")

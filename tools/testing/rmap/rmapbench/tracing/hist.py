@@ -136,13 +136,17 @@ def hist_supported(tfs: TraceFS) -> bool:
 
 
 def arm_pair(tfs: TraceFS, inst: Instance, pair: HistPair | KeyedPair) -> None:
-    """Create the synthetic event, enable it in the instance and attach the
-    two triggers. Every step is journaled; undo runs in reverse order
-    (triggers, then enables, then the synthetic event itself)."""
+    """Create the synthetic event, attach the two triggers and enable the
+    synthetic event in the instance. Every step is journaled; undo runs in
+    reverse order (the enable, the triggers, then the synthetic event
+    itself). The triggers come before the enable: they set the instance's
+    clock, which the enable would otherwise write first (one RCU grace
+    period more: tracing/tracefs.py)."""
     synth_file = tfs.root / "synthetic_events"
     with tfs.journal.change(Undo("append", str(synth_file), f"!{pair.synth}")):
         write(synth_file, f"{pair.synth} {pair.fields()}", append=True)
-    inst.enable("synthetic", pair.synth)
     clock = f":clock={inst.clock}"  # both: each trigger sets the instance's clock
     inst.add_trigger(*pair.entry, pair.entry_trigger() + clock)
+    inst.clock_set = True
     inst.add_trigger(*pair.exit, pair.exit_trigger() + clock)
+    inst.enable("synthetic", pair.synth)

@@ -110,9 +110,12 @@ class TraceFS:
         # another CPU, so timestamps must come from a global monotonic clock:
         # mono, the clock of the test's clock_gettime(CLOCK_MONOTONIC) (the
         # bystanders' operations and each trigger's syscall time are set
-        # against the walks on it), else global.
+        # against the walks on it), else global. Written before the first
+        # event is enabled (ensure_clock()), unless a hist trigger has set
+        # it by then: each setting resets the buffers and waits for an RCU
+        # grace period (tens of ms under TCG), and every trigger that pairs
+        # by common_timestamp sets it anyway (tracing/hist.py).
         inst.clock = pick_clock((path / "trace_clock").read_text())
-        write(path / "trace_clock", inst.clock)
         return inst
 
 
@@ -131,6 +134,7 @@ class Instance:
     followed: list[int] | None = None  # what set_event_pid was last given
     stats: list[Path] | None = None  # per_cpu/cpu*/stats, listed once
     clock: str = "mono"  # its trace_clock, which hist triggers must keep (tracing/hist.py)
+    clock_set: bool = False  # trace_clock reads `clock` (written, or set by a hist trigger)
 
     @property
     def _pipe(self) -> str:
@@ -138,6 +142,13 @@ class Instance:
 
     def event_dir(self, system: str, name: str) -> Path:
         return self.path / "events" / system / name
+
+    def ensure_clock(self) -> None:
+        """Set the instance's trace_clock to `clock` unless it is already:
+        before anything is recorded (an enable, a tracer)."""
+        if not self.clock_set:
+            write(self.path / "trace_clock", self.clock)
+            self.clock_set = True
 
     def follow_pids(self, pids: list[int]) -> None:
         # Each write waits for an RCU grace period (tens of ms under TCG):
@@ -149,6 +160,7 @@ class Instance:
 
     def enable(self, system: str, name: str) -> None:
         enable = self.event_dir(system, name) / "enable"
+        self.ensure_clock()
         # Disabled before the event itself is deleted (deleting an
         # enabled dynamic event fails with EBUSY).
         with self.journal.change(Undo("write", str(enable), "0")):
