@@ -33,9 +33,9 @@ jobs=${JOBS:-$(nproc)}
 nice=${NICE:-19}
 
 [ -f "$tarball" ] || die "$tarball missing (apt-get install linux-source-6.12)"
-for tool in make gcc flex bison bc perl xz patch; do
+for tool in make gcc flex bison bc perl xz patch pahole; do
 	command -v "$tool" >/dev/null 2>&1 ||
-		die "$tool missing (apt-get install build-essential flex bison bc libelf-dev libssl-dev)"
+		die "$tool missing (apt-get install build-essential flex bison bc libelf-dev libssl-dev pahole)"
 done
 
 mkdir -p "$1"
@@ -63,7 +63,9 @@ fi
 
 # 3. The config: x86_64 defconfig plus what the suite and its guest use.
 #    Built into a scratch file and moved over .config only when different, so
-#    a second run rebuilds nothing.
+#    a second run rebuilds nothing. BTF (pahole turns the DWARF into it at
+#    the link) lets the bpf backend attach fentry/fexit programs to the walk
+#    functions and fprobe fetch arguments by name, as on Debian's kernels.
 cfg=$src/.config.ground-truth
 rm -f "$cfg"
 (cd "$src" && KCONFIG_CONFIG=.config.ground-truth make -s ARCH=x86_64 defconfig >/dev/null)
@@ -80,6 +82,7 @@ enable="
 	FPROBE FPROBE_EVENTS KPROBES KPROBE_EVENTS DYNAMIC_EVENTS
 	HIST_TRIGGERS SYNTH_EVENTS
 	KALLSYMS KALLSYMS_ALL DEBUG_FS
+	BPF_SYSCALL BPF_JIT DEBUG_INFO_DWARF5 DEBUG_INFO_BTF
 	VIRTIO_MENU VIRTIO VIRTIO_PCI VIRTIO_BLK VIRTIO_CONSOLE
 	NET_9P NET_9P_VIRTIO 9P_FS 9P_FS_POSIX_ACL
 	EXT4_FS DEVTMPFS TMPFS BLK_DEV_INITRD
@@ -91,6 +94,7 @@ disable="
 	NETFILTER NET_SCHED IPV6 ETHERNET NFS_FS
 	ATA SCSI MD PCCARD INPUT_JOYSTICK INPUT_TABLET INPUT_TOUCHSCREEN
 	SECURITY_SELINUX AUDIT HIBERNATION
+	DEBUG_INFO_NONE DEBUG_INFO_REDUCED DEBUG_INFO_SPLIT
 "
 for opt in $disable; do
 	enable="$enable $opt=n"

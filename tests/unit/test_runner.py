@@ -215,3 +215,27 @@ def test_module_entry_point(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0
     assert proc.stdout.splitlines()[-1] == "ok 1 selftests: rmap: rmap_x.py # SKIP"
+
+
+ENVIRON = "#!/bin/sh\necho \"shared=${RMAPBENCH_SHARED_PROBES:-}\"\n"
+
+
+def test_two_programs_or_more_share_probe_events(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """machine/shared_probes.py: the runner names its journal to its
+    programs when there is a next program to keep events for; not for one,
+    nor with RMAPBENCH_SHARED_PROBES=0; its own environment is left as it
+    was."""
+    from rmapbench.machine import shared_probes
+
+    monkeypatch.delenv(shared_probes.ENV, raising=False)
+    a, b = program(tmp_path, "rmap_a.py", ENVIRON), program(tmp_path, "rmap_b.py", ENVIRON)
+    want = f"# shared={shared_probes.path_for(os.getpid())}"
+    assert run([a, b])[1].count(want) == 2
+    assert "# shared=\n" in run([a])[1] + "\n"
+    monkeypatch.setenv(shared_probes.ENV, "0")
+    assert run([a, b])[1].count("# shared=\n") == 2
+    assert os.environ[shared_probes.ENV] == "0"
+    monkeypatch.delenv(shared_probes.ENV)
+    run([a, b])
+    assert shared_probes.ENV not in os.environ

@@ -46,6 +46,7 @@ from rmapbench.guest.qemu import (
 from rmapbench.ksft import preload
 from rmapbench.ksft.cli import Parser, guarded, out_dir, out_file, replay_journals
 from rmapbench.ksft.status import EXIT_GUEST
+from rmapbench.machine import shared_probes
 
 log = logging.getLogger(__name__)
 
@@ -227,8 +228,9 @@ def run_in_guest(
         "RMAPBENCH_CACHE_DIR": "/tmp/rmapbench-cache",  # the boot's (tracing/calcache.py)
         "RMAPBENCH_SHARE": str(share), **(env or {}),
     }  # fmt: skip
-    if preload.ENV in os.environ and preload.ENV not in job_env:  # the runner's opt-out
-        job_env[preload.ENV] = os.environ[preload.ENV]
+    for name in (preload.ENV, shared_probes.ENV):  # the runner's opt-outs
+        if os.environ.get(name) == "0" and name not in job_env:
+            job_env[name] = "0"
     initrd = cached_initramfs(kernel)
     bytecode.precompile()  # the guest cannot write the bytecode it would compile
     vmlinux = pvh_vmlinux(kernel) or kernel.vmlinuz

@@ -166,8 +166,9 @@ def run(progs: list[Path], extra: list[str], timeout: int, out: TextIO | None = 
         out = sys.stdout
     print("TAP version 13", file=out)
     print(f"1..{len(progs)}", file=out)
-    kept = os.environ.get(shared.ENV) != "0" and len(progs) > 1
-    if kept:
+    before = os.environ.get(shared.ENV)
+    kept = before != "0" and len(progs) > 1
+    if kept:  # the programs' environment (program_env()) has it
         os.environ[shared.ENV] = str(shared.path_for(os.getpid()))
     else:
         os.environ.pop(shared.ENV, None)
@@ -176,6 +177,10 @@ def run(progs: list[Path], extra: list[str], timeout: int, out: TextIO | None = 
     finally:
         if kept:
             _release(out)
+        if before is None:
+            os.environ.pop(shared.ENV, None)
+        else:
+            os.environ[shared.ENV] = before
 
 
 def _release(out: TextIO) -> None:
