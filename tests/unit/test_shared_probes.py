@@ -157,3 +157,15 @@ def test_a_program_whose_runner_is_gone_releases(
 def test_a_path_of_another_shape_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(shared_probes.ENV, "/tmp/whatever.json")
     assert shared_probes.from_env() is None
+
+
+def test_an_eviction_the_kernel_refuses_is_one_line_and_keeps_the_record(tmp_path: Path) -> None:
+    path = shared_probes.path_for(os.getpid(), tmp_path)
+    shared = SharedProbes(path)
+    root = tmp_path / "tracing"
+    with shared.creating("fn", "f:g/ev fn", root):
+        pass
+    (root / "dynamic_events").mkdir(parents=True)  # writing it fails: EISDIR
+    with pytest.raises(shared_probes.EvictError, match=r"kept on fn \(-:g/ev\)"):
+        shared.evict(["fn"])
+    assert SharedProbes(path).probes["fn"].removals == ["-:g/ev"]

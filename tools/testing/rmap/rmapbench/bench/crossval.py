@@ -85,7 +85,11 @@ def run_round(
     rnd = Round(name)
     kept = shared.from_env()
     if kept is not None:  # the suite's kept probe events would be in every round's window
-        kept.evict(list(WALK_FUNCTIONS))
+        try:
+            kept.evict(list(WALK_FUNCTIONS))
+        except shared.EvictError as e:
+            rnd.unavailable = str(e)
+            return rnd
     with Journal(tag=name) as journal:
         probe = None
         if name == "syscall":

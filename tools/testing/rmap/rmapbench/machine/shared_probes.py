@@ -6,7 +6,7 @@ dynamic_events updates the ftrace hash over every traceable function,
 patches the call site and waits for RCU grace periods (docs/backends.md).
 Each of the default suite's ten programs paid both for the same three
 walk functions. When the suite's runner asks for it (ksft/runner.py sets
-RMAPBENCH_SHARED_PROBES to this file's path), a program that creates a
+RMAPBENCH_SHARED_PROBES to its journal's path), a program that creates a
 walk function's events records their removal here, in the runner's
 journal, instead of its own, and leaves them in place at its exit; the
 next program that would write the same definitions uses them as they are.
@@ -49,6 +49,11 @@ log = logging.getLogger(__name__)
 ENV = "RMAPBENCH_SHARED_PROBES"
 SUFFIX = "-shared"  # recover_stale() replays these journals last
 _NAME = re.compile(r"journal-(\d+)" + SUFFIX + r"\.json")
+
+
+class EvictError(RuntimeError):
+    """A kept event could not be removed (the kernel refused: EBUSY while
+    an instance still enables it); the one line says which and why."""
 
 
 def path_for(owner: int, directory: Path | None = None) -> Path:
@@ -146,19 +151,28 @@ class SharedProbes:
                 raise
 
     def evict(self, functions: list[str], keep: Entry | None = None) -> None:
-        """Remove the kept events of these functions (all but `keep`)."""
+        """Remove the kept events of these functions (all but `keep`);
+        EvictError when the kernel refuses (the events stay recorded)."""
         for func in functions:
             entry = self.probes.get(func)
             if entry is None or entry is keep:
                 continue
             with signals_held():
-                for removal in reversed(entry.removals):
-                    step = next(s for s in self._steps if s.value == removal)
-                    with contextlib.suppress(FileNotFoundError):
-                        step.apply()
-                    self._steps.remove(step)
-                del self.probes[func]
-                self._save()
+                try:
+                    for removal in list(reversed(entry.removals)):
+                        step = next(s for s in self._steps if s.value == removal)
+                        with contextlib.suppress(FileNotFoundError):
+                            step.apply()
+                        self._steps.remove(step)
+                        entry.removals.remove(removal)
+                        entry.definitions.pop()
+                except OSError as e:
+                    raise EvictError(f"cannot remove the probe event kept on {func} "
+                                     f"({removal}): {e.strerror or e}") from e  # fmt: skip
+                finally:
+                    if not entry.removals:
+                        del self.probes[func]
+                    self._save()
 
     def release(self) -> list[str]:
         """Remove every kept event, newest first; the failures (the file is

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import os
 
-from rmapbench.machine.shared_probes import SharedProbes
+from rmapbench.machine.shared_probes import EvictError, SharedProbes
 from rmapbench.tracing import events, hist, tracefs
 from rmapbench.tracing.backend import Description, Unavailable
 from rmapbench.tracing.tracefs import Instance, TraceError, TraceFS, write
@@ -164,6 +164,13 @@ class DynamicProbe:
         any other shared probe on `func` is removed."""
         if self.shared is None:
             return False
+        try:
+            return self._adopt_or_evict(tfs, func, fallback)
+        except EvictError as e:
+            raise Unavailable(str(e)) from e
+
+    def _adopt_or_evict(self, tfs: TraceFS, func: str, fallback: bool) -> bool:
+        assert self.shared is not None
         forms = [self.args_on_exit] + ([False] if fallback and self.args_on_exit else [])
         for on_exit in forms:
             self.args_on_exit = on_exit

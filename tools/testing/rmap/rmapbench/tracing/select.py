@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from rmapbench.machine.shared_probes import SharedProbes
+from rmapbench.machine.shared_probes import EvictError, SharedProbes
 from rmapbench.tracing.backend import Backend, Description, Unavailable
 from rmapbench.tracing.events import WALK_FUNCTIONS, WALK_TYPES, walk_functions
 from rmapbench.tracing.fgraph import FunctionGraph
@@ -69,7 +69,10 @@ def arm(
             if shared is not None and not isinstance(backend, DynamicProbe):
                 # Kept probe events would run inside the tracepoints' and
                 # function_graph's timed windows.
-                shared.evict(list(WALK_FUNCTIONS))
+                try:
+                    shared.evict(list(WALK_FUNCTIONS))
+                except EvictError as e:
+                    raise Unavailable(str(e)) from e
             return backend, backend.arm(tfs, inst), reasons
         except Unavailable as e:
             reasons.append(f"{name}: {e}")
