@@ -187,8 +187,9 @@ def test_a_killed_runner_takes_its_program_along(faults: dict[str, Any], name: s
     print(f"{name}: after {json.dumps(_same(before, killed))}")
     if name in ("runner_sampling", "runner_shared"):
         assert _same(before, during)  # it was killed with something to restore
-    if name == "runner_shared":
+    if name == "runner_shared":  # the kept events and instance were there
         assert "-shared.json" in during["journals"], during["journals"]
+        assert "-kept" in during["tracing/instances"], during["tracing/instances"]
     assert faults["text"](f"{name}.leftovers") == ""
     # The program got SIGTERM when the runner died, and restored everything.
     assert _same(before, killed) == {} and "journal-" not in killed["journals"]

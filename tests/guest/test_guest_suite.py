@@ -70,16 +70,19 @@ def test_suite_passes_with_valid_tap(suite_run: dict[str, Any]) -> None:
 
 
 def test_programs_use_the_probe_events_an_earlier_one_kept(suite_run: dict[str, Any]) -> None:
-    """machine/shared_probes.py: rmap_shmem.py armed on rmap_file.py's
-    events, the others on their own, and the runner removed all six (the
+    """machine/shared_probes.py, tracing/kept.py: rmap_shmem.py armed on
+    rmap_file.py's events and pairing, the others on their own, and the
+    runner removed all six events, three pairings and the instance (the
     snapshot after the run has none: test_every_knob_reads_back_as_before)."""
     docs = suite_run["docs"]
     if docs["rmap_file"]["backend"]["name"] not in ("fprobe", "kprobe"):
         pytest.skip("the kernel has the rmap tracepoints: no probe events")
-    assert "kept by an earlier program" in docs["rmap_shmem"]["backend"]["detail"]
+    assert ("and their pairing kept by an earlier program"
+            in docs["rmap_shmem"]["backend"]["detail"])  # fmt: skip
     for program in CASES:
         assert "kept by an earlier program" not in docs[program]["backend"]["detail"]
-    assert "# the 6 probe events the programs kept removed in" in suite_run["tap"]
+    assert ("# what the programs kept (6 probe events, 3 pairings and an instance) removed in"
+            in suite_run["tap"]), suite_run["tap"]  # fmt: skip
 
 
 @pytest.mark.parametrize("program", CASES)

@@ -50,7 +50,7 @@ def _lines(root: Path) -> list[str]:
 def _arm(root: Path, jdir: Path, kind: str, group: str, shared: SharedProbes | None
          ) -> DynamicProbe:  # fmt: skip
     probe = DynamicProbe(kind, {"rmap_walk_anon": "anon"}, shared=shared)
-    probe.group = probe.groups["rmap_walk_anon"] = group
+    probe.group = group
     tfs = tracefs.TraceFS(root, Journal(directory=jdir, tag=group))
     inst = tracefs.Instance(root / "instances" / group, tfs.journal)
     for ev in ("rmap_walk_anon_entry", "rmap_walk_anon_exit"):
@@ -77,7 +77,7 @@ def test_the_next_program_uses_the_events_and_the_runner_removes_them(
 
     second = _arm(root, tmp_path / "j", "fprobe", "g2", SharedProbes(path))
     assert _lines(root) == created  # nothing written
-    assert second.adopted == ["rmap_walk_anon"] and second.groups["rmap_walk_anon"] == "g1"
+    assert second.adopted == ["rmap_walk_anon"] and second._group("rmap_walk_anon") == "g1"
 
     assert SharedProbes(path).release() == []
     assert _lines(root)[2:] == ["-:g1/rmap_walk_anon_entry", "-:g1/rmap_walk_anon_exit"]
@@ -166,6 +166,89 @@ def test_an_eviction_the_kernel_refuses_is_one_line_and_keeps_the_record(tmp_pat
     with shared.creating("fn", "f:g/ev fn", root):
         pass
     (root / "dynamic_events").mkdir(parents=True)  # writing it fails: EISDIR
-    with pytest.raises(shared_probes.EvictError, match=r"kept on fn \(-:g/ev\)"):
+    with pytest.raises(shared_probes.EvictError, match=r"kept on fn \(append -:g/ev\)"):
         shared.evict(["fn"])
     assert SharedProbes(path).probes["fn"].removals == ["-:g/ev"]
+
+
+@pytest.fixture
+def hist_root(root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The fake tracefs with hist triggers: synthetic_events makes the
+    event's directory like dynamic_events; an instance's mkdir gives it the
+    walk events' and synthetic events' directories."""
+    from rmapbench.tracing import hist
+
+    (root / "synthetic_events").write_text("")
+    (root / "instances").mkdir()
+    real = hist.write
+
+    def write(path: Path, text: str, append: bool = False) -> None:
+        real(path, text, append)
+        if path.name == "synthetic_events" and not text.startswith("!"):
+            (root / "events" / "synthetic" / text.split()[0]).mkdir(parents=True)
+            (root / "events" / "synthetic" / text.split()[0] / "format").write_text("")
+
+    monkeypatch.setattr(hist, "write", write)
+    return root
+
+
+def _kept_arm(root: Path, jdir: Path, group: str, shared: SharedProbes) -> tuple[DynamicProbe,
+                                                                                tracefs.Instance]:
+    from rmapbench.tracing import kept
+
+    journal = Journal(directory=jdir, tag=group)
+    inst = kept.instance(shared, root, journal, 8192)
+    assert inst is not None
+    for g in ("g1", "g2", "synthetic"):
+        for ev in ("rmap_walk_anon_entry", "rmap_walk_anon_exit", "g1_rmap_walk_anon"):
+            (inst.path / "events" / g / ev).mkdir(parents=True, exist_ok=True)
+            (inst.path / "events" / g / ev / "trigger").touch()
+    probe = DynamicProbe("fprobe", {"rmap_walk_anon": "anon"}, shared=shared)
+    probe.group = group
+    probe.arm(tracefs.TraceFS(root, journal), inst)
+    return probe, inst
+
+
+def test_the_next_program_pairs_in_the_kept_instance_with_the_kept_triggers(
+    hist_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rmapbench.tracing import kept
+
+    real_mkdir = Path.mkdir
+
+    def mkdir(self: Path, *args: object, **kwargs: object) -> None:
+        real_mkdir(self, *args, **kwargs)  # type: ignore[arg-type]
+        if self.parent == hist_root / "instances":  # as the kernel makes one
+            (self / "trace_clock").write_text("[local] global mono\n")
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    path = shared_probes.path_for(os.getpid(), tmp_path / "run")
+    first, inst = _kept_arm(hist_root, tmp_path / "j", "g1", SharedProbes(path))
+    assert inst.path.name == f"rmapbench-{os.getpid()}-kept"
+    assert kept.holds(SharedProbes(path), inst)
+    trigger = inst.path / "events" / "g1" / "rmap_walk_anon_exit" / "trigger"
+    written = trigger.read_text()
+    assert "onmatch(g1.rmap_walk_anon_entry).trace(g1_rmap_walk_anon," in written
+    assert first.paired_kept == []
+
+    second, again = _kept_arm(hist_root, tmp_path / "j", "g2", SharedProbes(path))
+    assert again.path == inst.path and trigger.read_text() == written  # nothing added
+    assert second.paired_kept == ["rmap_walk_anon"] and second.adopted == ["rmap_walk_anon"]
+    text = ("  python3-7 [000] ...4.  21.000004: g1_rmap_walk_anon: lat=2984 "
+            "folio=18446683600581230424 mapping=0 locked=0\n")  # fmt: skip
+    assert [w.duration_ns for w in second.walks(text).walks] == [2984]
+
+    # The runner's release: the triggers and synthetic event, the events,
+    # then the instance, in that order (tracefs removes an instance whole).
+    real_rmdir = os.rmdir
+
+    def rmdir(p: str) -> None:
+        for child in sorted(Path(p).rglob("*"), reverse=True):
+            (real_rmdir if child.is_dir() else os.unlink)(child)
+        real_rmdir(p)
+
+    monkeypatch.setattr(os, "rmdir", rmdir)
+    assert SharedProbes(path).release() == []
+    assert _lines(hist_root)[-2:] == ["-:g1/rmap_walk_anon_entry", "-:g1/rmap_walk_anon_exit"]
+    assert (hist_root / "synthetic_events").read_text().splitlines()[-1] == "!g1_rmap_walk_anon"
+    assert not inst.path.exists() and not path.exists()

@@ -17,8 +17,9 @@ from rmapbench.ksft.ktap import KTAP
 from rmapbench.machine import ksm
 from rmapbench.machine import shared_probes as shared
 from rmapbench.machine.knobs import read_knob
-from rmapbench.tracing import calcache, calibrate, select, tracefs
-from rmapbench.tracing.backend import Description, Unavailable
+from rmapbench.tracing import calcache, calibrate, hist, kept, select, tracefs
+from rmapbench.tracing.backend import Backend, Description, Unavailable
+from rmapbench.tracing.probes import DynamicProbe
 
 
 @dataclass(frozen=True)
@@ -52,11 +53,16 @@ def arm(plan: Plan) -> Armed:
     if opts.backend == "syscall":
         describe_backend(ktap, select.SYSCALL_ONLY)
         return Armed(None, select.SYSCALL_ONLY)
-    tfs, inst = tracefs.private_instance(plan.journal, opts.buffer_kb)
+    root = tracefs.find_tracefs()
+    if root is None:
+        raise tracefs.TraceError("tracefs is not mounted or not writable")
+    tfs = tracefs.TraceFS(root, plan.journal)
+    kept_probes = shared.from_env()
     try:
-        backend, desc, passed_over = select.arm(
-            opts.backend, tfs, inst, opts.tracepoint_form, probed_types(plan), shared.from_env()
-        )
+        backend, desc, passed_over, inst = select.arm(
+            opts.backend, tfs, _instances(plan, kept_probes), opts.tracepoint_form,
+            probed_types(plan), kept_probes,
+        )  # fmt: skip
     except Unavailable as e:
         raise Skip(
             "no tracing backend" if opts.backend == "auto" else "backend unavailable", str(e)
@@ -65,6 +71,27 @@ def arm(plan: Plan) -> Armed:
         ktap.diag(f"backend {reason}")
     describe_backend(ktap, desc)
     return Armed(measure.Probe(backend, inst), desc)
+
+
+def _instances(plan: Plan, kept_probes: shared.SharedProbes | None
+               ) -> Callable[[Backend], tracefs.Instance]:  # fmt: skip
+    """The instance a backend arms in: the program's own (made once, for
+    whichever backend asks first), or for a probe backend pairing in the
+    kernel within a suite run the runner's kept one (tracing/kept.py)."""
+    own: list[tracefs.Instance] = []
+
+    def instance(backend: Backend) -> tracefs.Instance:
+        if kept_probes is not None and isinstance(backend, DynamicProbe):
+            root = tracefs.find_tracefs()
+            if root is not None and hist.hist_supported(tracefs.TraceFS(root, plan.journal)):
+                inst = kept.instance(kept_probes, root, plan.journal, plan.opts.buffer_kb)
+                if inst is not None:
+                    return inst
+        if not own:
+            own.append(tracefs.private_instance(plan.journal, plan.opts.buffer_kb)[1])
+        return own[0]
+
+    return instance
 
 
 def probed_types(plan: Plan) -> tuple[str, ...]:

@@ -184,20 +184,23 @@ def run(progs: list[Path], extra: list[str], timeout: int, out: TextIO | None = 
 
 
 def _release(out: TextIO) -> None:
-    """Remove the probe events the programs kept for each other: one line
-    saying how long it took, or why it could not (the next run's replay
-    then removes them)."""
+    """Remove the probe events, pairings and instance the programs kept for
+    each other: one line saying how long it took, or why it could not (the
+    next run's replay then removes them)."""
     probes = shared.from_env()
-    if probes is None or not probes.probes:
+    if probes is None or not (probes.probes or probes.instance):
         return
     t0 = time.monotonic()
-    n = sum(len(e.removals) for e in probes.probes.values())
+    events = sum(len(e.removals) for e in probes.probes.values())
+    pairings = sum(1 for e in probes.probes.values() if e.pairing)
+    what = (f"{events} probe events, {pairings} pairings and "
+            f"{'an instance' if probes.instance else 'no instance'}")  # fmt: skip
     failures = probes.release()
     if failures:
-        print(f"# could not remove {len(failures)} of the {n} probe events the programs "
-              f"kept ({failures[0]}); the next run's replay will", file=out)  # fmt: skip
+        print(f"# could not remove all the programs kept ({what}): {failures[0]}; "
+              "the next run's replay will", file=out)  # fmt: skip
     else:
-        print(f"# the {n} probe events the programs kept removed in "
+        print(f"# what the programs kept ({what}) removed in "
               f"{time.monotonic() - t0:.2f} s", file=out)  # fmt: skip
     out.flush()
 

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
+from typing import Protocol
 
 from rmapbench.files import write_atomic
 
@@ -88,6 +89,14 @@ def read_knob(path: str | Path) -> str:
 
 
 _CHOICE = re.compile(r"(?:[\w+-]+ )*\[([\w+-]+)\](?: [\w+-]+)*")
+
+
+class Recorder(Protocol):
+    """What records a change's undo step before the change is made: a
+    Journal, or the runner's journal of kept probe events
+    (machine/shared_probes.py)."""
+
+    def change(self, step: Undo) -> contextlib.AbstractContextManager[None]: ...
 
 
 class Journal:

@@ -61,17 +61,47 @@ def path_for(owner: int, directory: Path | None = None) -> Path:
     return (directory or knobs.JOURNAL_DIR) / f"journal-{owner}{SUFFIX}.json"
 
 
+PAIRING = "/pairing"  # the tag of a function's hist pairing steps
+INSTANCE = "instance"  # the tag of the kept instance's step
+
+
 @dataclass
 class Entry:
     """One walk function's two events: what was written to create them and
-    the undo step of each (group/name)."""
+    the undo step of each (group/name); and, once a program has paired
+    them in the kept instance, that pairing's synthetic event and
+    signature (its fields and triggers, the synthetic event's name
+    aside)."""
 
     definitions: list[str]
     removals: list[str]  # "-:group/name", as written to dynamic_events
+    synth: str = ""
+    pairing: str = ""
 
     def events(self) -> list[tuple[str, str]]:
         """(group, name) of each event."""
         return [_group_name(r.removeprefix("-:")) for r in self.removals]
+
+
+@dataclass(frozen=True)
+class KeptInstance:
+    """The trace instance the programs share for in-kernel pairing."""
+
+    path: str
+    buffer_kb: int
+    clock: str
+
+
+class Recorder:
+    """What Instance and TraceFS need of a journal (change()), recording
+    into the runner's journal under one tag."""
+
+    def __init__(self, shared: SharedProbes, tag: str) -> None:
+        self._shared = shared
+        self._tag = tag
+
+    def change(self, step: Undo) -> contextlib.AbstractContextManager[None]:
+        return self._shared.recording(step, self._tag)
 
 
 class SharedProbes:
@@ -84,7 +114,9 @@ class SharedProbes:
         self.path = path
         self.owner = int(m.group(1))
         self.probes: dict[str, Entry] = {}
+        self.instance: KeptInstance | None = None
         self._steps: list[Undo] = []
+        self._tags: list[str] = []  # each step's: a function, function + PAIRING, INSTANCE
         self._load()
 
     # -- the file -------------------------------------------------------------
@@ -97,21 +129,51 @@ class SharedProbes:
             log.warning("ignoring unreadable %s: %s", self.path, e)
             return
         self._steps = [Undo(**s) for s in data.get("steps", [])]
+        self._tags = list(data.get("tags", [""] * len(self._steps)))
         self.probes = {
-            f: Entry(list(e["definitions"]), list(e["removals"]))
+            f: Entry(list(e["definitions"]), list(e["removals"]), e.get("synth", ""),
+                     e.get("pairing", ""))
             for f, e in data.get("probes", {}).items()
-        }
+        }  # fmt: skip
+        kept = data.get("instance")
+        if kept:
+            self.instance = KeptInstance(str(kept["path"]), int(kept["buffer_kb"]),
+                                         str(kept["clock"]))  # fmt: skip
 
     def _save(self) -> None:
         steps = [{"kind": s.kind, "path": s.path, "value": s.value} for s in self._steps]
-        probes = {f: {"definitions": e.definitions, "removals": e.removals}
+        probes = {f: {"definitions": e.definitions, "removals": e.removals, "synth": e.synth,
+                      "pairing": e.pairing}
                   for f, e in self.probes.items()}  # fmt: skip
-        text = json.dumps({"pid": self.owner, "steps": steps, "probes": probes})
+        kept = self.instance.__dict__ if self.instance else None
+        text = json.dumps({"pid": self.owner, "steps": steps, "tags": self._tags,
+                           "probes": probes, "instance": kept})  # fmt: skip
         try:
             write_atomic(self.path, text)
         except FileNotFoundError:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(self.path, text)
+
+    @contextlib.contextmanager
+    def recording(self, step: Undo, tag: str) -> Iterator[None]:
+        """Record `step` (on disk, first), then let the block make the
+        change it undoes; forgotten again when the block fails. Signals
+        are held meanwhile, as in Journal.change()."""
+        with signals_held():
+            self._steps.append(step)
+            self._tags.append(tag)
+            self._save()
+            try:
+                yield
+            except BaseException:
+                i = next(i for i in reversed(range(len(self._steps))) if self._steps[i] is step)
+                del self._steps[i], self._tags[i]
+                self._save()
+                raise
+
+    def recorder(self, func: str) -> Recorder:
+        """A journal for the steps of `func`'s pairing in the kept instance."""
+        return Recorder(self, func + PAIRING)
 
     # -- what a program does --------------------------------------------------
     def adoptable(self, func: str, definitions: list[str], root: Path) -> Entry | None:
@@ -132,47 +194,71 @@ class SharedProbes:
         block create it by writing `definition` to `root`/dynamic_events;
         forgotten again when the block fails."""
         removal = "-:" + definition.split()[0].partition(":")[2]
-        with signals_held():
-            entry = self.probes.setdefault(func, Entry([], []))
-            step = Undo("append", str(root / "dynamic_events"), removal)
-            self._steps.append(step)
-            entry.definitions.append(definition)
-            entry.removals.append(removal)
-            self._save()
-            try:
+        entry = self.probes.setdefault(func, Entry([], []))
+        entry.definitions.append(definition)
+        entry.removals.append(removal)
+        try:
+            with self.recording(Undo("append", str(root / "dynamic_events"), removal), func):
                 yield
-            except BaseException:
-                self._steps.remove(step)
-                entry.definitions.pop()
-                entry.removals.pop()
-                if not entry.removals:
-                    del self.probes[func]
-                self._save()
-                raise
+        except BaseException:
+            entry.definitions.pop()
+            entry.removals.pop()
+            if not entry.removals:
+                del self.probes[func]
+            self._save()
+            raise
+
+    @contextlib.contextmanager
+    def creating_instance(self, path: Path) -> Iterator[None]:
+        """Record the kept instance's removal, then let the block make it
+        (set_instance() says what it is once it exists)."""
+        with self.recording(Undo("rmdir", str(path)), INSTANCE):
+            yield
+
+    def set_instance(self, kept: KeptInstance) -> None:
+        self.instance = kept
+        self._save()
+
+    def set_pairing(self, func: str, synth: str, signature: str) -> None:
+        entry = self.probes[func]
+        entry.synth, entry.pairing = synth, signature
+        self._save()
 
     def evict(self, functions: list[str], keep: Entry | None = None) -> None:
-        """Remove the kept events of these functions (all but `keep`);
-        EvictError when the kernel refuses (the events stay recorded)."""
+        """Remove the kept events of these functions (all but `keep`) and
+        their pairings; EvictError when the kernel refuses (what is left
+        stays recorded)."""
         for func in functions:
             entry = self.probes.get(func)
             if entry is None or entry is keep:
                 continue
-            with signals_held():
+            self._undo({func, func + PAIRING}, f"the probe events kept on {func}")
+            del self.probes[func]
+            self._save()
+
+    def evict_pairing(self, func: str) -> None:
+        """Remove `func`'s pairing (triggers, synthetic event) from the kept
+        instance, its events left."""
+        entry = self.probes.get(func)
+        if entry is not None:
+            entry.synth = entry.pairing = ""
+        self._undo({func + PAIRING}, f"the pairing kept for {func}")
+        self._save()
+
+    def _undo(self, tags: set[str], what: str) -> None:
+        with signals_held():
+            for i in reversed(range(len(self._steps))):
+                if self._tags[i] not in tags:
+                    continue
+                step = self._steps[i]
                 try:
-                    for removal in list(reversed(entry.removals)):
-                        step = next(s for s in self._steps if s.value == removal)
-                        with contextlib.suppress(FileNotFoundError):
-                            step.apply()
-                        self._steps.remove(step)
-                        entry.removals.remove(removal)
-                        entry.definitions.pop()
+                    with contextlib.suppress(FileNotFoundError):
+                        step.apply()
                 except OSError as e:
-                    raise EvictError(f"cannot remove the probe event kept on {func} "
-                                     f"({removal}): {e.strerror or e}") from e  # fmt: skip
-                finally:
-                    if not entry.removals:
-                        del self.probes[func]
                     self._save()
+                    raise EvictError(f"cannot remove {what} ({step.kind} {step.value or step.path}"
+                                     f"): {e.strerror or e}") from e  # fmt: skip
+                del self._steps[i], self._tags[i]
 
     def release(self) -> list[str]:
         """Remove every kept event, newest first; the failures (the file is
@@ -185,9 +271,9 @@ class SharedProbes:
                 except FileNotFoundError:
                     pass
                 except OSError as e:
-                    failures.append(f"{step.value}: {e.strerror or e}")
+                    failures.append(f"{step.kind} {step.value or step.path}: {e.strerror or e}")
             if not failures:
-                self._steps, self.probes = [], {}
+                self._steps, self._tags, self.probes, self.instance = [], [], {}, None
                 with contextlib.suppress(OSError):
                     self.path.unlink()
         return failures

@@ -28,11 +28,12 @@ each probed anonymous walk's interval.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
 from rmapbench.machine.shared_probes import EvictError, SharedProbes
-from rmapbench.tracing import events, hist, tracefs
+from rmapbench.tracing import events, hist, kept, tracefs
 from rmapbench.tracing.backend import Description, Unavailable
 from rmapbench.tracing.tracefs import Instance, TraceError, TraceFS, write
 
@@ -65,10 +66,12 @@ class DynamicProbe:
         self.functions = functions or events.WALK_FUNCTIONS
         self.tag = tag
         self.shared = shared
-        # Each function's event group: this run's, or the run's that
-        # created the shared events it uses.
-        self.groups = dict.fromkeys(self.functions, self.group)
+        # The event group and synthetic event of a function whose kept
+        # ones it uses (machine/shared_probes.py), the others' this run's.
+        self.kept_groups: dict[str, str] = {}
+        self.kept_synths: dict[str, str] = {}
         self.adopted: list[str] = []  # the functions whose shared events it uses
+        self.paired_kept: list[str] = []  # the functions whose kept pairing it uses
         self._btf = False
         self._hist = False
         # Arguments fetched by the exit event (see the module's docstring);
@@ -135,7 +138,7 @@ class DynamicProbe:
         if self._hist:
             try:
                 for i, func in enumerate(self.functions):
-                    hist.arm_pair(tfs, inst, self._pair(func, i))
+                    self._arm_pair(tfs, inst, func, self._pair(func, i))
             except TraceError as e:
                 # Without hist triggers (CONFIG_HIST_TRIGGERS) pairing falls
                 # back to user space at the text output's microseconds.
@@ -143,12 +146,14 @@ class DynamicProbe:
                 self._hist = False
         for func in self.functions:
             for ev in _event_names(func):
-                inst.enable(self.groups[func], ev)
+                inst.enable(self._group(func), ev)
         args = "BTF arguments" if self._btf else "raw offsets"
         args += " fetched at exit" if self.args_on_exit else " fetched at entry"
         where = ", ".join(self.functions)
         if self.adopted:
-            where += f" (the events of {', '.join(self.adopted)} kept by an earlier program)"
+            kept_too = " and their pairing" if self.paired_kept else ""
+            where += (f" (the events of {', '.join(self.adopted)}{kept_too} "
+                      "kept by an earlier program)")  # fmt: skip
         types = tuple(dict.fromkeys(self.functions.values()))
         if self._hist:
             detail = f"{where}; {args}; paired in kernel (hist/synthetic)"
@@ -174,14 +179,41 @@ class DynamicProbe:
         forms = [self.args_on_exit] + ([False] if fallback and self.args_on_exit else [])
         for on_exit in forms:
             self.args_on_exit = on_exit
-            kept = self.shared.adoptable(func, list(self._definitions(func))[::-1], tfs.root)
-            if kept is not None:
-                self.groups[func] = kept.events()[0][0]
+            entry = self.shared.adoptable(func, list(self._definitions(func))[::-1], tfs.root)
+            if entry is not None:
+                self.kept_groups[func] = entry.events()[0][0]
                 self.adopted.append(func)
                 return True
         self.args_on_exit = forms[0]
         self.shared.evict([func])
         return False
+
+    def _arm_pair(self, tfs: TraceFS, inst: Instance, func: str, pair: hist.HistPair) -> None:
+        """Pair `func`'s events in the kernel: in the runner's kept instance
+        (tracing/kept.py) with the kept triggers when they are these, else
+        made there and kept; in an instance of its own, made there."""
+        if self.shared is None or not kept.holds(self.shared, inst):
+            hist.arm_pair(tfs, inst, pair)
+            return
+        entry = self.shared.probes[func]
+        sig = _signature(pair, inst.clock)
+        synth_format = tfs.root / "events" / "synthetic" / entry.synth / "format"
+        if entry.pairing == sig and entry.synth and synth_format.exists():
+            self.kept_synths[func] = entry.synth
+            self.paired_kept.append(func)
+            return
+        try:
+            self.shared.evict_pairing(func)
+            recorder = self.shared.recorder(func)
+            with inst.journaled_by(recorder):
+                hist.arm_pair(TraceFS(tfs.root, recorder), inst, pair)
+        except EvictError as e:
+            raise TraceError(str(e)) from e
+        except TraceError:
+            with contextlib.suppress(EvictError):
+                self.shared.evict_pairing(func)
+            raise
+        self.shared.set_pairing(func, pair.synth, sig)
 
     def _add(self, tfs: TraceFS, func: str, definition: str) -> None:
         name = definition.split()[0].split("/", 1)[1]
@@ -196,7 +228,7 @@ class DynamicProbe:
 
     def _pair(self, func: str, index: int) -> hist.HistPair:
         entry, exit_ = _event_names(func)
-        group = self.groups[func]
+        group = self._group(func)
         return hist.HistPair(
             synth=f"{self.group}_{func}",
             entry=(group, entry),
@@ -205,6 +237,9 @@ class DynamicProbe:
             locked=_with_locked(func),
             fields_on_exit=self.args_on_exit,
         )
+
+    def _group(self, func: str) -> str:
+        return self.kept_groups.get(func, self.group)
 
     # -- collecting ---------------------------------------------------------
     def walks(self, trace_text: str) -> events.Pairing:
@@ -217,7 +252,7 @@ class DynamicProbe:
         if not self._hist:
             return raw
         exact = events.synthetic_walks(
-            parsed, {f"{self.group}_{f}": f for f in self.functions}
+            parsed, {self.kept_synths.get(f, f"{self.group}_{f}"): f for f in self.functions}
         )
         # The raw entry/exit events are still recorded: they tell walks that
         # never finished, and where each walk returned to.
@@ -231,6 +266,13 @@ def _with_locked(func: str) -> bool:
     """The walks with a `locked` argument; a calibration function gets the
     same fetch (whatever its third argument holds) so its cost is alike."""
     return func in HAS_LOCKED_ARG or func not in events.WALK_FUNCTIONS
+
+
+def _signature(pair: hist.HistPair, clock: str) -> str:
+    """What a kept pairing must be to be used as it is: the synthetic
+    event's fields and both triggers (its name aside) on this clock."""
+    text = "|".join((pair.fields(), pair.entry_trigger(), pair.exit_trigger(), clock))
+    return text.replace(pair.synth, "<synth>")
 
 
 def _event_names(func: str) -> tuple[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from rmapbench.machine.shared_probes import EvictError, SharedProbes
 from rmapbench.tracing.backend import Backend, Description, Unavailable
@@ -50,15 +51,18 @@ def make(name: str, tracepoint_form: str = "auto",
 def arm(
     requested: str,
     tfs: TraceFS,
-    inst: Instance,
+    instance: Callable[[Backend], Instance],
     tracepoint_form: str = "auto",
     types: tuple[str, ...] = WALK_TYPES,
     shared: SharedProbes | None = None,
-) -> tuple[Backend, Description, list[str]]:
-    """Arm the requested backend, or for "auto" the first that works.
+) -> tuple[Backend, Description, list[str], Instance]:
+    """Arm the requested backend, or for "auto" the first that works, in
+    the instance instance(backend) gives (the program's own, or for the
+    probe backends within a suite run the runner's kept one: tracing/kept.py).
 
-    Returns the backend, its description and why better ones were passed
-    over; raises Unavailable (with every reason) when none works.
+    Returns the backend, its description, why better ones were passed
+    over and the instance; raises Unavailable (with every reason) when
+    none works.
     """
     names = AUTO_ORDER if requested == "auto" else (requested,)
     reasons: list[str] = []
@@ -73,7 +77,8 @@ def arm(
                     shared.evict(list(WALK_FUNCTIONS))
                 except EvictError as e:
                     raise Unavailable(str(e)) from e
-            return backend, backend.arm(tfs, inst), reasons
+            inst = instance(backend)
+            return backend, backend.arm(tfs, inst), reasons, inst
         except Unavailable as e:
             reasons.append(f"{name}: {e}")
     raise Unavailable("; ".join(reasons))

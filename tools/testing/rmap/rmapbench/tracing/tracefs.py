@@ -9,13 +9,15 @@ are never written.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from rmapbench.machine.knobs import Journal, Undo, append_line, signals_held
+from rmapbench.machine.knobs import Journal, Recorder, Undo, append_line, signals_held
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +85,7 @@ def _error_log_hint(path: Path) -> str:
 @dataclass
 class TraceFS:
     root: Path
-    journal: Journal
+    journal: Recorder
 
     def has_event(self, system: str, name: str) -> bool:
         return (self.root / "events" / system / name / "format").exists()
@@ -129,7 +131,7 @@ class Instance:
     """A private ring buffer; everything written here dies with the rmdir."""
 
     path: Path
-    journal: Journal
+    journal: Recorder
     lost_mark: int = 0  # the lost-event counters at the last drain()
     followed: list[int] | None = None  # what set_event_pid was last given
     stats: list[Path] | None = None  # per_cpu/cpu*/stats, listed once
@@ -142,6 +144,16 @@ class Instance:
 
     def event_dir(self, system: str, name: str) -> Path:
         return self.path / "events" / system / name
+
+    @contextlib.contextmanager
+    def journaled_by(self, journal: Recorder) -> Iterator[None]:
+        """The instance's changes inside the block recorded by `journal`
+        (a kept pairing's: machine/shared_probes.py), then its own again."""
+        own, self.journal = self.journal, journal
+        try:
+            yield
+        finally:
+            self.journal = own
 
     def ensure_clock(self) -> None:
         """Set the instance's trace_clock to `clock` unless it is already:
