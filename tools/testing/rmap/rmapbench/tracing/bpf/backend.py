@@ -16,25 +16,32 @@ step that closes them (machine/knobs.py, kind "call"), so a restore
 really detaches the programs at the point it runs, before what comes
 after it (a calibration's own programs on the same function; a second
 backend's round).
+
+ctypes and mmap (syscall.py, ringbuf.py) are imported when the backend is
+checked, not with this module: every program imports it, few use it, and
+imports are a visible share of a program's time under TCG.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
 import struct
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rmapbench.machine.knobs import Undo
 from rmapbench.tracing import events
 from rmapbench.tracing.backend import Description, Unavailable
 from rmapbench.tracing.bpf import btf, programs, records
 from rmapbench.tracing.bpf import insn as bpf_insn
-from rmapbench.tracing.bpf import syscall as sc
-from rmapbench.tracing.bpf.ringbuf import RingBuffer
 from rmapbench.tracing.tracefs import Instance, TraceFS
+
+if TYPE_CHECKING:
+    from rmapbench.tracing.bpf.ringbuf import RingBuffer
 
 RWC = "rmap_walk_control"
 RINGBUF_BYTES = 4 << 20  # 64-byte records: 65,536 walks between two reads
@@ -75,6 +82,8 @@ class Bpf:
 
     # -- detection ----------------------------------------------------------
     def check(self, tfs: TraceFS) -> None:
+        from rmapbench.tracing.bpf import syscall as sc
+
         if os.geteuid() != 0:
             raise Unavailable("not root (fentry/fexit programs need CAP_BPF and CAP_PERFMON)")
         if os.uname().machine not in sc.NR_BPF:
@@ -104,6 +113,9 @@ class Bpf:
 
     # -- arming -------------------------------------------------------------
     def arm(self, tfs: TraceFS, inst: Instance) -> Description:
+        from rmapbench.tracing.bpf import syscall as sc
+        from rmapbench.tracing.bpf.ringbuf import RingBuffer
+
         assert self._found is not None, "check() first"
         found = self._found
         tfs.journal.on_undo(Undo("call", f"bpf programs of {self.name}", action=self.close))
@@ -144,12 +156,16 @@ class Bpf:
         return Description(self.name, "mono", 1, detail, types)
 
     def _map(self, kind: int, key: int, value: int, entries: int, name: str) -> int:
+        from rmapbench.tracing.bpf import syscall as sc
+
         fd = sc.map_create(kind, key, value, entries, name)
         self._fds.append(fd)
         return fd
 
     def _attach(self, code: list[bpf_insn.Insn], kind: int, btf_id: int, func: str,
                 suffix: str) -> None:  # fmt: skip
+        from rmapbench.tracing.bpf import syscall as sc
+
         name = f"rb_{suffix}_{func}"[:15]
         prog = sc.prog_load(bpf_insn.assemble(code), kind, btf_id, name)
         self._fds.append(prog)
@@ -161,7 +177,8 @@ class Bpf:
             self._ring.close()
             self._ring = None
         while self._fds:
-            sc.close(self._fds.pop())
+            with contextlib.suppress(OSError):
+                os.close(self._fds.pop())
         self._counters = -1
 
     # -- collecting ---------------------------------------------------------
@@ -180,6 +197,8 @@ class Bpf:
     def _read_counters(self) -> list[int]:
         if self._counters < 0:
             return [0] * programs.COUNTERS
+        from rmapbench.tracing.bpf import syscall as sc
+
         return [
             struct.unpack("<Q", sc.map_lookup(self._counters, struct.pack("<I", i), 8))[0]
             for i in range(programs.COUNTERS)

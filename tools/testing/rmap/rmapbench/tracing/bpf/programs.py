@@ -31,9 +31,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rmapbench.tracing.bpf import insn
-from rmapbench.tracing.bpf import syscall as sc
 from rmapbench.tracing.bpf.insn import FP, JEQ, JNE, Assembler, Insn, W
 from rmapbench.tracing.bpf.records import RECORD_SIZE, Field
+
+# Helpers (the kernel's enum bpf_func_id).
+MAP_LOOKUP, MAP_UPDATE, KTIME_GET_NS, GET_CURRENT_PID_TGID, RINGBUF_OUTPUT = 1, 2, 5, 14, 130
+RB_NO_WAKEUP = 1  # bpf_ringbuf_output(): no irq_work to wake a reader; this one polls
 
 # counters map slots
 DROPPED, UNMATCHED = 0, 1
@@ -69,19 +72,19 @@ class Shape:
 
 def entry(maps: Maps) -> list[Insn]:
     a = Assembler()
-    a.emit(insn.call(sc.GET_CURRENT_PID_TGID), insn.store(FP, _KEY, 0))
+    a.emit(insn.call(GET_CURRENT_PID_TGID), insn.store(FP, _KEY, 0))
     _lookup(a, maps.start, _KEY)
     a.jump_if(JNE, 0, 0, "have")
     # First walk of this task: insert its slot, then find it.
     a.emit(insn.store_imm(FP, _KEY - 8, 0))
     a.emit(insn.load_map_fd(1, maps.start), insn.mov_reg(2, FP), insn.add_imm(2, _KEY))
     a.emit(insn.mov_reg(3, FP), insn.add_imm(3, _KEY - 8), insn.mov_imm(4, 0))
-    a.emit(insn.call(sc.MAP_UPDATE))
+    a.emit(insn.call(MAP_UPDATE))
     _lookup(a, maps.start, _KEY)
     a.jump_if(JEQ, 0, 0, "out")
     a.label("have")
     # The clock last, kept with one store.
-    a.emit(insn.mov_reg(6, 0), insn.call(sc.KTIME_GET_NS), insn.store(6, 0, 0))
+    a.emit(insn.mov_reg(6, 0), insn.call(KTIME_GET_NS), insn.store(6, 0, 0))
     a.label("out")
     a.emit(insn.mov_imm(0, 0), insn.exit_())
     return a.assemble()
@@ -90,8 +93,8 @@ def entry(maps: Maps) -> list[Insn]:
 def exit_(maps: Maps, shape: Shape) -> list[Insn]:
     a = Assembler()
     # The clock first; r6 = ctx, r7 = end.
-    a.emit(insn.mov_reg(6, 1), insn.call(sc.KTIME_GET_NS), insn.mov_reg(7, 0))
-    a.emit(insn.call(sc.GET_CURRENT_PID_TGID), insn.store(FP, _KEY, 0))
+    a.emit(insn.mov_reg(6, 1), insn.call(KTIME_GET_NS), insn.mov_reg(7, 0))
+    a.emit(insn.call(GET_CURRENT_PID_TGID), insn.store(FP, _KEY, 0))
     a.emit(insn.store(FP, _rec(Field.PID), 0))
     _lookup(a, maps.start, _KEY)
     a.jump_if(JEQ, 0, 0, "unmatched")
@@ -118,8 +121,8 @@ def exit_(maps: Maps, shape: Shape) -> list[Insn]:
     else:
         a.emit(insn.store_imm(FP, _rec(Field.LOCKED), 0))
     a.emit(insn.load_map_fd(1, maps.ringbuf), insn.mov_reg(2, FP), insn.add_imm(2, _REC))
-    a.emit(insn.mov_imm(3, RECORD_SIZE), insn.mov_imm(4, sc.RB_NO_WAKEUP))
-    a.emit(insn.call(sc.RINGBUF_OUTPUT))
+    a.emit(insn.mov_imm(3, RECORD_SIZE), insn.mov_imm(4, RB_NO_WAKEUP))
+    a.emit(insn.call(RINGBUF_OUTPUT))
     a.jump_if(JEQ, 0, 0, "out")
     _count(a, maps.counters, DROPPED)
     a.goto("out")
@@ -137,7 +140,7 @@ def _rec(f: Field) -> int:
 def _lookup(a: Assembler, map_fd: int, key: int) -> None:
     """r0 = bpf_map_lookup_elem(map, fp + key)"""
     a.emit(insn.load_map_fd(1, map_fd), insn.mov_reg(2, FP), insn.add_imm(2, key))
-    a.emit(insn.call(sc.MAP_LOOKUP))
+    a.emit(insn.call(MAP_LOOKUP))
 
 
 def _count(a: Assembler, map_fd: int, slot: int) -> None:

@@ -11,7 +11,6 @@ import contextlib
 import ctypes
 import errno
 import os
-import platform
 import struct
 
 NR_BPF = {"x86_64": 321, "aarch64": 280}
@@ -23,9 +22,6 @@ RAW_TRACEPOINT_OPEN = 17
 MAP_HASH, MAP_ARRAY, MAP_RINGBUF = 1, 2, 27
 PROG_TRACING = 26
 TRACE_FENTRY, TRACE_FEXIT = 24, 25
-# Helpers (the kernel's enum bpf_func_id).
-MAP_LOOKUP, MAP_UPDATE, KTIME_GET_NS, GET_CURRENT_PID_TGID, RINGBUF_OUTPUT = 1, 2, 5, 14, 130
-RB_NO_WAKEUP = 1  # bpf_ringbuf_output(): no irq_work to wake a reader; this one polls
 
 ATTR_SIZE = 144
 LOG_SIZE = 1 << 20
@@ -60,7 +56,7 @@ def _syscall() -> ctypes.CDLL:
 
 
 def bpf(cmd: int, attr: ctypes.Array[ctypes.c_char], what: str) -> int:
-    nr = NR_BPF.get(platform.machine())
+    nr = NR_BPF.get(os.uname().machine)
     if nr is None:
         raise BpfError(what, errno.ENOSYS)
     ret = int(_syscall().syscall(ctypes.c_long(nr), ctypes.c_int(cmd), attr,
