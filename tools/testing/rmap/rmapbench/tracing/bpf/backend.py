@@ -139,6 +139,9 @@ class Bpf:
         except sc.BpfError as e:
             self.close()
             why = e.last_log_line()
+            if not why and e.errno == errno.EPERM:
+                # Refused before the verifier ran: capabilities, an LSM, lockdown.
+                why = "refused before verification (capabilities, lockdown or an LSM)"
             raise Unavailable(f"{e}{': ' + why if why else ''}") from None
         except OSError as e:
             self.close()
@@ -167,9 +170,10 @@ class Bpf:
         from rmapbench.tracing.bpf import syscall as sc
 
         name = f"rb_{suffix}_{func}"[:15]
-        prog = sc.prog_load(bpf_insn.assemble(code), kind, btf_id, name)
+        what = f"{'fexit' if suffix == 'x' else 'fentry'} program on {func}"
+        prog = sc.prog_load(bpf_insn.assemble(code), kind, btf_id, name, f"load {what}")
         self._fds.append(prog)
-        self._fds.append(sc.attach(prog, f"{'fexit' if suffix == 'x' else 'fentry'} {func}"))
+        self._fds.append(sc.attach(prog, f"attach {what}"))
 
     def close(self) -> None:
         """Detach and free everything (links first: the programs stop)."""

@@ -31,9 +31,12 @@ class BpfError(OSError):
     """A bpf(2) command failed; `log` holds the verifier's log for a load."""
 
     def __init__(self, what: str, err: int, log: str = "") -> None:
-        super().__init__(err, f"{what}: {os.strerror(err)}")
+        super().__init__(err, os.strerror(err))
         self.what = what
         self.log = log
+
+    def __str__(self) -> str:
+        return f"{self.what}: {self.strerror}"
 
     def last_log_line(self) -> str:
         lines = [ln for ln in self.log.splitlines() if ln.strip()]
@@ -103,7 +106,7 @@ def map_update(fd: int, key: bytes, value: bytes) -> None:
     bpf(MAP_UPDATE_ELEM, _attr((0, "I", fd), (8, "Q", _addr(k)), (16, "Q", _addr(v))), "update")
 
 
-def prog_load(insns: bytes, attach_type: int, btf_id: int, name: str) -> int:
+def prog_load(insns: bytes, attach_type: int, btf_id: int, name: str, what: str) -> int:
     """Load a BPF_PROG_TYPE_TRACING program for fentry/fexit on the vmlinux
     function with BTF id `btf_id` (attach_btf_obj_fd 0: vmlinux). Tried
     without a log first (the verifier's log costs time); on a refusal
@@ -118,12 +121,12 @@ def prog_load(insns: bytes, attach_type: int, btf_id: int, name: str) -> int:
             (28, "I", len(log) if log is not None else 0), (32, "Q", _addr(log)),
             (48, "16s", _name(name)), (68, "I", attach_type), (108, "I", btf_id),
         )  # fmt: skip
-        return bpf(PROG_LOAD, attr, f"load {name}")
+        return bpf(PROG_LOAD, attr, what)
 
     try:
         return attempt(None)
     except BpfError as e:
-        if e.errno not in (errno.EACCES, errno.EINVAL):
+        if e.errno not in (errno.EACCES, errno.EINVAL, errno.EPERM):
             raise
     log = ctypes.create_string_buffer(LOG_SIZE)
     try:
