@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from rmapbench.bench import target
 from rmapbench.machine import mm
 from rmapbench.tracing.backend import Backend
+from rmapbench.tracing.bpf.backend import Bpf
 from rmapbench.tracing.calibrate import AfterFirings
 from rmapbench.tracing.events import Walk, mark_targets
 from rmapbench.tracing.fgraph import FunctionGraph
@@ -48,8 +49,18 @@ class Probe:
         """Record the walks of these processes: where the trigger's walks run
         (this process, or kdamond for damon)."""
         self.instance.follow_pids(pids)
-        if isinstance(self.backend, FunctionGraph):
+        if isinstance(self.backend, FunctionGraph | Bpf):
             self.backend.follow(self.instance, pids)
+
+    def clear(self) -> None:
+        self.instance.clear()
+        if isinstance(self.backend, Bpf):  # its walks are not in the instance
+            self.backend.discard()
+
+    def drain(self) -> None:
+        self.instance.drain()
+        if isinstance(self.backend, Bpf):
+            self.backend.discard()
 
 
 def run(
@@ -73,14 +84,14 @@ def run(
         # Reset once: what the build left (a file's writeback walks every
         # page: 20,000 walks) is dropped, where consuming it would have
         # the kernel format it all. Each firing then drains what came since.
-        probe.instance.clear()
+        probe.clear()
     for i in range(warmup + samples):
         trigger.ready(addr)  # untimed, before the buffer is cleared
         before = mm.pfn(pid, addr)
         # The trigger empties the buffer itself, at the moment a firing
         # should begin (damon: while kdamond sleeps). Consumed, not reset:
         # a reset waits for an RCU grace period (~35 ms under TCG).
-        trigger.align(probe.instance.drain if probe else _nothing)
+        trigger.align(probe.drain if probe else _nothing)
         firing = trigger.fire(addr)
         if after_firing:  # first: in the state the firing left, as the walks' probes ran
             after_firing.fired()
@@ -91,7 +102,7 @@ def run(
             text = probe.instance.take()
             _dump(text, i)
             pairing = probe.backend.walks(text)
-            sample.lost_events = probe.instance.lost_events()
+            sample.lost_events = probe.instance.lost_events() + pairing.lost
             sample.walks = pairing.walks
             sample.unmatched_exits = pairing.unmatched_exits
             sample.unfinished = pairing.unfinished

@@ -24,7 +24,7 @@ from rmapbench.ksft.status import EXIT_USAGE
 
 __all__ = ["EXIT_USAGE", "CasePolicy", "Options", "UsageError", "not_applicable", "parse"]
 
-BACKENDS = ("auto", "tracepoint", "fprobe", "kprobe", "fgraph", "syscall", "all")
+BACKENDS = ("auto", "tracepoint", "fprobe", "kprobe", "fgraph", "bpf", "syscall", "all")
 # --bystander kinds (rmapbench/bench/bystander/, docs/bystanders.md).
 BYSTANDERS = ("mprotect", "munmap", "fork")
 # --tracepoint-form: which of the proposed rmap tracepoint forms the

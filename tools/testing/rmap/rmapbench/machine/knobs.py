@@ -21,7 +21,7 @@ import os
 import re
 import signal
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Protocol
@@ -48,12 +48,17 @@ class Undo:
     kind "write": write `value` to `path`; "rmdir": remove directory `path`;
     "append": append `value` to `path` (removing a dynamic event);
     "try-write": write `value` to `path` unless the file refuses it (turning
-    off a kdamond that never started, or stopped on its own, is EINVAL).
+    off a kdamond that never started, or stopped on its own, is EINVAL);
+    "call": run `action`, this process's own cleanup (closing the file
+    descriptors of BPF programs: tracing/bpf/backend.py). A "call" step is
+    never written to disk: what it undoes belongs to the process and
+    disappears with it, so a later run has nothing to recover.
     """
 
     kind: str
     path: str
     value: str = ""
+    action: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
     def apply(self) -> None:
         if self.kind == "write":
@@ -66,6 +71,9 @@ class Undo:
         elif self.kind == "rmdir":
             if os.path.isdir(self.path):
                 os.rmdir(self.path)
+        elif self.kind == "call":
+            if self.action is not None:
+                self.action()
         else:
             raise ValueError(f"unknown undo kind {self.kind!r}")
 
@@ -157,13 +165,18 @@ class Journal:
 
     def _record(self, step: Undo) -> None:
         self._steps.append(step)
-        self._save()
+        if step.kind != "call":  # nothing on disk changes
+            self._save()
 
     def _save(self) -> None:
         # Once for each step, so kept cheap: one line of JSON (which the C
         # encoder writes), the directory made when it is missing. With
         # indent=1, asdict() and a mkdir each time, 27 ms a save under TCG.
-        steps = [{"kind": s.kind, "path": s.path, "value": s.value} for s in self._steps]
+        steps = [
+            {"kind": s.kind, "path": s.path, "value": s.value}
+            for s in self._steps
+            if s.kind != "call"
+        ]
         text = json.dumps({"pid": os.getpid(), "steps": steps})
         try:
             try:

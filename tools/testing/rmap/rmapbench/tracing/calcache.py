@@ -38,6 +38,10 @@ from pathlib import Path
 from rmapbench.files import write_atomic
 from rmapbench.tracing import calibrate, events, fgraph, hist, probes, tracefs, tracepoint
 from rmapbench.tracing.backend import Backend
+from rmapbench.tracing.bpf import backend as bpf_backend
+from rmapbench.tracing.bpf import btf as bpf_btf
+from rmapbench.tracing.bpf import programs as bpf_programs
+from rmapbench.tracing.bpf import records as bpf_records
 from rmapbench.tracing.calibrate import Calibration
 
 log = logging.getLogger(__name__)
@@ -46,7 +50,8 @@ ENV = "RMAPBENCH_CACHE_DIR"
 FORMAT = 1  # of the cache file; a change makes old files misses
 
 # The modules whose code the measurement depends on.
-_SOURCES = (calibrate, events, fgraph, hist, probes, tracefs, tracepoint)
+_SOURCES = (calibrate, events, fgraph, hist, probes, tracefs, tracepoint,
+            bpf_backend, bpf_btf, bpf_programs, bpf_records)  # fmt: skip
 
 
 def cached(backend: Backend, buffer_kb: int = 256,

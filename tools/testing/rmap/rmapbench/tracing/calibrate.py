@@ -65,6 +65,7 @@ from rmapbench.ksft import stats
 from rmapbench.machine.knobs import Journal
 from rmapbench.tracing import tracefs
 from rmapbench.tracing.backend import Backend, Unavailable
+from rmapbench.tracing.bpf.backend import Bpf
 from rmapbench.tracing.events import Pairing
 from rmapbench.tracing.fgraph import FunctionGraph
 from rmapbench.tracing.probes import DynamicProbe
@@ -176,8 +177,10 @@ def run(make: Callable[[], Backend], method: str, buffer_kb: int = 256,
                 follow(inst, [os.getpid()])
             durations: list[int] = []
             done = 0
+            discard = getattr(backend, "discard", _nothing)
             while done < firings:
                 inst.drain()
+                discard()
                 n = min(BATCH, firings - done)
                 for _ in range(n):
                     os.getppid()
@@ -186,10 +189,16 @@ def run(make: Callable[[], Backend], method: str, buffer_kb: int = 256,
                 if inst.lost_events():
                     continue
                 pairing: Pairing = backend.walks(text)
+                if pairing.lost:
+                    continue
                 durations += [w.duration_ns for w in pairing.walks]
     except (Unavailable, TraceError, OSError) as e:
         return unavailable(backend.name, str(e))
     return summarise(backend.name, method, function, durations, unprobed_call_ns())
+
+
+def _nothing() -> None:
+    pass
 
 
 # The calibration's "walk function": probed like a walk, page type unused.
@@ -239,6 +248,12 @@ def machinery(backend: Backend) -> Machinery | None:
             f"{kind} entry/exit events on {FUNCTION} with the walks' fetches "
             f"(at {where}) and pairing",
         )
+    if isinstance(backend, Bpf):
+        return Machinery(
+            lambda: Bpf(TARGETS),
+            f"the same fentry/fexit programs and maps on {FUNCTION} (no argument reads: "
+            "they come after the interval)",
+        )
     if isinstance(backend, FunctionGraph):
         return Machinery(
             lambda: FunctionGraph(os.getpid(), TARGETS),
@@ -274,6 +289,7 @@ class AfterFirings:
             if follow is not None:
                 follow(inst, [os.getpid()])
             inst.drain()
+            getattr(probe, "discard", _nothing)()
         except (Unavailable, TraceError, OSError) as e:
             self.unavailable = str(e)
             self._journal.restore()
@@ -292,7 +308,9 @@ class AfterFirings:
         text = self._inst.take()
         lost = self._inst.lost_events()
         self._inst.lost_mark += lost
-        walks = self._probe.walks(text).walks
+        pairing = self._probe.walks(text)
+        lost += pairing.lost
+        walks = pairing.walks
         if counted and walks and not lost:
             self.durations.append(walks[0].duration_ns)
 

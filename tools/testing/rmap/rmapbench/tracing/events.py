@@ -64,6 +64,9 @@ class Pairing:
     walks: list[Walk] = field(default_factory=list)
     unmatched_exits: int = 0  # exit without entry (entry before the clear, or lost)
     unfinished: int = 0  # entry without exit (still running, or exit lost)
+    # Walks the backend itself dropped (the bpf backend's full ring
+    # buffer); a trace instance's losses are counted by the instance.
+    lost: int = 0
 
 
 def parse_ts(seconds: str, frac: str) -> int:

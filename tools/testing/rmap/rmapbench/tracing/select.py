@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from rmapbench.machine.shared_probes import EvictError, SharedProbes
 from rmapbench.tracing.backend import Backend, Description, Unavailable
+from rmapbench.tracing.bpf.backend import Bpf
 from rmapbench.tracing.events import WALK_FUNCTIONS, WALK_TYPES, walk_functions
 from rmapbench.tracing.fgraph import FunctionGraph
 from rmapbench.tracing.probes import DynamicProbe
@@ -18,6 +19,9 @@ from rmapbench.tracing.tracepoint import Tracepoint
 # function_graph is last: it times the walk functions like fprobe does but
 # records no arguments, so walks are matched to the target by type only.
 AUTO_ORDER = ("tracepoint", "fprobe", "kprobe", "fgraph")
+# Asked for by name only: experimental until checked against the ground
+# truth (docs/backends.md).
+EXPERIMENTAL = ("bpf",)
 
 
 def walk_types(page_type: str, every: bool = False) -> tuple[str, ...]:
@@ -45,6 +49,8 @@ def make(name: str, tracepoint_form: str = "auto",
         return DynamicProbe(name, walk_functions(types), shared=shared)
     if name == "fgraph":
         return FunctionGraph(os.getpid(), walk_functions(types))
+    if name == "bpf":
+        return Bpf(walk_functions(types))
     raise ValueError(f"unknown backend {name!r}")
 
 
