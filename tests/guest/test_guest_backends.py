@@ -62,7 +62,7 @@ def test_backend_all_agrees_and_reports_overhead(
     doc = _doc(share, program)
     entries = doc["scenarios"][0]["backends"]
     names = [e["backend"]["name"] for e in entries]
-    assert names == ["fprobe", "kprobe", "fgraph", "syscall"], names
+    assert names == ["fprobe", "kprobe", "fgraph", "bpf", "syscall"], names
     for e in entries[:-1]:
         assert e["walks"]["count"] >= 6, e
         assert e["overhead_ns"] is not None

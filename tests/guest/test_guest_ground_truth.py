@@ -92,6 +92,23 @@ def test_corrected_fprobe_matches_the_in_kernel_duration(
     assert abs(corrected / reference - 1) <= TOLERANCE, (case, corrected, reference)
 
 
+# Measured under TCG (docs/ground-truth.md): per caller 1.2-1.5x for
+# try_to_migrate, 0.5-1.3x for remove_migration_ptes, run to run.
+@pytest.mark.xfail(reason="issue #12: bpf is closer than fprobe, not yet within 25% under TCG")
+@pytest.mark.parametrize("case", CASES)
+def test_corrected_bpf_matches_the_in_kernel_duration(
+    runs: tuple[Path, Path, str], case: str
+) -> None:
+    every, _, _ = runs
+    rounds = _doc(every, f"rmap_{case}")["scenarios"][0]["backends"]
+    entries = {e["backend"]["name"]: e for e in rounds}
+    reference = entries["tracepoint"]["walks"]["p50_ns"]
+    bpf = entries["bpf"]
+    assert bpf["probe_cost"]["cost_ns"] > 0, bpf
+    corrected = bpf["walks_corrected"]["p50_ns"]
+    assert abs(corrected / reference - 1) <= TOLERANCE, (case, corrected, reference)
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_every_backend_timed_the_target_and_was_calibrated(
     runs: tuple[Path, Path, str], case: str
@@ -103,7 +120,7 @@ def test_every_backend_timed_the_target_and_was_calibrated(
     rounds = _doc(every, f"rmap_{case}")["scenarios"][0]["backends"]
     entries = {e["backend"]["name"]: e for e in rounds}
     reference = entries["tracepoint"]["walks"]["p50_ns"]
-    for name in ("fprobe", "kprobe", "fgraph"):
+    for name in ("fprobe", "kprobe", "fgraph", "bpf"):
         e = entries[name]
         assert e["walks"]["count"] >= 2 * 12, (name, out)
         callers = {c["caller"] for c in e["walks_by_caller"]}

@@ -63,7 +63,7 @@ def available(root: Path) -> list[str]:
     """Timing backends this kernel offers, most precise first (checks only
     read tracefs, so the journal stays empty)."""
     names = []
-    for name in select.AUTO_ORDER:
+    for name in select.ALL_ORDER:
         try:
             select.make(name).check(tracefs.TraceFS(root, Journal(tag="check")))
             names.append(name)

@@ -22,6 +22,8 @@ AUTO_ORDER = ("tracepoint", "fprobe", "kprobe", "fgraph")
 # Asked for by name only: experimental until checked against the ground
 # truth (docs/backends.md).
 EXPERIMENTAL = ("bpf",)
+# What --backend all measures, in turn: auto's candidates, then these.
+ALL_ORDER = AUTO_ORDER + EXPERIMENTAL
 
 
 def walk_types(page_type: str, every: bool = False) -> tuple[str, ...]:
