@@ -1,32 +1,36 @@
-"""Probe events kept for the next program of the same suite run.
+"""Probe events, and their pairing, kept for the next program of the same
+suite run.
 
 Creating a walk function's fprobe (or kprobe) entry and exit events costs
 about 0.27 s under TCG and removing them about 0.35 s: each write to
 dynamic_events updates the ftrace hash over every traceable function,
 patches the call site and waits for RCU grace periods (docs/backends.md).
-Each of the default suite's ten programs paid both for the same three
-walk functions. When the suite's runner asks for it (ksft/runner.py sets
+Pairing them in the kernel costs a trace instance and two hist triggers,
+about 0.4 s more to make and remove (tracing/kept.py). Each of the
+default suite's ten programs paid all of it for the same three walk
+functions. When the suite's runner asks for it (ksft/runner.py sets
 RMAPBENCH_SHARED_PROBES to its journal's path), a program that creates a
 walk function's events records their removal here, in the runner's
-journal, instead of its own, and leaves them in place at its exit; the
-next program that would write the same definitions uses them as they are.
-Everything else stays the program's own (its instance, its hist triggers
-and synthetic events, the enables). The runner removes the events once
+journal, instead of its own, and pairs them in the runner's kept instance
+(its hist triggers and synthetic event recorded here too); at its exit
+it leaves them in place. The next program that would write the same
+definitions and the same pairing uses them as they are. What it enables
+in the kept instance stays its own. The runner removes everything once
 its last program has ended (release()).
 
 The file is a journal of the runner (journal-PID-shared.json,
 machine/knobs.py): its steps are undone by the next run if the runner
 is SIGKILLed, after the journals of its programs (which disable the
 events in their instances first). A program that finds its runner gone
-(SIGTERM from PR_SET_PDEATHSIG, the runner SIGKILLed) releases the events
+(SIGTERM from PR_SET_PDEATHSIG, the runner SIGKILLed) releases it all
 itself after its own restore (release_if_orphaned()).
 
-What a program measures does not change: the events on its walk function
-are those it would have created, and any other probe on that function
-(another kind, other arguments, another backend's) is removed before it
-arms (evict()). Events left on the other walk functions are disabled in
-every instance, so a walk of another type runs a disabled fprobe's
-handler, and the case's own walks nothing more.
+What a program measures does not change: the events and triggers on its
+walk function are those it would have created, and any other probe on
+that function (another kind, other arguments, another backend's) is
+removed, pairing first, before it arms (evict()). What is kept for the
+other walk functions does not run inside the case's walks (see
+tracing/kept.py for what it does run).
 """
 
 from __future__ import annotations
