@@ -185,6 +185,27 @@ def test_unknown_kind() -> None:
         btf.parse(b.bytes(), ["f"])
 
 
+def test_a_boots_lookup_is_kept_for_the_next_program(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the guest's cache directory the second lookup reads the stored
+    result, not the BTF (here overwritten with garbage of the same size);
+    another size is another kernel's file, looked up again."""
+    vmlinux = tmp_path / "vmlinux"
+    blob = _kernel_like().bytes()
+    vmlinux.write_bytes(blob)
+    monkeypatch.setenv(btf.CACHE_ENV, str(tmp_path / "cache"))
+    first = btf.cached_lookup(["rmap_walk_anon"], ["rmap_walk_control"], vmlinux)
+    vmlinux.write_bytes(b"\0" * len(blob))
+    assert btf.cached_lookup(["rmap_walk_anon"], ["rmap_walk_control"], vmlinux) == first
+    assert first.funcs and len(list((tmp_path / "cache").glob("btf-*.json"))) == 1
+    vmlinux.write_bytes(b"\0" * (len(blob) + 4))
+    with pytest.raises(btf.BTFError, match="magic"):  # another file: parsed again
+        btf.cached_lookup(["rmap_walk_anon"], ["rmap_walk_control"], vmlinux)
+    monkeypatch.delenv(btf.CACHE_ENV)
+    vmlinux.write_bytes(blob)
+    assert btf.cached_lookup(["rmap_walk_anon"], [], vmlinux).funcs == first.funcs
+
+
 def test_missing_btf_file(tmp_path: Path) -> None:
     with pytest.raises(btf.BTFError, match="CONFIG_DEBUG_INFO_BTF"):
         btf.lookup(["f"], path=tmp_path / "vmlinux")
@@ -264,6 +285,25 @@ def test_walks_name_callers_and_follow_tasks() -> None:
     assert out.walks[0].folio == 0xFFFFEA0000001000 and out.walks[2].folio is None
     assert all(w.end_ns == 5000 and w.duration_ns == 1200 and w.pid == 42 for w in out.walks)
     assert len(records.walks(recs, order, None, None).walks) == 4
+
+
+def test_a_boots_callback_addresses_are_kept_for_the_next_program(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within a boot (its boot id) the callbacks come from the cache, and
+    kallsyms is read only for an address that is not one of them."""
+    kallsyms, boot = tmp_path / "kallsyms", tmp_path / "boot_id"
+    kallsyms.write_text(KALLSYMS)
+    boot.write_text("b1\n")
+    monkeypatch.setattr(records, "BOOT_ID", boot)
+    monkeypatch.setenv(records.CACHE_ENV, str(tmp_path / "cache"))
+    first = records.Symbols.read(kallsyms)
+    kallsyms.write_text("")  # what is cached does not need it
+    again = records.Symbols.read(kallsyms)
+    assert again.known == first.known and again.name(0xFFFFFFFF81300100) == "try_to_migrate_one"
+    assert again.name(0xFFFFFFFF81301010) == ""  # not a callback: the (now empty) file
+    boot.write_text("b2\n")  # another boot, another KASLR offset: read again
+    assert records.Symbols.read(kallsyms).known == {}
 
 
 def test_symbols_without_kallsyms() -> None:

@@ -58,7 +58,7 @@ CALIBRATION_FUNCTION = "__do_sys_getppid"
 @functools.cache
 def _btf() -> tuple[btf.Found, float]:
     t0 = time.perf_counter()
-    found = btf.lookup([*events.WALK_FUNCTIONS, CALIBRATION_FUNCTION], [RWC])
+    found = btf.cached_lookup([*events.WALK_FUNCTIONS, CALIBRATION_FUNCTION], [RWC])
     return found, time.perf_counter() - t0
 
 

@@ -27,16 +27,39 @@ own symbol name.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import enum
+import json
+import os
 import re
 import struct
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from rmapbench.files import write_atomic
 from rmapbench.tracing.events import Pairing, Walk
 
 KALLSYMS = Path("/proc/kallsyms")
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+CACHE_ENV = "RMAPBENCH_CACHE_DIR"
+
+
+def _callbacks(text: str) -> dict[int, str]:
+    """The table's callbacks' addresses in kallsyms text."""
+    names = "|".join(RMAP_ONE_CALLER)
+    return {
+        int(m.group(1), 16): m.group(2)
+        for m in re.finditer(rf"^([0-9a-f]+) [tT] ({names})$", text, re.M)
+    }
+
+
+def _boot_id() -> str:
+    try:
+        return BOOT_ID.read_text().strip()
+    except OSError:
+        return ""
 
 
 class Field(enum.IntEnum):
@@ -92,24 +115,48 @@ class Symbols:
 
     Read once, when the first record arrives; the callbacks of the table
     are found by a regular expression over the text, the rest of the file
-    only parsed when an address is not one of them."""
+    only parsed when an address is not one of them. Under TCG reading and
+    matching the file took about 1.5 s, so within a guest boot the
+    callbacks' addresses are kept in $RMAPBENCH_CACHE_DIR under the boot
+    id (KASLR places them once per boot: tracing/calcache.py says where
+    the directory is), and the file is read only for an address that is
+    not one of them."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str | None, known: dict[int, str] | None = None,
+                 path: Path = KALLSYMS) -> None:  # fmt: skip
+        """`text`: the file's, or None to read `path` when needed."""
         self._text = text
-        names = "|".join(RMAP_ONE_CALLER)
-        self.known = {
-            int(m.group(1), 16): m.group(2)
-            for m in re.finditer(rf"^([0-9a-f]+) [tT] ({names})$", text, re.M)
-        }
+        self._path = path
+        self.known = known if known is not None else _callbacks(self._full())
         self._starts: list[int] | None = None
         self._names: list[str] = []
 
+    def _full(self) -> str:
+        if self._text is None:
+            try:
+                self._text = self._path.read_text()
+            except OSError:
+                self._text = ""
+        return self._text
+
     @classmethod
     def read(cls, path: Path = KALLSYMS) -> Symbols:
-        try:
-            return cls(path.read_text())
-        except OSError:
-            return cls("")
+        directory = os.environ.get(CACHE_ENV)
+        boot = _boot_id()
+        if not directory or not boot:
+            return cls(None, path=path)
+        key = json.dumps([boot, str(path), sorted(RMAP_ONE_CALLER)])
+        cache = Path(directory) / f"kallsyms-{zlib.crc32(key.encode()):08x}.json"
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            data = json.loads(cache.read_text())
+            if data["key"] == key:
+                return cls(None, {int(a): str(n) for a, n in data["known"].items()}, path)
+        symbols = cls(None, path=path)
+        text = json.dumps({"key": key, "known": {str(a): n for a, n in symbols.known.items()}})
+        with contextlib.suppress(OSError):  # a cache, not a requirement
+            Path(directory).mkdir(parents=True, exist_ok=True)
+            write_atomic(cache, text)
+        return symbols
 
     def name(self, addr: int) -> str:
         """The function holding `addr` ("" when unknown or 0)."""
@@ -120,7 +167,7 @@ class Symbols:
         if self._starts is None:
             pairs = sorted(
                 (int(m.group(1), 16), m.group(2))
-                for m in re.finditer(r"^([0-9a-f]+) [tTwW] (\S+)", self._text, re.M)
+                for m in re.finditer(r"^([0-9a-f]+) [tTwW] (\S+)", self._full(), re.M)
             )
             self._starts = [p[0] for p in pairs]
             self._names = [p[1] for p in pairs]
