@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from rmapbench.machine.knobs import Journal, Undo
+from rmapbench.tracing import bootcache
 from rmapbench.tracing.backend import Unavailable
 from rmapbench.tracing.bpf import btf, insn, programs, records
 from rmapbench.tracing.bpf import syscall as sc
@@ -193,7 +194,7 @@ def test_a_boots_lookup_is_kept_for_the_next_program(tmp_path: Path,
     vmlinux = tmp_path / "vmlinux"
     blob = _kernel_like().bytes()
     vmlinux.write_bytes(blob)
-    monkeypatch.setenv(btf.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(bootcache.ENV, str(tmp_path / "cache"))
     first = btf.cached_lookup(["rmap_walk_anon"], ["rmap_walk_control"], vmlinux)
     vmlinux.write_bytes(b"\0" * len(blob))
     assert btf.cached_lookup(["rmap_walk_anon"], ["rmap_walk_control"], vmlinux) == first
@@ -201,7 +202,7 @@ def test_a_boots_lookup_is_kept_for_the_next_program(tmp_path: Path,
     vmlinux.write_bytes(b"\0" * (len(blob) + 4))
     with pytest.raises(btf.BTFError, match="magic"):  # another file: parsed again
         btf.cached_lookup(["rmap_walk_anon"], ["rmap_walk_control"], vmlinux)
-    monkeypatch.delenv(btf.CACHE_ENV)
+    monkeypatch.delenv(bootcache.ENV)
     vmlinux.write_bytes(blob)
     assert btf.cached_lookup(["rmap_walk_anon"], [], vmlinux).funcs == first.funcs
 
@@ -296,7 +297,7 @@ def test_a_boots_callback_addresses_are_kept_for_the_next_program(
     kallsyms.write_text(KALLSYMS)
     boot.write_text("b1\n")
     monkeypatch.setattr(records, "BOOT_ID", boot)
-    monkeypatch.setenv(records.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(bootcache.ENV, str(tmp_path / "cache"))
     first = records.Symbols.read(kallsyms)
     kallsyms.write_text("")  # what is cached does not need it
     again = records.Symbols.read(kallsyms)

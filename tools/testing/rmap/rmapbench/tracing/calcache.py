@@ -4,7 +4,7 @@ Calibrating a probe backend (tracing/calibrate.py) arms two more probes in
 an instance of their own and fires them 200 times: about a second per
 program under TCG, the same second for every program of a guest boot,
 whose kernel and probes do not change between them. The guest runner sets
-$RMAPBENCH_CACHE_DIR to a directory on the guest's scratch /tmp, which is
+$RMAPBENCH_CACHE_DIR (tracing/bootcache.py) to a directory on the guest's scratch /tmp, which is
 discarded with the guest: the first program of a boot to calibrate a
 backend stores the result there, and later ones with the same key reuse it
 (`reused: true`, with `calibrated_at`/`calibrated_by` of the program that
@@ -26,17 +26,22 @@ case stands for another's.
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import sys
 import time
-import zlib
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
-from rmapbench.files import write_atomic
-from rmapbench.tracing import calibrate, events, fgraph, hist, probes, tracefs, tracepoint
+from rmapbench.tracing import (
+    bootcache,
+    calibrate,
+    events,
+    fgraph,
+    hist,
+    probes,
+    tracefs,
+    tracepoint,
+)
 from rmapbench.tracing.backend import Backend
 from rmapbench.tracing.bpf import backend as bpf_backend
 from rmapbench.tracing.bpf import btf as bpf_btf
@@ -44,10 +49,8 @@ from rmapbench.tracing.bpf import programs as bpf_programs
 from rmapbench.tracing.bpf import records as bpf_records
 from rmapbench.tracing.calibrate import Calibration
 
-log = logging.getLogger(__name__)
-
-ENV = "RMAPBENCH_CACHE_DIR"
-FORMAT = 1  # of the cache file; a change makes old files misses
+ENV = bootcache.ENV
+FORMAT = 2  # of the cache file; a change makes old files misses
 
 # The modules whose code the measurement depends on.
 _SOURCES = (calibrate, events, fgraph, hist, probes, tracefs, tracepoint,
@@ -57,11 +60,8 @@ _SOURCES = (calibrate, events, fgraph, hist, probes, tracefs, tracepoint,
 def cached(backend: Backend, buffer_kb: int = 256,
            firings: int = calibrate.FIRINGS) -> Calibration | None:  # fmt: skip
     """This boot's stored calibration for the backend, or None."""
-    directory = os.environ.get(ENV)
-    key = _key(backend, buffer_kb, firings) if directory else None
-    if directory and key is not None:
-        return _load(Path(directory), key)
-    return None
+    key = _key(backend, buffer_kb, firings) if bootcache.directory() else None
+    return _load(key) if key is not None else None
 
 
 def after_firings(backend: Backend, buffer_kb: int = 256) -> calibrate.AfterFirings | None:
@@ -77,10 +77,9 @@ def after_firings(backend: Backend, buffer_kb: int = 256) -> calibrate.AfterFiri
 def for_backend(backend: Backend, buffer_kb: int = 256, firings: int = calibrate.FIRINGS,
                 after: calibrate.AfterFirings | None = None) -> Calibration:  # fmt: skip
     """calibrate.for_backend(), or its result from this boot's cache."""
-    directory = os.environ.get(ENV)
-    key = _key(backend, buffer_kb, firings) if directory else None
-    if directory and key is not None:
-        stored = _load(Path(directory), key)
+    key = _key(backend, buffer_kb, firings) if bootcache.directory() else None
+    if key is not None:
+        stored = _load(key)
         if stored is not None:
             return stored
     cal = replace(
@@ -88,8 +87,8 @@ def for_backend(backend: Backend, buffer_kb: int = 256, firings: int = calibrate
         calibrated_at=_now(),
         calibrated_by=_program(),
     )
-    if directory and key is not None and not cal.unavailable and cal.firings:
-        _store(Path(directory), key, cal)
+    if key is not None and not cal.unavailable and cal.firings:
+        bootcache.store(_prefix(key), key, asdict(cal))
     return cal
 
 
@@ -117,28 +116,11 @@ def _key(backend: Backend, buffer_kb: int, firings: int) -> dict[str, object] | 
     }
 
 
-def _path(directory: Path, key: dict[str, object]) -> Path:
-    # The file holds the whole key, compared on reading: the name only
-    # keeps different keys apart.
-    digest = zlib.crc32(json.dumps(key, sort_keys=True).encode())
-    return directory / f"calibration-{key['backend']}-{digest:08x}.json"
-
-
-def _load(directory: Path, key: dict[str, object]) -> Calibration | None:
+def _load(key: dict[str, object]) -> Calibration | None:
     """The stored calibration for `key`, marked reused; None when there is
     none, or it does not read back as one (then it is measured again)."""
-    path = _path(directory, key)
-    try:
-        stored = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as e:
-        log.warning("calibration cache %s unreadable, calibrating: %s", path, e)
-        return None
-    names = {f.name for f in fields(Calibration)}
-    data = stored.get("calibration") if isinstance(stored, dict) else None
-    if stored.get("key") != key or not isinstance(data, dict) or set(data) != names:
-        log.warning("calibration cache %s does not match, calibrating", path)
+    data = bootcache.load(_prefix(key), key)
+    if not isinstance(data, dict) or set(data) != {f.name for f in fields(Calibration)}:
         return None
     try:
         cal = Calibration(**data)
@@ -147,16 +129,8 @@ def _load(directory: Path, key: dict[str, object]) -> Calibration | None:
     return replace(cal, reused=True)
 
 
-def _store(directory: Path, key: dict[str, object], cal: Calibration) -> None:
-    """Keep `cal` for the rest of the boot; a directory that cannot be
-    written only costs the later programs their own calibration."""
-    try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_atomic(
-            _path(directory, key), json.dumps({"key": key, "calibration": asdict(cal)}) + "\n"
-        )
-    except OSError as e:
-        log.warning("calibration not cached in %s: %s", directory, e)
+def _prefix(key: dict[str, object]) -> str:
+    return f"calibration-{key['backend']}"
 
 
 def _now() -> str:

@@ -16,7 +16,7 @@ The names are looked up first, in the string section, as byte strings
 compares integers only. Under TCG that pass took 0.25-0.7 s, paid by
 every program that arms the backend; within a guest boot the result is
 kept in $RMAPBENCH_CACHE_DIR (the guest's scratch /tmp, gone with the
-guest: tracing/calcache.py) under the running kernel's release and build
+guest: tracing/bootcache.py) under the running kernel's release and build
 and the file's size, and the next program reads it there (cached_lookup()).
 Without the variable nothing is stored.
 """
@@ -24,15 +24,13 @@ Without the variable nothing is stored.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import struct
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rmapbench.files import write_atomic
+from rmapbench.tracing import bootcache
 
 VMLINUX = Path("/sys/kernel/btf/vmlinux")
 MAGIC = 0xEB9F
@@ -122,34 +120,26 @@ def _members(words: memoryview, i: int, info: int, strings: bytes) -> dict[str, 
     return out
 
 
-CACHE_ENV = "RMAPBENCH_CACHE_DIR"
-
-
 def cached_lookup(funcs: Sequence[str], structs: Sequence[str] = (),
                   path: Path = VMLINUX) -> Found:  # fmt: skip
     """lookup(), kept for the rest of the boot where the guest runner gave
-    a cache directory."""
-    directory = os.environ.get(CACHE_ENV)
-    if not directory:
+    a cache directory (tracing/bootcache.py)."""
+    if bootcache.directory() is None:
         return lookup(funcs, structs, path)
     u = os.uname()
     try:
         size = path.stat().st_size
     except OSError:
         return lookup(funcs, structs, path)  # says why, in one line
-    key = json.dumps([u.release, u.version, str(path), size, list(funcs), list(structs)])
-    cache = Path(directory) / f"btf-{zlib.crc32(key.encode()):08x}.json"
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        data = json.loads(cache.read_text())
-        if data["key"] == key:
+    key = [u.release, u.version, str(path), size, list(funcs), list(structs)]
+    data = bootcache.load("btf", key)
+    with contextlib.suppress(KeyError, TypeError, ValueError):
+        if isinstance(data, dict):
             return Found(dict(data["funcs"]), {k: dict(v) for k, v in data["members"].items()},
                          int(data["types"]))  # fmt: skip
     found = lookup(funcs, structs, path)
-    text = json.dumps({"key": key, "funcs": found.funcs, "members": found.members,
-                       "types": found.types})  # fmt: skip
-    with contextlib.suppress(OSError):  # a cache, not a requirement
-        Path(directory).mkdir(parents=True, exist_ok=True)
-        write_atomic(cache, text)
+    bootcache.store("btf", key, {"funcs": found.funcs, "members": found.members,
+                                 "types": found.types})  # fmt: skip
     return found
 
 

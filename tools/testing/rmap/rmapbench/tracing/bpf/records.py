@@ -29,21 +29,17 @@ from __future__ import annotations
 import bisect
 import contextlib
 import enum
-import json
-import os
 import re
 import struct
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rmapbench.files import write_atomic
+from rmapbench.tracing import bootcache
 from rmapbench.tracing.events import Pairing, Walk
 
 KALLSYMS = Path("/proc/kallsyms")
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
-CACHE_ENV = "RMAPBENCH_CACHE_DIR"
 
 
 def _callbacks(text: str) -> dict[int, str]:
@@ -117,10 +113,9 @@ class Symbols:
     are found by a regular expression over the text, the rest of the file
     only parsed when an address is not one of them. Under TCG reading and
     matching the file took about 1.5 s, so within a guest boot the
-    callbacks' addresses are kept in $RMAPBENCH_CACHE_DIR under the boot
-    id (KASLR places them once per boot: tracing/calcache.py says where
-    the directory is), and the file is read only for an address that is
-    not one of them."""
+    callbacks' addresses are kept in the boot's cache (tracing/bootcache.py)
+    under the boot id (KASLR places them once per boot), and the file is
+    read only for an address that is not one of them."""
 
     def __init__(self, text: str | None, known: dict[int, str] | None = None,
                  path: Path = KALLSYMS) -> None:  # fmt: skip
@@ -141,21 +136,16 @@ class Symbols:
 
     @classmethod
     def read(cls, path: Path = KALLSYMS) -> Symbols:
-        directory = os.environ.get(CACHE_ENV)
         boot = _boot_id()
-        if not directory or not boot:
+        if bootcache.directory() is None or not boot:
             return cls(None, path=path)
-        key = json.dumps([boot, str(path), sorted(RMAP_ONE_CALLER)])
-        cache = Path(directory) / f"kallsyms-{zlib.crc32(key.encode()):08x}.json"
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            data = json.loads(cache.read_text())
-            if data["key"] == key:
-                return cls(None, {int(a): str(n) for a, n in data["known"].items()}, path)
+        key = [boot, str(path), sorted(RMAP_ONE_CALLER)]
+        data = bootcache.load("kallsyms", key)
+        with contextlib.suppress(TypeError, ValueError, AttributeError):
+            if isinstance(data, dict):
+                return cls(None, {int(a): str(n) for a, n in data.items()}, path)
         symbols = cls(None, path=path)
-        text = json.dumps({"key": key, "known": {str(a): n for a, n in symbols.known.items()}})
-        with contextlib.suppress(OSError):  # a cache, not a requirement
-            Path(directory).mkdir(parents=True, exist_ok=True)
-            write_atomic(cache, text)
+        bootcache.store("kallsyms", key, {str(a): n for a, n in symbols.known.items()})
         return symbols
 
     def name(self, addr: int) -> str:
