@@ -23,7 +23,6 @@ from rmapbench.machine import shared_probes as shared
 from rmapbench.machine.knobs import Journal
 from rmapbench.tracing import calcache, calibrate, select, tracefs
 from rmapbench.tracing.backend import Description, Unavailable
-from rmapbench.tracing.events import WALK_FUNCTIONS
 from rmapbench.triggers import Trigger
 
 # Backends disagree by their own cost: the entry event, and with in-kernel
@@ -86,7 +85,7 @@ def run_round(
     kept = shared.from_env()
     if kept is not None:  # the suite's kept probe events would be in every round's window
         try:
-            kept.evict(list(WALK_FUNCTIONS))
+            kept.evict_all()
         except shared.EvictError as e:
             rnd.unavailable = str(e)
             return rnd

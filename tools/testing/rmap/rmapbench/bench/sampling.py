@@ -60,7 +60,7 @@ def arm(plan: Plan) -> Armed:
     kept_probes = shared.from_env()
     try:
         backend, desc, passed_over, inst = select.arm(
-            opts.backend, tfs, _instances(plan, kept_probes), opts.tracepoint_form,
+            opts.backend, tfs, _instances(plan, tfs, kept_probes), opts.tracepoint_form,
             probed_types(plan), kept_probes,
         )  # fmt: skip
     except Unavailable as e:
@@ -73,7 +73,7 @@ def arm(plan: Plan) -> Armed:
     return Armed(measure.Probe(backend, inst), desc)
 
 
-def _instances(plan: Plan, kept_probes: shared.SharedProbes | None
+def _instances(plan: Plan, tfs: tracefs.TraceFS, kept_probes: shared.SharedProbes | None
                ) -> Callable[[Backend], tracefs.Instance]:  # fmt: skip
     """The instance a backend arms in: the program's own (made once, for
     whichever backend asks first), or for a probe backend pairing in the
@@ -81,12 +81,12 @@ def _instances(plan: Plan, kept_probes: shared.SharedProbes | None
     own: list[tracefs.Instance] = []
 
     def instance(backend: Backend) -> tracefs.Instance:
-        if kept_probes is not None and isinstance(backend, DynamicProbe):
-            root = tracefs.find_tracefs()
-            if root is not None and hist.hist_supported(tracefs.TraceFS(root, plan.journal)):
-                inst = kept.instance(kept_probes, root, plan.journal, plan.opts.buffer_kb)
-                if inst is not None:
-                    return inst
+        if kept_probes is not None and isinstance(backend, DynamicProbe) and (
+            hist.hist_supported(tfs)
+        ):
+            inst = kept.instance(kept_probes, tfs.root, plan.journal, plan.opts.buffer_kb)
+            if inst is not None:
+                return inst
         if not own:
             own.append(tracefs.private_instance(plan.journal, plan.opts.buffer_kb)[1])
         return own[0]

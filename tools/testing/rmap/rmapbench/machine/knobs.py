@@ -31,6 +31,9 @@ from rmapbench.files import write_atomic
 log = logging.getLogger(__name__)
 
 JOURNAL_DIR = Path(os.environ.get("RMAPBENCH_JOURNAL_DIR", "/run/rmapbench"))
+# A suite runner's journal of the probe events its programs keep
+# (journal-PID-shared.json: machine/shared_probes.py), replayed last.
+SHARED_SUFFIX = "-shared"
 
 
 class Interrupted(Exception):
@@ -169,21 +172,8 @@ class Journal:
             self._save()
 
     def _save(self) -> None:
-        # Once for each step, so kept cheap: one line of JSON (which the C
-        # encoder writes), the directory made when it is missing. With
-        # indent=1, asdict() and a mkdir each time, 27 ms a save under TCG.
-        steps = [
-            {"kind": s.kind, "path": s.path, "value": s.value}
-            for s in self._steps
-            if s.kind != "call"
-        ]
-        text = json.dumps({"pid": os.getpid(), "steps": steps})
         try:
-            try:
-                write_atomic(self._file, text)
-            except FileNotFoundError:
-                self._dir.mkdir(parents=True, exist_ok=True)
-                write_atomic(self._file, text)
+            write_journal(self._file, os.getpid(), self._steps)
         except OSError as e:  # the journal is a safety net, not a requirement
             log.warning("cannot write knob journal %s: %s", self._file, e)
 
@@ -231,6 +221,23 @@ class Journal:
         self.restore()
 
 
+def write_journal(path: Path, pid: int, steps: list[Undo], **extra: object) -> None:
+    """Write a journal file: the owner's pid, the steps recover_stale()
+    undoes ("call" steps are the process's own and never on disk), and
+    what else its writer keeps there. Written for each step, so kept
+    cheap: one line of JSON (which the C encoder writes), the directory
+    made only when it is missing. With indent=1, asdict() and a mkdir each
+    time, 27 ms a save under TCG."""
+    records = [{"kind": s.kind, "path": s.path, "value": s.value}
+               for s in steps if s.kind != "call"]  # fmt: skip
+    text = json.dumps({"pid": pid, "steps": records, **extra})
+    try:
+        write_atomic(path, text)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, text)
+
+
 def recover_stale(
     directory: Path | None = None, report: Callable[[str], None] | None = None
 ) -> int:
@@ -247,7 +254,7 @@ def recover_stale(
         # program's instance, removed by its own journal, may still have
         # them enabled, and an enabled event cannot be deleted.
         paths = sorted(directory.glob("journal-*.json"),
-                       key=lambda p: (p.stem.endswith("-shared"), p.name))  # fmt: skip
+                       key=lambda p: (p.stem.endswith(SHARED_SUFFIX), p.name))  # fmt: skip
     except OSError:
         return 0
     for path in paths:

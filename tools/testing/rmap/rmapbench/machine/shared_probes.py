@@ -44,15 +44,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from rmapbench.files import write_atomic
 from rmapbench.machine import knobs
 from rmapbench.machine.knobs import Undo, signals_held
 
 log = logging.getLogger(__name__)
 
 ENV = "RMAPBENCH_SHARED_PROBES"
-SUFFIX = "-shared"  # recover_stale() replays these journals last
-_NAME = re.compile(r"journal-(\d+)" + SUFFIX + r"\.json")
+_NAME = re.compile(r"journal-(\d+)" + knobs.SHARED_SUFFIX + r"\.json")
 
 
 class EvictError(RuntimeError):
@@ -62,7 +60,7 @@ class EvictError(RuntimeError):
 
 def path_for(owner: int, directory: Path | None = None) -> Path:
     """Where the runner `owner` keeps the events its programs leave."""
-    return (directory or knobs.JOURNAL_DIR) / f"journal-{owner}{SUFFIX}.json"
+    return (directory or knobs.JOURNAL_DIR) / f"journal-{owner}{knobs.SHARED_SUFFIX}.json"
 
 
 PAIRING = "/pairing"  # the tag of a function's hist pairing steps
@@ -78,9 +76,13 @@ class Entry:
     aside)."""
 
     definitions: list[str]
-    removals: list[str]  # "-:group/name", as written to dynamic_events
     synth: str = ""
     pairing: str = ""
+
+    @property
+    def removals(self) -> list[str]:
+        """"-:group/name" of each event, as written to dynamic_events."""
+        return [_removal(d) for d in self.definitions]
 
     def events(self) -> list[tuple[str, str]]:
         """(group, name) of each event."""
@@ -135,8 +137,7 @@ class SharedProbes:
         self._steps = [Undo(**s) for s in data.get("steps", [])]
         self._tags = list(data.get("tags", [""] * len(self._steps)))
         self.probes = {
-            f: Entry(list(e["definitions"]), list(e["removals"]), e.get("synth", ""),
-                     e.get("pairing", ""))
+            f: Entry(list(e["definitions"]), e.get("synth", ""), e.get("pairing", ""))
             for f, e in data.get("probes", {}).items()
         }  # fmt: skip
         kept = data.get("instance")
@@ -145,18 +146,11 @@ class SharedProbes:
                                          str(kept["clock"]))  # fmt: skip
 
     def _save(self) -> None:
-        steps = [{"kind": s.kind, "path": s.path, "value": s.value} for s in self._steps]
-        probes = {f: {"definitions": e.definitions, "removals": e.removals, "synth": e.synth,
-                      "pairing": e.pairing}
+        probes = {f: {"definitions": e.definitions, "synth": e.synth, "pairing": e.pairing}
                   for f, e in self.probes.items()}  # fmt: skip
         kept = self.instance.__dict__ if self.instance else None
-        text = json.dumps({"pid": self.owner, "steps": steps, "tags": self._tags,
-                           "probes": probes, "instance": kept})  # fmt: skip
-        try:
-            write_atomic(self.path, text)
-        except FileNotFoundError:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.path, text)
+        knobs.write_journal(self.path, self.owner, self._steps, tags=self._tags,
+                            probes=probes, instance=kept)  # fmt: skip
 
     @contextlib.contextmanager
     def recording(self, step: Undo, tag: str) -> Iterator[None]:
@@ -175,9 +169,14 @@ class SharedProbes:
                 self._save()
                 raise
 
-    def recorder(self, func: str) -> Recorder:
+    def pairing_recorder(self, func: str) -> Recorder:
         """A journal for the steps of `func`'s pairing in the kept instance."""
         return Recorder(self, func + PAIRING)
+
+    def instance_recorder(self) -> Recorder:
+        """A journal for the kept instance's removal (set_instance() says
+        what it is once it exists)."""
+        return Recorder(self, INSTANCE)
 
     # -- what a program does --------------------------------------------------
     def adoptable(self, func: str, definitions: list[str], root: Path) -> Entry | None:
@@ -197,27 +196,18 @@ class SharedProbes:
         """Record the removal of one event (on disk, first), then let the
         block create it by writing `definition` to `root`/dynamic_events;
         forgotten again when the block fails."""
-        removal = "-:" + definition.split()[0].partition(":")[2]
-        entry = self.probes.setdefault(func, Entry([], []))
+        entry = self.probes.setdefault(func, Entry([]))
         entry.definitions.append(definition)
-        entry.removals.append(removal)
+        step = Undo("append", str(root / "dynamic_events"), _removal(definition))
         try:
-            with self.recording(Undo("append", str(root / "dynamic_events"), removal), func):
+            with self.recording(step, func):
                 yield
         except BaseException:
             entry.definitions.pop()
-            entry.removals.pop()
-            if not entry.removals:
+            if not entry.definitions:
                 del self.probes[func]
             self._save()
             raise
-
-    @contextlib.contextmanager
-    def creating_instance(self, path: Path) -> Iterator[None]:
-        """Record the kept instance's removal, then let the block make it
-        (set_instance() says what it is once it exists)."""
-        with self.recording(Undo("rmdir", str(path)), INSTANCE):
-            yield
 
     def set_instance(self, kept: KeptInstance) -> None:
         self.instance = kept
@@ -239,6 +229,10 @@ class SharedProbes:
             self._undo({func, func + PAIRING}, f"the probe events kept on {func}")
             del self.probes[func]
             self._save()
+
+    def evict_all(self) -> None:
+        """Remove every kept event and pairing (the kept instance stays)."""
+        self.evict(list(self.probes))
 
     def evict_pairing(self, func: str) -> None:
         """Remove `func`'s pairing (triggers, synthetic event) from the kept
@@ -288,6 +282,11 @@ def _ungrouped(definition: str) -> str:
     head, _, rest = definition.partition(" ")
     kind, _, name = head.partition(":")
     return f"{kind}:{name.split('/', 1)[-1]} {rest}"
+
+
+def _removal(definition: str) -> str:
+    """'f:group/ev fn args' -> '-:group/ev'."""
+    return "-:" + definition.split()[0].partition(":")[2]
 
 
 def _group_name(event: str) -> tuple[str, str]:

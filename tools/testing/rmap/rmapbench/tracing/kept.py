@@ -32,7 +32,7 @@ from pathlib import Path
 
 from rmapbench.machine.knobs import Journal
 from rmapbench.machine.shared_probes import KeptInstance, SharedProbes
-from rmapbench.tracing.tracefs import Instance, TraceError, pick_clock, write
+from rmapbench.tracing.tracefs import Instance, TraceError, TraceFS
 
 
 def instance(shared: SharedProbes, root: Path, journal: Journal, buffer_kb: int
@@ -45,13 +45,11 @@ def instance(shared: SharedProbes, root: Path, journal: Journal, buffer_kb: int
     if kept is None or not path.is_dir():
         if path.exists():
             return None  # somebody else's, or a stale one the replay will remove
-        with shared.creating_instance(path):
-            try:
-                path.mkdir()
-            except OSError as e:
-                raise TraceError(f"trace instance {path}: {e.strerror}") from e
-        write(path / "buffer_size_kb", str(buffer_kb))
-        kept = KeptInstance(str(path), buffer_kb, pick_clock((path / "trace_clock").read_text()))
+        try:
+            made = TraceFS(root, shared.instance_recorder()).instance(path.name, buffer_kb)
+        except OSError as e:
+            raise TraceError(f"trace instance {path}: {e.strerror}") from e
+        kept = KeptInstance(str(path), buffer_kb, made.clock)
         shared.set_instance(kept)
     elif kept.buffer_kb != buffer_kb:
         return None

@@ -70,8 +70,6 @@ class DynamicProbe:
         # ones it uses (machine/shared_probes.py), the others' this run's.
         self.kept_groups: dict[str, str] = {}
         self.kept_synths: dict[str, str] = {}
-        self.adopted: list[str] = []  # the functions whose shared events it uses
-        self.paired_kept: list[str] = []  # the functions whose kept pairing it uses
         self._btf = False
         self._hist = False
         # Arguments fetched by the exit event (see the module's docstring);
@@ -182,7 +180,6 @@ class DynamicProbe:
             entry = self.shared.adoptable(func, list(self._definitions(func))[::-1], tfs.root)
             if entry is not None:
                 self.kept_groups[func] = entry.events()[0][0]
-                self.adopted.append(func)
                 return True
         self.args_on_exit = forms[0]
         self.shared.evict([func])
@@ -200,11 +197,10 @@ class DynamicProbe:
         synth_format = tfs.root / "events" / "synthetic" / entry.synth / "format"
         if entry.pairing == sig and entry.synth and synth_format.exists():
             self.kept_synths[func] = entry.synth
-            self.paired_kept.append(func)
             return
         try:
             self.shared.evict_pairing(func)
-            recorder = self.shared.recorder(func)
+            recorder = self.shared.pairing_recorder(func)
             with inst.journaled_by(recorder):
                 hist.arm_pair(TraceFS(tfs.root, recorder), inst, pair)
         except EvictError as e:
@@ -237,6 +233,16 @@ class DynamicProbe:
             locked=_with_locked(func),
             fields_on_exit=self.args_on_exit,
         )
+
+    @property
+    def adopted(self) -> list[str]:
+        """The functions whose kept events it uses."""
+        return list(self.kept_groups)
+
+    @property
+    def paired_kept(self) -> list[str]:
+        """The functions whose kept pairing it uses."""
+        return list(self.kept_synths)
 
     def _group(self, func: str) -> str:
         return self.kept_groups.get(func, self.group)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from rmapbench.machine.shared_probes import EvictError, SharedProbes
 from rmapbench.tracing.backend import Backend, Description, Unavailable
 from rmapbench.tracing.bpf.backend import Bpf
-from rmapbench.tracing.events import WALK_FUNCTIONS, WALK_TYPES, walk_functions
+from rmapbench.tracing.events import WALK_TYPES, walk_functions
 from rmapbench.tracing.fgraph import FunctionGraph
 from rmapbench.tracing.probes import DynamicProbe
 from rmapbench.tracing.tracefs import Instance, TraceFS
@@ -82,7 +82,7 @@ def arm(
                 # Kept probe events would run inside the tracepoints' and
                 # function_graph's timed windows.
                 try:
-                    shared.evict(list(WALK_FUNCTIONS))
+                    shared.evict_all()
                 except EvictError as e:
                     raise Unavailable(str(e)) from e
             inst = instance(backend)
