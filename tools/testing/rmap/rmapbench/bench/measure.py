@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 
 from rmapbench.bench import target
 from rmapbench.machine import mm
-from rmapbench.tracing.backend import Backend
+from rmapbench.tracing.backend import Backend, discard_outside
 from rmapbench.tracing.bpf.backend import Bpf
 from rmapbench.tracing.calibrate import AfterFirings
 from rmapbench.tracing.events import Walk, mark_targets
@@ -54,13 +54,11 @@ class Probe:
 
     def clear(self) -> None:
         self.instance.clear()
-        if isinstance(self.backend, Bpf):  # its walks are not in the instance
-            self.backend.discard()
+        discard_outside(self.backend)
 
     def drain(self) -> None:
         self.instance.drain()
-        if isinstance(self.backend, Bpf):
-            self.backend.discard()
+        discard_outside(self.backend)
 
 
 def run(

@@ -48,3 +48,12 @@ class Backend(Protocol):
 
     def walks(self, trace_text: str) -> Pairing:
         """The walks recorded in the instance's trace text."""
+
+
+def discard_outside(backend: object) -> None:
+    """Forget what a backend recorded outside the trace instance (the bpf
+    backend's ring buffer: its discard()); the others' walks are all in
+    the instance, emptied by its clear() or drain()."""
+    discard = getattr(backend, "discard", None)
+    if discard is not None:
+        discard()

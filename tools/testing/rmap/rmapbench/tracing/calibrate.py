@@ -64,7 +64,7 @@ from typing import NamedTuple
 from rmapbench.ksft import stats
 from rmapbench.machine.knobs import Journal
 from rmapbench.tracing import tracefs
-from rmapbench.tracing.backend import Backend, Unavailable
+from rmapbench.tracing.backend import Backend, Unavailable, discard_outside
 from rmapbench.tracing.bpf.backend import Bpf
 from rmapbench.tracing.events import Pairing
 from rmapbench.tracing.fgraph import FunctionGraph
@@ -177,10 +177,9 @@ def run(make: Callable[[], Backend], method: str, buffer_kb: int = 256,
                 follow(inst, [os.getpid()])
             durations: list[int] = []
             done = 0
-            discard = getattr(backend, "discard", _nothing)
             while done < firings:
                 inst.drain()
-                discard()
+                discard_outside(backend)
                 n = min(BATCH, firings - done)
                 for _ in range(n):
                     os.getppid()
@@ -195,10 +194,6 @@ def run(make: Callable[[], Backend], method: str, buffer_kb: int = 256,
     except (Unavailable, TraceError, OSError) as e:
         return unavailable(backend.name, str(e))
     return summarise(backend.name, method, function, durations, unprobed_call_ns())
-
-
-def _nothing() -> None:
-    pass
 
 
 # The calibration's "walk function": probed like a walk, page type unused.
@@ -289,7 +284,7 @@ class AfterFirings:
             if follow is not None:
                 follow(inst, [os.getpid()])
             inst.drain()
-            getattr(probe, "discard", _nothing)()
+            discard_outside(probe)
         except (Unavailable, TraceError, OSError) as e:
             self.unavailable = str(e)
             self._journal.restore()
