@@ -32,7 +32,8 @@ SPAWNED_ENV = "RMAPBENCH_SPAWNED"
 # The phases in the order a program goes through them (docs/json.md).
 ORDER = (
     "startup", "imports", "preflight", "arm", "build", "merge", "prepare", "warmup",
-    "samples", "verification", "visits", "teardown", "drain", "restore", "report",
+    "samples", "verification", "calibrate", "visits", "teardown", "drain", "restore",
+    "report",
 )  # fmt: skip
 
 

@@ -87,7 +87,8 @@ def table(docs: list[dict[str, Any]]) -> str:
 PHASE_COLUMNS = (
     ("startup", "start"), ("imports", "import"), ("preflight", "pre"), ("arm", "arm"),
     ("build", "build"), ("merge", "merge"), ("prepare", "prep"), ("warmup", "warm"),
-    ("samples", "samples"), ("verification", "verify"), ("visits", "visits"),
+    ("samples", "samples"), ("verification", "verify"), ("calibrate", "calib"),
+    ("visits", "visits"),
     ("teardown", "tear"), ("drain", "drain"), ("restore", "restore"), ("report", "report"),
 )  # fmt: skip
 
