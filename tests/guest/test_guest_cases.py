@@ -83,10 +83,13 @@ def scenario(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def every_trial_migrated_and_verified(sc: dict[str, Any], page_type: str) -> None:
-    assert len(sc["trials"]) == 5  # 2 warm-up + 3
-    for t in sc["trials"]:
+    trials = sc["trials"]
+    # 3 measured after the warm-up: 2 firings, or 1 that took 50 ms or more.
+    warm = 1 if trials[0]["syscall_ns"] >= 50e6 else 2
+    assert [t["warmup"] for t in trials] == [True] * warm + [False] * 3
+    for t in trials:
         assert t["migrated"] and t["verified"] and not t["problems"], t
-    assert sc["verified"] == {**sc["verified"], "samples": 5, "failed": 0}
+    assert sc["verified"] == {**sc["verified"], "samples": len(trials), "failed": 0}
     for t in sc["trials"]:
         if not t["warmup"]:
             assert t["walk_ns"], t  # a walk of the target every sample

@@ -57,7 +57,13 @@ def test_precision_out_of_reach_stops_at_the_maximum(run: Path) -> None:
 
 def test_phases_add_up(run: Path) -> None:
     doc = load(run, "fixed/rmap_ksm.json")
-    assert doc["sampling"] == {"rule": "fixed", "samples": 3, "stopped": "count"}
+    assert doc["sampling"] == {"rule": "fixed", "samples": 3, "stopped": "count",
+                               "warmup": {"most": 2, "enough_ms": 50}}
+    # The warm-up ends after its first firing when that took 50 ms or more.
+    trials = doc["scenarios"][0]["trials"]
+    warm = [t["index"] for t in trials if t["warmup"]]
+    assert warm == ([0] if trials[0]["syscall_ns"] >= 50e6 else [0, 1])
+    assert len(trials) == len(warm) + 3
     ph = doc["phases"]
     secs = ph["seconds"]
     for name in ("startup", "imports", "preflight", "arm", "build", "merge", "warmup",
@@ -70,3 +76,7 @@ def test_phases_add_up(run: Path) -> None:
     walks = sum(doc["scenarios"][0]["walks"]["samples"]) / 1e9
     assert ph["walks_s"] == pytest.approx(walks, abs=0.001)
     assert "# phases (s): startup" in (run / "fixed.txt").read_text()
+    # The boot's first program calibrated the probe, in a phase of its own;
+    # this one, later in the same boot, reused it.
+    assert "calibrate" in load(run, "prec/rmap_anon.json")["phases"]["seconds"]
+    assert "calibrate" not in secs

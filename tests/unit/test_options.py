@@ -47,7 +47,7 @@ def refused(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
 def test_defaults() -> None:
     opts = parse("rmap_ksm", [])
     assert opts == Options()
-    assert (opts.pages, opts.split, opts.samples, opts.warmup) == (20000, 2, 30, 2)
+    assert (opts.pages, opts.split, opts.samples, opts.warmup) == (20000, 2, 30, None)
     assert (opts.backend, opts.max_p99_ms, opts.results) == ("auto", None, None)
     assert (opts.merge_timeout, opts.workdir, opts.buffer_kb, opts.verbose) == (
         300.0, None, 8192, False)

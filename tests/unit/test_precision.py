@@ -81,9 +81,7 @@ def test_noisy_samples_stop_later_or_at_the_maximum() -> None:
 
 def test_stopper_skips_the_warmup() -> None:
     rule = precision.Rule(50.0, min_samples=6, max_samples=8)
-    stop = precision.stopper(
-        rule, 2, lambda ss: [s.ns for s in ss if not s.warmup]
-    )
+    stop = precision.stopper(rule, lambda ss: [s.ns for s in ss if not s.warmup])
     samples: list[SimpleNamespace] = []
     stopped_at = None
     for i in range(20):

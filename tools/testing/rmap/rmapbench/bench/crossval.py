@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rmapbench.bench import measure, tally
+from rmapbench.bench.warmup import Warmup
 from rmapbench.ksft import stats
 from rmapbench.ksft.options import Options
 from rmapbench.machine import shared_probes as shared
@@ -109,7 +110,7 @@ def run_round(
         after = calcache.after_firings(probe.backend, opts.buffer_kb) if probe else None
         with after or contextlib.nullcontext():
             rnd.samples = measure.run(
-                trigger, addr, verify, probe, opts.warmup, opts.samples, progress,
+                trigger, addr, verify, probe, Warmup.of(opts.warmup), opts.samples, progress,
                 after_firing=after,
             )  # fmt: skip
         if probe is not None:

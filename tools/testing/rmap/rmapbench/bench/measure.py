@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from rmapbench.bench import target
+from rmapbench.bench.warmup import Warmup
 from rmapbench.machine import mm
 from rmapbench.tracing.backend import Backend, discard_outside
 from rmapbench.tracing.bpf.backend import Bpf
@@ -30,6 +31,8 @@ class Sample:
     unmatched_exits: int = 0
     unfinished: int = 0
     problems: list[str] = field(default_factory=list)  # from the scenario's verify()
+    planned: int = 0  # firings the run planned when this one was taken
+    ends_warmup: bool = False  # the last warm-up firing
 
     @property
     def verified(self) -> bool:
@@ -66,14 +69,15 @@ def run(
     addr: int,
     verify: Callable[[], list[str]] | None,
     probe: Probe | None,
-    warmup: int,
+    warmup: Warmup,
     samples: int,
     progress: Callable[[Sample], None] | None = None,
     stop: Callable[[list[Sample]], bool] | None = None,
     after_firing: AfterFirings | None = None,
 ) -> list[Sample]:
-    """Fire the trigger warmup + samples times; one Sample each. `stop`
-    (--precision) may end the run early: it is asked after each sample.
+    """Fire the trigger for the warm-up (bench/warmup.py), then samples
+    times; one Sample each. `stop` (--precision) may end the run early: it
+    is asked after each measured sample.
     `after_firing` times the probe's cost right after each firing
     (tracing/calibrate.py)."""
     pid = os.getpid()
@@ -83,7 +87,9 @@ def run(
         # page: 20,000 walks) is dropped, where consuming it would have
         # the kernel format it all. Each firing then drains what came since.
         probe.clear()
-    for i in range(warmup + samples):
+    warm = warmup.most
+    i = 0
+    while i < warm + samples:
         trigger.ready(addr)  # untimed, before the buffer is cleared
         before = mm.pfn(pid, addr)
         # The trigger empties the buffer itself, at the moment a firing
@@ -95,7 +101,11 @@ def run(
             after_firing.fired()
         # A firing that unmaps the target (pageout) walked the frame it was on.
         after = mm.pfn(pid, addr) or before
-        sample = Sample(i, i < warmup, firing, before, after)
+        sample = Sample(i, i < warm, firing, before, after)
+        if sample.warmup and warmup.ends_after(firing.syscall_ns):
+            warm = i + 1
+        sample.planned = warm + samples
+        sample.ends_warmup = i == warm - 1
         if probe:
             text = probe.instance.take()
             _dump(text, i)
@@ -105,14 +115,15 @@ def run(
             sample.unmatched_exits = pairing.unmatched_exits
             sample.unfinished = pairing.unfinished
         if after_firing:
-            after_firing.collect(counted=i >= warmup)
+            after_firing.collect(counted=not sample.warmup)
         if verify:  # after the trace is read: it reads memory, never walks
             sample.problems = verify()
         out.append(sample)
         if progress:
             progress(sample)
-        if stop is not None and stop(out):
+        if stop is not None and not sample.warmup and stop(out):
             break
+        i += 1
     return out
 
 

@@ -26,6 +26,7 @@ from rmapbench.bench.cases import NOT_SELECTED, plan
 from rmapbench.bench.document import Document, Timing, TriggerEntry, backend_entries
 from rmapbench.bench.judge import Evidence, Verdict, judge
 from rmapbench.bench.preflight import Plan, Skip
+from rmapbench.bench.warmup import Warmup
 from rmapbench.ksft import options, phases, precision, results
 from rmapbench.ksft.ktap import KSFT_PASS, KTAP
 from rmapbench.machine import knobs, ksm_knobs
@@ -87,6 +88,7 @@ def main(program: str, scenario_name: str, opts: options.Options) -> int:
         if opts.results:
             rule = precision.CURRENT
             sampling = rule.entry() if rule else precision.fixed_entry(opts.samples)
+            sampling["warmup"] = Warmup.of(opts.warmup).entry()
             results.write_results(
                 opts.results, {**doc.as_dict(), "phases": _phases(doc), "sampling": sampling}
             )

@@ -27,10 +27,10 @@ DONE_WORDS = {
 def samples(plan: Plan, t: Tally, traced: bool) -> None:
     """What the timed samples were: verification, firings that did not do
     their job, the walks seen, and the walk and syscall statistics."""
-    ktap, opts = plan.ktap, plan.opts
+    ktap = plan.ktap
     verified = len(t.samples) - len(t.unverified)
     ktap.diag(
-        f"samples: {len(t.measured)} measured after {opts.warmup} warm-up; "
+        f"samples: {len(t.measured)} measured after {sum(s.warmup for s in t.samples)} warm-up; "
         f"{len(t.measured) - len(t.not_done)} {DONE_WORDS.get(plan.trigger.name, 'done')}; "
         f"every mapping of the target verified after {verified} of {len(t.samples)} triggers"
     )

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from rmapbench.bench import crossval, measure, tally
 from rmapbench.bench.build import Built
 from rmapbench.bench.preflight import Plan, Skip
+from rmapbench.bench.warmup import Warmup
 from rmapbench.ksft import phases, precision, stats
 from rmapbench.ksft.ktap import KTAP
 from rmapbench.machine import ksm
@@ -121,6 +122,7 @@ def sample(plan: Plan, built: Built, armed: Armed) -> Sampled:
     if armed.probe:
         armed.probe.follow(plan.trigger.pids())
     rule, count, stop = _stopping(plan, armed)
+    warm = Warmup.of(plan.opts.warmup)
     # The probe's cost timed right after each firing, by the program that
     # calibrates (none when this boot's calibration is reused).
     after = None
@@ -132,9 +134,9 @@ def sample(plan: Plan, built: Built, armed: Armed) -> Sampled:
             built.addr,
             phases.timed(plan.scenario.verify, "verification"),
             armed.probe,
-            plan.opts.warmup,
+            warm,
             count,
-            phases.after_warmup(progress(plan, count), plan.opts.warmup, "samples"),
+            phases.after_warmup(progress(plan, count), warm.most, "samples"),
             stop,
             after_firing=after,
         )
@@ -220,7 +222,7 @@ def _stopping(
                 groups[i].append(w.duration_ns)
         return groups
 
-    return rule, rule.max_samples, precision.stopper(rule, opts.warmup, values)
+    return rule, rule.max_samples, precision.stopper(rule, values)
 
 
 def _since(t0: float) -> float:
@@ -262,10 +264,11 @@ def progress(plan: Plan, samples: int | None = None) -> Callable[[measure.Sample
     long run under TCG shows it is alive. `samples`: the most that will be
     taken (--precision's --max-samples), when not --samples."""
     opts, ktap, trigger = plan.opts, plan.ktap, plan.trigger
-    total = opts.warmup + (opts.samples if samples is None else samples)
-    step = 1 if opts.verbose else max(1, total // 10)
+    most = Warmup.of(opts.warmup).most + (opts.samples if samples is None else samples)
+    step = 1 if opts.verbose else max(1, most // 10)
 
     def report(s: measure.Sample) -> None:
+        total = s.planned or most  # one less when the warm-up ended early
         if (s.index + 1) % step and s.index + 1 != total:
             return
         walks = ", ".join(stats.format_ns(w.duration_ns) for w in s.walks[:4]) or "none"

@@ -41,7 +41,7 @@ class Options:
     pages: int = PAGES_DEFAULT
     split: int = 2
     samples: int = 30
-    warmup: int = 2
+    warmup: int | None = None  # None: bench/warmup.py's rule (2, or 1 after a long firing)
     backend: str = "auto"
     tracepoint_form: str = "auto"
     max_p99_ms: float | None = None
@@ -172,7 +172,7 @@ def build_parser(
         "--warmup",
         type=_positive(int, 0, MAX_SAMPLES),
         metavar="W",
-        help=f"migrations before measuring (default {d.warmup})",
+        help="migrations before measuring (default 2, or 1 when the first took 50 ms or more)",
     )
     p.add_argument(
         "--backend",

@@ -167,19 +167,18 @@ def timed(fn: Callable[[], T] | None, name: str) -> Callable[[], T] | None:
 
 
 def after_warmup(
-    fn: Callable[[Any], None] | None, warmup: int, name: str
+    fn: Callable[[Any], None] | None, most: int, name: str
 ) -> Callable[[Any], None]:
     """A per-sample callback (measure.run's progress) that also opens phase
-    `name` once the warm-up's `warmup` samples are done."""
-    seen = [0]
-    if warmup == 0:
+    `name` after the sample that ends the warm-up (`ends_warmup`); at once
+    when there is none (`most` 0)."""
+    if most == 0:
         RECORDER.begin(name)
 
     def call(sample: Any) -> None:
         if fn is not None:
             fn(sample)
-        seen[0] += 1
-        if seen[0] == warmup:
+        if getattr(sample, "ends_warmup", False):
             RECORDER.begin(name)
 
     return call

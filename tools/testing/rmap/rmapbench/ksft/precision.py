@@ -155,13 +155,13 @@ CURRENT: Rule | None = None
 
 
 def stopper(
-    rule: Rule, warmup: int, values: Callable[[list[Any]], Sequence[Any]]
+    rule: Rule, values: Callable[[list[Any]], Sequence[Any]]
 ) -> Callable[[list[Any]], bool]:
     """measure.run's stop callback: `values` gives the latencies of the
     samples so far (warm-up excluded by it), checked after each measured one."""
 
     def stop(samples: list[Any]) -> bool:
-        measured = len(samples) - warmup
+        measured = sum(1 for s in samples if not s.warmup)
         if measured <= 0:
             return False
         return rule.decide(values(samples), measured) is not None
