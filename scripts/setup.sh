@@ -8,7 +8,7 @@ set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 venv=${VENV:-$here/.venv}
 python=${PYTHON:-python3}
-packages="qemu-system-x86 busybox-static e2fsprogs zstd shellcheck python3-venv xz-utils"
+packages="qemu-system-x86 busybox-static e2fsprogs zstd shellcheck python3-venv xz-utils cpio"
 
 missing=""
 for p in $packages; do
