@@ -39,15 +39,6 @@ from rmapbench.machine import ksm, maps, mm
 from rmapbench.scenarios.region import KsmScenario, expected_vmas
 
 
-def vma_spans(pid: int, start: int, end: int) -> list[tuple[int, int]]:
-    """[start, end) of each VMA of pid inside [start, end)."""
-    return [
-        (m.start, m.end)
-        for m in maps.mappings(pid)
-        if m.start >= start and m.end <= end
-    ]
-
-
 class KsmMremapScenario(KsmScenario):
     name = "ksm-mremap"
     backing: ClassVar[str] = "ksm"
@@ -75,9 +66,9 @@ class KsmMremapScenario(KsmScenario):
         t0 = time.monotonic()
         pid = os.getpid()
         old = self.addr
-        spans = vma_spans(pid, old, old + self.length)
-        if len(spans) != 1:
-            raise RuntimeError(f"the region is {len(spans)} VMAs before the move, not one")
+        vmas = maps.count_in(pid, old, old + self.length)
+        if vmas != 1:
+            raise RuntimeError(f"the region is {vmas} VMAs before the move, not one")
         self.dest = mm.mmap(
             self.length, mm.PROT_NONE, mm.MAP_PRIVATE | mm.MAP_ANONYMOUS | mm.MAP_NORESERVE
         )
@@ -89,7 +80,7 @@ class KsmMremapScenario(KsmScenario):
         self.setup["mremap"] = {
             "old_addr": hex(old),
             "new_addr": hex(self.addr),
-            "vmas_moved": len(spans),
+            "vmas_moved": vmas,
             # How far each VMA's vm_pgoff now lags behind its address.
             "pgoff_shift_pages": (self.addr - old) // mm.PAGE_SIZE,
             "seconds": round(time.monotonic() - t0, 3),

@@ -83,7 +83,7 @@ def for_backend(backend: Backend, buffer_kb: int = 256, firings: int = calibrate
         stored = _load(key)
         if stored is not None:
             return stored
-    with phases.span("calibrate"):  # once a boot: 1-1.5 s under TCG
+    with phases.span("calibrate"):  # once a boot: about 1 s under TCG
         measured = calibrate.for_backend(backend, buffer_kb, firings, after=after)
     cal = replace(
         measured,
