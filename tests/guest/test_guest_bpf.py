@@ -16,6 +16,8 @@ pytestmark = pytest.mark.guest
 
 CASES = ("anon", "ksm")
 BACKENDS = ("bpf", "fprobe")
+FOLLOW = Path(__file__).resolve().parent / "scripts" / "bpf_follow.py"
+CHILD, OWN = 20, 5  # migrations by a forked child, then by the followed process
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +30,7 @@ def runs(guest: Callable[..., str], tmp_path_factory: pytest.TempPathFactory) ->
         for c in CASES
         for b in BACKENDS
     )
+    script += f" ; {py} {FOLLOW} {CHILD} {OWN} > {share}/follow.json"
     return share, guest(script, share)
 
 
@@ -76,3 +79,15 @@ def test_bpf_durations_are_plausible_against_fprobe(runs: tuple[Path, str], case
             # bpf's window holds less, so it reads less - but not a
             # different walk (an order of magnitude).
             assert 0.1 <= ratio <= 1.5, (name, ratio)
+
+
+def test_bpf_times_only_the_followed_tasks(runs: tuple[Path, str]) -> None:
+    """A child's walks never reach the ring buffer (the entry program's
+    follow map), and its exits are not counted as unmatched; the followed
+    process's are all there: two walks per migration."""
+    share, out = runs
+    got = json.loads((share / "follow.json").read_text())
+    assert got["child_ok"] and got["own_moved"] == OWN, (got, out)
+    assert got["records_other"] == 0, got
+    assert got["records_own"] == 2 * OWN, got
+    assert got["unmatched"] == 0 and got["dropped"] == 0, got

@@ -52,7 +52,7 @@ def test_labels_resolve_to_slot_offsets() -> None:
         b.assemble()
 
 
-MAPS = programs.Maps(start=3, ringbuf=4, counters=5)
+MAPS = programs.Maps(start=3, ringbuf=4, counters=5, follow=6)
 
 
 def _calls(code: list[insn.Insn]) -> list[tuple[int, int]]:
@@ -85,6 +85,31 @@ def test_exit_reads_the_clock_first() -> None:
     assert programs.RINGBUF_OUTPUT in [h for _, h in calls]
     assert insn.load(1, 1, 16) in code  # rwc->rmap_one
     assert insn.and_imm(1, 0xFF) in code  # bool locked
+
+
+def _map_loads(code: list[insn.Insn]) -> list[tuple[int, int]]:
+    """(index, map fd) of every map fd load (the first slot of the pair)."""
+    return [(i, c.imm) for i, c in enumerate(code)
+            if c.code == insn.LD | insn.IMM | insn.DW and c.src == 1]  # fmt: skip
+
+
+def test_entry_asks_the_follow_map_before_taking_a_slot() -> None:
+    code = programs.entry(MAPS)
+    loads = _map_loads(code)
+    assert [fd for _, fd in loads][:2] == [MAPS.follow, MAPS.start]
+    # A task not followed: straight to the return, no slot, no clock read.
+    i = loads[0][0]
+    miss = code[i + 5]  # ld_map_fd (two slots), mov, add, call: then the test
+    assert (miss.code, miss.dst, miss.imm) == (insn.JMP | insn.JEQ, 0, 0), miss
+    assert code[i + 6 + miss.off :] == [insn.mov_imm(0, 0), insn.exit_()]
+
+
+def test_exit_counts_unmatched_only_for_followed_tasks() -> None:
+    code = programs.exit_(MAPS, programs.Shape(0))
+    fds = [fd for _, fd in _map_loads(code)]
+    # start, ring buffer, dropped counter; then follow before the unmatched counter.
+    assert fds[0] == MAPS.start and fds[-2:] == [MAPS.follow, MAPS.counters], fds
+    assert MAPS.follow not in fds[:-2]  # the matched path does not look
 
 
 def test_calibration_shape_reads_no_arguments() -> None:

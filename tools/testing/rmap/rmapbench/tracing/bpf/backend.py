@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 RWC = "rmap_walk_control"
 RINGBUF_BYTES = 4 << 20  # 64-byte records: 65,536 walks between two reads
 SLOTS = 4096  # tasks in a walk at once, per function
+FOLLOWED = 1024  # tasks followed at once (follow())
 HAS_LOCKED_ARG = {"rmap_walk_anon", "rmap_walk_file"}  # (folio, rwc, locked)
 JIT_ENABLE = Path("/proc/sys/net/core/bpf_jit_enable")
 LOCKDOWN = Path("/sys/kernel/security/lockdown")
@@ -77,6 +78,7 @@ class Bpf:
         self._fds: list[int] = []  # maps, programs, links: closed newest first
         self._ring: RingBuffer | None = None
         self._counters = -1
+        self._follow = -1  # the follow map: which tasks' walks the programs time
         self._seen = [0] * programs.COUNTERS  # counter values already reported
         self._symbols: records.Symbols | None = None
 
@@ -124,12 +126,13 @@ class Bpf:
         t0 = time.perf_counter()
         try:
             self._counters = self._map(sc.MAP_ARRAY, 4, 8, programs.COUNTERS, "rmapbench_cnt")
+            self._follow = self._map(sc.MAP_HASH, 4, 4, FOLLOWED, "rmapbench_pid")
             ring = self._map(sc.MAP_RINGBUF, 0, 0, RINGBUF_BYTES, "rmapbench_rb")
             self._ring = RingBuffer(ring, RINGBUF_BYTES)
             offset = found.members.get(RWC, {}).get("rmap_one", 0)
             for index, func in enumerate(self.functions):
                 start = self._map(sc.MAP_HASH, 8, 8, SLOTS, f"rb_start{index}")
-                maps = programs.Maps(start, ring, self._counters)
+                maps = programs.Maps(start, ring, self._counters, self._follow)
                 walk = func in events.WALK_FUNCTIONS
                 shape = programs.Shape(index, walk, walk, func in HAS_LOCKED_ARG, offset)
                 btf_id = found.funcs[func]
@@ -153,7 +156,8 @@ class Bpf:
         where = ", ".join(self.functions)
         detail = (
             f"fentry/fexit BPF programs on {where}; clock read last at entry, first at exit; "
-            "paired in kernel per task; rwc->rmap_one names the caller; ring buffer; "
+            "followed tasks only, paired in kernel per task; rwc->rmap_one names the caller; "
+            "ring buffer; "
             f"BTF parsed in {self.btf_seconds * 1000:.0f} ms, "
             f"loaded and attached in {self.load_seconds * 1000:.0f} ms"
         )
@@ -185,13 +189,25 @@ class Bpf:
         while self._fds:
             with contextlib.suppress(OSError):
                 os.close(self._fds.pop())
-        self._counters = -1
+        self._counters = self._follow = -1
 
     # -- collecting ---------------------------------------------------------
     def follow(self, inst: Instance, pids: list[int]) -> None:
-        """Keep only these tasks' walks (the programs see every task's:
-        the filter is in user space, outside any timed window)."""
-        self.pids = set(pids)
+        """Time only these tasks' walks: the follow map the programs look
+        the thread up in before the timed window (programs.py). Until the
+        first call no walk is timed. The records are filtered again in
+        user space: a walk already past the entry when a task stopped
+        being followed."""
+        from rmapbench.tracing.bpf import syscall as sc
+
+        wanted = set(pids)
+        if self._follow >= 0:
+            for pid in (self.pids or set()) - wanted:
+                with contextlib.suppress(sc.BpfError):
+                    sc.map_delete(self._follow, struct.pack("<I", pid))
+            for pid in wanted - (self.pids or set()):
+                sc.map_update(self._follow, struct.pack("<I", pid), struct.pack("<I", 1))
+        self.pids = wanted
 
     def discard(self) -> None:
         """Forget what was recorded so far (the sampling loop's clear and

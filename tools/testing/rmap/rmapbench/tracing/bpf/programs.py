@@ -24,6 +24,16 @@ and resume on another CPU. One hash map of slots per function, like the
 fprobe pairing's stack per (pid, function). The exit program zeroes the
 slot it consumed, so an exit without a fresh entry (a walk already
 running when the programs were attached) is counted, not paired.
+
+Only the followed tasks are timed: the entry program looks the thread id
+up in the follow map (filled by the backend's follow(), the tasks whose
+walks the trigger causes) before it takes a slot, so other tasks' walks
+(kswapd, kcompactd, another process's NUMA balancing) cost one lookup,
+outside any timed window, and neither reach the ring buffer nor count as
+lost. The exit program's matched path is unchanged; on its unmatched path
+it counts only followed tasks. The key is the low half of the stored
+pid_tgid, read in place: the thread id on the little-endian machines
+syscall.NR_BPF knows.
 """
 
 from __future__ import annotations
@@ -53,6 +63,7 @@ class Maps:
     start: int  # hash: pid_tgid -> the entry's clock read (0: consumed)
     ringbuf: int  # records (records.py) out to user space
     counters: int  # array of u64: DROPPED, UNMATCHED
+    follow: int  # hash: thread id (u32) -> 1, the tasks whose walks count
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,8 @@ class Shape:
 def entry(maps: Maps) -> list[Insn]:
     a = Assembler()
     a.emit(insn.call(GET_CURRENT_PID_TGID), insn.store(FP, _KEY, 0))
+    _lookup(a, maps.follow, _KEY)  # the thread id: the key's low half
+    a.jump_if(JEQ, 0, 0, "out")
     _lookup(a, maps.start, _KEY)
     a.jump_if(JNE, 0, 0, "have")
     # First walk of this task: insert its slot, then find it.
@@ -127,6 +140,8 @@ def exit_(maps: Maps, shape: Shape) -> list[Insn]:
     _count(a, maps.counters, DROPPED)
     a.goto("out")
     a.label("unmatched")
+    _lookup(a, maps.follow, _KEY)  # another task's walk is none of ours
+    a.jump_if(JEQ, 0, 0, "out")
     _count(a, maps.counters, UNMATCHED)
     a.label("out")
     a.emit(insn.mov_imm(0, 0), insn.exit_())

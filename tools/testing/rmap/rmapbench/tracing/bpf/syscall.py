@@ -16,7 +16,7 @@ import struct
 NR_BPF = {"x86_64": 321, "aarch64": 280}
 
 # Commands.
-MAP_CREATE, MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM, PROG_LOAD = 0, 1, 2, 5
+MAP_CREATE, MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM, MAP_DELETE_ELEM, PROG_LOAD = 0, 1, 2, 3, 5
 RAW_TRACEPOINT_OPEN = 17
 # Map, program and attach types.
 MAP_HASH, MAP_ARRAY, MAP_RINGBUF = 1, 2, 27
@@ -104,6 +104,11 @@ def map_update(fd: int, key: bytes, value: bytes) -> None:
     k = ctypes.create_string_buffer(key, len(key))
     v = ctypes.create_string_buffer(value, len(value))
     bpf(MAP_UPDATE_ELEM, _attr((0, "I", fd), (8, "Q", _addr(k)), (16, "Q", _addr(v))), "update")
+
+
+def map_delete(fd: int, key: bytes) -> None:
+    k = ctypes.create_string_buffer(key, len(key))
+    bpf(MAP_DELETE_ELEM, _attr((0, "I", fd), (8, "Q", _addr(k))), "delete")
 
 
 def prog_load(insns: bytes, attach_type: int, btf_id: int, name: str, what: str) -> int:
