@@ -26,9 +26,10 @@ CASES = {"rmap_ksm": "ksm", "rmap_anon": "anon", "rmap_file": "file"}
 @pytest.fixture(scope="module")
 def suite_run(guest: Callable[..., str], tmp_path_factory: pytest.TempPathFactory
               ) -> dict[str, Any]:
-    """One guest: knobs snapshot, the three cases and shmem (whose walk
-    function is file's: it uses the probe events rmap_file.py kept), an
-    interrupted KSM run, knobs snapshot again."""
+    """One guest: knobs snapshot, the three cases and shmem with the
+    default backend (bpf on stock 6.12), file and shmem again with fprobe
+    (shmem's walk function is file's: it uses the probe events
+    rmap_file.py kept), an interrupted KSM run, knobs snapshot again."""
     share = tmp_path_factory.mktemp("guest")
     py = sys.executable
     args = " ".join(SMALL)
@@ -36,6 +37,8 @@ def suite_run(guest: Callable[..., str], tmp_path_factory: pytest.TempPathFactor
     script = f"""d={share}
 {py} {SNAPSHOT} > $d/before.json
 {py} -m rmapbench.ksft.runner {progs} -- {args} --results $d/res > $d/tap.txt; echo $? > $d/rc
+{py} -m rmapbench.ksft.runner ./rmap_file.py ./rmap_shmem.py -- {args} --backend fprobe \
+    --results $d/kept > $d/kept_tap.txt; echo $? > $d/kept_rc
 timeout --preserve-status -s TERM 25 \\
     ./rmap_ksm.py --pages 2000 --samples 100000 > $d/interrupted.txt
 echo $? > $d/interrupted.rc
@@ -53,6 +56,9 @@ umount /sys/kernel/tracing; umount /sys/kernel/debug/tracing /sys/kernel/debug 2
         "tap": (share / "tap.txt").read_text(),
         "rc": int((share / "rc").read_text()),
         "docs": {d["program"]: d for d in results.load_results(share / "res")},
+        "kept_tap": (share / "kept_tap.txt").read_text(),
+        "kept_rc": int((share / "kept_rc").read_text()),
+        "kept_docs": {d["program"]: d for d in results.load_results(share / "kept")},
         "before": json.loads((share / "before.json").read_text()),
         "after": json.loads((share / "after.json").read_text()),
         "interrupted": (share / "interrupted.txt").read_text(),
@@ -69,20 +75,27 @@ def test_suite_passes_with_valid_tap(suite_run: dict[str, Any]) -> None:
     assert len(oks) == 4 and all(ln.ok and not ln.skip for ln in oks), suite_run["tap"]
 
 
-def test_programs_use_the_probe_events_an_earlier_one_kept(suite_run: dict[str, Any]) -> None:
-    """machine/shared_probes.py, tracing/kept.py: rmap_shmem.py armed on
-    rmap_file.py's events and pairing, the others on their own, and the
-    runner removed all six events, three pairings and the instance (the
-    snapshot after the run has none: test_every_knob_reads_back_as_before)."""
+def test_auto_suite_keeps_no_probe_events(suite_run: dict[str, Any]) -> None:
+    """bpf's programs are the process's file descriptors: a suite on it
+    keeps nothing between programs, so the runner has nothing to remove."""
     docs = suite_run["docs"]
-    if docs["rmap_file"]["backend"]["name"] not in ("fprobe", "kprobe"):
-        pytest.skip("the kernel has the rmap tracepoints: no probe events")
+    assert {d["backend"]["name"] for d in docs.values()} == {"bpf"}, docs
+    assert "# what the programs kept" not in suite_run["tap"], suite_run["tap"]
+
+
+def test_programs_use_the_probe_events_an_earlier_one_kept(suite_run: dict[str, Any]) -> None:
+    """machine/shared_probes.py, tracing/kept.py: with fprobe, rmap_shmem.py
+    armed on rmap_file.py's events and pairing, and the runner removed both
+    events, the pairing and the instance (the snapshot after the run has
+    none: test_every_knob_reads_back_as_before)."""
+    assert suite_run["kept_rc"] == 0, suite_run["kept_tap"]
+    docs = suite_run["kept_docs"]
+    assert {d["backend"]["name"] for d in docs.values()} == {"fprobe"}, docs
     assert ("and their pairing kept by an earlier program"
             in docs["rmap_shmem"]["backend"]["detail"])  # fmt: skip
-    for program in CASES:
-        assert "kept by an earlier program" not in docs[program]["backend"]["detail"]
-    assert ("# what the programs kept (6 probe events, 3 pairings and an instance) removed in"
-            in suite_run["tap"]), suite_run["tap"]  # fmt: skip
+    assert "kept by an earlier program" not in docs["rmap_file"]["backend"]["detail"]
+    assert ("# what the programs kept (2 probe events, 1 pairing and an instance) removed in"
+            in suite_run["kept_tap"]), suite_run["kept_tap"]  # fmt: skip
 
 
 @pytest.mark.parametrize("program", CASES)
@@ -93,7 +106,7 @@ def test_target_walks_of_the_right_type_every_sample(suite_run: dict[str, Any], 
     assert doc["status"] == "pass"
     assert sc["name"] == CASES[program]
     assert sc["target_identified_by"] == "folio"
-    assert doc["backend"]["name"] in ("fprobe", "kprobe", "tracepoint")
+    assert doc["backend"]["name"] in ("tracepoint", "bpf", "fprobe", "kprobe")
     measured = [t for t in sc["trials"] if not t["warmup"]]
     assert len(measured) == 5
     for t in measured:

@@ -193,7 +193,7 @@ def _release(out: TextIO) -> None:
     t0 = time.monotonic()
     events = sum(len(e.removals) for e in probes.probes.values())
     pairings = sum(1 for e in probes.probes.values() if e.pairing)
-    what = (f"{events} probe events, {pairings} pairings and "
+    what = (f"{_count(events, 'probe event')}, {_count(pairings, 'pairing')} and "
             f"{'an instance' if probes.instance else 'no instance'}")  # fmt: skip
     failures = probes.release()
     if failures:
@@ -203,6 +203,10 @@ def _release(out: TextIO) -> None:
         print(f"# what the programs kept ({what}) removed in "
               f"{time.monotonic() - t0:.2f} s", file=out)  # fmt: skip
     out.flush()
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _run(progs: list[Path], extra: list[str], timeout: int, out: TextIO) -> int:

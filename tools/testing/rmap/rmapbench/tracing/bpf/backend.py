@@ -1,8 +1,9 @@
 """The "bpf" backend: each walk timed by a fentry and a fexit program.
 
-Experimental, and not in select.AUTO_ORDER until it is checked against the
-ground truth (docs/ground-truth.md). It exists to put less of the probe's
-own cost inside the timed window than the fprobe backend does (issue #12):
+auto's first choice where the kernel has no rmap tracepoint
+(select.AUTO_ORDER): against the ground-truth kernel it came closest to
+the in-kernel duration (docs/ground-truth.md). It exists to put less of
+the probe's own cost inside the timed window than fprobe does (issue #12):
 what lies between its two clock reads is the tail of one BPF program and
 the head of another, with the trampoline around the body (programs.py),
 where fprobe's window holds the entry event's ring buffer commit and hist
