@@ -369,3 +369,30 @@ def test_a_call_step_runs_at_restore_and_is_never_on_disk(tmp_path: Path) -> Non
     assert [s["kind"] for s in saved["steps"]] == ["write"]
     j.restore()
     assert ran == ["closed"] and marker.read_text() == "0"
+
+
+def test_bpf_gets_no_trace_instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bpf records into its own ring buffer map: nothing is made in tracefs
+    for it, and what the sampling loop asks of the instance is a no-op;
+    a probe backend still gets its private instance."""
+    from rmapbench.tracing import tracefs
+    from rmapbench.tracing.probes import DynamicProbe
+
+    (tmp_path / "instances").mkdir()
+    monkeypatch.setattr(tracefs, "find_tracefs", lambda: tmp_path)
+    with Journal(tag="t", directory=tmp_path / "j") as journal:
+        tfs, inst = tracefs.instance_for(Bpf(), journal, 256)
+        assert isinstance(inst, tracefs.NoBuffer) and tfs.root == tmp_path
+        inst.follow_pids([1, 2])
+        inst.clear()
+        inst.drain()
+        assert (inst.take(), inst.lost_events(), inst.followed) == ("", 0, [1, 2])
+        assert not list((tmp_path / "instances").iterdir())
+        with pytest.raises(tracefs.TraceError, match="no trace instance"):
+            inst.enable("rmap", "rmap_walk")
+
+        # A probe backend's instance is made (the fake tracefs has no
+        # trace_clock to read back, so it stops there).
+        with pytest.raises(OSError):
+            tracefs.instance_for(DynamicProbe("fprobe"), journal, 256)
+        assert [p.name[:10] for p in (tmp_path / "instances").iterdir()] == ["rmapbench-"]

@@ -95,10 +95,10 @@ def run_round(
         if name == "syscall":
             rnd.desc = select.SYSCALL_ONLY
         else:
-            tfs, inst = tracefs.private_instance(journal, opts.buffer_kb, tag=name)
             backend = select.make(
                 name, opts.tracepoint_form, select.walk_types(page_type, opts.probe_all_walks)
             )
+            tfs, inst = tracefs.instance_for(backend, journal, opts.buffer_kb, tag=name)
             try:
                 backend.check(tfs)
                 rnd.desc = backend.arm(tfs, inst)

@@ -77,11 +77,14 @@ def arm(plan: Plan) -> Armed:
 def _instances(plan: Plan, tfs: tracefs.TraceFS, kept_probes: shared.SharedProbes | None
                ) -> Callable[[Backend], tracefs.Instance]:  # fmt: skip
     """The instance a backend arms in: the program's own (made once, for
-    whichever backend asks first), or for a probe backend pairing in the
-    kernel within a suite run the runner's kept one (tracing/kept.py)."""
+    whichever backend asks first), for a probe backend pairing in the
+    kernel within a suite run the runner's kept one (tracing/kept.py), or
+    none for a backend with a ring buffer of its own (bpf: tracefs.NoBuffer)."""
     own: list[tracefs.Instance] = []
 
     def instance(backend: Backend) -> tracefs.Instance:
+        if getattr(backend, "own_buffer", False):
+            return tracefs.NoBuffer(plan.journal)
         if kept_probes is not None and isinstance(backend, DynamicProbe) and (
             hist.hist_supported(tfs)
         ):

@@ -169,7 +169,7 @@ def run(make: Callable[[], Backend], method: str, buffer_kb: int = 256,
     backend = make()
     try:
         with Journal(tag="calibrate") as journal:
-            tfs, inst = tracefs.private_instance(journal, buffer_kb, tag="calibrate")
+            tfs, inst = tracefs.instance_for(backend, journal, buffer_kb, tag="calibrate")
             backend.check(tfs)
             backend.arm(tfs, inst)
             follow = getattr(backend, "follow", None)
@@ -276,8 +276,8 @@ class AfterFirings:
             return
         make = built.make
         try:
-            tfs, inst = tracefs.private_instance(self._journal, buffer_kb, tag="after")
             probe = make()
+            tfs, inst = tracefs.instance_for(probe, self._journal, buffer_kb, tag="after")
             probe.check(tfs)
             probe.arm(tfs, inst)
             follow = getattr(probe, "follow", None)

@@ -68,6 +68,7 @@ class Bpf:
     """fentry/fexit programs on `functions` (function -> page type)."""
 
     name = "bpf"
+    own_buffer = True  # its ring buffer map: given no trace instance (tracefs.NoBuffer)
 
     def __init__(self, functions: dict[str, str] | None = None) -> None:
         self.functions = dict(functions or events.WALK_FUNCTIONS)
