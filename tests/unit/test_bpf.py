@@ -287,6 +287,22 @@ def _rec(**kw: int) -> bytes:
     return records.RECORD.pack(*(base[f.name] for f in records.Field))
 
 
+def test_callbacks_are_exact_lines_of_kallsyms() -> None:
+    text = (
+        "ffffffff81000100 t page_mkclean_one\n"  # the first line
+        "ffffffff81000200 t try_to_migrate_one_more\n"  # a longer name
+        "ffffffff81000300 t remove_migration_pte\n"
+        "ffffffffc0000000 t try_to_unmap_one\t[some_module]\n"  # not vmlinux's
+        "ffffffff81000400 d folio_referenced_one\n"  # not text
+        "ffffffff81000500 T try_to_migrate_one\n"
+    )
+    assert records._callbacks(text) == {
+        0xFFFFFFFF81000100: "page_mkclean_one",
+        0xFFFFFFFF81000300: "remove_migration_pte",
+        0xFFFFFFFF81000500: "try_to_migrate_one",
+    }
+
+
 def test_record_layout() -> None:
     r = records.decode(_rec())
     assert records.RECORD_SIZE == 56

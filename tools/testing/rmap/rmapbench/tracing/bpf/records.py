@@ -43,12 +43,21 @@ BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
 def _callbacks(text: str) -> dict[int, str]:
-    """The table's callbacks' addresses in kallsyms text."""
-    names = "|".join(RMAP_ONE_CALLER)
-    return {
-        int(m.group(1), 16): m.group(2)
-        for m in re.finditer(rf"^([0-9a-f]+) [tT] ({names})$", text, re.M)
-    }
+    """The table's callbacks' addresses in kallsyms text: each "ADDR t
+    NAME" line found with str.find(). Under TCG one regular expression
+    over the 7.7 MB, 170,000 lines of Debian 6.12's kallsyms took 2.0 s,
+    against 0.7 s to read the file."""
+    found = {}
+    for name in RMAP_ONE_CALLER:
+        for kind in "tT":
+            needle = f" {kind} {name}\n"
+            at = text.find(needle)
+            while at >= 0:
+                start = text.rfind("\n", 0, at) + 1
+                with contextlib.suppress(ValueError):
+                    found[int(text[start:at], 16)] = name
+                at = text.find(needle, at + len(needle))
+    return found
 
 
 def _boot_id() -> str:
