@@ -17,12 +17,12 @@ from rmapbench.tracing.tracepoint import Tracepoint
 # Most precise first: the proposed tracepoints time the walk inside
 # rmap_walk() itself. bpf's fentry/fexit programs put the least of a
 # probe's own cost inside the timed window (a trampoline and two short
-# programs, ~0.4 us calibrated under TCG), and against the ground-truth
-# kernel they came within 1.0-1.6x of the in-kernel duration where
-# fprobe and kprobe read 2.3-5.2x (docs/ground-truth.md); fprobe/kprobe
-# add their trace events' cost. function_graph is last: it times the walk
-# functions like fprobe does but records no arguments, so walks are
-# matched to the target by type only.
+# programs, 0.4-1.4 us calibrated under TCG): against the ground-truth
+# kernel's in-kernel duration a migration's two walks read 0.93x (anon)
+# and 1.02x (file), where fprobe and kprobe, whose windows hold their
+# trace events' cost, read 2.3-5.2x (docs/ground-truth.md). function_graph
+# is last: it times the walk functions like fprobe does but records no
+# arguments, so walks are matched to the target by type only.
 AUTO_ORDER = ("tracepoint", "bpf", "fprobe", "kprobe", "fgraph")
 # What --backend all measures, in turn (then no backend at all).
 ALL_ORDER = AUTO_ORDER
