@@ -63,8 +63,9 @@ RUNNER_FAULTS = {
                         "restoring after 'ksm: merged in'"),
     # Two programs: the first's probe events are in the runner's journal
     # (machine/shared_probes.py), and the program, orphaned, removes them.
-    "runner_shared": ("./rmap_anon.py ./rmap_anon_fork.py -- --pages 200 --samples 100000",
-                      "line '# backend:'"),
+    # fprobe by name: auto's bpf keeps no events between programs.
+    "runner_shared": ("./rmap_anon.py ./rmap_anon_fork.py -- --backend fprobe --pages 200 "
+                      "--samples 100000", "line '# backend:'"),
 }
 
 
