@@ -54,10 +54,7 @@ def arm(plan: Plan) -> Armed:
     if opts.backend == "syscall":
         describe_backend(ktap, select.SYSCALL_ONLY)
         return Armed(None, select.SYSCALL_ONLY)
-    root = tracefs.find_tracefs()
-    if root is None:
-        raise tracefs.TraceError("tracefs is not mounted or not writable")
-    tfs = tracefs.TraceFS(root, plan.journal)
+    tfs = tracefs.mounted(plan.journal)
     kept_probes = shared.from_env()
     try:
         backend, desc, passed_over, inst = select.arm(

@@ -286,24 +286,27 @@ class NoBuffer(Instance):
         return 0
 
 
+def mounted(journal: Recorder) -> TraceFS:
+    """The mounted tracefs, its changes recorded by `journal`; TraceError
+    when there is none."""
+    root = find_tracefs()
+    if root is None:
+        raise TraceError("tracefs is not mounted or not writable")
+    return TraceFS(root, journal)
+
+
 def instance_for(backend: object, journal: Journal, buffer_kb: int, tag: str = ""
                  ) -> tuple[TraceFS, Instance]:  # fmt: skip
     """private_instance(), or NoBuffer for a backend with a buffer of its own."""
     if not getattr(backend, "own_buffer", False):
         return private_instance(journal, buffer_kb, tag)
-    root = find_tracefs()
-    if root is None:
-        raise TraceError("tracefs is not mounted or not writable")
-    return TraceFS(root, journal), NoBuffer(journal)
+    return mounted(journal), NoBuffer(journal)
 
 
 def private_instance(journal: Journal, buffer_kb: int, tag: str = "") -> tuple[TraceFS, Instance]:
     """The run's own instance (rmapbench-PID[-TAG]) on the mounted tracefs,
     following only this process."""
-    root = find_tracefs()
-    if root is None:
-        raise TraceError("tracefs is not mounted or not writable")
-    tfs = TraceFS(root, journal)
+    tfs = mounted(journal)
     name = f"rmapbench-{os.getpid()}" + (f"-{tag}" if tag else "")
     inst = tfs.instance(name, buffer_kb)
     inst.follow_pids([os.getpid()])
