@@ -134,9 +134,14 @@ def test_thp_target_is_a_pmd_mapped_thp(run: dict[str, Any]) -> None:
     assert sc["setup"]["target_page_type"] == "anon"
     assert sc["params"] == {"thp_kb": 2048, "subpages": 512}
     every_trial_migrated_and_verified(sc, "anon")
-    # move_pages() of the first page moved the whole THP every time.
-    assert sc["setup"]["verified_as"] == {"thp": 5, "split": 0}
-    assert sc["setup"]["thp_vmstat"]["thp_migration_success"] >= 5
+    # move_pages() of the first page moved the whole THP every time: each
+    # of the 3 measured firings and the warm-up's (2, or 1 that took 50 ms
+    # or more: bench/warmup.py; seen on a slow host).
+    trials = sc["trials"]
+    warm = 1 if trials[0]["syscall_ns"] >= 50e6 else 2
+    assert len(trials) == warm + 3, trials
+    assert sc["setup"]["verified_as"] == {"thp": warm + 3, "split": 0}
+    assert sc["setup"]["thp_vmstat"]["thp_migration_success"] >= warm + 3
     assert sc["setup"]["thp_vmstat"]["thp_migration_split"] == 0
     assert "PMD-mapped (AnonHugePages 2048 kB" in run["thp"]
 
