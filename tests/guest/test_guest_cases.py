@@ -60,6 +60,13 @@ echo 0 > /sys/kernel/mm/ksm/run
 ./rmap_anon.py --case anon --case nope > $d/unknown.txt 2>&1; echo $? > $d/unknown.rc
 {py} -m rmapbench.ksft.runner {progs} -- --case=nope > $d/runner_unknown.txt 2>&1
 echo $? > $d/runner_unknown.rc
+# The file case on a filesystem without room for its test file (1000
+# pages, 3.9 MiB): df's Avail less 1 MiB taken by one file, removed after.
+avail=$(df -Pk /tmp | awk 'NR == 2 {{print $4}}')
+fallocate -l $(( (avail - 1024) * 1024 )) /tmp/rmaptest-filler
+./rmap_file.py {SMALL} --results $d/full > $d/full.txt; echo $? > $d/full.rc
+ls -a /tmp > $d/full_ls.txt
+rm -f /tmp/rmaptest-filler
 {py} {SNAPSHOT} > $d/after.json
 """
     guest(script, share)
@@ -71,7 +78,7 @@ echo $? > $d/runner_unknown.rc
             out[f.stem + "_rc"] = int(f.read_text())
         elif f.suffix == ".json":
             out[f.stem] = json.loads(f.read_text())
-    for d in ("selected", "res", "mps16"):
+    for d in ("selected", "res", "mps16", "full"):
         out[d + "_docs"] = {doc["program"]: doc for doc in results.load_results(share / d)}
     return out
 
@@ -223,3 +230,16 @@ def test_front_door_refuses_unknown_case_before_booting() -> None:
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and "unknown case 'nope'" in proc.stderr
+
+
+def test_a_full_filesystem_skips_the_file_case(run: dict[str, Any]) -> None:
+    """Not SIGBUS from the memset's page fault: a SKIP that says how much
+    room there was and how much the file needs, before anything changed."""
+    out = run["full"]
+    assert run["full_rc"] == 4, out
+    assert "ok 1 rmap_file.walk_latency # SKIP not enough space for the test file" in out
+    assert "# /tmp has " in out and " MiB free, the test file needs 5.0 MiB" in out
+    doc = run["full_docs"]["rmap_file"]
+    assert doc["status"] == "skip" and doc["reason"] == "not enough space for the test file"
+    names = run["full_ls"].split()
+    assert [n for n in names if n.startswith("rmapbench-") and n != "rmapbench-cache"] == []

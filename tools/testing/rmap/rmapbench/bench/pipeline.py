@@ -217,7 +217,9 @@ def _measure(case: Plan, armed: sampling.Armed, started: float, doc: Document) -
                 case.scenario.backing,
                 case.trigger.pids(),
             )
-    except (SkipScenario, ksm_knobs.KnobRefused) as e:  # found out while building
+    except SkipScenario as e:  # found out while building
+        raise Skip(str(e), e.detail) from e
+    except ksm_knobs.KnobRefused as e:
         raise Skip(str(e)) from e
     finally:
         phases.begin("teardown")

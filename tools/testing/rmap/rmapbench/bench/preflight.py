@@ -68,7 +68,9 @@ def check(plan: Plan) -> None:
         if plan.scenario.policy.ksm:
             ksm_knobs.check(plan.opts)
         plan.trigger.check()
-    except (SkipScenario, ksm_knobs.KnobRefused, TriggerUnavailable) as e:
+    except SkipScenario as e:
+        raise Skip(str(e), e.detail) from e
+    except (ksm_knobs.KnobRefused, TriggerUnavailable) as e:
         raise Skip(str(e)) from e
     if plan.opts.backend == "syscall":
         return

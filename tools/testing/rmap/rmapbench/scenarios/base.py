@@ -11,7 +11,12 @@ from rmapbench.machine.knobs import Journal
 
 
 class SkipScenario(Exception):
-    """The machine lacks what this scenario needs (short constant reason)."""
+    """The machine lacks what this scenario needs: a short constant reason
+    (the KTAP SKIP), and what exactly for a diagnostic line."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(reason)
+        self.detail = detail
 
 
 class Scenario(abc.ABC):

@@ -10,6 +10,7 @@ address range and visits every VMA, which is the cost the suite exposes.
 
 from __future__ import annotations
 
+import errno
 import os
 import types
 from pathlib import Path
@@ -33,6 +34,29 @@ def expected_vmas(pages: int, split: int) -> int:
     # Page i is read-only when i % split == 0: the protection changes
     # between pages i-1 and i where i % split is 0 or 1 (0 < i < pages).
     return 1 + len(range(split, pages, split)) + len(range(1, pages, split))
+
+
+NO_SPACE = "not enough space for the test file"
+
+
+def file_slack(length: int) -> int:
+    """Room a file of length bytes needs beyond its data: its extent tree
+    and the journal's share, generously (1/64 and a MiB)."""
+    return length // 64 + (1 << 20)
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes free at path for anyone, as df's "Avail": the blocks a
+    filesystem reserves for root are left to the system's own daemons."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def _no_space(directory: Path, need: int, free: int) -> str:
+    return (
+        f"{directory} has {free / 2**20:.1f} MiB free, the test file needs "
+        f"{need / 2**20:.1f} MiB (--pages, or --workdir elsewhere)"
+    )
 
 
 def _tempfile() -> types.ModuleType:
@@ -219,11 +243,30 @@ class FileScenario(RegionScenario):
         if kind in TMPFS_LIKE:
             # shmem pages would be measured, not a real filesystem's page
             # cache; a wrong answer is worse than none.
-            raise SkipScenario("no real filesystem for the test file")
+            raise SkipScenario(
+                "no real filesystem for the test file", f"{self.directory} is on {kind}"
+            )
+        need, free = self.length + file_slack(self.length), free_bytes(self.directory)
+        if free < need:
+            raise SkipScenario(NO_SPACE, _no_space(self.directory, need, free))
 
     def build(self) -> int:
         self.fd, self.path = _tempfile().mkstemp(prefix="rmapbench-", dir=self.directory)
-        os.ftruncate(self.fd, self.length)
+        # The blocks are allocated now: a filesystem that fills up between
+        # the preflight and here fails this call with ENOSPC, where the
+        # memset below would get SIGBUS from the fault's page_mkwrite and
+        # kill the program before it restores anything. Page cache and
+        # mappings are as ftruncate() would leave them (no page is read or
+        # written here; the extents are unwritten, read as zeros).
+        try:
+            os.posix_fallocate(self.fd, 0, self.length)
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            need = self.length + file_slack(self.length)
+            raise SkipScenario(
+                NO_SPACE, _no_space(self.directory, need, free_bytes(self.directory))
+            ) from e
         self._map(self.fd)
         # Clean pages migrate without waiting on writeback.
         os.fsync(self.fd)
