@@ -11,8 +11,9 @@ the scenario's memory, and the walk share.
                         [--full] [--memory 4G]
 
 ksm-procs runs use --procs-pages pages per process (default 2000, the
-case's default), fewer when the processes' regions together would pass
-half of --memory, so 1,024 processes fit a guest.
+case's default), fewer when the processes' regions together and the
+children's own memory (2 MiB each) would pass half of --memory, so 1,024
+processes fit a guest (16 pages each in the default 4G, 512 in 8G).
 
 --full is 1,000 .. 100,000 VMAs and 2 .. 1,024 sharing processes (hours
 under TCG). vm.max_map_count is raised by the case itself (journaled and
@@ -35,6 +36,9 @@ sys.path.insert(0, str(SUITE))
 
 from rmapbench.guest import config, vm  # noqa: E402
 from rmapbench.guest.qemu import parse_memory  # noqa: E402
+from rmapbench.scenarios.shared import CHILD_BYTES  # noqa: E402
+
+MIB = 1 << 20
 
 FULL_PAGES = "1000,4000,20000,50000,100000"
 FULL_PROCS = "2,8,64,256,1024"
@@ -43,8 +47,11 @@ WATCH = Path(__file__).resolve().parent / "rss_watch.py"
 
 def procs_pages(procs: int, per_proc: int, budget_mib: int) -> int:
     """Pages per process for a ksm-procs run: --procs-pages, fewer when the
-    processes' regions together (before merging) would pass the budget."""
-    fit = budget_mib * 256 // procs  # 256 pages a MiB
+    scenario would pass the budget: the processes' regions together (before
+    merging) and each forked child's own memory, as the case's preflight
+    counts them (KsmProcsScenario.footprint())."""
+    children_mib = (procs - 1) * CHILD_BYTES // MIB
+    fit = (budget_mib - children_mib) * 256 // procs  # 256 pages a MiB
     return max(16, min(per_proc, fit))
 
 
@@ -122,7 +129,7 @@ def main() -> int:
     p.add_argument(
         "--procs-pages", type=int, default=2000,
         help="pages per process for ksm-procs (default 2000, the case's own), fewer when "
-        "the processes' regions would pass half the guest's memory",
+        "the regions and the children would pass half the guest's memory",
     )  # fmt: skip
     p.add_argument("--keep", type=Path, help="keep the results here")
     ns = p.parse_args()

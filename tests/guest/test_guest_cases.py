@@ -67,6 +67,8 @@ fallocate -l $(( (avail - 1024) * 1024 )) /tmp/rmaptest-filler
 ./rmap_file.py {SMALL} --results $d/full > $d/full.txt; echo $? > $d/full.rc
 ls -a /tmp > $d/full_ls.txt
 rm -f /tmp/rmaptest-filler
+# A region bigger than the guest's 2 GiB (3.8 GiB).
+./rmap_anon.py --pages 1000000 --samples 2 > $d/big.txt; echo $? > $d/big.rc
 {py} {SNAPSHOT} > $d/after.json
 """
     guest(script, share)
@@ -243,3 +245,13 @@ def test_a_full_filesystem_skips_the_file_case(run: dict[str, Any]) -> None:
     assert doc["status"] == "skip" and doc["reason"] == "not enough space for the test file"
     names = run["full_ls"].split()
     assert [n for n in names if n.startswith("rmapbench-") and n != "rmapbench-cache"] == []
+
+
+def test_a_region_bigger_than_memory_skips(run: dict[str, Any]) -> None:
+    """Not a failed mmap() reported as a FAIL (or, below what overcommit
+    refuses, the OOM killer's SIGKILL): a SKIP before anything is built."""
+    out = run["big"]
+    assert run["big_rc"] == 4, out
+    assert "ok 1 rmap_anon.walk_latency # SKIP not enough memory for the scenario" in out
+    need = "# the anon scenario (--pages 1000000 --split 2) needs about 3906 MiB, MemAvailable"
+    assert need in out

@@ -22,12 +22,26 @@ def _scale() -> ModuleType:
 scale = _scale()
 
 
-def test_procs_pages_keeps_the_regions_within_the_budget() -> None:
+def test_procs_pages_keeps_the_scenario_within_the_budget() -> None:
     assert scale.procs_pages(8, 2000, 2048) == 2000  # 64 MiB of 2 GiB
-    # 1,024 processes in half of an 8 GiB guest: 4096 MiB / 1024 = 4 MiB each
-    assert scale.procs_pages(1024, 2000, 4096) == 1024
+    # 1,024 processes in half of an 8 GiB guest: 1,023 children of 2 MiB
+    # leave 2050 MiB, 2 MiB (512 pages) a region.
+    assert scale.procs_pages(1024, 2000, 4096) == 512
     assert scale.procs_pages(1024, 500, 4096) == 500
     assert scale.procs_pages(100000, 2000, 64) == 16  # a floor, not zero
+
+
+def test_procs_pages_fits_what_the_preflight_counts(tmp_path: Path) -> None:
+    """A run the benchmark plans is one the case's memory check lets run in
+    a guest that has the budget free."""
+    from rmapbench.ksft.options import Options
+    from rmapbench.machine.knobs import Journal
+    from rmapbench.scenarios.ksm_procs import KsmProcsScenario
+
+    for procs, budget in ((8, 2048), (256, 2048), (1024, 4096)):
+        pages = scale.procs_pages(procs, 2000, budget)
+        sc = KsmProcsScenario(Options(pages=pages, procs=procs), Journal(directory=tmp_path))
+        assert sc.footprint() <= budget * scale.MIB, (procs, pages)
 
 
 def _result(share: Path, name: str, doc: dict[str, object], rss: dict[str, int] | None) -> None:

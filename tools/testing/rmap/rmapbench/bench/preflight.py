@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from rmapbench import triggers
 from rmapbench.ksft import options
 from rmapbench.ksft.ktap import KTAP
-from rmapbench.machine import knobs, ksm_knobs
+from rmapbench.machine import knobs, ksm_knobs, mm
 from rmapbench.machine.knobs import Journal
 from rmapbench.scenarios.base import Scenario, SkipScenario
 from rmapbench.tracing import tracefs
@@ -63,6 +63,7 @@ def check(plan: Plan) -> None:
     # Before the checks: a run killed with SIGKILL may have left state
     # behind that a check would take for someone else's (a kdamond).
     knobs.recover_stale()
+    _check_memory(plan.scenario)
     try:
         plan.scenario.preflight()
         if plan.scenario.policy.ksm:
@@ -76,6 +77,25 @@ def check(plan: Plan) -> None:
         return
     if tracefs.find_tracefs() is None:
         raise Skip("no tracing backend", "tracefs is not mounted or not writable")
+
+
+NO_MEMORY = "not enough memory for the scenario"
+
+
+def _check_memory(scenario: Scenario) -> None:
+    """SKIP a scenario bigger than the memory the kernel says it can give
+    without swapping: building it would end in the OOM killer's SIGKILL
+    (no result, nothing restored) or, past what overcommit allows, in a
+    failed mmap()."""
+    need = scenario.footprint()
+    avail_kb = mm.meminfo_kb("MemAvailable")
+    if need and avail_kb is not None and need > avail_kb * 1024:
+        params = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in scenario.params().items())
+        raise Skip(
+            NO_MEMORY,
+            f"the {scenario.name} scenario ({params}) needs about {need / 2**20:.0f} MiB, "
+            f"MemAvailable is {avail_kb / 1024:.0f} MiB",
+        )
 
 
 def announce(plan: Plan) -> None:

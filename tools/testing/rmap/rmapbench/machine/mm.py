@@ -272,6 +272,17 @@ def _read_u64(path: str, index: int) -> int:
     return int(value)
 
 
+def meminfo_kb(field: str) -> int | None:
+    """A /proc/meminfo field in kB (MemAvailable, SwapTotal, ...); None
+    when this kernel has no such line."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            name, _, rest = line.partition(":")
+            if name == field:
+                return int(rest.split()[0])
+    return None
+
+
 def page_node(addr: int) -> int:
     """The NUMA node the calling process's page at addr sits on."""
     (status,) = move_pages(0, [addr], None, 0)

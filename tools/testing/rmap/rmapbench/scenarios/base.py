@@ -56,6 +56,12 @@ class Scenario(abc.ABC):
     def preflight(self) -> None:  # noqa: B027 (optional hook)
         """Raise SkipScenario before anything is changed."""
 
+    def footprint(self) -> int:
+        """Roughly the most memory the built scenario holds at once, in
+        bytes, for the preflight to compare with MemAvailable; 0 when it is
+        too small to matter."""
+        return 0
+
     @abc.abstractmethod
     def params(self) -> dict[str, Any]:
         """The parameters that define this scenario (JSON `params`)."""

@@ -95,6 +95,10 @@ class RegionScenario(Scenario):
     def params(self) -> dict[str, Any]:
         return {"pages": self.opts.pages, "split": self.opts.split}
 
+    def footprint(self) -> int:
+        # Every page is written before anything is merged or shared.
+        return self.length
+
     def target_index(self) -> int:
         # Page 1 stays writable for any split >= 2; page 0 when there is one.
         return 1 if self.opts.pages > 1 else 0

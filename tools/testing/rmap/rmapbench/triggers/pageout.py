@@ -23,11 +23,7 @@ from rmapbench.triggers.base import UNMAPS, Firing, Trigger, TriggerUnavailable,
 
 
 def swap_total_kb() -> int:
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("SwapTotal:"):
-                return int(line.split()[1])
-    return 0
+    return mm.meminfo_kb("SwapTotal") or 0
 
 
 class PageoutTrigger(Trigger):
