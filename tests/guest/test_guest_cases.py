@@ -62,11 +62,16 @@ echo 0 > /sys/kernel/mm/ksm/run
 echo $? > $d/runner_unknown.rc
 # The file case on a filesystem without room for its test file (1000
 # pages, 3.9 MiB): df's Avail less 1 MiB taken by one file, removed after.
+mkdir /tmp/rmaptest-results
 avail=$(df -Pk /tmp | awk 'NR == 2 {{print $4}}')
 fallocate -l $(( (avail - 1024) * 1024 )) /tmp/rmaptest-filler
 ./rmap_file.py {SMALL} --results $d/full > $d/full.txt; echo $? > $d/full.rc
 ls -a /tmp > $d/full_ls.txt
-rm -f /tmp/rmaptest-filler
+# Then no room at all, root's reserve included, for the result files.
+dd if=/dev/zero of=/tmp/rmaptest-rest bs=4k 2> /dev/null; sync
+./rmap_thp.py --samples 2 --results /tmp/rmaptest-results > $d/nores.txt 2> $d/nores_err.txt
+echo $? > $d/nores.rc
+rm -rf /tmp/rmaptest-filler /tmp/rmaptest-rest /tmp/rmaptest-results
 # A region bigger than the guest's 2 GiB (3.8 GiB).
 ./rmap_anon.py --pages 1000000 --samples 2 > $d/big.txt; echo $? > $d/big.rc
 {py} {SNAPSHOT} > $d/after.json
@@ -255,3 +260,15 @@ def test_a_region_bigger_than_memory_skips(run: dict[str, Any]) -> None:
     assert "ok 1 rmap_anon.walk_latency # SKIP not enough memory for the scenario" in out
     need = "# the anon scenario (--pages 1000000 --split 2) needs about 3906 MiB, MemAvailable"
     assert need in out
+
+
+def test_results_that_cannot_be_written_are_refused_before_the_plan(run: dict[str, Any]) -> None:
+    """A full filesystem takes the option check's empty probe file but not
+    the run's first result file: one line, exit 2, no KTAP plan, nothing
+    set up (not an internal error after the plan)."""
+    assert run["nores_rc"] == 2, run["nores_err"]
+    assert run["nores"] == ""
+    assert run["nores_err"] == (
+        "rmap_thp.py: error: --results /tmp/rmaptest-results: cannot write there: "
+        "No space left on device\n"
+    )

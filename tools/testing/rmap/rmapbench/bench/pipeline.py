@@ -28,7 +28,8 @@ from rmapbench.bench.judge import Evidence, Verdict, judge
 from rmapbench.bench.preflight import Plan, Skip
 from rmapbench.bench.warmup import Warmup
 from rmapbench.ksft import options, phases, precision, results
-from rmapbench.ksft.ktap import KSFT_PASS, KTAP
+from rmapbench.ksft.cli import UsageError
+from rmapbench.ksft.ktap import KSFT_FAIL, KSFT_PASS, KTAP
 from rmapbench.machine import knobs, ksm_knobs
 from rmapbench.machine import shared_probes as shared
 from rmapbench.machine.knobs import Interrupted, Journal
@@ -72,26 +73,55 @@ def main(program: str, scenario_name: str, opts: options.Options) -> int:
     cases = plan(opts.backend)
     if opts.case and scenario_name not in opts.case:
         return _report_not_selected(program, cases)
-    ktap = KTAP(program, cases)
     journal = Journal()
     scenario = SCENARIOS[scenario_name](opts, journal)
     doc = Document.start(program, scenario, opts)
     if opts.results:
-        # Replaced by the final document; left saying "running" by a run killed.
-        results.write_marker(opts.results, results.marker(program, doc.options))
+        # Replaced by the final document; left saying "running" by a run
+        # killed. Before the KTAP plan: a directory that cannot take it (a
+        # full filesystem passes the option check's empty probe file) is a
+        # refused command line, with nothing set up.
+        try:
+            results.write_marker(opts.results, results.marker(program, doc.options))
+        except OSError as e:
+            raise UsageError(f"--results {opts.results}: cannot write there: {_why(e)}") from e
+    ktap = KTAP(program, cases)
     for opt in options.not_applicable(opts, scenario.policy):
         ktap.diag(f"option {opt} does not apply to the {scenario_name} case; ignored")
+    written = True
     try:
-        return _run_guarded(program, scenario, opts, journal, ktap, cases, doc)
+        status = _run_guarded(program, scenario, opts, journal, ktap, cases, doc)
     finally:
         # Also when reporting failed (the runner that read our output died).
         if opts.results:
-            rule = precision.CURRENT
-            sampling = rule.entry() if rule else precision.fixed_entry(opts.samples)
-            sampling["warmup"] = Warmup.of(opts.warmup).entry()
-            results.write_results(
-                opts.results, {**doc.as_dict(), "phases": _phases(doc), "sampling": sampling}
-            )
+            written = _write_results(program, opts, doc)
+    # The KTAP said what happened; the results asked for are not there.
+    return status if written else KSFT_FAIL
+
+
+def _write_results(program: str, opts: options.Options, doc: Document) -> bool:
+    """The final result files; False (and one line on stderr) when they
+    could not be written: the filesystem filled up during the run."""
+    assert opts.results is not None
+    rule = precision.CURRENT
+    sampling = rule.entry() if rule else precision.fixed_entry(opts.samples)
+    sampling["warmup"] = Warmup.of(opts.warmup).entry()
+    try:
+        results.write_results(
+            opts.results, {**doc.as_dict(), "phases": _phases(doc), "sampling": sampling}
+        )
+    except OSError as e:
+        print(
+            f"# {program}: could not write the results to {opts.results}: {_why(e)}; "
+            "the system was restored",
+            file=sys.stderr,
+        )
+        return False
+    return True
+
+
+def _why(e: OSError) -> str:
+    return e.strerror or str(e)
 
 
 def _run_guarded(
