@@ -72,6 +72,15 @@ dd if=/dev/zero of=/tmp/rmaptest-rest bs=4k 2> /dev/null; sync
 ./rmap_thp.py --samples 2 --results /tmp/rmaptest-results > $d/nores.txt 2> $d/nores_err.txt
 echo $? > $d/nores.rc
 rm -rf /tmp/rmaptest-filler /tmp/rmaptest-rest /tmp/rmaptest-results
+# Knobs the kernel will not let us change, as a container mounts them: KSM's
+# (EROFS on the first one the case sets) and vm.max_map_count for a region
+# of more VMAs than it allows (70,000 against 65,530).
+mount -o bind,ro /sys/kernel/mm/ksm /sys/kernel/mm/ksm
+./rmap_ksm.py --pages 300 --samples 2 > $d/ro_ksm.txt; echo $? > $d/ro_ksm.rc
+umount /sys/kernel/mm/ksm
+mount -o bind,ro /proc/sys/vm /proc/sys/vm
+./rmap_anon.py --pages 70000 --samples 2 > $d/ro_vm.txt; echo $? > $d/ro_vm.rc
+umount /proc/sys/vm
 # A region bigger than the guest's 2 GiB (3.8 GiB).
 ./rmap_anon.py --pages 1000000 --samples 2 > $d/big.txt; echo $? > $d/big.rc
 {py} {SNAPSHOT} > $d/after.json
@@ -272,3 +281,15 @@ def test_results_that_cannot_be_written_are_refused_before_the_plan(run: dict[st
         "rmap_thp.py: error: --results /tmp/rmaptest-results: cannot write there: "
         "No space left on device\n"
     )
+
+
+def test_knobs_the_kernel_will_not_change_skip(run: dict[str, Any]) -> None:
+    """A read-only /sys or /proc/sys is a SKIP naming the knob, not a
+    traceback and a FAIL; what was set before it is undone (the snapshot
+    check above covers the whole run)."""
+    for name, knob in (("ro_ksm", "/sys/kernel/mm/ksm/"), ("ro_vm", "/proc/sys/vm/max_map_count")):
+        out = run[name]
+        assert run[name + "_rc"] == 4, out
+        assert "# SKIP kernel knob not writable" in out
+        assert f"# cannot change {knob}" in out and ": Read-only file system" in out
+        assert "Exception|" not in out

@@ -15,11 +15,14 @@ from rmapbench.machine import knobs
 from rmapbench.machine.knobs import (
     Interrupted,
     Journal,
+    KnobUnwritable,
     Undo,
     append_line,
     recover_stale,
     signals_raise,
 )
+
+READ_ONLY_KNOB = "/sys/kernel/mm/ksm/pages_shared"
 
 
 def knob(directory: Path, name: str, value: str) -> Path:
@@ -48,6 +51,20 @@ def test_set_and_restore(tmp_path: Path, jdir: Path) -> None:
     assert run.read_text() == "0"
     assert j.check_restored() == []
     assert journal_files(jdir) == []  # removed once everything is undone
+
+
+@pytest.mark.skipif(not Path(READ_ONLY_KNOB).exists(), reason="no KSM in this kernel")
+@pytest.mark.skipif(os.geteuid() != 0, reason="root: the kernel's refusal, not DAC's")
+def test_a_knob_the_kernel_will_not_let_us_write(jdir: Path) -> None:
+    """KSM's pages_shared has no store method: even root's write is EACCES,
+    as a read-only /sys or /proc/sys gives EROFS. KnobUnwritable names the
+    knob, and no undo step is left for a change that never happened."""
+    j = Journal(directory=jdir)
+    value = int(Path(READ_ONLY_KNOB).read_text())
+    with pytest.raises(KnobUnwritable, match=f"^{READ_ONLY_KNOB}: Permission denied$"):
+        j.set(READ_ONLY_KNOB, value + 1)
+    assert j.restore() == [] and j.check_restored() == []
+    assert journal_files(jdir) == []
 
 
 def test_set_remembers_the_first_original(tmp_path: Path, jdir: Path) -> None:

@@ -137,7 +137,10 @@ def _run_guarded(
     for the cases not reported yet, and the document's status."""
     try:
         with knobs.signals_raise():
-            measured = _measure_and_restore(program, scenario, opts, journal, ktap, doc)
+            try:
+                measured = _measure_and_restore(program, scenario, opts, journal, ktap, doc)
+            except knobs.KnobUnwritable as e:  # restored: what was set is undone
+                raise Skip(KNOB_UNWRITABLE, f"cannot change {e}") from e
             return _conclude(measured, doc)
     except Skip as e:
         if e.detail:
@@ -161,6 +164,9 @@ def _run_guarded(
             ktap.fail(case, f"{type(e).__name__}: {e}")
         doc.conclude("error", f"{type(e).__name__}: {e}")
         return ktap.finish()
+
+
+KNOB_UNWRITABLE = "kernel knob not writable"
 
 
 def _report_not_selected(program: str, cases: list[str]) -> int:

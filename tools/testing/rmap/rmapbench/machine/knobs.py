@@ -15,6 +15,7 @@ point replays stale journals first (ksft.cli.guarded).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -42,6 +43,21 @@ class Interrupted(Exception):
     def __init__(self, signum: int) -> None:
         super().__init__(f"interrupted by {signal.Signals(signum).name}")
         self.signum = signum
+
+
+class KnobUnwritable(Exception):
+    """The kernel does not let this process change a knob (a read-only
+    /proc/sys or /sys, as containers mount them; a lockdown): the case
+    cannot set up what it measures."""
+
+    def __init__(self, path: str, err: OSError) -> None:
+        super().__init__(f"{path}: {err.strerror or err}")
+        self.path = path
+
+
+# What a write to a knob says when it may never be changed from here (an
+# EINVAL or EBUSY is the kernel refusing that value, now).
+UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 @dataclass
@@ -129,15 +145,26 @@ class Journal:
         new = str(value)
         if path not in self._originals:
             self._originals[path] = read_knob(path)
+        step = None
         if path not in self._written:
             # Also when an earlier set() found the value already in place.
             old = self._originals[path]
             if old == new:
                 return
             self._written.add(path)
-            self._record(Undo("write", path, old))
+            step = Undo("write", path, old)
+            self._record(step)
         log.info("echo %s > %s", new, path)
-        Path(path).write_text(new)
+        try:
+            Path(path).write_text(new)
+        except OSError as e:
+            if step is not None:  # nothing was changed: nothing to undo
+                self._written.discard(path)
+                self._steps.remove(step)
+                self._save()
+            if e.errno in UNWRITABLE:
+                raise KnobUnwritable(path, e) from e
+            raise
 
     def original(self, path: str | Path) -> str:
         """The value a knob had before this journal touched it."""
