@@ -153,7 +153,7 @@ def test_failed_guest_keeps_the_console_log_it_names(
 
     monkeypatch.delenv("RMAP_ARGS", raising=False)
     fake = KernelImage(Path("/boot/vmlinuz-fake"), "6.12.0-fake", None, None)
-    monkeypatch.setattr(kernel_mod, "fetch_stock_kernel", lambda series: fake)
+    monkeypatch.setattr(kernel_mod, "fetch_stock_kernel", lambda series, flavour: fake)
     seen: dict[str, object] = {}
 
     def guest_panics(image: KernelImage, argv: list[str], **kw: Any) -> vm.GuestResult:

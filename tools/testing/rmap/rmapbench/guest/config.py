@@ -28,7 +28,9 @@ MAX_CPUS = 256
 MAX_MEMORY_MIB = 1024 * 1024  # 1T
 MIN_NODE_MIB = 128
 MAX_TIMEOUT = 7 * 24 * 3600
-SERIES = re.compile(r"\d+\.\d+")
+# A Debian stock series, optionally with a flavour: 6.12 (generic), 6.12-rt
+# (PREEMPT_RT), 6.12-cloud (no 9p: refused before booting, kernel.py).
+SERIES = re.compile(r"\d+\.\d+(?:-(?:rt|cloud))?")
 
 
 @dataclass(frozen=True)
@@ -65,10 +67,17 @@ class KernelSpec:
             raise ValueError(f"--kernel {self.text}: neither an image file nor a series like 6.12")
 
     def fetch(self) -> kernel_mod.KernelImage:
-        """The kernel to boot; KernelError (or OSError) when it cannot be had."""
+        """The kernel to boot; KernelError (or OSError) when it cannot be had,
+        or cannot run the guest."""
         if self.image is not None:
-            return kernel_mod.kernel_from_image(self.image, self.modules)
-        return kernel_mod.fetch_stock_kernel(self.series)
+            k = kernel_mod.kernel_from_image(self.image, self.modules)
+        else:
+            series, _, flavour = self.series.partition("-")
+            k = kernel_mod.fetch_stock_kernel(series, flavour=kernel_mod.flavour(flavour))
+        problem = kernel_mod.guest_problem(k)
+        if problem:
+            raise kernel_mod.KernelError(problem)
+        return k
 
 
 @dataclass(frozen=True)
@@ -139,8 +148,9 @@ def add_arguments(
         which.add_argument(
             "--kernel-series",
             default=STOCK_SERIES,
-            metavar="X.Y",
-            help=f"stock Debian kernel series when no --kernel is given (default {STOCK_SERIES})",
+            metavar="X.Y[-rt]",
+            help="stock Debian kernel series when no --kernel is given, -rt for its "
+            f"PREEMPT_RT flavour (default {STOCK_SERIES})",
         )
         p.add_argument(
             "--modules", type=Path, metavar="DIR", help="modules of --kernel (lib/modules/RELEASE)"
@@ -186,7 +196,9 @@ def from_namespace(ns: argparse.Namespace) -> GuestOptions:
         if given is not None and not given.is_file():
             raise ValueError(f"--kernel {given}: image file not found")
         if given is None and not SERIES.fullmatch(ns.kernel_series):
-            raise ValueError(f"--kernel-series {ns.kernel_series}: not a series like 6.12")
+            raise ValueError(
+                f"--kernel-series {ns.kernel_series}: not a series like 6.12 or 6.12-rt"
+            )
         one = KernelSpec.file(given, ns.modules) if given else KernelSpec.stock(ns.kernel_series)
         specs = (one,)
     g = GuestOptions(specs, ns.nodes, ns.cpus, ns.memory, ns.accel, ns.timeout)

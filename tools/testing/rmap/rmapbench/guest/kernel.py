@@ -101,8 +101,38 @@ def kernel_from_image(image: Path, modules: Path | None = None) -> KernelImage:
     return KernelImage(image, release, modules_dir, config if config.is_file() else None)
 
 
+# What the guest's init cannot do without (guest_init.sh): mount this
+# machine's / and the run's directories over 9p on virtio.
+GUEST_NEEDS = ("CONFIG_NET_9P", "CONFIG_NET_9P_VIRTIO", "CONFIG_9P_FS")
+
+
+def guest_problem(k: KernelImage) -> str | None:
+    """Why this kernel cannot run the suite's guest, from its config when
+    that is known (Debian's cloud flavour has no 9p), or None."""
+    if k.config is None:
+        return None
+    try:
+        text = k.config.read_text(errors="replace")
+    except OSError:
+        return None
+    have = {line.split("=", 1)[0] for line in text.splitlines() if line.endswith(("=y", "=m"))}
+    missing = [opt for opt in GUEST_NEEDS if opt not in have]
+    if missing:
+        return (
+            f"{k.release} has no {', '.join(missing)} (config {k.config}): the guest could not "
+            "mount this machine's files over 9p"
+        )
+    return None
+
+
 def _version_key(name: str) -> tuple[int, ...]:
     return tuple(int(n) for n in re.findall(r"\d+", name))
+
+
+def flavour(suffix: str) -> str:
+    """The Debian flavour of a series' suffix: "" (6.12) is the generic
+    amd64, "rt" (6.12-rt) rt-amd64, "cloud" cloud-amd64."""
+    return f"{suffix}-{DEFAULT_FLAVOUR}" if suffix else DEFAULT_FLAVOUR
 
 
 def stock_package_name(series: str, flavour: str = DEFAULT_FLAVOUR) -> str:

@@ -188,7 +188,7 @@ def _main(argv: list[str] | None) -> int:
         docs = results.load_results(share, keep_partial=True)
         if docs:
             print("\n" + summary.full(docs))
-        if keep:
+        if keep and any(share.iterdir()):  # not when no guest could be booted
             print(f"\nresults in {share}", file=sys.stderr)
         return status
     finally:
