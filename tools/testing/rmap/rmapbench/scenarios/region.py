@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rmapbench.ksft.options import KSM_OPTIONS, CasePolicy
-from rmapbench.machine import ksm, maps, mm
+from rmapbench.machine import ksm, maps, mm, thp
 from rmapbench.machine.knobs import read_knob
 from rmapbench.scenarios.base import Scenario, SkipScenario
 
@@ -113,8 +113,11 @@ class RegionScenario(Scenario):
     def _map(self, fd: int = -1) -> None:
         self.addr = mm.mmap(self.length, mm.PROT_READ | mm.PROT_WRITE, self.flags, fd)
         # THP would turn the region into a few huge folios and the later
-        # mprotect splits would run extra rmap_walk_locked walks.
-        mm.madvise(self.addr, self.length, mm.MADV_NOHUGEPAGE)
+        # mprotect splits would run extra rmap_walk_locked walks. A kernel
+        # without THP (Debian's PREEMPT_RT one) has none to keep off, and
+        # refuses the advice with EINVAL.
+        if thp.available():
+            mm.madvise(self.addr, self.length, mm.MADV_NOHUGEPAGE)
         mm.fill(self.addr, self.length, FILL_BYTE)
 
     def _split(self) -> None:

@@ -42,7 +42,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 
-from rmapbench.machine import mm, procs
+from rmapbench.machine import mm, procs, thp
 from rmapbench.scenarios.base import Scenario
 from rmapbench.scenarios.region import RegionScenario
 
@@ -117,7 +117,7 @@ def make_window(scenario: RegionScenario) -> Window:
     start = scenario.addr + first * mm.PAGE_SIZE
     mm.mprotect(start, WINDOW * mm.PAGE_SIZE, mm.PROT_READ | mm.PROT_WRITE)
     file_backed = scenario.backing in ("file", "shmem")
-    advice = [mm.MADV_NOHUGEPAGE]
+    advice = [mm.MADV_NOHUGEPAGE] if thp.available() else []  # as the region's (region.py)
     if scenario.backing == "ksm":
         advice.append(mm.MADV_MERGEABLE)
     offset = 0
