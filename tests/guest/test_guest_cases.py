@@ -72,6 +72,9 @@ dd if=/dev/zero of=/tmp/rmaptest-rest bs=4k 2> /dev/null; sync
 ./rmap_thp.py --samples 2 --results /tmp/rmaptest-results > $d/nores.txt 2> $d/nores_err.txt
 echo $? > $d/nores.rc
 rm -rf /tmp/rmaptest-filler /tmp/rmaptest-rest /tmp/rmaptest-results
+# A filesystem without shared writable mappings: the share, 9p without a cache.
+mkdir $d/wd
+./rmap_file.py {SMALL} --workdir $d/wd > $d/ninep.txt; echo $? > $d/ninep.rc
 # Knobs the kernel will not let us change, as a container mounts them: KSM's
 # (EROFS on the first one the case sets) and vm.max_map_count for a region
 # of more VMAs than it allows (70,000 against 65,530).
@@ -293,3 +296,11 @@ def test_knobs_the_kernel_will_not_change_skip(run: dict[str, Any]) -> None:
         assert "# SKIP kernel knob not writable" in out
         assert f"# cannot change {knob}" in out and ": Read-only file system" in out
         assert "Exception|" not in out
+
+
+def test_a_filesystem_without_shared_mappings_skips_the_file_case(run: dict[str, Any]) -> None:
+    out = run["ninep"]
+    assert run["ninep_rc"] == 4, out
+    assert "ok 1 rmap_file.walk_latency # SKIP the test file cannot be mapped shared" in out
+    assert "/wd (9p) refuses mmap(MAP_SHARED, PROT_WRITE): Invalid argument" in out
+    assert list((run["share"] / "wd").iterdir()) == []  # the test file removed

@@ -37,6 +37,7 @@ def expected_vmas(pages: int, split: int) -> int:
 
 
 NO_SPACE = "not enough space for the test file"
+NO_SHARED_MAPPING = "the test file cannot be mapped shared"
 
 
 def file_slack(length: int) -> int:
@@ -274,7 +275,19 @@ class FileScenario(RegionScenario):
             raise SkipScenario(
                 NO_SPACE, _no_space(self.directory, need, free_bytes(self.directory))
             ) from e
-        self._map(self.fd)
+        try:
+            self._map(self.fd)
+        except mm.MMError as e:
+            # A filesystem without shared writable mappings (9p without a
+            # cache, some FUSE ones) refuses the mmap() itself: there is no
+            # page cache to walk.
+            if self.addr or e.errno not in (errno.EINVAL, errno.ENODEV, errno.EOPNOTSUPP):
+                raise
+            raise SkipScenario(
+                NO_SHARED_MAPPING,
+                f"{self.directory} ({self.setup.get('filesystem')}) refuses "
+                f"mmap(MAP_SHARED, PROT_WRITE): {os.strerror(e.errno)}",
+            ) from e
         # Clean pages migrate without waiting on writeback.
         os.fsync(self.fd)
         self._split()
