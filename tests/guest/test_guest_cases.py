@@ -72,6 +72,12 @@ dd if=/dev/zero of=/tmp/rmaptest-rest bs=4k 2> /dev/null; sync
 ./rmap_thp.py --samples 2 --results /tmp/rmaptest-results > $d/nores.txt 2> $d/nores_err.txt
 echo $? > $d/nores.rc
 rm -rf /tmp/rmaptest-filler /tmp/rmaptest-rest /tmp/rmaptest-results
+# Strict overcommit, its commit limit (30% of 2 GiB) under the region's
+# 781 MiB and above the interpreter's own: MemAvailable allows it, mmap not.
+oc=$(cat /proc/sys/vm/overcommit_memory); ratio=$(cat /proc/sys/vm/overcommit_ratio)
+echo 30 > /proc/sys/vm/overcommit_ratio; echo 2 > /proc/sys/vm/overcommit_memory
+./rmap_anon.py --pages 200000 --samples 2 > $d/commit.txt; echo $? > $d/commit.rc
+echo "$oc" > /proc/sys/vm/overcommit_memory; echo "$ratio" > /proc/sys/vm/overcommit_ratio
 # A filesystem without shared writable mappings: the share, 9p without a cache.
 mkdir $d/wd
 ./rmap_file.py {SMALL} --workdir $d/wd > $d/ninep.txt; echo $? > $d/ninep.rc
@@ -304,3 +310,10 @@ def test_a_filesystem_without_shared_mappings_skips_the_file_case(run: dict[str,
     assert "ok 1 rmap_file.walk_latency # SKIP the test file cannot be mapped shared" in out
     assert "/wd (9p) refuses mmap(MAP_SHARED, PROT_WRITE): Invalid argument" in out
     assert list((run["share"] / "wd").iterdir()) == []  # the test file removed
+
+
+def test_a_region_past_the_commit_limit_skips(run: dict[str, Any]) -> None:
+    out = run["commit"]
+    assert run["commit_rc"] == 4, out
+    assert "ok 1 rmap_anon.walk_latency # SKIP not enough memory for the scenario" in out
+    assert "# mmap() of the 781 MiB region: Cannot allocate memory (the commit limit" in out

@@ -15,7 +15,7 @@ from rmapbench.ksft import options
 from rmapbench.ksft.ktap import KTAP
 from rmapbench.machine import knobs, ksm_knobs, mm
 from rmapbench.machine.knobs import Journal
-from rmapbench.scenarios.base import Scenario, SkipScenario
+from rmapbench.scenarios.base import NO_MEMORY, Scenario, SkipScenario
 from rmapbench.tracing import tracefs
 from rmapbench.triggers import Trigger, TriggerUnavailable
 
@@ -77,9 +77,6 @@ def check(plan: Plan) -> None:
         return
     if tracefs.find_tracefs() is None:
         raise Skip("no tracing backend", "tracefs is not mounted or not writable")
-
-
-NO_MEMORY = "not enough memory for the scenario"
 
 
 def _check_memory(scenario: Scenario) -> None:

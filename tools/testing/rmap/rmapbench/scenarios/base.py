@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 from rmapbench.ksft.options import CasePolicy, Options
 from rmapbench.machine.knobs import Journal
 
+NO_MEMORY = "not enough memory for the scenario"
+
 
 class SkipScenario(Exception):
     """The machine lacks what this scenario needs: a short constant reason

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from rmapbench.ksft.options import KSM_OPTIONS, CasePolicy
 from rmapbench.machine import ksm, maps, mm, thp
 from rmapbench.machine.knobs import read_knob
-from rmapbench.scenarios.base import Scenario, SkipScenario
+from rmapbench.scenarios.base import NO_MEMORY, Scenario, SkipScenario
 
 FILL_BYTE = 0xAA
 MAX_MAP_COUNT = "/proc/sys/vm/max_map_count"
@@ -112,7 +112,18 @@ class RegionScenario(Scenario):
             self.journal.set(MAX_MAP_COUNT, in_use + needed + 1000)
 
     def _map(self, fd: int = -1) -> None:
-        self.addr = mm.mmap(self.length, mm.PROT_READ | mm.PROT_WRITE, self.flags, fd)
+        try:
+            self.addr = mm.mmap(self.length, mm.PROT_READ | mm.PROT_WRITE, self.flags, fd)
+        except mm.MMError as e:
+            # Past what MemAvailable allowed (the preflight): the commit
+            # limit under vm.overcommit_memory=2, or RLIMIT_AS.
+            if e.errno != errno.ENOMEM:
+                raise
+            raise SkipScenario(
+                NO_MEMORY,
+                f"mmap() of the {self.length / 2**20:.0f} MiB region: {os.strerror(e.errno)} "
+                "(the commit limit of vm.overcommit_memory=2, or RLIMIT_AS)",
+            ) from e
         # THP would turn the region into a few huge folios and the later
         # mprotect splits would run extra rmap_walk_locked walks. A kernel
         # without THP (Debian's PREEMPT_RT one) has none to keep off, and
