@@ -274,9 +274,11 @@ class FileScenario(RegionScenario):
         # The blocks are allocated now: a filesystem that fills up between
         # the preflight and here fails this call with ENOSPC, where the
         # memset below would get SIGBUS from the fault's page_mkwrite and
-        # kill the program before it restores anything. Page cache and
-        # mappings are as ftruncate() would leave them (no page is read or
-        # written here; the extents are unwritten, read as zeros).
+        # kill the program before it restores anything. On a filesystem
+        # with fallocate (ext4, xfs, btrfs) page cache and mappings are as
+        # ftruncate() would leave them: unwritten extents, read as zeros,
+        # no page cached. Elsewhere glibc writes a zero into every block,
+        # which caches pages the memset then dirties: the same end state.
         try:
             os.posix_fallocate(self.fd, 0, self.length)
         except OSError as e:
