@@ -36,9 +36,6 @@ class FileMappersScenario(SharedRegion, FileScenario):
     def params(self) -> dict[str, Any]:
         return {**super().params(), "procs": self.procs}
 
-    def processes(self) -> int:
-        return self.procs
-
     def build(self) -> int:
         addr = super().build()
         self.family.spawn(self.procs - 1, self._read_region)

@@ -24,7 +24,7 @@ from rmapbench.ksft.options import KSM_OPTIONS, CasePolicy, Options
 from rmapbench.machine import ksm, maps, mm
 from rmapbench.scenarios.base import SkipScenario
 from rmapbench.scenarios.region import FILL_BYTE, expected_vmas
-from rmapbench.scenarios.shared import CHILD_BYTES, SharedRegion
+from rmapbench.scenarios.shared import SharedRegion
 
 
 class KsmProcsScenario(SharedRegion):
@@ -52,12 +52,9 @@ class KsmProcsScenario(SharedRegion):
     def params(self) -> dict[str, Any]:
         return {**super().params(), "procs": self.procs}
 
-    def processes(self) -> int:
-        return self.procs
-
     def footprint(self) -> int:
-        # Every process writes a region of its own before ksmd merges them.
-        return self.procs * self.length + (self.procs - 1) * CHILD_BYTES
+        # Every child also writes a region of its own before ksmd merges them.
+        return super().footprint() + (self.procs - 1) * self.length
 
     def preflight(self) -> None:
         if not ksm.available():

@@ -48,9 +48,11 @@ class SharedRegion(RegionScenario):
         return [os.getpid(), *self.family.pids]
 
     def processes(self) -> int:
-        """How many processes map the target, the test's own included: the
-        --fork-width x --fork-depth tree's, or --procs in the cases that
-        take it."""
+        """How many processes map the target, the test's own included:
+        --procs in the cases that take it, else the --fork-width x
+        --fork-depth tree's."""
+        if "procs" in self.policy.uses:
+            return self.policy.procs_for(self.opts)
         return 1 + tree_size(self.opts.fork_width, self.opts.fork_depth)
 
     def footprint(self) -> int:

@@ -34,9 +34,6 @@ class ShmemScenario(SharedRegion):
     def params(self) -> dict[str, Any]:
         return {**super().params(), "procs": self.procs}
 
-    def processes(self) -> int:
-        return self.procs
-
     def build(self) -> int:
         self.fd = os.memfd_create("rmapbench-shmem", os.MFD_CLOEXEC)
         os.ftruncate(self.fd, self.length)
