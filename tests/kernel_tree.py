@@ -3,7 +3,8 @@ linux-source-6.12 fetched once with apt-get download and cached under the
 stock kernels' cache root, holding only what the kselftest runner and the
 KTAP parser need (tools/testing/selftests' lib.mk, Makefile, kselftest/,
 run_kselftest.sh; tools/testing/kunit; scripts/subarch.include, which the
-selftests Makefile includes). The entry is built in a temporary sibling and
+selftests Makefile includes) and every Kconfig file, against which the
+suite's config fragment is checked. The entry is built in a temporary sibling and
 renamed into place, so a concurrent or interrupted run never leaves half a
 tree; placing the suite happens in a per-test copy, never in the cache."""
 
@@ -30,6 +31,7 @@ MEMBERS = (
     "tools/testing/selftests/kselftest.h",
     "tools/testing/kunit",
     "scripts/subarch.include",
+    "*Kconfig*",
 )
 # What the selftests Makefile's install puts beside run_kselftest.sh.
 RUNNER_FILES = ("runner.sh", "prefix.pl", "module.sh", "ktap_helpers.sh", "ksft.py")
@@ -48,7 +50,8 @@ def fetch_tree() -> Path:
     """The cached partial tree (its root, holding tools/ and scripts/)."""
     cache = kernel.cache_root() / "linux-source"
     entry = cache / f"{PACKAGE}_{_version()}"
-    if (entry / "tools" / "testing" / "selftests" / "lib.mk").is_file():
+    complete = ("tools/testing/selftests/lib.mk", "mm/Kconfig")
+    if all((entry / member).is_file() for member in complete):
         return entry
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{PACKAGE}.", dir=cache) as tmp:
@@ -62,9 +65,11 @@ def fetch_tree() -> Path:
                        shell=True, cwd=work, check=True)
         debs[0].unlink()
         top = PACKAGE  # the tarball's top directory
-        kernel.run_logged(["tar", "-x", "-J", "-f", inner, *(f"{top}/{m}" for m in MEMBERS)],
-                          cwd=work)
+        kernel.run_logged(["tar", "-x", "-J", "--wildcards", "-f", inner,
+                           *(f"{top}/{m}" for m in MEMBERS)], cwd=work)
         (work / inner).unlink()
+        if entry.exists():  # an entry from before the Kconfig files
+            shutil.rmtree(entry)
         try:
             (work / top).rename(entry)
         except OSError:

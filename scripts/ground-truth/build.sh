@@ -61,28 +61,30 @@ else
 	echo "ground-truth: applied rmap-tracepoints.patch"
 fi
 
-# 3. The config: x86_64 defconfig plus what the suite and its guest use.
-#    Built into a scratch file and moved over .config only when different, so
-#    a second run rebuilds nothing. BTF (pahole turns the DWARF into it at
-#    the link) lets the bpf backend attach fentry/fexit programs to the walk
-#    functions and fprobe fetch arguments by name, as on Debian's kernels.
+# 3. The config: x86_64 defconfig, the suite's kselftest config fragment
+#    (tools/testing/rmap/config: what the cases, triggers and backends use on
+#    any kernel) and what this project's QEMU guest needs (virtio, 9p, ext4,
+#    an initramfs, NUMA from ACPI), with no modules. Built into a scratch file
+#    and moved over .config only when different, so a second run rebuilds
+#    nothing. BTF (pahole turns the DWARF into it at the link) lets the bpf
+#    backend attach fentry/fexit programs to the walk functions and fprobe
+#    fetch arguments by name, as on Debian's kernels.
+fragment=$here/../../tools/testing/rmap/config
+[ -f "$fragment" ] || die "$fragment missing"
 cfg=$src/.config.ground-truth
 rm -f "$cfg"
 (cd "$src" && KCONFIG_CONFIG=.config.ground-truth make -s ARCH=x86_64 defconfig >/dev/null)
+suite=$(sed -n 's/^CONFIG_\([A-Z0-9_]*\)=y$/\1/p' "$fragment")
+[ -n "$suite" ] || die "$fragment lists no CONFIG_...=y"
 enable="
+	$suite
 	MODULES=n
 	LOCALVERSION_AUTO=n
-	IKCONFIG IKCONFIG_PROC
 	PVH
 	CMDLINE_BOOL
-	NUMA X86_64_ACPI_NUMA NUMA_EMU
-	MIGRATION COMPACTION KSM TRANSPARENT_HUGEPAGE MEMORY_FAILURE SWAP
-	DAMON DAMON_VADDR DAMON_PADDR DAMON_SYSFS
-	FTRACE FUNCTION_TRACER FUNCTION_GRAPH_TRACER DYNAMIC_FTRACE FTRACE_SYSCALLS
-	FPROBE FPROBE_EVENTS KPROBES KPROBE_EVENTS DYNAMIC_EVENTS
-	HIST_TRIGGERS SYNTH_EVENTS
-	KALLSYMS KALLSYMS_ALL DEBUG_FS
-	BPF_SYSCALL BPF_JIT DEBUG_INFO_DWARF5 DEBUG_INFO_BTF
+	X86_64_ACPI_NUMA NUMA_EMU
+	COMPACTION
+	KALLSYMS_ALL DEBUG_FS
 	VIRTIO_MENU VIRTIO VIRTIO_PCI VIRTIO_BLK VIRTIO_CONSOLE
 	NET_9P NET_9P_VIRTIO 9P_FS 9P_FS_POSIX_ACL
 	EXT4_FS DEVTMPFS TMPFS BLK_DEV_INITRD
