@@ -121,6 +121,35 @@ def munmap(addr: int, length: int) -> None:
     _check(_libc.munmap(addr, length), "munmap")
 
 
+def mmap_guarded(length: int, prot: int, flags: int, fd: int = -1) -> int:
+    """mmap(2) of length bytes between two PROT_NONE guard pages; returns
+    the mapping's address, the guards are the pages just below and above.
+
+    An anonymous mapping placed next to another with the same flags is
+    merged into it (vma_merge() at mmap time), and then shares that
+    neighbour's VMA and anon_vma: the interpreter's arenas are such
+    neighbours. Without a later madvise() that changes the flags (THP's
+    MADV_NOHUGEPAGE, KSM's MADV_MERGEABLE) the region is not one VMA of
+    its own, and where it is split back out it keeps the neighbour's
+    anon_vma: a layout that changes from run to run. The guards differ in
+    their protection, so nothing merges across them. The reservation takes
+    no commit charge (MAP_NORESERVE, PROT_NONE); the mapping replaces its
+    middle with MAP_FIXED."""
+    span = length + 2 * PAGE_SIZE
+    base = mmap(span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)
+    try:
+        return mmap(length, prot, flags | MAP_FIXED, fd, addr=base + PAGE_SIZE)
+    except MMError:
+        munmap(base, span)
+        raise
+
+
+def munmap_guarded(addr: int, length: int) -> None:
+    """Unmap what mmap_guarded() made at addr, guards included (whatever of
+    the middle was already unmapped or moved away)."""
+    munmap(addr - PAGE_SIZE, length + 2 * PAGE_SIZE)
+
+
 def mremap(old: int, old_len: int, new_len: int, flags: int, new: int = 0) -> int:
     """mremap(2); returns the new address. With MREMAP_FIXED the range at
     `new` is unmapped first, like MAP_FIXED."""

@@ -69,7 +69,8 @@ class KsmMremapScenario(KsmScenario):
         vmas = maps.count_in(pid, old, old + self.length)
         if vmas != 1:
             raise RuntimeError(f"the region is {vmas} VMAs before the move, not one")
-        self.dest = mm.mmap(
+        # Guarded like the region, which teardown unmaps with its guards.
+        self.dest = mm.mmap_guarded(
             self.length, mm.PROT_NONE, mm.MAP_PRIVATE | mm.MAP_ANONYMOUS | mm.MAP_NORESERVE
         )
         flags = mm.MREMAP_MAYMOVE | mm.MREMAP_FIXED
@@ -77,6 +78,7 @@ class KsmMremapScenario(KsmScenario):
         if got != self.dest:
             raise RuntimeError(f"mremap moved {old:#x} to {got:#x}, not {self.dest:#x}")
         self.addr = self.dest
+        mm.munmap_guarded(old, self.length)  # the guards left behind
         self.setup["mremap"] = {
             "old_addr": hex(old),
             "new_addr": hex(self.addr),
@@ -98,6 +100,6 @@ class KsmMremapScenario(KsmScenario):
     def teardown(self) -> None:
         if self.dest and self.addr != self.dest:
             # A move that failed half way: the reservation and what reached it.
-            mm.munmap(self.dest, self.length)
+            mm.munmap_guarded(self.dest, self.length)
         self.dest = 0
         super().teardown()

@@ -113,7 +113,8 @@ class RegionScenario(Scenario):
 
     def _map(self, fd: int = -1) -> None:
         try:
-            self.addr = mm.mmap(self.length, mm.PROT_READ | mm.PROT_WRITE, self.flags, fd)
+            # Its own VMA whatever lies beside it (mm.mmap_guarded() says why).
+            self.addr = mm.mmap_guarded(self.length, mm.PROT_READ | mm.PROT_WRITE, self.flags, fd)
         except mm.MMError as e:
             # Past what MemAvailable allowed (the preflight): the commit
             # limit under vm.overcommit_memory=2, or RLIMIT_AS.
@@ -190,7 +191,7 @@ class RegionScenario(Scenario):
 
     def teardown(self) -> None:
         if self.addr:
-            mm.munmap(self.addr, self.length)
+            mm.munmap_guarded(self.addr, self.length)
             self.addr = 0
 
 
