@@ -38,6 +38,20 @@ def available() -> bool:
     return (KSM / "run").exists()
 
 
+def advisor_problem(root: Path = KSM) -> str | None:
+    """Why ksmd cannot be made to scan fast here, or None: with KSM's
+    advisor on (advisor_mode "none [scan-time]") ksmd sets pages_to_scan
+    itself and mm/ksm.c refuses every write to it with EINVAL. The
+    advisor is the administrator's choice, left as it is."""
+    path = root / "advisor_mode"
+    if not path.exists():  # kernels before the advisor
+        return None
+    mode = read_knob(path)
+    if mode == "none":
+        return None
+    return f"KSM advisor_mode is {mode}: pages_to_scan is the advisor's ({path})"
+
+
 def counter(name: str) -> int:
     return int(read_knob(KSM / name))
 
