@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 
 from rmapbench.machine.knobs import Undo
-from rmapbench.tracing import events
+from rmapbench.tracing import events, functions
 from rmapbench.tracing.backend import Description, Unavailable
 from rmapbench.tracing.tracefs import Instance, TraceError, TraceFS, write
 
@@ -97,6 +97,11 @@ class FunctionGraph:
             with tfs.journal.change(Undo("write", str(inst.path / "current_tracer"), "nop")):
                 write(inst.path / "current_tracer", "function_graph")
         except TraceError as e:
+            # set_ftrace_filter refuses a function it does not know (EINVAL,
+            # as rmap_walk_file on 6.15+), which is no fault of the tracer.
+            why = functions.why_not_traceable(tfs.root, list(self.functions))
+            if why:
+                raise Unavailable(why) from e
             # Linux 6.1 refuses function_graph in an instance (EINVAL); the
             # global tracer is never touched, so the backend is unavailable.
             raise Unavailable(f"function_graph cannot run in a trace instance here: {e}") from e
