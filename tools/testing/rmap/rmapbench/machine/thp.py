@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rmapbench.machine import mm
+from rmapbench.machine import maps, mm
 from rmapbench.machine.knobs import Journal, read_knob
 
 THP = Path("/sys/kernel/mm/transparent_hugepage")
@@ -46,15 +46,7 @@ def allow_madvise(journal: Journal) -> tuple[str, str]:
 
 def anon_huge_kb(pid: int, start: int) -> int:
     """AnonHugePages of the VMA of pid that starts at `start` (0 if none)."""
-    inside = False
-    with open(f"/proc/{pid}/smaps") as f:
-        for line in f:
-            first = line.split(maxsplit=1)[0]
-            if "-" in first and not first.endswith(":"):
-                inside = int(first.split("-")[0], 16) == start
-            elif inside and first == "AnonHugePages:":
-                return int(line.split()[1])
-    return 0
+    return maps.smaps_kb(maps.read_lines(pid, "smaps"), start, b"AnonHugePages:")
 
 
 def is_thp_head(pid: int, addr: int) -> bool:

@@ -105,8 +105,7 @@ class RegionScenario(Scenario):
         return 1 if self.opts.pages > 1 else 0
 
     def _raise_map_count(self, needed: int) -> None:
-        with open(f"/proc/{os.getpid()}/maps") as f:
-            in_use = sum(1 for _ in f)
+        in_use = len(maps.read_lines(os.getpid()))
         limit = int(read_knob(MAX_MAP_COUNT))
         if in_use + needed + 1000 > limit:
             self.journal.set(MAX_MAP_COUNT, in_use + needed + 1000)
