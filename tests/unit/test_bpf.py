@@ -348,6 +348,21 @@ def test_a_boots_callback_addresses_are_kept_for_the_next_program(
     assert records.Symbols.read(kallsyms).known == {}
 
 
+def test_callers_of_callbacks_under_compiler_suffixes() -> None:
+    # kallsyms lines of a Clang LTO build and of clones, with 6.2+'s
+    # __pfx_ padding symbols in front of each function.
+    text = (
+        "ffffffff8161bd20 t __pfx_try_to_unmap_one.llvm.5813520392836112871\n"
+        "ffffffff8161bd30 t try_to_unmap_one.llvm.5813520392836112871\n"
+        "ffffffff8161cce0 t try_to_migrate_one.constprop.0\n"
+        "ffffffff8161e760 T rmap_walk\n"
+    )
+    sym = records.Symbols(text)
+    assert records.caller(sym.name(0xFFFFFFFF8161BD30)) == "try_to_unmap"
+    assert records.caller(sym.name(0xFFFFFFFF8161CCE0)) == "try_to_migrate"
+    assert records.caller("some_callback.isra.0") == "some_callback.isra.0"  # unknown: as it is
+
+
 def test_symbols_without_kallsyms() -> None:
     sym = records.Symbols("")
     assert sym.name(0xFFFFFFFF81300100) == "" and sym.name(0) == ""

@@ -42,3 +42,29 @@ def test_parse_duration_has_no_float_rounding() -> None:
     assert parse_duration("0.001", "us") == 1
     assert parse_duration("123456.789", "us") == 123_456_789
     assert parse_duration("2", "s") == 2_000_000_000
+
+
+def test_lines_with_the_graph_tracers_other_options() -> None:
+    # What kernel/trace/trace_functions_graph.c prints with funcgraph-retval
+    # (6.5+), funcgraph-retaddr (6.13+) and funcgraph-args (6.15+) on: the
+    # tracer's options, which an instance cannot keep to itself.
+    text = "\n".join([
+        " 1)  python3-187   |   3.456 us    |  rmap_walk_anon(); /* = 0x0 */",
+        " 1)  python3-187   | ! 202.123 ms  |  } /* rmap_walk_ksm = 0x0 */",
+        " 1)  python3-187   | ! 202.124 ms  |  } /* rmap_walk_ksm = -12 */",
+        " 0)  python3-187   |   2.000 us    |  rmap_walk_anon(); /* <-try_to_migrate+0x7c/0xa0 */",
+        " 0)  python3-187   |   4.012 us    |  rmap_walk_anon(folio=0xffffea0004e6a180, "
+        "rwc=0xffffc90000d4fb38, locked=0);",
+        " 0)  python3-187   |   5.000 us    |  rmap_walk_file(folio=0xffffea0004e6a1c0, "
+        "rwc=0xffffc90000d4fb38, locked=1); /* = 0x1 */",
+        " 0)  python3-187   |               |  rmap_walk_ksm(folio=0xffffea0004e6a200, rwc=0x1) {",
+    ])
+    walks = graph_walks(text, pid=0).walks
+    assert [(w.page_type, w.duration_ns) for w in walks] == [
+        ("anon", 3_456),
+        ("ksm", 202_123_000),
+        ("ksm", 202_124_000),
+        ("anon", 2_000),
+        ("anon", 4_012),
+        ("file", 5_000),
+    ]

@@ -87,3 +87,24 @@ def test_missing_merge_across_nodes(tmp_path: Path, ksm: Path) -> None:
     assert ksm_knobs.params(states) == {"max_page_sharing": 256}
     with pytest.raises(ksm_knobs.KnobRefused, match="no KSM merge_across_nodes knob"):
         ksm_knobs.check(Options(merge_across_nodes=0), ksm)
+
+
+@pytest.mark.parametrize(("shown", "refused"), [("[none] scan-time\n", False),
+                                                ("none [scan-time]\n", True)])  # fmt: skip
+def test_skip_while_the_ksm_advisor_sets_the_scan_rate(ksm: Path, shown: str,
+                                                        refused: bool) -> None:  # fmt: skip
+    # mm/ksm.c: with the advisor on, pages_to_scan_store() returns EINVAL,
+    # which ksm.merge() would hit as a plain OSError and fail the case.
+    (ksm / "advisor_mode").write_text(shown)
+    if not refused:
+        ksm_knobs.check(Options(), ksm)
+        return
+    with pytest.raises(ksm_knobs.KnobRefused) as e:
+        ksm_knobs.check(Options(), ksm)
+    assert str(e.value) == (
+        f"KSM advisor_mode is scan-time: pages_to_scan is the advisor's ({ksm}/advisor_mode)"
+    )
+
+
+def test_kernels_before_the_advisor_are_checked_as_before(ksm: Path) -> None:
+    ksm_knobs.check(Options(max_page_sharing=16), ksm)  # no advisor_mode file

@@ -63,6 +63,11 @@ def check(plan: Plan) -> None:
     # Before the checks: a run killed with SIGKILL may have left state
     # behind that a check would take for someone else's (a kdamond).
     knobs.recover_stale()
+    problem = mm.page_lookup_problem()
+    if problem:
+        # Every scenario checks what backs its target, and every trigger
+        # where the target went, through these files.
+        raise Skip(NO_PAGE_LOOKUP, problem)
     _check_memory(plan.scenario)
     try:
         plan.scenario.preflight()
@@ -77,6 +82,9 @@ def check(plan: Plan) -> None:
         return
     if tracefs.find_tracefs() is None:
         raise Skip("no tracing backend", "tracefs is not mounted or not writable")
+
+
+NO_PAGE_LOOKUP = "cannot look up page frames"
 
 
 def _check_memory(scenario: Scenario) -> None:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 import statistics
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rmapbench.bench import measure
 from rmapbench.ksft import options, stats
 from rmapbench.ksft.ktap import KTAP
 from rmapbench.machine.knobs import Journal
-from rmapbench.tracing import tracefs, visits
+from rmapbench.tracing import functions, tracefs, visits
 from rmapbench.tracing.backend import Unavailable
 from rmapbench.tracing.visits import WalkVisits
 from rmapbench.triggers.base import Trigger
@@ -41,12 +42,9 @@ def firings_for(samples: int) -> int:
     return min(samples, MAX_FIRINGS)
 
 
-def _traceable(root: os.PathLike[str] | str) -> set[str] | None:
-    try:
-        with open(os.path.join(root, "available_filter_functions")) as f:
-            return {line.split()[0] for line in f if line.strip()}
-    except OSError:
-        return None
+def _traceable(root: Path) -> set[str] | None:
+    names = functions.read(root)
+    return None if names is None else set(names)
 
 
 def run_pass(

@@ -38,6 +38,20 @@ def available() -> bool:
     return (KSM / "run").exists()
 
 
+def advisor_problem(root: Path = KSM) -> str | None:
+    """Why ksmd cannot be made to scan fast here, or None: with KSM's
+    advisor on (advisor_mode "none [scan-time]") ksmd sets pages_to_scan
+    itself and mm/ksm.c refuses every write to it with EINVAL. The
+    advisor is the administrator's choice, left as it is."""
+    path = root / "advisor_mode"
+    if not path.exists():  # kernels before the advisor
+        return None
+    mode = read_knob(path)
+    if mode == "none":
+        return None
+    return f"KSM advisor_mode is {mode}: pages_to_scan is the advisor's ({path})"
+
+
 def counter(name: str) -> int:
     return int(read_knob(KSM / name))
 
@@ -146,43 +160,62 @@ def merge(
         )
 
 
-def _ksm_stat(pid: int) -> dict[str, str]:
+def parse_ksm_stat(text: str) -> dict[str, str]:
+    """/proc/PID/ksm_stat: "ksm_rmap_items 12" lines (6.1; ksm_merging_pages
+    and ksm_process_profit 6.4, ksm_zero_pages 6.10), and since 6.14
+    "ksm_merge_any: yes" and "ksm_mergeable: no", whose names end in a
+    colon: the keys come without it."""
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(" ")
+        if sep:
+            out[key.removesuffix(":")] = value.strip()
+    return out
+
+
+def _ksm_stat(pid: int, proc: Path) -> dict[str, str]:
     try:
-        text = Path(f"/proc/{pid}/ksm_stat").read_text()
+        return parse_ksm_stat((proc / str(pid) / "ksm_stat").read_text(errors="replace"))
     except OSError:
         return {}
-    return dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
 
 
-def _has_mergeable_vma(pid: int) -> bool:
+def _has_mergeable_vma(pid: int, proc: Path) -> bool:
     """A VMA with VM_MERGEABLE (smaps VmFlags `mg`): MADV_MERGEABLE, or
-    prctl(PR_SET_MEMORY_MERGE)."""
+    prctl(PR_SET_MEMORY_MERGE). Read as bytes: another process may map
+    a file whose name is not UTF-8, which smaps shows as it is."""
     try:
-        with open(f"/proc/{pid}/smaps") as f:
-            return any(ln.startswith("VmFlags:") and " mg" in ln for ln in f)
+        with open(proc / str(pid) / "smaps", "rb") as f:
+            return any(ln.startswith(b"VmFlags:") and b" mg" in ln for ln in f)
     except OSError:  # gone, or a kernel thread
         return False
 
 
-def other_mergeable(exclude: set[int]) -> list[dict[str, object]]:
+def other_mergeable(exclude: set[int], proc: Path = Path("/proc")) -> list[dict[str, object]]:
     """Processes other than `exclude` (and this one) whose memory ksmd would
     merge: pid, comm, and ksm_stat's merging pages and merge_any where the
     kernel has them. Never writes anything (never run=2, which unmerges
     every process's pages)."""
     found: list[dict[str, object]] = []
     me = os.getpid()
-    for entry in Path("/proc").iterdir():
+    for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
         pid = int(entry.name)
         if pid == me or pid in exclude:
             continue
-        stat = _ksm_stat(pid)
-        merge_any = stat.get("ksm_merge_any", "no").strip() == "yes"
-        if not (merge_any or _has_mergeable_vma(pid)):
+        stat = _ksm_stat(pid, proc)
+        merge_any = stat.get("ksm_merge_any") == "yes"
+        # 6.14+ says whether a VMA is VM_MERGEABLE; before, smaps tells.
+        if "ksm_mergeable" in stat:
+            mergeable = stat["ksm_mergeable"] == "yes"
+        else:
+            mergeable = _has_mergeable_vma(pid, proc)
+        if not (merge_any or mergeable):
             continue
         try:
-            comm = (entry / "comm").read_text().strip()
+            # A task may name itself with any bytes (PR_SET_NAME).
+            comm = (entry / "comm").read_text(errors="replace").strip()
         except OSError:
             continue
         item: dict[str, object] = {"pid": pid, "comm": comm}
@@ -204,13 +237,9 @@ def rmap_items_total() -> int:
 def rmap_items(pid: int) -> int | None:
     """KSM's rmap_items for this process (/proc/PID/ksm_stat, 6.1+), or None."""
     try:
-        for line in Path(f"/proc/{pid}/ksm_stat").read_text().splitlines():
-            key, _, value = line.partition(" ")
-            if key == "ksm_rmap_items":
-                return int(value)
-    except (OSError, ValueError):
-        pass
-    return None
+        return int(parse_ksm_stat(Path(f"/proc/{pid}/ksm_stat").read_text())["ksm_rmap_items"])
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def drain(journal: Journal, timeout: float = 30.0, baseline: int | None = None) -> None:

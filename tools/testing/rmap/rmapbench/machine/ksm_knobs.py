@@ -30,7 +30,7 @@ from typing import Any
 
 from rmapbench.ksft import options
 from rmapbench.machine.knobs import Journal, read_knob
-from rmapbench.machine.ksm import KSM, STRUCTURAL
+from rmapbench.machine.ksm import KSM, STRUCTURAL, advisor_problem
 
 # Option dest = KSM sysfs knob of the same name.
 KNOBS = STRUCTURAL
@@ -73,7 +73,11 @@ def _current(root: Path, name: str) -> int:
 
 def check(opts: options.Options, root: Path = KSM) -> None:
     """Before anything is changed: SKIP when a wanted change cannot be
-    made because KSM pages exist (someone else's: we have none yet)."""
+    made because KSM pages exist (someone else's: we have none yet), or
+    when ksmd's scan rate is not ours to set (ksm.advisor_problem())."""
+    problem = advisor_problem(root)
+    if problem:
+        raise KnobRefused(problem)
     for name, value in wanted(opts).items():
         if _current(root, name) != value and int(read_knob(root / "pages_shared")):
             raise KnobRefused(f"KSM pages exist; cannot change {name}")

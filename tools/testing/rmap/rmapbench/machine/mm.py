@@ -294,6 +294,52 @@ def pfns_at(pid: int, addr: int, indices: Sequence[int]) -> list[int]:
     return [e & _PM_PFN_MASK if e & _PM_PRESENT else 0 for e in entries]
 
 
+PAGEMAP = "/proc/self/pagemap"
+KPAGEFLAGS = "/proc/kpageflags"
+KPAGECOUNT = "/proc/kpagecount"
+
+
+def page_lookup_problem(addr: int | None = None, pagemap: str = PAGEMAP,
+                        kpageflags: str = KPAGEFLAGS, kpagecount: str = KPAGECOUNT
+                        ) -> str | None:  # fmt: skip
+    """Why page_info() cannot tell what backs a page here, or None: the
+    three files are missing without CONFIG_PROC_PAGE_MONITOR, and a root
+    without CAP_SYS_ADMIN in the initial user namespace (a container's)
+    reads every PFN of the pagemap as 0, which page_info() would take for
+    "not a page" and every check after it for a file page. Looks up a
+    page of its own, written first (or the page at `addr` of `pagemap`)."""
+    region = 0
+    if addr is None:
+        region = addr = mmap(PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+        fill(addr, PAGE_SIZE, 1)
+    try:
+        try:
+            entry = _read_u64(pagemap, addr // PAGE_SIZE)
+        except (OSError, struct.error) as e:
+            return f"{pagemap}: {_why(e)}"
+        if not entry & _PM_PRESENT:
+            return f"{pagemap} shows a page just written as not present"
+        pfn = entry & _PM_PFN_MASK
+        if not pfn:
+            return (f"{pagemap} hides page frame numbers (it shows them to CAP_SYS_ADMIN "
+                    "in the initial user namespace only)")  # fmt: skip
+        for path in (kpageflags, kpagecount):
+            try:
+                _read_u64(path, pfn)
+            except (OSError, struct.error) as e:
+                return f"{path}: {_why(e)}"
+        return None
+    finally:
+        if region:
+            munmap(region, PAGE_SIZE)
+
+
+def _why(e: OSError | struct.error) -> str:
+    if isinstance(e, OSError):
+        return e.strerror or str(e)
+    return "shorter than the entry looked up"
+
+
 def _read_u64(path: str, index: int) -> int:
     with open(path, "rb") as f:
         f.seek(index * 8)

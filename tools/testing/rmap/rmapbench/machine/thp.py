@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rmapbench.machine import mm
+from rmapbench.machine import maps, mm
 from rmapbench.machine.knobs import Journal, read_knob
 
 THP = Path("/sys/kernel/mm/transparent_hugepage")
@@ -29,32 +29,40 @@ def available() -> bool:
     return ENABLED.exists()
 
 
-def pmd_size() -> int:
+def pmd_size(root: Path = THP) -> int:
     try:
-        return int(read_knob(THP / "hpage_pmd_size"))
+        return int(read_knob(root / "hpage_pmd_size"))
     except (OSError, ValueError):
         return DEFAULT_PMD_SIZE
 
 
-def allow_madvise(journal: Journal) -> tuple[str, str]:
+def allow_madvise(journal: Journal, root: Path = THP) -> tuple[str, str]:
     """Make MADV_HUGEPAGE effective; returns the mode before and now."""
-    before = read_knob(ENABLED)
+    enabled = root / "enabled"
+    before = read_knob(enabled)
     if before == "never":
-        journal.set(ENABLED, "madvise")
-    return before, read_knob(ENABLED)
+        journal.set(enabled, "madvise")
+    return before, read_knob(enabled)
+
+
+def allow_pmd_size(journal: Journal, root: Path = THP) -> tuple[str, str] | None:
+    """Linux 6.8+ has a switch per THP size, hugepages-2048kB/enabled
+    ("always [inherit] madvise never" by default for the PMD size): at
+    "never" no PMD-sized THP is allocated whatever the top-level switch
+    says, so it is set to "inherit" (follow that switch) for the run.
+    Returns its mode before and now; None on kernels without it."""
+    path = root / f"hugepages-{pmd_size(root) // 1024}kB" / "enabled"
+    if not path.exists():
+        return None
+    before = read_knob(path)
+    if before == "never":
+        journal.set(path, "inherit")
+    return before, read_knob(path)
 
 
 def anon_huge_kb(pid: int, start: int) -> int:
     """AnonHugePages of the VMA of pid that starts at `start` (0 if none)."""
-    inside = False
-    with open(f"/proc/{pid}/smaps") as f:
-        for line in f:
-            first = line.split(maxsplit=1)[0]
-            if "-" in first and not first.endswith(":"):
-                inside = int(first.split("-")[0], 16) == start
-            elif inside and first == "AnonHugePages:":
-                return int(line.split()[1])
-    return 0
+    return maps.smaps_kb(maps.read_lines(pid, "smaps"), start, b"AnonHugePages:")
 
 
 def is_thp_head(pid: int, addr: int) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import types
 from pathlib import Path
 from typing import Any, ClassVar
@@ -68,18 +69,29 @@ def _tempfile() -> types.ModuleType:
     return tempfile
 
 
-def fs_type(path: Path) -> str:
+MOUNTINFO = "/proc/self/mountinfo"
+_OCTAL = re.compile(rb"\\([0-7]{3})")
+
+
+def unmangle(field: bytes) -> bytes:
+    """A mountinfo field as it is: the kernel writes a space, tab, newline
+    and backslash of a path as \\040, \\011, \\012 and \\134 (every other byte,
+    UTF-8 or not, as it is)."""
+    return _OCTAL.sub(lambda m: bytes([int(m.group(1), 8)]), field)
+
+
+def fs_type(path: Path, mountinfo: str = MOUNTINFO) -> str:
     """Filesystem type of the mount holding path (longest mount point)."""
-    real = os.path.realpath(path)
-    best, kind = "", "unknown"
-    with open("/proc/self/mountinfo") as f:
+    real = os.fsencode(os.path.realpath(path))
+    best, kind = b"", b"unknown"
+    with open(mountinfo, "rb") as f:
         for line in f:
-            pre, _, post = line.partition(" - ")
-            mount_point = pre.split()[4].replace("\\040", " ")
-            inside = real == mount_point or real.startswith(mount_point.rstrip("/") + "/")
+            pre, _, post = line.partition(b" - ")
+            mount_point = unmangle(pre.split()[4])
+            inside = real == mount_point or real.startswith(mount_point.rstrip(b"/") + b"/")
             if inside and len(mount_point) >= len(best):
-                best, kind = mount_point, post.split()[0]
-    return kind
+                best, kind = mount_point, unmangle(post.split()[0])
+    return os.fsdecode(kind)
 
 
 class RegionScenario(Scenario):
@@ -105,8 +117,7 @@ class RegionScenario(Scenario):
         return 1 if self.opts.pages > 1 else 0
 
     def _raise_map_count(self, needed: int) -> None:
-        with open(f"/proc/{os.getpid()}/maps") as f:
-            in_use = sum(1 for _ in f)
+        in_use = len(maps.read_lines(os.getpid()))
         limit = int(read_knob(MAX_MAP_COUNT))
         if in_use + needed + 1000 > limit:
             self.journal.set(MAX_MAP_COUNT, in_use + needed + 1000)

@@ -62,6 +62,9 @@ class ThpScenario(Scenario):
     def build(self) -> int:
         before, now = thp.allow_madvise(self.journal)
         self.setup["thp_enabled"] = {"before": before, "during": now}
+        per_size = thp.allow_pmd_size(self.journal)
+        if per_size:
+            self.setup["thp_pmd_enabled"] = dict(zip(("before", "during"), per_size, strict=True))
         self.vmstat_before = thp.vmstat()
         self._map_aligned()
         mm.madvise(self.addr, self.size, mm.MADV_HUGEPAGE)

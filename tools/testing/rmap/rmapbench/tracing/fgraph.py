@@ -16,17 +16,23 @@ from __future__ import annotations
 import re
 
 from rmapbench.machine.knobs import Undo
-from rmapbench.tracing import events
+from rmapbench.tracing import events, functions
 from rmapbench.tracing.backend import Description, Unavailable
 from rmapbench.tracing.tracefs import Instance, TraceError, TraceFS, write
 
 # With funcgraph-proc:  " 0)  python3-187   | ! 828.889 us  |  rmap_walk_anon();"
 # and, when the walk slept and other output came between, a closing line
 # " 0)  python3-187   | ! 2022.123 ms |  } /* rmap_walk_ksm */" (funcgraph-tail).
+# The graph tracer's options have long been the tracer's, shared by every
+# instance, so what someone else turned on shows here too: funcgraph-retval
+# (6.5+) appends "/* = 0x0 */" to a leaf and makes the closing line
+# "} /* rmap_walk_ksm = 0x0 */", funcgraph-retaddr (6.13+) appends
+# "/* <-try_to_migrate+0x7c/0xa0 */", and funcgraph-args (6.15+) prints
+# the arguments: "rmap_walk_anon(folio=0xffffea0004e6a180, ...);".
 _LEAF = re.compile(
     r"^\s*(?P<cpu>\d+)\)\s+(?:(?P<comm>.+?)-(?P<pid>\d+)\s+\|\s+)?"
     r"[!#@*+$%& ]*\s*(?P<dur>[\d.]+)\s*(?P<unit>us|ms|s|ns)\s*\|\s*"
-    r"(?:(?P<leaf>\w+)\(\);|\}\s*/\*\s*(?P<tail>\w+)\s*\*/)"
+    r"(?:(?P<leaf>\w+)\([^;]*\);|\}\s*/\*\s*(?P<tail>\w+)(?:\s*=\s*[-\w]+)?\s*\*/)"
 )
 _SCALE = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 
@@ -91,6 +97,11 @@ class FunctionGraph:
             with tfs.journal.change(Undo("write", str(inst.path / "current_tracer"), "nop")):
                 write(inst.path / "current_tracer", "function_graph")
         except TraceError as e:
+            # set_ftrace_filter refuses a function it does not know (EINVAL,
+            # as rmap_walk_file on 6.15+), which is no fault of the tracer.
+            why = functions.why_not_traceable(tfs.root, list(self.functions))
+            if why:
+                raise Unavailable(why) from e
             # Linux 6.1 refuses function_graph in an instance (EINVAL); the
             # global tracer is never touched, so the backend is unavailable.
             raise Unavailable(f"function_graph cannot run in a trace instance here: {e}") from e

@@ -33,7 +33,7 @@ import logging
 import os
 
 from rmapbench.machine.shared_probes import EvictError, SharedProbes
-from rmapbench.tracing import events, hist, kept, tracefs
+from rmapbench.tracing import events, functions, hist, kept, tracefs
 from rmapbench.tracing.backend import Description, Unavailable
 from rmapbench.tracing.tracefs import Instance, TraceError, TraceFS, write
 
@@ -220,7 +220,10 @@ class DynamicProbe:
                 with self.shared.creating(func, definition, tfs.root):
                     write(tfs.root / "dynamic_events", definition, append=True)
         except TraceError as e:
-            raise Unavailable(f"cannot probe {func}: {e}") from e
+            # The kernel's own error says little ("No such file or
+            # directory"); the list of traceable functions says why.
+            why = functions.why_not_traceable(tfs.root, [func])
+            raise Unavailable(why or f"cannot probe {func}: {e}") from e
 
     def _pair(self, func: str, index: int) -> hist.HistPair:
         entry, exit_ = _event_names(func)

@@ -38,8 +38,11 @@ def find_tracefs() -> Path | None:
 
 
 # How tracefs's README shows each dynamic probe kind when the kernel has it
-# (kernel/trace/trace.c, readme_msg), most precise first.
-PROBE_SYNTAX = {"fprobe": "f[:[<group>/][<event>]]", "kprobe": "p[:[<group>/][<event>]]"}
+# (kernel/trace/trace.c, readme_msg), most precise first. Only the start of
+# the synopsis: Linux 6.0 made the event name optional, and the line read
+# "p[:[<group>/]<event>] <place>" before (5.15 to 5.19), "p[:[<group>/][<event>]]"
+# since; fprobes (6.7+) always had the later form.
+PROBE_SYNTAX = {"fprobe": "f[:[<group>/]", "kprobe": "p[:[<group>/]"}
 
 
 def readme(root: Path) -> str:

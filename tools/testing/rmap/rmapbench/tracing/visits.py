@@ -42,7 +42,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from rmapbench.tracing import events
+from rmapbench.tracing import events, functions
 from rmapbench.tracing.backend import Unavailable
 from rmapbench.tracing.tracefs import Instance, TraceError, TraceFS
 
@@ -291,7 +291,9 @@ class VisitProbe:
         try:
             tfs.add_dynamic_event(definition, self.group, name)
         except TraceError as e:
-            raise Unavailable(f"cannot probe {definition.split()[1]}: {e}") from e
+            func = definition.split()[1].removesuffix("%return")
+            why = functions.why_not_traceable(tfs.root, [func])
+            raise Unavailable(why or f"cannot probe {func}: {e}") from e
 
     def hist_texts(self, inst: Instance) -> dict[str, str]:
         return {n: (inst.event_dir(self.group, n) / "hist").read_text() for n in self.counted}

@@ -35,6 +35,7 @@ import gzip
 import os
 import re
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -83,17 +84,23 @@ def task_status(pid: int) -> tuple[str, int]:
     return state.group(1), int(switches.group(1))
 
 
-def kernel_config_lacks(option: str) -> bool:
+def kernel_configs() -> tuple[Path, ...]:
+    return Path("/proc/config.gz"), Path(f"/boot/config-{os.uname().release}")
+
+
+def kernel_config_lacks(option: str, paths: tuple[Path, ...] | None = None) -> bool:
     """True when the running kernel's config is readable (/proc/config.gz,
-    /boot/config-RELEASE) and does not set option; False when unknown. The
-    paddr operations are also checked in sysfs (avail_operations) once the
-    context exists."""
-    for path in (Path("/proc/config.gz"), Path(f"/boot/config-{os.uname().release}")):
+    /boot/config-RELEASE) and does not set option; False when unknown (a
+    config.gz that does not decompress is no config). The paddr operations
+    are also checked in sysfs (avail_operations) once the context exists."""
+    for path in paths or kernel_configs():
         try:
             raw = path.read_bytes()
-        except OSError:
+            if path.suffix == ".gz":
+                raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error):  # BadGzipFile is an OSError
             continue
-        text = (gzip.decompress(raw) if path.suffix == ".gz" else raw).decode(errors="replace")
+        text = raw.decode(errors="replace")
         return f"\n{option}=y" not in text and f"\n{option}=m" not in text
     return False
 

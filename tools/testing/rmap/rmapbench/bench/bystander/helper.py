@@ -42,7 +42,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 
-from rmapbench.machine import mm, procs, thp
+from rmapbench.machine import maps, mm, procs, thp
 from rmapbench.scenarios.base import Scenario
 from rmapbench.scenarios.region import RegionScenario
 
@@ -126,24 +126,23 @@ def make_window(scenario: RegionScenario) -> Window:
     return Window(scenario.addr, scenario.length, start, file_backed, tuple(advice), offset)
 
 
+def _vma(addr: int) -> tuple[int, int, int]:
+    """This process's mapping at addr: start, end and file offset at start."""
+    span = maps.span_at(maps.read_lines("self"), addr)
+    if span is None:
+        raise RuntimeError(f"no mapping at {addr:#x}")
+    return span
+
+
 def _vma_offset(addr: int) -> int:
     """The file offset at addr of this process's mapping there."""
-    with open("/proc/self/maps") as f:
-        for line in f:
-            span, _perms, off, *_ = line.split()
-            lo, hi = (int(x, 16) for x in span.split("-"))
-            if lo <= addr < hi:
-                return int(off, 16) + (addr - lo)
-    raise RuntimeError(f"no mapping at {addr:#x}")
+    lo, _, offset = _vma(addr)
+    return offset + (addr - lo)
 
 
 def _vma_span(addr: int) -> tuple[int, int]:
-    with open("/proc/self/maps") as f:
-        for line in f:
-            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
-            if lo <= addr < hi:
-                return lo, hi
-    raise RuntimeError(f"no mapping at {addr:#x}")
+    lo, hi, _ = _vma(addr)
+    return lo, hi
 
 
 class _Op:

@@ -175,7 +175,12 @@ class Symbols:
 
 
 def caller(rmap_one: str) -> str:
-    return RMAP_ONE_CALLER.get(rmap_one, rmap_one)
+    """The starter of the walk whose rwc->rmap_one is this function. Its
+    kallsyms name may carry what the compiler appended: a clone's
+    ".constprop.0" or ".isra.0", or the ".llvm.NNNN" of a function a Clang
+    LTO build promoted; C names have no dots, so the name is the part
+    before the first one."""
+    return RMAP_ONE_CALLER.get(rmap_one.split(".", 1)[0], rmap_one)
 
 
 def walks(records: Iterable[Record], functions: list[tuple[str, str]],

@@ -1,0 +1,90 @@
+"""tracefs's available_filter_functions, and the reasons the probe
+backends give when a walk function is not traceable by its name: on the
+list of a 6.12 kernel (rmap_walk_file there) and a 6.18 one, where
+rmap_walk_file() is inlined into its callers around __rmap_walk_file()
+(tests/unit/fixtures/kernel/: the mm/rmap.c part of each list, and module
+functions as %ps prints them)."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from rmapbench.machine.knobs import Journal
+from rmapbench.tracing import functions
+from rmapbench.tracing.backend import Unavailable
+from rmapbench.tracing.fgraph import FunctionGraph
+from rmapbench.tracing.probes import DynamicProbe
+from rmapbench.tracing.tracefs import Instance, TraceFS
+
+KERNEL = Path(__file__).parent / "fixtures" / "kernel"
+WALKS = ["rmap_walk_ksm", "rmap_walk_anon", "rmap_walk_file"]
+
+
+def _names(release: str) -> Counter[str]:
+    return functions.parse((KERNEL / f"available_filter_functions-{release}").read_text())
+
+
+def test_module_functions_by_their_own_name() -> None:
+    names = _names("6.18")
+    assert names["ext4_map_blocks"] == 1 and "[ext4]" not in names
+    assert names["page_vma_mkclean_one.constprop.0"] == 1
+
+
+def test_every_walk_function_is_traceable_on_6_12() -> None:
+    assert functions.absent(_names("6.12"), WALKS, Path("aff")) is None
+
+
+def test_rmap_walk_file_on_6_18_names_what_the_kernel_has() -> None:
+    why = functions.absent(_names("6.18"), WALKS, Path("/sys/kernel/tracing/aff"))
+    assert why == (
+        "rmap_walk_file is not a traceable function of this kernel (not in "
+        "/sys/kernel/tracing/aff; it has __rmap_walk_file, which need not take the same "
+        "arguments)"
+    )
+
+
+def test_a_clone_and_an_inlined_function() -> None:
+    text = (KERNEL / "available_filter_functions-6.12").read_text()
+    names = functions.parse(text.replace("rmap_walk_anon\n", "rmap_walk_anon.isra.0\n"))
+    assert "it has rmap_walk_anon.isra.0," in str(functions.absent(names, WALKS, Path("a")))
+    names = functions.parse(text.replace("rmap_walk_anon\n", ""))
+    assert str(functions.absent(names, WALKS, Path("a"))).endswith("(not in a: inlined?)")
+
+
+def _tracefs(tmp_path: Path, release: str) -> Path:
+    root = tmp_path / "tracing"
+    root.mkdir()
+    shutil.copy(KERNEL / f"available_filter_functions-{release}",
+                root / functions.AVAILABLE)  # fmt: skip
+    # The kernel refuses the probe: a directory stands in for the refusal.
+    (root / "dynamic_events").mkdir()
+    return root
+
+
+@pytest.mark.parametrize("kind", ["fprobe", "kprobe"])
+def test_probe_on_6_18_says_why_the_file_walk_is_not_probed(tmp_path: Path, kind: str) -> None:
+    root = _tracefs(tmp_path, "6.18")
+    with Journal(directory=tmp_path / "journal") as journal:
+        tfs = TraceFS(root, journal)
+        probe = DynamicProbe(kind, {"rmap_walk_file": "file"})
+        with pytest.raises(Unavailable, match=r"^rmap_walk_file is not a traceable function"):
+            probe.arm(tfs, Instance(tmp_path / "inst", journal))
+
+
+def test_function_graph_on_6_18_blames_the_function_not_the_instance(tmp_path: Path) -> None:
+    root = _tracefs(tmp_path, "6.18")
+    inst = tmp_path / "inst"
+    (inst / "set_ftrace_filter").mkdir(parents=True)  # refused, as EINVAL would be
+    with Journal(directory=tmp_path / "journal") as journal:
+        graph = FunctionGraph(1, {"rmap_walk_anon": "anon", "rmap_walk_file": "file"})
+        with pytest.raises(Unavailable) as e:
+            graph.arm(TraceFS(root, journal), Instance(inst, journal))
+    assert str(e.value).startswith("rmap_walk_file is not a traceable function")
+
+
+def test_no_list_no_reason(tmp_path: Path) -> None:
+    assert functions.why_not_traceable(tmp_path, WALKS) is None
