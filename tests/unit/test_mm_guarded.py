@@ -42,7 +42,9 @@ def test_an_unguarded_neighbour_is_merged() -> None:
         mm.mmap(2 * PAGE, RW, ANON | mm.MAP_FIXED, addr=base)
         mm.fill(base, 2 * PAGE, 1)  # the first has its anon_vma before the second comes
         mm.mmap(2 * PAGE, RW, ANON | mm.MAP_FIXED, addr=base + 2 * PAGE)
-        assert vma_at(base + 2 * PAGE)[:2] == (base, base + 4 * PAGE)
+        lo, hi, _ = vma_at(base + 2 * PAGE)
+        # One VMA holds both (and maybe more: a neighbour below joins too).
+        assert lo <= base and hi >= base + 4 * PAGE
     finally:
         mm.munmap(base, 4 * PAGE)
 
