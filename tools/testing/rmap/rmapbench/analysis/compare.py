@@ -404,7 +404,9 @@ def main(argv: list[str]) -> int:
     return guarded("rmapbench compare", lambda: _main(argv), argv)
 
 
-def _main(argv: list[str]) -> int:
+def check(argv: list[str]) -> tuple[argparse.Namespace, Thresholds, Side, Side]:
+    """The command line parsed and checked and both sides loaded (read
+    only), nothing compared yet; UsageError or ResultsError."""
     p = Parser(prog="rmapbench compare", description=__doc__, formatter_class=RAW)
     p.add_argument("results", nargs="+", metavar="BASE NEW", help="result dirs or sets")
     add_decision_options(p)
@@ -415,6 +417,11 @@ def _main(argv: list[str]) -> int:
         base, new = sides_of(ns.results)
     except UsageError as e:
         p.error(str(e))
+    return ns, t, base, new
+
+
+def _main(argv: list[str]) -> int:
+    ns, t, base, new = check(argv)
     rows = compare_sides(base, new, metrics_of(ns), t)
     if not rows:
         raise ResultsError(

@@ -10,6 +10,7 @@ again without running anything.
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import math
@@ -279,7 +280,21 @@ def main(argv: list[str]) -> int:
     return guarded("rmapbench sweep", lambda: _main(argv), argv)
 
 
-def _main(argv: list[str]) -> int:
+@dataclass
+class Plan:
+    """A sweep's command line, parsed and checked; with --from only `ns`
+    (the set to analyse again)."""
+
+    ns: argparse.Namespace
+    specs: list[str] = field(default_factory=list)
+    grid: dict[str, list[str]] = field(default_factory=dict)
+    programs: list[Path] = field(default_factory=list)
+    base_args: list[str] = field(default_factory=list)
+    points: list[dict[str, str]] = field(default_factory=list)
+    guest: config.GuestOptions | None = None
+
+
+def _parser() -> argparse.ArgumentParser:
     p = Parser(prog="rmapbench sweep", description=__doc__, formatter_class=RAW)
     p.add_argument("--vary", action="append", default=[], metavar="NAME=V1,V2,...")
     p.add_argument(
@@ -298,14 +313,18 @@ def _main(argv: list[str]) -> int:
     )
     add_verbose(p)
     p.add_argument("test", nargs="*", metavar="-- TEST ARGS")
+    return p
+
+
+def check(argv: list[str]) -> Plan:
+    """The command line parsed and checked, every test option of every
+    point included, with nothing set up, fetched or booted; UsageError."""
+    p = _parser()
     cut = argv.index("--") if "--" in argv else len(argv)
     ns = p.parse_args(argv[:cut])
     rest = ns.test + argv[cut + 1 :]
     if ns.source:
-        try:
-            return show(load(ns.source), ns.format)
-        except (ValueError, OSError) as e:
-            p.error(str(e))
+        return Plan(ns)
     specs = [str(k) for k in ns.kernel] or [config.STOCK_SERIES]
     try:
         if ns.output is None:
@@ -324,6 +343,20 @@ def _main(argv: list[str]) -> int:
             raise UsageError(f"{ns.output} exists; give a new directory")
     except UsageError as e:
         p.error(str(e))
+    return Plan(ns, specs, grid, programs, base_args, pts, g)
+
+
+def _main(argv: list[str]) -> int:
+    plan_ = check(argv)
+    ns = plan_.ns
+    if ns.source:
+        try:
+            return show(load(ns.source), ns.format)
+        except (ValueError, OSError) as e:
+            raise UsageError(str(e)) from None
+    specs, grid, programs, base_args = plan_.specs, plan_.grid, plan_.programs, plan_.base_args
+    pts, g = plan_.points, plan_.guest
+    assert g is not None
     replay_journals("rmapbench sweep")
     kernels = batch.resolve_kernels("sweep", g.kernels)
     if kernels is None:

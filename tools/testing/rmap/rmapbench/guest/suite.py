@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from rmapbench.bench import cases, program
@@ -140,7 +141,18 @@ def main(argv: list[str] | None = None) -> int:
     return guarded("run_tests.sh", lambda: _main(argv), argv)
 
 
-def _main(argv: list[str] | None) -> int:
+@dataclass(frozen=True)
+class Invocation:
+    """A command line of the front door, parsed and checked."""
+
+    ns: argparse.Namespace
+    test_args: list[str]  # the options of every program (--case included)
+    guest: config.GuestOptions
+
+
+def check(argv: list[str] | None) -> Invocation:
+    """The command line parsed and checked, every option and cross-option
+    constraint, with nothing set up or started; UsageError otherwise."""
     ns = parser().parse_args(argv)
     test_args = [a for a in ns.test_args if a != "--"] if ns.test_args else []
     test_args = [arg for name in ns.case for arg in ("--case", name)] + test_args
@@ -156,6 +168,12 @@ def _main(argv: list[str] | None) -> int:
         g = config.from_namespace(ns)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    return Invocation(ns, test_args, g)
+
+
+def _main(argv: list[str] | None) -> int:
+    checked = check(argv)
+    ns, test_args, g = checked.ns, checked.test_args, checked.guest
     replay_journals("run_tests.sh")
     keep = ns.results is not None
     share = ns.results.resolve() if keep else Path(tempfile.mkdtemp(prefix="rmapbench-results-"))

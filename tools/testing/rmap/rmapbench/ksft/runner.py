@@ -46,7 +46,6 @@ from rmapbench.ksft.cli import (
     add_verbose,
     guarded,
     integer,
-    refuse,
     replay_journals,
 )
 from rmapbench.ksft.status import EXIT_TIMEOUT, KSFT_SKIP
@@ -234,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     return guarded("runner", lambda: _main(argv), argv)
 
 
-def _main(argv: list[str] | None) -> int:
+def check(argv: list[str] | None) -> tuple[list[Path], list[str], int]:
+    """The programs to run, their options and the timeout per program, the
+    command line and the environment checked, nothing run yet; UsageError."""
     p = Parser(
         prog="python3 -m rmapbench.ksft.runner",
         description="run test programs with kselftest semantics",
@@ -256,14 +257,19 @@ def _main(argv: list[str] | None) -> int:
     if selected is not None:
         problem = cases.error(selected)
         if problem:
-            return refuse("runner", problem)
+            raise UsageError(problem)
         # Programs of cases --case left out are not run at all (a program
         # outside the registry is, and decides for itself).
         progs = [q for q in progs if cases.case_of(q) in (None, *selected)]
     for prog in progs:
         if not prog.is_file() or not os.access(prog, os.X_OK):
-            return refuse("runner", f"{prog} is not an executable test program")
+            raise UsageError(f"{prog} is not an executable test program")
         env_args(prog.name)  # refused now, not after the programs before it ran
+    return progs, extra, timeout
+
+
+def _main(argv: list[str] | None) -> int:
+    progs, extra, timeout = check(argv)
     replay_journals("runner")
     return run(progs, extra, timeout)
 
