@@ -19,6 +19,7 @@ from typing import Literal
 
 from rmapbench.guest import kernel as kernel_mod
 from rmapbench.guest.qemu import parse_memory
+from rmapbench.ksft.cli import integer
 
 STOCK_SERIES = "6.12"
 # The machine's bounds: QEMU's own limits are far above; a guest of the
@@ -164,8 +165,9 @@ def add_arguments(
             metavar="IMAGE|SERIES",
             help=kernel_help,
         )
-    p.add_argument("--nodes", type=int, default=2, help="guest NUMA nodes (default 2)")
-    p.add_argument("--cpus", type=int, default=2, help="guest CPUs (default 2)")
+    # Unbounded here: GuestOptions.check() says what the bounds are.
+    p.add_argument("--nodes", type=integer(), default=2, help="guest NUMA nodes (default 2)")
+    p.add_argument("--cpus", type=integer(), default=2, help="guest CPUs (default 2)")
     p.add_argument("--memory", default="2G", help="guest memory (default 2G)")
     p.add_argument(
         "--accel",
@@ -175,7 +177,7 @@ def add_arguments(
     )
     p.add_argument(
         "--timeout",
-        type=type(timeout),
+        type=integer() if isinstance(timeout, int) else float,
         default=timeout,
         metavar="S",
         help=f"{timeout_help} (default {timeout:g})",

@@ -19,7 +19,15 @@ from pathlib import Path
 from rmapbench.bench import cases, program
 from rmapbench.guest import config, jobs
 from rmapbench.ksft import results, runner, summary
-from rmapbench.ksft.cli import Parser, UsageError, add_verbose, guarded, out_dir, replay_journals
+from rmapbench.ksft.cli import (
+    Parser,
+    UsageError,
+    add_verbose,
+    guarded,
+    integer,
+    out_dir,
+    replay_journals,
+)
 from rmapbench.ksft.status import EXIT_GUEST, EXIT_KERNEL
 from rmapbench.machine import mm
 from rmapbench.tracing import tracefs
@@ -55,7 +63,7 @@ def parser() -> argparse.ArgumentParser:
     add_verbose(p)
     p.add_argument(
         "--jobs",
-        type=int,
+        type=integer(),
         default=1,
         metavar="N",
         help="run the cases in up to N guests at once, each pinned to its own host CPUs "

@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import math
 import os
+import re
 import signal
 import sys
 import traceback
@@ -55,11 +56,24 @@ class Parser(argparse.ArgumentParser):
 # -- typed values -----------------------------------------------------------
 
 
+# A value is echoed in its error line; a pasted megabyte is not.
+SHOWN_CHARS = 40
+# Digits of an integer beyond what int() converts (sys.get_int_max_str_digits'
+# default is 4300) are far beyond every range here: out of range, not "not a number".
+_DIGITS = re.compile(r"\s*([+-]?)[0-9][0-9_]*\s*", re.ASCII)
+
+
+def shown(text: str, quote: bool = False) -> str:
+    """A value as an error line shows it: cut short when it is long."""
+    cut = text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}... ({len(text)} characters)"
+    return repr(cut) if quote else cut
+
+
 def _check_range(value: float, text: str, lo: float | None, hi: float | None) -> None:
     if lo is not None and value < lo:
-        raise argparse.ArgumentTypeError(f"must be at least {lo}, got {text}")
+        raise argparse.ArgumentTypeError(f"must be at least {lo}, got {shown(text)}")
     if hi is not None and value > hi:
-        raise argparse.ArgumentTypeError(f"must be at most {hi}, got {text}")
+        raise argparse.ArgumentTypeError(f"must be at most {hi}, got {shown(text)}")
 
 
 def integer(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
@@ -69,7 +83,15 @@ def integer(lo: int | None = None, hi: int | None = None) -> Callable[[str], int
         try:
             value = int(text.strip(), 10)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+            digits = _DIGITS.fullmatch(text)
+            if digits is None:
+                raise argparse.ArgumentTypeError(f"not a number: {shown(text, True)}") from None
+            negative = digits.group(1) == "-"
+            bound = lo if negative else hi
+            if bound is None:  # no range to be out of: too long to be any use
+                raise argparse.ArgumentTypeError(
+                    f"too long a number: {shown(text, True)}") from None  # fmt: skip
+            value = bound - 1 if negative else bound + 1  # beyond the bound it crosses
         _check_range(value, text, lo, hi)
         return value
 
@@ -87,11 +109,13 @@ def number(
         try:
             value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+            raise argparse.ArgumentTypeError(f"not a number: {shown(text, True)}") from None
+        if math.isinf(value) and "inf" not in text.lower():  # 1e999: finite, but too large
+            _check_range(value, text, lo, hi)
         if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {shown(text)}")
         if above and lo is not None and value <= lo:
-            raise argparse.ArgumentTypeError(f"must be more than {lo}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be more than {lo}, got {shown(text)}")
         _check_range(value, text, None if above else lo, hi)
         return value
 

@@ -223,7 +223,7 @@ def build_parser(
     )
     p.add_argument(
         "--merge-across-nodes",
-        type=int,
+        type=cli.integer(),
         choices=(0, 1),
         help=f"{used_by('merge_across_nodes')}: set KSM's merge_across_nodes (0: one "
         "stable tree per NUMA node) while merging (default: as it is)",

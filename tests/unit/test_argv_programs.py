@@ -1,0 +1,189 @@
+"""Property-based tests of the test programs' command line (ksft/options.py,
+bench/program.py): whatever the argv, check() either returns options whose
+every value lies in its documented range (docs/options.md) and that meet
+every cross-option constraint, or refuses it with one line that names the
+option; the program then exits 2 with exactly that line and no traceback.
+
+Safety: an argv is only ever handed to check(), which parses and returns;
+program.main() - which would go on to set up and run the case - is called
+only with an argv check() has just refused, so it refuses the same way
+before anything is set up. test_bad_inputs.py and test_options.py hold
+the hand-written table of cases; these generate around it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rmapbench.bench import cases, program
+from rmapbench.ksft import options
+from rmapbench.ksft.cli import UsageError
+from rmapbench.ksft.options import Options
+from rmapbench.ksft.status import EXIT_USAGE
+from rmapbench.machine import knobs
+
+SETTINGS = settings(derandomize=True, max_examples=50, deadline=None, database=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.fixture(autouse=True)
+def _no_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+                    ) -> None:
+    """No suite-wide options from the environment; a private journal
+    directory, should a refusal ever come too late."""
+    monkeypatch.delenv("RMAP_ARGS", raising=False)
+    monkeypatch.delenv("RMAPBENCH_MAX_PROCS", raising=False)
+    monkeypatch.setattr(knobs, "JOURNAL_DIR", tmp_path_factory.mktemp("journal"))
+
+
+# -- the documented ranges ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Numeric:
+    """An option taking a number, with the range docs/options.md gives it,
+    the case to give it to and options that keep the others out of the way."""
+
+    dest: str
+    kind: type
+    lo: float
+    hi: float | None
+    case: str = "ksm"
+    extra: tuple[str, ...] = ()
+
+
+NUMERIC: dict[str, Numeric] = {
+    "--pages": Numeric("pages", int, 1, options.MAX_PAGES, extra=("--split", "1")),
+    "--split": Numeric("split", int, 1, options.MAX_PAGES, extra=("--pages", "4000000")),
+    "--samples": Numeric("samples", int, 1, options.MAX_SAMPLES),
+    "--warmup": Numeric("warmup", int, 0, options.MAX_SAMPLES),
+    "--max-p99-ms": Numeric("max_p99_ms", float, 0.0, options.MAX_P99_MS),
+    "--merge-timeout": Numeric("merge_timeout", float, 1.0, options.MAX_SECONDS),
+    "--max-page-sharing": Numeric("max_page_sharing", int, 2, options.MAX_PAGE_SHARING),
+    "--merge-across-nodes": Numeric("merge_across_nodes", int, 0, 1),
+    "--buffer-kb": Numeric("buffer_kb", int, 64, options.MAX_BUFFER_KB),
+    "--procs": Numeric("procs", int, 1, options.MAX_PROCS, case="shmem"),
+    "--fork-width": Numeric("fork_width", int, 1, options.MAX_FORK_WIDTH, case="ksm-fork",
+                            extra=("--fork-depth", "1")),
+    "--fork-depth": Numeric("fork_depth", int, 1, options.MAX_FORK_DEPTH, case="ksm-fork",
+                            extra=("--fork-width", "1")),
+    "--precision": Numeric("precision", float, 0.01, None),
+}
+
+
+# -- generated values -------------------------------------------------------------
+
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+# Text no number parser should take, or only some would: empty, blanks, the
+# IEEE specials, a number too long for int(), an undecodable argv byte
+# (os.fsdecode's surrogate), a no-break space, full-width digits.
+ODD = ["", " ", "\t", "nan", "NaN", "inf", "-inf", "+inf", "infinity", "1e400", "-1e400",
+       "0x10", "0o17", "0b1", "1e3", "1.5", ".5", "5.", "1_000", "_1", "1__0", "--1", "+-1",
+       "9" * 5000, "-" + "9" * 5000, "\udcff", "5\udcff", "1\u00a0", "\uff11\uff12",
+       "\u0663", "\u216b", "\u00b2", "0" * 50 + "7", "7 7", "1,5", "\n5"]
+
+
+def number_texts(lo: float, hi: float | None) -> st.SearchStrategy[str]:
+    """Texts of numbers near the bounds and far off, in every spelling."""
+    top = 10**9 if hi is None else int(hi)
+    near = st.one_of(
+        st.integers(int(lo) - 3, int(lo) + 3),
+        st.integers(top - 3, top + 3),
+        st.integers(int(lo), top),
+        st.integers(-(10**30), 10**30),
+    )
+
+    def spellings(n: int) -> st.SearchStrategy[str]:
+        return st.sampled_from([
+            str(n), f"+{n}", f" {n} ", f"{n:_}", hex(n), oct(n), f"{n}.0", f"{n}e0",
+            f"{n / 3:.6g}", str(n).translate(ARABIC_INDIC), f"{n}\t", f"0{n}",
+        ])
+
+    floats = st.floats(allow_nan=True, allow_infinity=True).map(repr)
+    return st.one_of(near.flatmap(spellings), st.sampled_from(ODD), floats,
+                     st.text(max_size=6))
+
+
+def plain_decimal(text: str) -> int | None:
+    """The value of the spelling every parser must take (optional sign,
+    ASCII digits, blanks around), None for any other (or too long to
+    matter: beyond every range)."""
+    if len(text) > 100 or not re.fullmatch(r"\s*[+-]?[0-9]+\s*", text, re.ASCII):
+        return None
+    return int(text)
+
+
+def in_range(value: float, lo: float, hi: float | None) -> bool:
+    return lo <= value <= (math.inf if hi is None else hi)
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+def check(case: str, argv: list[str]) -> Options | str:
+    """The options check() gives, or the message of its UsageError. A
+    SystemExit or any other exception is a bug: it propagates."""
+    try:
+        return program.check(case, argv)
+    except UsageError as e:
+        return str(e)
+
+
+@contextlib.contextmanager
+def stderr() -> Iterator[io.StringIO]:
+    with contextlib.redirect_stderr(io.StringIO()) as err, contextlib.redirect_stdout(
+            io.StringIO()) as out:
+        yield err
+    assert out.getvalue() == "", out.getvalue()
+
+
+def assert_refused_by_program(case: str, argv: list[str], message: str) -> None:
+    """program.main() on an argv check() refused: exit 2, the one line."""
+    name = cases.program(case).removesuffix(".py")
+    with stderr() as err:
+        rc = program.main(name, case, argv)
+    text = err.getvalue()
+    assert rc == EXIT_USAGE, text
+    assert text.count("\n") == 1 and text.endswith("\n"), text
+    assert text == f"{name}.py: error: {message}\n", text
+    assert "Traceback" not in text
+
+
+def assert_one_line(message: str) -> None:
+    assert message and "\n" not in message and "\r" not in message, message
+    assert len(message) < 400, message  # a pasted megabyte is not echoed whole
+
+
+# -- properties -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flag", list(NUMERIC))
+@SETTINGS
+@given(data=st.data())
+def test_a_number_is_in_its_range_or_refused_naming_the_option(
+    flag: str, data: st.DataObject
+) -> None:
+    spec = NUMERIC[flag]
+    text = data.draw(number_texts(spec.lo, spec.hi), label="value")
+    argv = [*spec.extra, flag, text]
+    got = check(spec.case, argv)
+    plain = plain_decimal(text)
+    if isinstance(got, str):
+        assert_one_line(got)
+        assert flag in got, got
+        assert plain is None or not in_range(plain, spec.lo, spec.hi), f"{text!r} refused: {got}"
+        assert_refused_by_program(spec.case, argv, got)
+        return
+    value = getattr(got, spec.dest)
+    assert isinstance(value, spec.kind), value
+    assert math.isfinite(value) and in_range(value, spec.lo, spec.hi), value
+    assert plain is None or value == plain, (text, value)
