@@ -77,6 +77,11 @@ NUMERIC: dict[str, Numeric] = {
     "--fork-depth": Numeric("fork_depth", int, 1, options.MAX_FORK_DEPTH, case="ksm-fork",
                             extra=("--fork-width", "1")),
     "--precision": Numeric("precision", float, 0.01, None),
+    # Sample counts like --samples, whatever the other's value.
+    "--min-samples": Numeric("min_samples", int, 1, options.MAX_SAMPLES,
+                             extra=("--precision", "5", "--max-samples", "100000")),
+    "--max-samples": Numeric("max_samples", int, 1, options.MAX_SAMPLES,
+                             extra=("--precision", "5", "--min-samples", "1")),
 }
 
 

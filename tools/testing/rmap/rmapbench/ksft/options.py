@@ -289,13 +289,13 @@ def build_parser(
     )
     p.add_argument(
         "--min-samples",
-        type=_positive(int, 1),
+        type=_positive(int, 1, MAX_SAMPLES),
         metavar="N",
         help="with --precision: measured samples before the first check (default 10)",
     )
     p.add_argument(
         "--max-samples",
-        type=_positive(int, 1),
+        type=_positive(int, 1, MAX_SAMPLES),
         metavar="N",
         help="with --precision: stop after N measured samples however wide the interval "
         "(default 300)",
