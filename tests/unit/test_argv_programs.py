@@ -192,3 +192,89 @@ def test_a_number_is_in_its_range_or_refused_naming_the_option(
     assert isinstance(value, spec.kind), value
     assert math.isfinite(value) and in_range(value, spec.lo, spec.hi), value
     assert plain is None or value == plain, (text, value)
+
+
+# -- options in any combination -------------------------------------------------------
+
+CHOICES: dict[str, list[str]] = {
+    "--case": [*cases.names(), "nope", "", "KSM", "ksm ", "\udcff", "ksm,anon"],
+    "--backend": [*options.BACKENDS, "ebpf", ""],
+    "--trigger": [*options.TRIGGERS, "reboot", ""],
+    "--tracepoint-form": [*options.TRACEPOINT_FORMS, "v6"],
+    "--bystander": ["mprotect", "munmap,fork", "fork,fork", ",", "", "mprotect,", "oom"],
+    "--workload": ["jvm", "vmhost:real", "forkserver-file", "jvm:huge", ":real", "\udcff"],
+    "--results": ["/tmp/r", "", "\udcff"],
+    "--workdir": ["/tmp/w", "", "rel"],
+}
+SWITCHES = ["--allow-destructive", "--count-visits", "--probe-all-walks", "-v"]
+
+
+def near_bounds(spec: Numeric) -> st.SearchStrategy[str]:
+    top = 1000 if spec.hi is None else int(spec.hi)
+    return st.one_of(
+        st.integers(int(spec.lo) - 1, int(spec.lo) + 3).map(str),
+        st.integers(max(int(spec.lo), top - 2), top + 1).map(str),
+        st.integers(int(spec.lo), min(top, 600)).map(str),
+        st.sampled_from(["nan", "x", ""]),
+    )
+
+
+def one_option() -> st.SearchStrategy[list[str]]:
+    numeric = [st.tuples(st.just(f), near_bounds(s)).map(list) for f, s in NUMERIC.items()]
+    chosen = [st.tuples(st.just(f), st.sampled_from(v)).map(list) for f, v in CHOICES.items()]
+    return st.one_of(*numeric, *chosen, st.sampled_from(SWITCHES).map(lambda f: [f]),
+                     st.sampled_from([["stray"], ["--frobnicate"], ["--pages"]]))
+
+
+command_lines = st.lists(one_option(), max_size=7).map(lambda xs: [a for x in xs for a in x])
+
+
+def assert_consistent(opts: Options) -> None:
+    """Every value in its range, every cross-option constraint met."""
+    for spec in NUMERIC.values():
+        value = getattr(opts, spec.dest)
+        if value is not None:
+            assert isinstance(value, spec.kind) and math.isfinite(value), (spec.dest, value)
+            assert in_range(value, spec.lo, spec.hi), (spec.dest, value)
+    assert opts.split <= opts.pages
+    assert set(opts.case) <= set(cases.names())
+    assert opts.backend in options.BACKENDS and opts.trigger in options.TRIGGERS
+    assert len(set(opts.bystander)) == len(opts.bystander)
+    assert set(opts.bystander) <= set(options.BYSTANDERS)
+    tree = sum(opts.fork_width**d for d in range(1, opts.fork_depth + 1))
+    assert tree <= options.MAX_PROCS
+    if opts.precision is None:
+        assert opts.min_samples is None and opts.max_samples is None
+    else:
+        assert (opts.min_samples or 10) <= (opts.max_samples or 300)
+        assert opts.backend != "all"
+    if opts.trigger == "soft-offline":
+        assert opts.allow_destructive
+    if opts.workload is not None:
+        assert opts.workload.partition(":")[0] in options.workloads.WORKLOADS
+
+
+def flags_in(argv: list[str]) -> set[str]:
+    return {a.split("=", 1)[0] for a in argv if a.startswith("-") and a != "-"}
+
+
+def assert_names_an_option(message: str, argv: list[str]) -> None:
+    """The line says which option is wrong (a stray argument is named by
+    argparse as unrecognized)."""
+    if message.startswith("unrecognized arguments: "):
+        return
+    assert any(f in message for f in flags_in(argv)), f"{message!r} names none of {argv}"
+
+
+@settings(SETTINGS, max_examples=150)
+@given(case=st.sampled_from(cases.names()), argv=command_lines)
+def test_any_combination_is_consistent_or_refused_naming_an_option(
+    case: str, argv: list[str]
+) -> None:
+    got = check(case, argv)
+    if isinstance(got, Options):
+        assert_consistent(got)
+        return
+    assert_one_line(got)
+    assert_names_an_option(got, argv)
+    assert_refused_by_program(case, argv, got)

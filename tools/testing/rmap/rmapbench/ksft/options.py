@@ -380,7 +380,7 @@ def unknown_cases(selected: list[str], known: list[str]) -> str | None:
     bad = [n for n in selected if n not in known]
     if not bad:
         return None
-    return f"unknown case {', '.join(map(repr, bad))} (known: {', '.join(known)})"
+    return f"unknown case {', '.join(map(repr, bad))} in --case (known: {', '.join(known)})"
 
 
 def _check_processes(opts: Options) -> None:
