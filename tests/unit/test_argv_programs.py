@@ -202,7 +202,7 @@ CHOICES: dict[str, list[str]] = {
     "--trigger": [*options.TRIGGERS, "reboot", ""],
     "--tracepoint-form": [*options.TRACEPOINT_FORMS, "v6"],
     "--bystander": ["mprotect", "munmap,fork", "fork,fork", ",", "", "mprotect,", "oom"],
-    "--workload": ["jvm", "vmhost:real", "forkserver-file", "jvm:huge", ":real", "\udcff"],
+    "--workload": ["jvm", "vmhost:real", "forkserver-file", "jvm:huge", "", ":real", "\udcff"],
     "--results": ["/tmp/r", "", "\udcff"],
     "--workdir": ["/tmp/w", "", "rel"],
 }

@@ -329,7 +329,7 @@ def parse(
     except ValueError as e:  # unbalanced quotes: one line and exit 2, not a traceback
         raise UsageError(f"RMAP_ARGS: {e}") from None
     ns = parser.parse_args(suite_args + list(argv))
-    if ns.workload:  # its options first: those given explicitly win
+    if ns.workload is not None:  # its options first: those given explicitly win
         try:
             expanded = workloads.expand(ns.workload)
         except ValueError as e:
