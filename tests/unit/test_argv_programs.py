@@ -13,6 +13,7 @@ the hand-written table of cases; these generate around it.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import math
@@ -26,7 +27,7 @@ from hypothesis import strategies as st
 
 from rmapbench.bench import cases, program
 from rmapbench.ksft import options
-from rmapbench.ksft.cli import UsageError
+from rmapbench.ksft.cli import UsageError, integer
 from rmapbench.ksft.options import Options
 from rmapbench.ksft.status import EXIT_USAGE
 from rmapbench.machine import knobs
@@ -278,3 +279,32 @@ def test_any_combination_is_consistent_or_refused_naming_an_option(
     assert_one_line(got)
     assert_names_an_option(got, argv)
     assert_refused_by_program(case, argv, got)
+
+
+# -- the environment ---------------------------------------------------------------------
+
+
+@SETTINGS
+@given(cap=number_texts(0, options.MAX_PROCS_RAISED), procs=st.integers(1, 2 * 65536))
+def test_max_procs_from_the_environment_is_a_count_or_refused(cap: str, procs: int) -> None:
+    """RMAPBENCH_MAX_PROCS raises the --procs cap (benchmarks/scale.py);
+    a value that is not a count up to the hard cap is refused, naming the
+    variable, never ignored."""
+    argv = ["--procs", str(procs)]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RMAPBENCH_MAX_PROCS", cap)
+        got = check("shmem", argv)
+    try:  # a count as every option spells one (the property above)
+        most = max(options.MAX_PROCS, integer(0, options.MAX_PROCS_RAISED)(cap)) if cap else 512
+    except argparse.ArgumentTypeError:
+        assert isinstance(got, str), got
+        assert_one_line(got)
+        assert got.startswith("RMAPBENCH_MAX_PROCS: "), got
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("RMAPBENCH_MAX_PROCS", cap)
+            assert_refused_by_program("shmem", argv, got)
+        return
+    if procs <= most:
+        assert isinstance(got, Options) and got.procs == procs, got
+    else:
+        assert got == f"--procs {procs} is more than {most}"
