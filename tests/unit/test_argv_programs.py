@@ -18,6 +18,7 @@ import contextlib
 import io
 import math
 import re
+import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -308,3 +309,35 @@ def test_max_procs_from_the_environment_is_a_count_or_refused(cap: str, procs: i
         assert isinstance(got, Options) and got.procs == procs, got
     else:
         assert got == f"--procs {procs} is more than {most}"
+
+
+@settings(SETTINGS, max_examples=100)
+@given(case=st.sampled_from(cases.names()), suite=command_lines, argv=command_lines,
+       raw=st.one_of(st.none(), st.sampled_from(["'", '"--pages', "--case 'a b", "\\", "a\x00b"])))
+def test_rmap_args_is_checked_with_the_command_line_and_named_when_it_alone_is_wrong(
+    case: str, suite: list[str], argv: list[str], raw: str | None
+) -> None:
+    text = raw if raw is not None else shlex.join(suite)
+    with pytest.MonkeyPatch.context() as mp:
+        if "\x00" in text:
+            return  # an environment cannot hold it
+        mp.setenv("RMAP_ARGS", text)
+        got = check(case, argv)
+        alone = check(case, [])
+        if isinstance(got, Options):
+            assert_consistent(got)
+            return
+        assert_one_line(got)
+        bare = check_without_env(case, argv)
+        if isinstance(alone, str):
+            # The variable is refused on its own: the line says it is the culprit.
+            assert alone.startswith("RMAP_ARGS: ") and got == alone, (got, alone)
+        elif isinstance(alone, Options) and isinstance(bare, str):
+            assert got == bare or not got.startswith("RMAP_ARGS"), (got, bare)
+        assert_refused_by_program(case, argv, got)
+
+
+def check_without_env(case: str, argv: list[str]) -> Options | str:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("RMAP_ARGS", raising=False)
+        return check(case, argv)
