@@ -327,7 +327,8 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(("argv", "status", "fragment"), [
-    (["./run_tests.sh", "--memory", "garbage"], U, "run_tests.sh: error: bad memory size"),
+    (["./run_tests.sh", "--memory", "garbage"], U,
+     "run_tests.sh: error: --memory: bad memory size"),
     (["./run_tests.sh", "--results", "/proc/x"], U, "run_tests.sh: error: argument --results"),
     ([sys.executable, K, "--max-p99-ms", "nan"], U, "rmap_ksm.py: error: argument --max-p99-ms"),
     ([sys.executable, "-m", "rmapbench", "summary", "/nonexistent"], U, "no such directory"),

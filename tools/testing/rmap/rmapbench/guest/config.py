@@ -107,7 +107,10 @@ class GuestOptions:
                 raise ValueError(f"--{name} must be at least 1")
             if value > most:
                 raise ValueError(f"--{name} must be at most {most:g}, got {value:g}")
-        mib = parse_memory(self.memory)
+        try:
+            mib = parse_memory(self.memory)
+        except ValueError as e:
+            raise ValueError(f"--memory: {e}") from None
         if mib < 1:
             raise ValueError("--memory must be at least 1M")
         if mib > MAX_MEMORY_MIB:

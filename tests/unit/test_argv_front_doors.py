@@ -1,0 +1,247 @@
+"""Property-based tests of the front doors' command lines: run_tests.sh
+(guest/suite.py), `rmapbench vm`, `sweep`, `ab`, `compare` and the
+runner. Whatever the argv, each command's check() either returns an
+invocation whose every value lies in its documented range, with every
+cross-option constraint met, or refuses it with one line naming the option;
+the command itself then exits 2 with that line and no traceback.
+
+Safety: an argv is only ever handed to check(), which parses, checks and
+returns (a given kernel image is read, nothing is fetched or booted).
+A command's main() runs only with an argv its check() has just refused,
+and a stand-in qemu-system-x86_64 first on PATH records whether anything
+got as far as starting one (nothing may). test_bad_inputs.py holds the
+hand-written table; these generate around it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import struct
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rmapbench import __main__ as rmapbench_cli
+from rmapbench.guest import config, jobs, suite, vm
+from rmapbench.guest.qemu import parse_memory
+from rmapbench.ksft.cli import UsageError
+from rmapbench.ksft.status import EXIT_USAGE
+from rmapbench.machine import knobs
+
+SETTINGS = settings(derandomize=True, max_examples=60, deadline=None, database=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+FIX = Path(__file__).resolve().parent / "fixtures" / "analysis"
+
+
+def _bzimage(path: Path, release: str = "6.12.0-test") -> Path:
+    """The few bytes of a bzImage its release is read from (kernel.py)."""
+    header = bytearray(0x400)
+    header[0x202:0x206] = b"HdrS"
+    struct.pack_into("<H", header, 0x20E, 0x100)
+    header[0x300 : 0x300 + len(release)] = release.encode()
+    path.write_bytes(bytes(header))
+    return path
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Paths of every kind an option may name; a stand-in QEMU first on
+    PATH that records being started; a private journal directory; no
+    suite-wide options from the environment."""
+    tmp = tmp_path_factory.mktemp("argv")
+    (tmp / "bin").mkdir()
+    marker = tmp / "qemu-started"
+    qemu = tmp / "bin" / "qemu-system-x86_64"
+    qemu.write_text(f'#!/bin/sh\necho "$@" >> {marker}\nexit 1\n')
+    qemu.chmod(0o755)
+    (tmp / "file").write_text("not a directory, not a kernel\n")
+    (tmp / "dir").mkdir()
+    (tmp / "modules" / "6.12.0-test" / "kernel").mkdir(parents=True)
+    real = {
+        "@FILE": str(tmp / "file"),
+        "@DIR": str(tmp / "dir"),
+        "@MISSING": str(tmp / "missing" / "x"),
+        "@IMAGE": str(_bzimage(tmp / "vmlinuz")),
+        "@MODULES": str(tmp / "modules"),
+        "@UNREADABLE": "/proc/self/mem",  # a regular file whose read fails, even for root
+        "@PROC": "/proc/x",
+        "@UNDER_FILE": str(tmp / "file" / "sub"),
+        "@NEW": str(tmp / "new"),
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PATH", f"{tmp / 'bin'}{os.pathsep}{os.environ['PATH']}")
+        mp.delenv("RMAP_ARGS", raising=False)
+        mp.delenv("RMAPBENCH_MAX_PROCS", raising=False)
+        mp.setattr(knobs, "JOURNAL_DIR", tmp / "journal")
+        mp.chdir(tmp)
+        yield real
+    assert not marker.exists(), "a command line reached QEMU"
+
+
+def subst(argv: list[str], real: dict[str, str]) -> list[str]:
+    out = []
+    for a in argv:
+        for k, v in real.items():
+            a = a.replace(k, v)
+        out.append(a)
+    return out
+
+
+# -- generated values -----------------------------------------------------------------
+
+ARABIC_INDIC = str.maketrans("0123456789", "\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667"
+                             "\u0668\u0669")
+ODD = ["", " ", "nan", "inf", "-inf", "1e400", "0x10", "1.5", "1_0", "9" * 5000, "\udcff",
+       "\u0663", "-0", "+1", " 3 "]
+
+
+def counts(lo: int, hi: int) -> st.SearchStrategy[str]:
+    near = st.one_of(st.integers(lo - 2, lo + 2), st.integers(hi - 2, hi + 2),
+                     st.integers(lo, hi), st.integers(-(10**12), 10**12))
+    spelled = near.flatmap(lambda n: st.sampled_from(
+        [str(n), f"+{n}", f"{n:_}", f"{n}.0", str(n).translate(ARABIC_INDIC)]))
+    return st.one_of(spelled, st.sampled_from(ODD))
+
+
+def memories() -> st.SearchStrategy[str]:
+    sizes = st.one_of(st.integers(0, 300), st.integers(1000, 5000), st.integers(10**6, 10**7),
+                      st.just(int("9" * 4000)))
+    unit = st.sampled_from(["", "M", "m", "G", "g", "T", "K", "MB", " G", "G "])
+    spelled = st.tuples(sizes, unit).map(lambda t: f"{t[0]}{t[1]}")
+    return st.one_of(spelled, st.sampled_from([*ODD, "\u0662G", "-2G", "2GG"]))
+
+
+PATHS = ["@FILE", "@DIR", "@MISSING", "@IMAGE", "@UNREADABLE", "@PROC", "@UNDER_FILE", "",
+         "\udcff", "."]
+SERIES = ["6.12", "6.1", "6.12-rt", "6.12-cloud", "latest", "6", "6.12\n", "6.12-xen", ""]
+KERNELS = ["@DIR", "@MISSING", "@IMAGE", "@PROC", "@UNDER_FILE", "\udcff"]
+
+
+def guest_option() -> st.SearchStrategy[list[str]]:
+    """One guest option of run_tests.sh and vm, with a value of any kind."""
+    return st.one_of(
+        st.tuples(st.just("--nodes"), counts(1, config.MAX_NODES)).map(list),
+        st.tuples(st.just("--cpus"), counts(1, config.MAX_CPUS)).map(list),
+        st.tuples(st.just("--memory"), memories()).map(list),
+        st.tuples(st.just("--timeout"), counts(1, config.MAX_TIMEOUT)).map(list),
+        st.tuples(st.just("--accel"), st.sampled_from(["auto", "kvm", "tcg", "hvf", ""])).map(
+            list),
+        st.tuples(st.just("--kernel"), st.sampled_from(KERNELS)).map(list),
+        st.tuples(st.just("--kernel-series"), st.sampled_from(SERIES)).map(list),
+        st.tuples(st.just("--modules"), st.sampled_from([*KERNELS, "@MODULES"])).map(list),
+    )
+
+
+def guest_lines(extra: st.SearchStrategy[list[str]] | None = None
+                ) -> st.SearchStrategy[list[str]]:
+    one = guest_option() if extra is None else st.one_of(guest_option(), extra)
+    return st.lists(one, max_size=5).map(lambda xs: [a for x in xs for a in x])
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def attempt(fn: Callable[[list[str]], object], argv: list[str]) -> object:
+    """What check() returns, or the message of its UsageError; a SystemExit
+    or any other exception is a bug and propagates."""
+    try:
+        return fn(argv)
+    except UsageError as e:
+        return str(e)
+
+
+@contextlib.contextmanager
+def captured() -> Iterator[io.StringIO]:
+    with contextlib.redirect_stderr(io.StringIO()) as err, contextlib.redirect_stdout(
+            io.StringIO()) as out:
+        yield err
+    assert out.getvalue() == "", out.getvalue()
+
+
+def assert_refused(main: Callable[[list[str]], int], prog: str, argv: list[str],
+                   message: str) -> None:
+    """The command's main() on an argv its check() refused: exit 2, that line."""
+    with captured() as err:
+        rc = main(argv)
+    text = err.getvalue()
+    assert rc == EXIT_USAGE, text
+    assert text == f"{prog}: error: {message}\n", text
+
+
+def assert_names_an_option(message: str, argv: list[str], also: tuple[str, ...] = ()) -> None:
+    assert message and "\n" not in message and len(message) < 600, message
+    flags = {a.split("=", 1)[0] for a in argv if a.startswith("-") and a != "-"}
+    ok = any(f in message for f in flags) or message.startswith(("unrecognized arguments",
+                                                                   *also))
+    assert ok, f"{message!r} names none of {argv}"
+
+
+def assert_guest_in_range(g: config.GuestOptions) -> None:
+    assert 1 <= g.nodes <= config.MAX_NODES and 1 <= g.cpus <= config.MAX_CPUS
+    assert 1 <= g.timeout <= config.MAX_TIMEOUT
+    mib = parse_memory(g.memory)
+    assert 1 <= mib <= config.MAX_MEMORY_MIB and mib // g.nodes >= config.MIN_NODE_MIB
+    assert g.accel in ("auto", "kvm", "tcg")
+    for k in g.kernels:
+        if k.image is None:
+            assert config.SERIES.fullmatch(k.series) and k.series.isascii(), k
+        else:
+            assert k.image.is_file(), k
+            assert k.modules is None or k.modules.is_dir(), k
+
+
+# -- run_tests.sh and vm: the guest options -------------------------------------------
+
+
+@SETTINGS
+@given(argv=guest_lines(st.one_of(
+    st.tuples(st.just("--jobs"), counts(1, 4)).map(list),
+    st.tuples(st.just("--results"), st.sampled_from([*PATHS, "@NEW"])).map(list),
+)))
+def test_run_tests_guest_options_in_range_or_refused(paths: dict[str, str],
+                                                     argv: list[str]) -> None:
+    argv = subst(argv, paths)
+    got = attempt(suite.check, argv)
+    if isinstance(got, suite.Invocation):
+        assert_guest_in_range(got.guest)
+        ns = got.ns
+        assert ns.jobs >= 1
+        assert ns.jobs * jobs.host_cpus_per_guest(ns.accel, ns.cpus) <= len(
+            os.sched_getaffinity(0)) or ns.jobs == 1
+        return
+    assert isinstance(got, str)
+    assert_names_an_option(got, argv)
+    assert_refused(suite.main, "run_tests.sh", argv, got)
+
+
+@SETTINGS
+@given(argv=guest_lines(st.one_of(
+    st.tuples(st.just("--share"), st.sampled_from(PATHS)).map(list),
+    st.tuples(st.just("--console-log"), st.sampled_from(PATHS)).map(list),
+)))
+def test_vm_guest_options_in_range_or_refused(paths: dict[str, str], argv: list[str]) -> None:
+    argv = [*subst(argv, paths), "--", "true"]
+    got = attempt(vm.check, argv)
+    if isinstance(got, vm.Invocation):
+        assert_guest_in_range(got.guest)
+        assert got.command == ["true"]
+        assert (got.kernel is None) == (got.guest.kernel.image is None)
+        return
+    assert isinstance(got, str)
+    assert_names_an_option(got, argv)
+    assert_refused(vm.main, "python3 -m rmapbench.guest.vm", argv, got)
+
+
+def test_rmapbench_vm_is_the_same_command(paths: dict[str, str]) -> None:
+    argv = ["--memory", "1e3", "--", "true"]
+    with pytest.raises(UsageError):
+        vm.check(argv)
+    assert_refused(lambda a: rmapbench_cli.main(["vm", *a]), "python3 -m rmapbench.guest.vm",
+                   argv, "--memory: bad memory size '1e3' (use e.g. 2G or 1536M)")
+
+
