@@ -31,7 +31,8 @@ MIN_NODE_MIB = 128
 MAX_TIMEOUT = 7 * 24 * 3600
 # A Debian stock series, optionally with a flavour: 6.12 (generic), 6.12-rt
 # (PREEMPT_RT), 6.12-cloud (no 9p: refused before booting, kernel.py).
-SERIES = re.compile(r"\d+\.\d+(?:-(?:rt|cloud))?")
+# ASCII digits: \d alone takes any script's, which no package name has.
+SERIES = re.compile(r"\d+\.\d+(?:-(?:rt|cloud))?", re.ASCII)
 
 
 @dataclass(frozen=True)
