@@ -120,7 +120,7 @@ PATHS = ["@FILE", "@DIR", "@MISSING", "@IMAGE", "@UNREADABLE", "@PROC", "@UNDER_
          "\udcff", "."]
 SERIES = ["6.12", "6.1", "6.12-rt", "6.12-cloud", "latest", "6", "\u0666.\u0661\u0662",
           "6.12\n", "6.12-xen", ""]
-KERNELS = ["@DIR", "@MISSING", "@IMAGE", "@PROC", "@UNDER_FILE", "\udcff"]
+KERNELS = ["@FILE", "@DIR", "@MISSING", "@IMAGE", "@UNREADABLE", "@PROC", "@UNDER_FILE", "\udcff"]
 
 
 def guest_option() -> st.SearchStrategy[list[str]]:

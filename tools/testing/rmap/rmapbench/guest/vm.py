@@ -321,10 +321,16 @@ def check(args: Sequence[str] | None) -> Invocation:
         parser.error("no command given (put it after --)")
     try:
         g = config.from_namespace(opts)
+    except ValueError as e:
+        parser.error(str(e))
+    try:
         # A given image is read now (a usage error); a stock kernel is fetched later.
         kernel = g.kernel.fetch() if g.kernel.image else None
-    except (ValueError, KernelError) as e:
-        parser.error(str(e))
+    except KernelError as e:
+        text = str(e)
+        parser.error(text if text.startswith("--") else f"--kernel: {text}")
+    except OSError as e:  # a file that cannot be read: /proc/self/mem, an I/O error
+        parser.error(f"--kernel {g.kernel}: cannot read it ({e.strerror or e})")
     return Invocation(opts, list(command), g, kernel)
 
 
