@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from rmapbench.bench import cases, program
 from rmapbench.ksft import options
-from rmapbench.ksft.cli import UsageError, integer
+from rmapbench.ksft.cli import UsageError, integer, one_line
 from rmapbench.ksft.options import Options
 from rmapbench.ksft.status import EXIT_USAGE
 from rmapbench.machine import knobs
@@ -161,12 +161,14 @@ def assert_refused_by_program(case: str, argv: list[str], message: str) -> None:
     text = err.getvalue()
     assert rc == EXIT_USAGE, text
     assert text.count("\n") == 1 and text.endswith("\n"), text
-    assert text == f"{name}.py: error: {message}\n", text
+    assert text == one_line(f"{name}.py: error: {message}") + "\n", text
     assert "Traceback" not in text
 
 
 def assert_one_line(message: str) -> None:
-    assert message and "\n" not in message and "\r" not in message, message
+    """A message that prints as one short line (ksft.cli.one_line escapes
+    what a value echoed in it may hold)."""
+    assert message and one_line(message).isprintable(), message
     assert len(message) < 400, message  # a pasted megabyte is not echoed whole
 
 
@@ -202,10 +204,10 @@ CHOICES: dict[str, list[str]] = {
     "--case": [*cases.names(), "nope", "", "KSM", "ksm ", "\udcff", "ksm,anon"],
     "--backend": [*options.BACKENDS, "ebpf", ""],
     "--trigger": [*options.TRIGGERS, "reboot", ""],
-    "--tracepoint-form": [*options.TRACEPOINT_FORMS, "v6"],
     "--bystander": ["mprotect", "munmap,fork", "fork,fork", ",", "", "mprotect,", "oom"],
     "--workload": ["jvm", "vmhost:real", "forkserver-file", "jvm:huge", "", ":real", "\udcff"],
     "--results": ["/tmp/r", "", "\udcff"],
+    "--tracepoint-form": [*options.TRACEPOINT_FORMS, "v6", "v4\n", "\x1b[31mv4"],
     "--workdir": ["/tmp/w", "", "rel"],
 }
 SWITCHES = ["--allow-destructive", "--count-visits", "--probe-all-walks", "-v"]

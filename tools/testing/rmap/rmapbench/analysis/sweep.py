@@ -35,9 +35,10 @@ from rmapbench.analysis.inference import PowerFit
 from rmapbench.analysis.resultset import Source, building, load, write_index
 from rmapbench.guest import batch, config
 from rmapbench.guest.kernel import KernelImage
+from rmapbench.ksft.cli import refuse
 from rmapbench.ksft.results import slug
 from rmapbench.ksft.stats import format_ns
-from rmapbench.ksft.status import EXIT_FAILED, EXIT_KERNEL, EXIT_USAGE
+from rmapbench.ksft.status import EXIT_FAILED, EXIT_KERNEL
 
 
 def parse_vary(items: list[str]) -> dict[str, list[str]]:
@@ -393,8 +394,7 @@ def _main(argv: list[str]) -> int:
 
 def show(source: Source, fmt: str) -> int:
     if source.kind != "sweep":
-        print(f"rmapbench sweep: error: {source.path} is not a sweep result set", file=sys.stderr)
-        return EXIT_USAGE
+        return refuse("rmapbench sweep", f"{source.path} is not a sweep result set")
     if fmt == "json":
         print(
             json.dumps(

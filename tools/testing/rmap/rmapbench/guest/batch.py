@@ -25,7 +25,7 @@ from rmapbench.bench import cases, program
 from rmapbench.guest import config, jobs, vm
 from rmapbench.guest import kernel as kernel_mod
 from rmapbench.guest.progress import Progress
-from rmapbench.ksft.cli import UsageError, integer, new_dir
+from rmapbench.ksft.cli import UsageError, integer, new_dir, refuse
 from rmapbench.ksft.status import EXIT_GUEST
 
 SUITE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -180,7 +180,7 @@ def resolve_kernels(
     try:
         return [spec.fetch() for spec in specs]
     except (kernel_mod.KernelError, OSError) as e:
-        print(f"rmapbench {command}: error: {e}", file=sys.stderr)
+        refuse(f"rmapbench {command}", e)
         return None
 
 

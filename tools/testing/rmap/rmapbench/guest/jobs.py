@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from rmapbench.guest.bytecode import SUITE_DIR
-from rmapbench.ksft.cli import UsageError
+from rmapbench.ksft.cli import UsageError, refuse
 
 T = TypeVar("T")
 
@@ -191,8 +191,7 @@ def run_suite(
     try:
         image = g.kernel.fetch()
     except (kernel_mod.KernelError, OSError) as e:
-        print(f"run_tests.sh: error: {e}", file=sys.stderr)
-        return EXIT_KERNEL
+        return refuse("run_tests.sh", e, EXIT_KERNEL)
 
     def one(slot: Slot, i: int, stream: TextIO) -> int:
         argv = [sys.executable, "-m", "rmapbench.ksft.runner", "--timeout", str(int(g.timeout)),

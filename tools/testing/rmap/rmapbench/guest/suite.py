@@ -26,6 +26,7 @@ from rmapbench.ksft.cli import (
     guarded,
     integer,
     out_dir,
+    refuse,
     replay_journals,
 )
 from rmapbench.ksft.status import EXIT_GUEST, EXIT_KERNEL
@@ -109,8 +110,7 @@ def run_guest(g: config.GuestOptions, test_args: list[str], share: Path) -> int:
     try:
         image = g.kernel.fetch()
     except (kernel_mod.KernelError, OSError) as e:
-        print(f"run_tests.sh: error: {e}", file=sys.stderr)
-        return EXIT_KERNEL
+        return refuse("run_tests.sh", e, EXIT_KERNEL)
     argv = [
         sys.executable,
         "-m",

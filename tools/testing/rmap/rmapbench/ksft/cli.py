@@ -228,9 +228,16 @@ def add_verbose(p: argparse.ArgumentParser) -> None:
 # -- the one error path -----------------------------------------------------
 
 
+def one_line(text: str) -> str:
+    """text as one printable line: a value echoed in a message may hold a
+    newline, a control character or an undecodable argv byte (a
+    surrogate), each shown escaped as repr() would."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def refuse(prog: str, error: Exception | str, status: int = EXIT_USAGE) -> int:
     """Print the one line; return the status to exit with."""
-    print(f"{prog}: error: {error}", file=sys.stderr)
+    print(one_line(f"{prog}: error: {error}"), file=sys.stderr)
     return status
 
 
@@ -289,7 +296,7 @@ def guarded(
         return knobs.exit_status_for(knobs.received_signal() or signal.SIGPIPE)
     except (knobs.Interrupted, KeyboardInterrupt) as e:
         signum = e.signum if isinstance(e, knobs.Interrupted) else 2
-        print(f"{diag}{prog}: interrupted by {knobs.signal_name(signum)}{notes(e)}",
+        print(one_line(f"{diag}{prog}: interrupted by {knobs.signal_name(signum)}{notes(e)}"),
               file=sys.stderr)
         return knobs.exit_status_for(signum)
     except Exception as e:
@@ -297,7 +304,7 @@ def guarded(
             traceback.print_exc()
         hint = "" if _verbose(args) else " (rerun with -v for the traceback)"
         print(
-            f"{diag}{prog}: internal error: {type(e).__name__}: {e}{notes(e)}{hint}",
+            one_line(f"{diag}{prog}: internal error: {type(e).__name__}: {e}{notes(e)}{hint}"),
             file=sys.stderr,
         )
         return EXIT_INTERNAL
