@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 import struct
 from collections.abc import Callable, Iterator
@@ -120,7 +121,8 @@ PATHS = ["@FILE", "@DIR", "@MISSING", "@IMAGE", "@UNREADABLE", "@PROC", "@UNDER_
          "\udcff", "."]
 SERIES = ["6.12", "6.1", "6.12-rt", "6.12-cloud", "latest", "6", "\u0666.\u0661\u0662",
           "6.12\n", "6.12-xen", ""]
-KERNELS = ["@FILE", "@DIR", "@MISSING", "@IMAGE", "@UNREADABLE", "@PROC", "@UNDER_FILE", "\udcff"]
+KERNELS = ["@FILE", "@DIR", "@MISSING", "@IMAGE", "@UNREADABLE", "@PROC", "@UNDER_FILE", "\udcff",
+           ""]
 
 
 def guest_option() -> st.SearchStrategy[list[str]]:
@@ -210,6 +212,8 @@ def test_run_tests_guest_options_in_range_or_refused(paths: dict[str, str],
     got = attempt(suite.check, argv)
     if isinstance(got, suite.Invocation):
         assert_guest_in_range(got.guest)
+        empty = [a for a, b in itertools.pairwise(argv) if not b and a in ("--kernel", "--modules")]
+        assert not empty, argv
         ns = got.ns
         assert ns.jobs >= 1
         assert ns.jobs * jobs.host_cpus_per_guest(ns.accel, ns.cpus) <= len(

@@ -56,6 +56,8 @@ class KernelSpec:
     @classmethod
     def parse(cls, spec: str) -> KernelSpec:
         """IMAGE|SERIES: a series like 6.12 unless a file of that name exists."""
+        if not spec:  # Path("") would be the current directory
+            raise argparse.ArgumentTypeError("expected an image or a series, got ''")
         if SERIES.fullmatch(spec) and not Path(spec).exists():
             return cls.stock(spec)
         return cls.file(Path(spec))
@@ -126,6 +128,14 @@ class GuestOptions:
 KernelArgs = Literal["image", "images"]
 
 
+def _path(text: str) -> Path:
+    """argparse type: a path, which the empty string is not (Path("") is
+    the current directory)."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a path, got ''")
+    return Path(text)
+
+
 def add_arguments(
     p: argparse.ArgumentParser | argparse._ArgumentGroup,
     *,
@@ -145,7 +155,7 @@ def add_arguments(
         which = p.add_mutually_exclusive_group()
         which.add_argument(
             "--kernel",
-            type=Path,
+            type=_path,
             metavar="IMAGE",
             help="guest kernel (bzImage/vmlinuz); default: Debian's stock "
             f"{STOCK_SERIES}, fetched once",
@@ -158,7 +168,7 @@ def add_arguments(
             f"PREEMPT_RT flavour (default {STOCK_SERIES})",
         )
         p.add_argument(
-            "--modules", type=Path, metavar="DIR", help="modules of --kernel (lib/modules/RELEASE)"
+            "--modules", type=_path, metavar="DIR", help="modules of --kernel (lib/modules/RELEASE)"
         )
     else:
         p.add_argument(
@@ -200,7 +210,8 @@ def from_namespace(ns: argparse.Namespace) -> GuestOptions:
         if ns.modules is not None and not ns.modules.is_dir():
             raise ValueError(f"--modules {ns.modules}: directory not found")
         if given is not None and not given.is_file():
-            raise ValueError(f"--kernel {given}: image file not found")
+            what = "a directory, not an image file" if given.is_dir() else "image file not found"
+            raise ValueError(f"--kernel {given}: {what}")
         if given is None and not SERIES.fullmatch(ns.kernel_series):
             raise ValueError(
                 f"--kernel-series {ns.kernel_series}: not a series like 6.12 or 6.12-rt"
