@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rmapbench import __main__ as rmapbench_cli
+from rmapbench.bench import cases, program
 from rmapbench.guest import config, jobs, suite, vm
 from rmapbench.guest.qemu import parse_memory
 from rmapbench.ksft.cli import UsageError, one_line
@@ -265,3 +266,45 @@ def test_a_value_echoed_raw_still_makes_one_line(paths: dict[str, str], value: s
     assert line.count("\n") == 1 and line.endswith("\n") and line[:-1].isprintable(), line
     assert line.startswith("run_tests.sh: error: --kernel-series 6.12\\n" if "\n" in value
                            else "run_tests.sh: error: --kernel-series "), line
+
+
+# -- the test programs' options after -- ----------------------------------------------------
+
+TEST_OPTIONS = [
+    ["--pages", "100"], ["--pages", "0"], ["--samples", "5"], ["--split", "200"],
+    ["--case", "ksm"], ["--case", "anon"], ["--case", "nope"], ["--backend", "all"],
+    ["--precision", "5"], ["--min-samples", "400"], ["--procs", "2"], ["--trigger", "split"],
+    ["--workload", "jvm"], ["--results", "@DIR"], ["--results=@DIR"], ["--res", "@DIR"],
+    ["--result", "@NEW"], ["--resu=@DIR"], ["--frobnicate"], ["--pages=7"], ["-v"],
+]
+test_args = st.lists(st.sampled_from(TEST_OPTIONS), max_size=4).map(
+    lambda xs: [a for x in xs for a in x])
+
+
+def gives_results(args: list[str]) -> bool:
+    """--results in any spelling argparse takes: whole, with =, abbreviated."""
+    return any(a.split("=", 1)[0] in ("--res", "--resu", "--resul", "--result", "--results")
+               for a in args)
+
+
+@SETTINGS
+@given(front=guest_lines(st.one_of(
+    st.tuples(st.just("--jobs"), counts(1, 3)).map(list),
+    st.tuples(st.just("--case"), st.sampled_from(["ksm", "thp", "nope"])).map(list),
+)), tests=test_args)
+def test_run_tests_checks_the_programs_options_before_anything(
+    paths: dict[str, str], front: list[str], tests: list[str]
+) -> None:
+    argv = subst([*front, "--", *tests], paths)
+    got = attempt(suite.check, argv)
+    if isinstance(got, suite.Invocation):
+        assert not gives_results(got.test_args), got.test_args
+        for prog in program.selected_programs(got.test_args):
+            case = cases.case_of(prog)
+            assert case is not None
+            program.check(case, got.test_args)  # what each program will check, in the guest
+        return
+    assert isinstance(got, str)
+    assert_names_an_option(got, argv, also=("rmap_",))
+    assert_refused(suite.main, "run_tests.sh", argv, got)
+

@@ -91,6 +91,18 @@ def selected_programs(argv: list[str]) -> list[Path]:
     return progs
 
 
+def gives(argv: list[str], dest: str) -> bool:
+    """Whether argv, test options every program accepts, gives the option
+    of this dest in any spelling argparse takes (--results DIR,
+    --results=DIR, --res DIR); $RMAP_ARGS is not looked at."""
+    parser = options.build_parser("rmap", cases.policies())
+    try:
+        ns = parser.parse_args(argv)
+    except UsageError:
+        return False  # the programs refuse it anyway
+    return getattr(ns, dest, None) not in (None, False)
+
+
 def check_programs(programs: list[Path], argv: list[str]) -> None:
     """UsageError naming the first program that would refuse argv, each
     with its own case's defaults (a program outside the registry decides

@@ -86,9 +86,12 @@ def option_flag(name: str) -> str:
 
 def check_test_args(programs: list[Path], args: list[str]) -> None:
     """Refuse, before any boot, options the test programs would refuse."""
+    refused = UsageError("--results is set per run; do not give it in TEST ARGS")
     if "--results" in args or any(a.startswith("--results=") for a in args):
-        raise UsageError("--results is set per run; do not give it in TEST ARGS")
+        raise refused
     program.check_programs(programs, args)
+    if program.gives(args, "results"):  # abbreviated: --res DIR
+        raise refused
 
 
 def add_guest_options(

@@ -170,6 +170,8 @@ def check(argv: list[str] | None) -> Invocation:
     # booted, as each selected program will check them: an unknown --case
     # or a malformed option is exit status 2 now.
     program.selected_programs(test_args)
+    if program.gives(test_args, "results"):  # --results=DIR, --res DIR
+        raise UsageError("give --results before --, to run_tests.sh itself")
     if ns.jobs != 1:  # refused before a boot, like any bad option
         jobs.plan(_programs(test_args), ns.jobs, jobs.host_cpus_per_guest(ns.accel, ns.cpus))
     try:
