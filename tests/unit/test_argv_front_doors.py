@@ -308,3 +308,16 @@ def test_run_tests_checks_the_programs_options_before_anything(
     assert_names_an_option(got, argv, also=("rmap_",))
     assert_refused(suite.main, "run_tests.sh", argv, got)
 
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--jobs", "2", "--accel", "kvm", "--cpus", "1000"], "--cpus must be at most 256, got 1000"),
+    (["--jobs", "2", "--accel", "kvm", "--cpus", "-3"], "--cpus must be at least 1"),
+    (["--jobs", "0", "--nodes", "0"], "--nodes must be at least 1"),
+    (["--jobs", "0"], "--jobs must be at least 1, got 0"),
+])
+def test_each_value_is_checked_before_what_values_need_together(
+    paths: dict[str, str], argv: list[str], message: str
+) -> None:
+    """--jobs N needs N guests' host CPUs, and so a --cpus in range first."""
+    assert attempt(suite.check, argv) == message

@@ -172,12 +172,13 @@ def check(argv: list[str] | None) -> Invocation:
     program.selected_programs(test_args)
     if program.gives(test_args, "results"):  # --results=DIR, --res DIR
         raise UsageError("give --results before --, to run_tests.sh itself")
-    if ns.jobs != 1:  # refused before a boot, like any bad option
-        jobs.plan(_programs(test_args), ns.jobs, jobs.host_cpus_per_guest(ns.accel, ns.cpus))
     try:
         g = config.from_namespace(ns)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    # Once --cpus is known to be in range: what the guests need of the host.
+    if ns.jobs != 1:  # refused before a boot, like any bad option
+        jobs.plan(_programs(test_args), ns.jobs, jobs.host_cpus_per_guest(g.accel, g.cpus))
     return Invocation(ns, test_args, g)
 
 
