@@ -15,6 +15,7 @@ hand-written table; these generate around it.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import itertools
@@ -24,10 +25,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 
 from rmapbench import __main__ as rmapbench_cli
+from rmapbench.analysis import ab, sweep
 from rmapbench.bench import cases, program
 from rmapbench.guest import config, jobs, suite, vm
 from rmapbench.guest.qemu import parse_memory
@@ -154,9 +157,14 @@ def attempt(fn: Callable[[list[str]], object], argv: list[str]) -> object:
     """What check() returns, or the message of its UsageError; a SystemExit
     or any other exception is a bug and propagates."""
     try:
-        return fn(argv)
+        got = fn(argv)
     except UsageError as e:
+        if currently_in_test_context():
+            event("refused")
         return str(e)
+    if currently_in_test_context():
+        event("accepted")
+    return got
 
 
 @contextlib.contextmanager
@@ -271,6 +279,7 @@ def test_a_value_echoed_raw_still_makes_one_line(paths: dict[str, str], value: s
 # -- the test programs' options after -- ----------------------------------------------------
 
 TEST_OPTIONS = [
+    ["--pages", "1000"], ["--samples", "10"], ["--split", "1"], ["--count-visits"],
     ["--pages", "100"], ["--pages", "0"], ["--samples", "5"], ["--split", "200"],
     ["--case", "ksm"], ["--case", "anon"], ["--case", "nope"], ["--backend", "all"],
     ["--precision", "5"], ["--min-samples", "400"], ["--procs", "2"], ["--trigger", "split"],
@@ -321,3 +330,111 @@ def test_each_value_is_checked_before_what_values_need_together(
 ) -> None:
     """--jobs N needs N guests' host CPUs, and so a --cpus in range first."""
     assert attempt(suite.check, argv) == message
+
+
+# -- sweep and ab ---------------------------------------------------------------------------
+
+IMAGES = ["6.12", "6.1", "6.12-rt", "@IMAGE", "@FILE", "@DIR", "@MISSING", "", "latest",
+          "\u0666.\u0661\u0662"]
+OUTPUTS = ["@NEW", "@NEW/a/b", "@FILE", "@DIR", "@PROC", "@UNDER_FILE", ""]
+PROGRAMS = [[], ["ksm"], ["anon,ksm"], ["rmap_file.py"], ["nope"], ["ksm-procs"]]
+
+
+def batch_option() -> st.SearchStrategy[list[str]]:
+    """The options sweep and ab share: the guest's, -o, --jobs."""
+    return st.one_of(
+        st.tuples(st.just("--kernel"), st.sampled_from(IMAGES)).map(list),
+        st.tuples(st.just("--nodes"), counts(1, config.MAX_NODES)).map(list),
+        st.tuples(st.just("--memory"), memories()).map(list),
+        st.tuples(st.just("--timeout"), counts(1, config.MAX_TIMEOUT)).map(list),
+        st.tuples(st.just("--accel"), st.sampled_from(["auto", "tcg", "kvm", "x"])).map(list),
+        st.tuples(st.just("--jobs"), counts(1, 3)).map(list),
+        st.tuples(st.sampled_from(["-o", "--output"]), st.sampled_from(OUTPUTS)).map(list),
+    )
+
+
+def lines(*options: st.SearchStrategy[list[str]], size: int = 3) -> st.SearchStrategy[list[str]]:
+    return st.lists(st.one_of(*options), max_size=size).map(lambda xs: [a for x in xs for a in x])
+
+
+def with_tests(front: list[str], progs: list[str], tests: list[str]) -> list[str]:
+    return [*front, "--", *progs, *tests]
+
+
+def assert_batch_plan_sound(ns: argparse.Namespace, guest: config.GuestOptions | None,
+                            programs: list[Path], runs: list[list[str]]) -> None:
+    """What sweep and ab accepted can be run as it is: the machine in range,
+    each run's options accepted by each program, no --results among them,
+    a new output directory, the host CPUs for --jobs."""
+    assert guest is not None
+    assert_guest_in_range(guest)
+    assert len({str(k) for k in guest.kernels}) == len(guest.kernels)
+    out = ns.output
+    assert out is not None and not out.exists()
+    for args in runs:
+        assert not gives_results(args), args
+        for prog in programs:
+            case = cases.case_of(prog)
+            assert case is not None
+            program.check(case, args)
+    per = jobs.host_cpus_per_guest(guest.accel, guest.cpus)
+    assert ns.jobs * per <= len(os.sched_getaffinity(0)) or ns.jobs == 1
+
+
+VARY = ["pages=100,200", "samples=5", "pages=", "pages=1,,2", "Pages=1,2", "kernel=6.12",
+        "pages=0,1", "max_p99_ms=nan,1", "split=3,4", "results=@DIR", "bogus=1,2", "pages=1,1",
+        "=1", "pages", "workload=jvm,vmhost", "precision=5,10", "min_samples=400"]
+
+
+@SETTINGS
+@given(front=lines(batch_option(), st.tuples(st.just("--vary"), st.sampled_from(VARY)).map(list),
+                   st.tuples(st.just("--format"), st.sampled_from(["text", "json", "xml"])).map(
+                       list), st.just(["-v"])),
+       progs=st.sampled_from(PROGRAMS), tests=test_args,
+       base=st.sampled_from([["--vary", "pages=100,200"], ["--vary", "Pages=1,2"]]))
+def test_sweep_plans_only_runs_every_program_accepts(
+    paths: dict[str, str], front: list[str], progs: list[str], tests: list[str], base: list[str]
+) -> None:
+    argv = subst(with_tests([*base, "-o", "@NEW", *front], progs, tests), paths)
+    got = attempt(sweep.check, argv)
+    if isinstance(got, sweep.Plan):
+        assert got.grid and got.points and got.ns.source is None
+        runs = [sweep.point_args(got.base_args, pt) for pt in got.points]
+        assert_batch_plan_sound(got.ns, got.guest, got.programs, runs)
+        return
+    assert isinstance(got, str)
+    assert_names_an_option(got, argv, also=("give ", "no test program", "rmap_"))
+    assert_refused(lambda a: rmapbench_cli.main(["sweep", *a]), "rmapbench sweep", argv, got)
+
+
+SETS = ["pages=100", "pages=", "Pages=1", "samples=abc", "results=@DIR", "backend=all",
+        "precision=5", "=1", "split=1", "kernel=6.12"]
+
+
+@SETTINGS
+@given(front=lines(batch_option(), st.tuples(st.just("--set"), st.sampled_from(SETS)).map(list),
+                   st.tuples(st.just("--rounds"), counts(1, ab.MAX_ROUNDS)).map(list),
+                   st.tuples(st.sampled_from(["--alpha", "--min-effect", "--max-regression",
+                                              "--noise-floor"]), counts(0, 2)).map(list),
+                   st.tuples(st.just("--resamples"), counts(100, 10**7)).map(list),
+                   st.tuples(st.just("--seed"), counts(0, 2**32 - 1)).map(list)),
+       progs=st.sampled_from(PROGRAMS), tests=test_args,
+       base=st.sampled_from([["--set", "pages=100"], ["--set", "Pages=100"],
+                             ["--kernel", "6.12", "--kernel", "6.1"], []]))
+def test_ab_plans_only_runs_every_program_accepts(
+    paths: dict[str, str], front: list[str], progs: list[str], tests: list[str], base: list[str]
+) -> None:
+    argv = subst(with_tests(["-o", "@NEW", *base, *front], progs, tests), paths)
+    got = attempt(ab.check, argv)
+    if isinstance(got, ab.Plan):
+        assert 1 <= got.ns.rounds <= ab.MAX_ROUNDS
+        assert len(got.guest.kernels) == (1 if got.sets else 2) or not got.ns.kernel
+        t = got.thresholds
+        assert 0 < t.alpha < 1 and t.min_effect >= 0 and t.resamples >= 100
+        assert 0 <= t.seed < 2**32
+        assert t.noise_floor is None or 0 <= t.noise_floor <= 1
+        assert_batch_plan_sound(got.ns, got.guest, got.programs, list(got.args.values()))
+        return
+    assert isinstance(got, str)
+    assert_names_an_option(got, argv, also=("give ", "no test program", "rmap_"))
+    assert_refused(lambda a: rmapbench_cli.main(["ab", *a]), "rmapbench ab", argv, got)

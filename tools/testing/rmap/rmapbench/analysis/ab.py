@@ -46,7 +46,10 @@ def parse_sets(items: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items:
         name, eq, value = item.partition("=")
-        batch.option_flag(name)
+        try:
+            batch.option_flag(name)
+        except UsageError as e:
+            raise UsageError(f"--set {item}: {e}") from None
         if not eq or not value:
             raise UsageError(f"--set {item}: give NAME=VALUE")
         out[name] = value

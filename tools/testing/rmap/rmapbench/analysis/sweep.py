@@ -45,7 +45,10 @@ def parse_vary(items: list[str]) -> dict[str, list[str]]:
     grid: dict[str, list[str]] = {}
     for item in items:
         name, eq, values = item.partition("=")
-        batch.option_flag(name)
+        try:
+            batch.option_flag(name)
+        except UsageError as e:
+            raise UsageError(f"--vary {item}: {e}") from None
         vals = [v.strip() for v in values.split(",")]
         if not eq or not values:
             raise UsageError(f"--vary {item}: give NAME=V1,V2,...")
