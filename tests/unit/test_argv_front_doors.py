@@ -38,7 +38,7 @@ from rmapbench.ksft.cli import UsageError, one_line
 from rmapbench.ksft.status import EXIT_USAGE
 from rmapbench.machine import knobs
 
-SETTINGS = settings(derandomize=True, max_examples=60, deadline=None, database=None,
+SETTINGS = settings(derandomize=True, max_examples=40, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
 FIX = Path(__file__).resolve().parent / "fixtures" / "analysis"
 
@@ -420,6 +420,7 @@ SETS = ["pages=100", "pages=", "Pages=1", "samples=abc", "results=@DIR", "backen
                    st.tuples(st.just("--seed"), counts(0, 2**32 - 1)).map(list)),
        progs=st.sampled_from(PROGRAMS), tests=test_args,
        base=st.sampled_from([["--set", "pages=100"], ["--set", "Pages=100"],
+                             ["--set", "pages=100", "--set", "pages=200"],
                              ["--kernel", "6.12", "--kernel", "6.1"], []]))
 def test_ab_plans_only_runs_every_program_accepts(
     paths: dict[str, str], front: list[str], progs: list[str], tests: list[str], base: list[str]
@@ -429,6 +430,8 @@ def test_ab_plans_only_runs_every_program_accepts(
     if isinstance(got, ab.Plan):
         assert 1 <= got.ns.rounds <= ab.MAX_ROUNDS
         assert len(got.guest.kernels) == (1 if got.sets else 2) or not got.ns.kernel
+        names = [item.partition("=")[0] for item in got.ns.set]
+        assert len(set(names)) == len(names), names  # side B's value of each is clear
         t = got.thresholds
         assert 0 < t.alpha < 1 and t.min_effect >= 0 and t.resamples >= 100
         assert 0 <= t.seed < 2**32

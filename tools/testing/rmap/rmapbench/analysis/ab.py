@@ -52,6 +52,8 @@ def parse_sets(items: list[str]) -> dict[str, str]:
             raise UsageError(f"--set {item}: {e}") from None
         if not eq or not value:
             raise UsageError(f"--set {item}: give NAME=VALUE")
+        if name in out:  # which one would side B get?
+            raise UsageError(f"--set {name} given twice")
         out[name] = value
     return out
 
