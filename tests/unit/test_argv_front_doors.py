@@ -441,3 +441,25 @@ def test_ab_plans_only_runs_every_program_accepts(
     assert isinstance(got, str)
     assert_names_an_option(got, argv, also=("give ", "no test program", "rmap_"))
     assert_refused(lambda a: rmapbench_cli.main(["ab", *a]), "rmapbench ab", argv, got)
+
+
+@SETTINGS
+@given(front=lines(batch_option(), st.tuples(st.just("--vary"), st.sampled_from(VARY)).map(list),
+                   st.tuples(st.just("--format"), st.sampled_from(["text", "json"])).map(list)),
+       tests=st.sampled_from([[], ["--"], ["--", "ksm"], ["--", "--pages", "5"]]),
+       source=st.sampled_from([str(FIX / "sweep"), str(FIX / "ab"), "@DIR", "@MISSING"]))
+def test_sweep_from_a_set_runs_nothing_so_takes_no_run_option(
+    paths: dict[str, str], front: list[str], tests: list[str], source: str
+) -> None:
+    """--from analyses a set again: an option of a run would be ignored."""
+    argv = subst(["--from", source, *front, *tests], paths)
+    got = attempt(sweep.check, argv)
+    if isinstance(got, sweep.Plan):
+        assert got.ns.source is not None and got.ns.source.is_dir()
+        # (a guest option given at its default value cannot be told apart)
+        run = [a for a in front if a in ("--vary", "-o", "--output", "--kernel")]
+        assert not run and tests in ([], ["--"]), argv
+        return
+    assert isinstance(got, str)
+    assert_names_an_option(got, argv, also=("--from",))
+    assert_refused(lambda a: rmapbench_cli.main(["sweep", *a]), "rmapbench sweep", argv, got)

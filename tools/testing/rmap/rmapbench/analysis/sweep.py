@@ -298,6 +298,12 @@ class Plan:
     guest: config.GuestOptions | None = None
 
 
+# The options of a sweep that runs (dest: as given), which --from refuses.
+RUN_ONLY = {"vary": "--vary", "output": "-o", "kernel": "--kernel", "jobs": "--jobs",
+            "nodes": "--nodes", "cpus": "--cpus", "memory": "--memory", "accel": "--accel",
+            "timeout": "--timeout"}  # fmt: skip
+
+
 def _parser() -> argparse.ArgumentParser:
     p = Parser(prog="rmapbench sweep", description=__doc__, formatter_class=RAW)
     p.add_argument("--vary", action="append", default=[], metavar="NAME=V1,V2,...")
@@ -328,6 +334,11 @@ def check(argv: list[str]) -> Plan:
     ns = p.parse_args(argv[:cut])
     rest = ns.test + argv[cut + 1 :]
     if ns.source:
+        # Nothing runs: an option of a run would be silently ignored.
+        ignored = [d for d in RUN_ONLY if getattr(ns, d) != p.get_default(d)]
+        if ignored or rest:
+            what = RUN_ONLY[ignored[0]] if ignored else "TEST ARGS"
+            p.error(f"--from analyses a result set again, running nothing: {what} does not apply")
         return Plan(ns)
     specs = [str(k) for k in ns.kernel] or [config.STOCK_SERIES]
     try:
