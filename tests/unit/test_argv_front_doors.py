@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import io
 import itertools
+import math
 import os
 import struct
 from collections.abc import Callable, Iterator
@@ -30,7 +31,7 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
 from rmapbench import __main__ as rmapbench_cli
-from rmapbench.analysis import ab, sweep
+from rmapbench.analysis import ab, compare, sweep
 from rmapbench.bench import cases, program
 from rmapbench.guest import config, jobs, suite, vm
 from rmapbench.guest.qemu import parse_memory
@@ -463,3 +464,45 @@ def test_sweep_from_a_set_runs_nothing_so_takes_no_run_option(
     assert isinstance(got, str)
     assert_names_an_option(got, argv, also=("--from",))
     assert_refused(lambda a: rmapbench_cli.main(["sweep", *a]), "rmapbench sweep", argv, got)
+
+
+# -- compare ---------------------------------------------------------------------------------
+
+DECISION = {"--alpha": (0.0, 1.0), "--min-effect": (0.0, None), "--max-regression": (0.0, None),
+            "--noise-floor": (0.0, 1.0)}
+SIDES = [str(FIX / "ksm1000"), str(FIX / "ksm2000"), str(FIX / "ab"), f"{FIX / 'ab'}:A",
+         f"{FIX / 'ab'}:C", "@DIR", "@MISSING", "@FILE"]
+
+
+def decision_value() -> st.SearchStrategy[str]:
+    return st.one_of(counts(-1, 2), st.floats(allow_nan=True).map(repr),
+                     st.sampled_from(["0.05", "1e-9", "0.999", "100", "1e400"]))
+
+
+@SETTINGS
+@given(sides=st.one_of(st.just(SIDES[:2]), st.just(SIDES[2:3]),
+                      st.lists(st.sampled_from(SIDES), max_size=3)),
+       front=lines(st.tuples(st.sampled_from(list(DECISION)), decision_value()).map(list),
+                   st.tuples(st.just("--resamples"), counts(100, 10**7)).map(list),
+                   st.tuples(st.just("--seed"), counts(0, 2**32 - 1)).map(list),
+                   st.tuples(st.just("--metric"), st.sampled_from(["walk", "all", "x"])).map(
+                       list),
+                   st.tuples(st.just("--format"), st.sampled_from(["json", "xml"])).map(list),
+                   size=4))
+def test_compare_thresholds_in_range_or_refused(
+    paths: dict[str, str], sides: list[str], front: list[str]
+) -> None:
+    argv = subst([*sides, *front], paths)
+    got = attempt(compare.check, argv)
+    if isinstance(got, tuple):
+        ns, t, base, new = got
+        assert 0 < t.alpha < 1 and t.min_effect >= 0 and 100 <= t.resamples <= 10**7
+        assert 0 <= t.seed < 2**32
+        assert t.noise_floor is None or 0 <= t.noise_floor <= 1
+        assert ns.max_regression is None or 0 <= ns.max_regression < math.inf
+        assert base.runs and new.runs
+        return
+    assert isinstance(got, str)
+    assert_names_an_option(got, argv, also=("give BASE", "the following arguments are required",
+                                            *(s.split(":")[0] for s in argv)))
+    assert_refused(lambda a: rmapbench_cli.main(["compare", *a]), "rmapbench compare", argv, got)

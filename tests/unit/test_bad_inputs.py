@@ -202,7 +202,7 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("compare", [str(K1000), str(K2000), "--alpha", "nan"], U, "finite"),
     ("compare", [str(K1000), str(K2000), "--alpha", "2"], U, "between 0 and 1"),
     ("compare", [str(K1000), str(K2000), "--min-effect", "inf"], U, "finite"),
-    ("compare", [str(K1000), str(K2000), "--resamples", "10"], U, "--resamples >= 100"),
+    ("compare", [str(K1000), str(K2000), "--resamples", "10"], U, "--resamples must be at least"),
     ("compare", [str(K1000), str(K2000), "--resamples", "1e99"], U, "not a number"),
     ("compare", [str(K1000), str(K2000), "--seed", "-1"], U, "--seed: must be at least 0"),
     ("compare", [str(K1000), str(K2000), "--format", "xml"], U, "invalid choice"),

@@ -372,8 +372,10 @@ def add_decision_options(p: argparse.ArgumentParser) -> None:
 def thresholds(ns: argparse.Namespace) -> Thresholds:
     if not 0 < ns.alpha < 1:
         raise UsageError("--alpha must be between 0 and 1")
-    if ns.min_effect < 0 or ns.resamples < 100:
-        raise UsageError("--min-effect must be >= 0 and --resamples >= 100")
+    if ns.min_effect < 0:
+        raise UsageError(f"--min-effect must be >= 0, got {ns.min_effect:g}")
+    if ns.resamples < 100:
+        raise UsageError(f"--resamples must be at least 100, got {ns.resamples}")
     if ns.max_regression is not None and ns.max_regression < 0:
         raise UsageError("--max-regression must be >= 0")
     if ns.noise_floor is not None and not 0 <= ns.noise_floor <= MAX_NOISE_FLOOR:
