@@ -35,6 +35,7 @@ from rmapbench.analysis import ab, compare, sweep
 from rmapbench.bench import cases, program
 from rmapbench.guest import config, jobs, suite, vm
 from rmapbench.guest.qemu import parse_memory
+from rmapbench.ksft import runner
 from rmapbench.ksft.cli import UsageError, one_line
 from rmapbench.ksft.status import EXIT_USAGE
 from rmapbench.machine import knobs
@@ -506,3 +507,46 @@ def test_compare_thresholds_in_range_or_refused(
     assert_names_an_option(got, argv, also=("give BASE", "the following arguments are required",
                                             *(s.split(":")[0] for s in argv)))
     assert_refused(lambda a: rmapbench_cli.main(["compare", *a]), "rmapbench compare", argv, got)
+
+
+# -- the runner (make run_tests) ---------------------------------------------------------------
+
+SUITE = Path(__file__).resolve().parents[2] / "tools" / "testing" / "rmap"
+PROGS = [str(SUITE / "rmap_ksm.py"), str(SUITE / "rmap_anon.py"), "@FILE", "@DIR", "@MISSING",
+         str(SUITE / "settings"), ""]
+
+
+@SETTINGS
+@given(timeout=st.one_of(st.just([]), st.tuples(st.just("--timeout"),
+                                                 counts(1, runner.MAX_TIMEOUT)).map(list)),
+       progs=st.lists(st.sampled_from(PROGS), max_size=3),
+       extra=st.sampled_from([[], ["--", "--case", "ksm"], ["--", "--case", "nope"],
+                              ["--", "--pages", "x"], ["--"]]),
+       override=st.one_of(st.none(), counts(1, runner.MAX_TIMEOUT)),
+       ksm_args=st.sampled_from([None, "--pages 5", "--workdir '/a b", "'"]))
+def test_runner_plan_is_sound_or_refused(
+    paths: dict[str, str], timeout: list[str], progs: list[str], extra: list[str],
+    override: str | None, ksm_args: str | None,
+) -> None:
+    """What `make run_tests` hands the runner, and what runner.sh's
+    variables say: check() gives executable programs and a timeout in
+    range, or refuses before the plan is printed."""
+    argv = subst([*timeout, *progs, *extra], paths)
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in (("kselftest_override_timeout", override),
+                            ("KSELFTEST_RMAP_KSM_PY_ARGS", ksm_args)):
+            if value is None:
+                mp.delenv(name, raising=False)
+            else:
+                mp.setenv(name, value)
+        got = attempt(runner.check, argv)
+        if isinstance(got, tuple):
+            run, _, seconds = got
+            assert 1 <= seconds <= runner.MAX_TIMEOUT
+            assert all(p.is_file() and os.access(p, os.X_OK) for p in run)
+            return
+        assert isinstance(got, str)
+        assert_names_an_option(got, argv, also=(
+            "the following arguments are required", "argument progs", "kselftest_override_timeout",
+            "KSELFTEST_RMAP_KSM_PY_ARGS", *(a for a in argv if a and not a.startswith("-"))))
+        assert_refused(runner.main, "runner", argv, got)

@@ -19,7 +19,7 @@ from typing import Literal
 
 from rmapbench.guest import kernel as kernel_mod
 from rmapbench.guest.qemu import parse_memory
-from rmapbench.ksft.cli import integer
+from rmapbench.ksft.cli import any_path, integer
 
 STOCK_SERIES = "6.12"
 # The machine's bounds: QEMU's own limits are far above; a guest of the
@@ -128,14 +128,6 @@ class GuestOptions:
 KernelArgs = Literal["image", "images"]
 
 
-def _path(text: str) -> Path:
-    """argparse type: a path, which the empty string is not (Path("") is
-    the current directory)."""
-    if not text:
-        raise argparse.ArgumentTypeError("expected a path, got ''")
-    return Path(text)
-
-
 def add_arguments(
     p: argparse.ArgumentParser | argparse._ArgumentGroup,
     *,
@@ -155,7 +147,7 @@ def add_arguments(
         which = p.add_mutually_exclusive_group()
         which.add_argument(
             "--kernel",
-            type=_path,
+            type=any_path(),
             metavar="IMAGE",
             help="guest kernel (bzImage/vmlinuz); default: Debian's stock "
             f"{STOCK_SERIES}, fetched once",
@@ -168,7 +160,10 @@ def add_arguments(
             f"PREEMPT_RT flavour (default {STOCK_SERIES})",
         )
         p.add_argument(
-            "--modules", type=_path, metavar="DIR", help="modules of --kernel (lib/modules/RELEASE)"
+            "--modules",
+            type=any_path(),
+            metavar="DIR",
+            help="modules of --kernel (lib/modules/RELEASE)",
         )
     else:
         p.add_argument(

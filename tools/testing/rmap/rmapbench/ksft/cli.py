@@ -166,6 +166,12 @@ def _path_type(check: Callable[[Path], str | None], name: str) -> Callable[[str]
     return parse
 
 
+def any_path() -> Callable[[str], Path]:
+    """argparse type: a path, which "" is not (Path("") is the current
+    directory); whether it exists is for the command to say."""
+    return _path_type(lambda p: None, "path")
+
+
 def out_dir() -> Callable[[str], Path]:
     """argparse type: a directory to write into, created when missing."""
     return _path_type(writable_dir_problem, "directory")

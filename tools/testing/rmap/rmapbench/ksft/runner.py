@@ -44,6 +44,7 @@ from rmapbench.ksft.cli import (
     Parser,
     UsageError,
     add_verbose,
+    any_path,
     guarded,
     integer,
     replay_journals,
@@ -246,7 +247,9 @@ def check(argv: list[str] | None) -> tuple[list[Path], list[str], int]:
         help="seconds per program (default: settings file)",
     )
     add_verbose(p)
-    p.add_argument("progs", nargs="+", type=Path, help="test programs, then -- and their options")
+    p.add_argument(
+        "progs", nargs="+", type=any_path(), help="test programs, then -- and their options"
+    )
     argv = list(sys.argv[1:] if argv is None else argv)
     cut = argv.index("--") if "--" in argv else len(argv)
     ns = p.parse_args(argv[:cut])
