@@ -384,8 +384,13 @@ def test_internal_error_is_one_line_with_a_hint(
     line = capsys.readouterr().err.strip()
     assert line == ("rmapbench summary: internal error: KeyError: 'oops' "
                     "(rerun with -v for the traceback)")
-    assert rmapbench_cli.main(["summary", str(K1000), "-v"]) == EXIT_USAGE  # one directory
-    assert rmapbench_cli.main(["summary", "-v", str(K1000)]) == EXIT_USAGE
+    # -v, before or after the directory, shows the traceback as its help says.
+    for argv in (["summary", str(K1000), "-v"], ["summary", "-v", str(K1000)]):
+        assert rmapbench_cli.main(argv) == EXIT_INTERNAL
+        err = capsys.readouterr().err
+        assert "Traceback" in err and "KeyError: 'oops'" in err
+    assert rmapbench_cli.main(["summary", str(K1000), str(K2000)]) == EXIT_USAGE
+    assert capsys.readouterr().err == "rmapbench summary: error: give one result directory\n"
 
 
 def test_stale_journal_is_replayed_and_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -33,11 +33,13 @@ def _summary(argv: list[str]) -> int:
     """The table of one result directory; a run that did not finish or was
     interrupted is shown (flagged) and named, and the status is EXIT_RESULTS."""
     p = Parser(prog="rmapbench summary", description="the table of a result directory")
-    p.add_argument("directory", type=existing_dir(), metavar="DIR")
+    # Any number, so that none or two are refused in the words below, not argparse's.
+    p.add_argument("directory", nargs="*", type=existing_dir(), metavar="DIR")
     add_verbose(p)
-    if len(argv) != 1:
-        raise UsageError("give one result directory")
     ns = p.parse_args(argv)
+    if len(ns.directory) != 1:
+        raise UsageError("give one result directory")
+    (ns.directory,) = ns.directory
     docs = results.load_results(ns.directory, keep_partial=True)
     print(summary.full(docs))
     unfinished = [f"{d['program']}: {why}" for d in docs if (why := results.partial(d))]
