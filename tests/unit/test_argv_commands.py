@@ -170,6 +170,10 @@ ENVIRONMENT = [
     ({"KSELFTEST_RMAP_KSM_PY_ARGS": "'"}, [PY, "-m", "rmapbench.ksft.runner",
                                            str(SUITE / "rmap_ksm.py")],
      "runner", "KSELFTEST_RMAP_KSM_PY_ARGS: No closing quotation"),
+    ({"PYTHON": "/tmp"}, ["./run_tests.sh", "--nodes", "0"], "run_tests.sh",
+     "PYTHON=/tmp is not an executable file"),
+    ({"PYTHON": str(ROOT / "README.md")}, ["./run_tests.sh", "--nodes", "0"], "run_tests.sh",
+     "is not an executable file"),
     ({"PYTHON": "/nonexistent/python3"}, ["./run_tests.sh"], "run_tests.sh", "not found"),
 ]
 
