@@ -185,6 +185,13 @@ def test_bad_environment_variables_are_one_line(env: dict[str, str]) -> None:
         assert_one_line(rc, out, err, prog, fragment)
 
 
+def test_rmapbench_without_a_command_is_one_line(env: dict[str, str]) -> None:
+    for argv, fragment in (([], "give a command (run, summary, vm, "),
+                           (["frob"], "unknown command 'frob'")):
+        rc, out, err = finish(start([PY, "-m", "rmapbench", *argv], env))
+        assert_one_line(rc, out, err, "rmapbench", fragment)
+
+
 def test_the_journal_tool_takes_no_argument(env: dict[str, str], tmp_path: Path) -> None:
     """python3 -m rmapbench.machine.knobs replays journals by hand: a stray
     argument is refused before it replays anything."""
