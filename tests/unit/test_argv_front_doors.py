@@ -550,3 +550,29 @@ def test_runner_plan_is_sound_or_refused(
             "the following arguments are required", "argument progs", "kselftest_override_timeout",
             "KSELFTEST_RMAP_KSM_PY_ARGS", *(a for a in argv if a and not a.startswith("-"))))
         assert_refused(runner.main, "runner", argv, got)
+
+
+# -- the programs' variables reach the guest -------------------------------------------------
+
+
+def test_the_programs_variables_are_checked_here_and_given_to_the_guest(
+    paths: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guest's command starts with an empty environment: run_tests.sh
+    checks $RMAP_ARGS and $KSELFTEST_<PROG>_ARGS before booting and hands
+    them to the guest's job, so its programs run with what was checked."""
+    monkeypatch.setenv("RMAP_ARGS", "--samples 5")
+    monkeypatch.setenv("KSELFTEST_RMAP_KSM_PY_ARGS", "--pages 4000")
+    got = suite.check(["--case", "ksm"])
+    progs = program.selected_programs(got.test_args)
+    env = suite.guest_env(progs)
+    assert env == {"RMAP_ARGS": "--samples 5", "KSELFTEST_RMAP_KSM_PY_ARGS": "--pages 4000"}
+    script = vm.job_script(["true"], "/", env)
+    assert "export RMAP_ARGS='--samples 5'\n" in script
+    assert "export KSELFTEST_RMAP_KSM_PY_ARGS='--pages 4000'\n" in script
+    for value, message in (("--pages 0", "KSELFTEST_RMAP_KSM_PY_ARGS: rmap_ksm.py: argument "
+                                         "--pages: must be at least 1, got 0"),
+                           ("'", "KSELFTEST_RMAP_KSM_PY_ARGS: No closing quotation")):
+        monkeypatch.setenv("KSELFTEST_RMAP_KSM_PY_ARGS", value)
+        assert attempt(suite.check, ["--case", "ksm"]) == message
+        assert_refused(suite.main, "run_tests.sh", ["--case", "ksm"], message)

@@ -97,6 +97,14 @@ def run_here(test_args: list[str], timeout: int) -> int:
     return runner.run(_programs(test_args), test_args, timeout)
 
 
+def guest_env(programs: list[Path]) -> dict[str, str]:
+    """What of this environment the suite's programs read, for the guest,
+    whose command starts with an empty environment: $RMAP_ARGS and each
+    program's $KSELFTEST_<PROG>_ARGS, when set (check() has checked them)."""
+    names = ["RMAP_ARGS", *(runner.env_args_name(p.name) for p in programs)]
+    return {n: os.environ[n] for n in names if n in os.environ}
+
+
 class GuestFailed(Exception):
     """The guest gave no exit status; its console log is worth keeping."""
 
@@ -132,6 +140,7 @@ def run_guest(g: config.GuestOptions, test_args: list[str], share: Path) -> int:
             timeout=g.timeout + 120,
             share_dir=share,
             cwd=SUITE_DIR,  # the programs' relative paths, as make run_tests has them
+            env=guest_env(_programs(test_args)),
             console_log=share / "console.log",
         )
     except vm.GuestError as e:
@@ -169,7 +178,14 @@ def check(argv: list[str] | None) -> Invocation:
     # The test options (and $RMAP_ARGS) are checked here, before a guest is
     # booted, as each selected program will check them: an unknown --case
     # or a malformed option is exit status 2 now.
-    program.selected_programs(test_args)
+    programs = program.selected_programs(test_args)
+    for prog in programs:  # as the runner will give them, here or in the guest
+        own = runner.env_args(prog.name)
+        if own:
+            try:
+                program.check_programs([prog], own + test_args)
+            except UsageError as e:
+                raise UsageError(f"{runner.env_args_name(prog.name)}: {e}") from None
     if program.gives(test_args, "results"):  # --results=DIR, --res DIR
         raise UsageError("give --results before --, to run_tests.sh itself")
     try:
@@ -201,7 +217,8 @@ def _main(argv: list[str] | None) -> int:
                 )
             try:
                 if ns.jobs > 1:
-                    status = jobs.run_suite(g, _programs(test_args), args, share, ns.jobs)
+                    progs = _programs(test_args)
+                    status = jobs.run_suite(g, progs, args, share, ns.jobs, env=guest_env(progs))
                     if status == EXIT_GUEST:
                         raise GuestFailed
                 else:
