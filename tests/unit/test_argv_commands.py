@@ -204,3 +204,21 @@ def test_an_empty_journal_directory_is_the_default(env: dict[str, str]) -> None:
     code = "from rmapbench.machine import knobs; print(knobs.JOURNAL_DIR)"
     rc, out, err = finish(start([PY, "-c", code], {**env, "RMAPBENCH_JOURNAL_DIR": ""}))
     assert (rc, out, err) == (0, "/run/rmapbench\n", "")
+
+
+@pytest.mark.parametrize(("timeout", "fragment"), [
+    ("abc", "argument --timeout: not a number: 'abc'"),
+    ("0", "argument --timeout: must be at least 1, got 0"),
+])
+def test_make_run_tests_with_a_bad_timeout_is_the_runners_one_line(
+    env: dict[str, str], timeout: str, fragment: str
+) -> None:
+    """make run_tests TIMEOUT=... (standalone): the runner refuses it
+    before its plan; make adds its own line and passes the status on."""
+    proc = subprocess.run(["make", "-s", "-C", str(SUITE), "run_tests", f"TIMEOUT={timeout}",
+                           f"PYTHON={PY}"], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == EXIT_USAGE and proc.stdout == "", proc.stdout + proc.stderr
+    runner_line, *make_lines = proc.stderr.splitlines()
+    assert runner_line.startswith("runner: error: ") and fragment in runner_line, proc.stderr
+    assert "Traceback" not in proc.stderr and len(make_lines) <= 1, proc.stderr
