@@ -17,6 +17,15 @@ if ! command -v "$python" >/dev/null 2>&1; then
 	echo "run_tests.sh: error: $python not found (set PYTHON)" >&2
 	exit 2
 fi
+# command -v takes any existing path; exec would fail with 126 and the shell's words.
+case $python in
+*/*)
+	if [ -d "$python" ] || [ ! -x "$python" ]; then
+		echo "run_tests.sh: error: PYTHON=$python is not an executable file" >&2
+		exit 2
+	fi
+	;;
+esac
 
 PYTHONPATH="$suite${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONPATH

@@ -61,7 +61,8 @@ def test_program_refuses_an_unknown_case(capsys: pytest.CaptureFixture[str]) -> 
         program.check("ksm", ["--case", "ksm", "--case", "kms"])
     assert refuse("rmap_ksm.py", exc.value) == EXIT_USAGE
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and err[0].startswith("rmap_ksm.py: error: unknown case 'kms' (known: ")
+    assert len(err) == 1 and err[0].startswith(
+        "rmap_ksm.py: error: unknown case 'kms' in --case (known: ")
     assert program.check("ksm", ["--case", "anon", "--case", "ksm"]).case == ["anon", "ksm"]
 
 

@@ -22,8 +22,15 @@ import sys
 
 from rmapbench.guest import suite
 from rmapbench.ksft import results, summary
-from rmapbench.ksft.cli import Parser, ResultsError, UsageError, add_verbose, existing_dir, guarded
-from rmapbench.ksft.status import EXIT_USAGE
+from rmapbench.ksft.cli import (
+    Parser,
+    ResultsError,
+    UsageError,
+    add_verbose,
+    existing_dir,
+    guarded,
+    refuse,
+)
 
 # Subcommands in rmapbench.analysis (imported on use: numpy, scipy, matplotlib).
 ANALYSIS = {"sweep": "sweep", "compare": "compare", "ab": "ab", "report": "report"}
@@ -33,11 +40,13 @@ def _summary(argv: list[str]) -> int:
     """The table of one result directory; a run that did not finish or was
     interrupted is shown (flagged) and named, and the status is EXIT_RESULTS."""
     p = Parser(prog="rmapbench summary", description="the table of a result directory")
-    p.add_argument("directory", type=existing_dir(), metavar="DIR")
+    # Any number, so that none or two are refused in the words below, not argparse's.
+    p.add_argument("directory", nargs="*", type=existing_dir(), metavar="DIR")
     add_verbose(p)
-    if len(argv) != 1:
-        raise UsageError("give one result directory")
     ns = p.parse_args(argv)
+    if len(ns.directory) != 1:
+        raise UsageError("give one result directory")
+    (ns.directory,) = ns.directory
     docs = results.load_results(ns.directory, keep_partial=True)
     print(summary.full(docs))
     unfinished = [f"{d['program']}: {why}" for d in docs if (why := results.partial(d))]
@@ -48,9 +57,12 @@ def _summary(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] in ("-h", "--help"):
+    commands = f"run, summary, vm, {', '.join(ANALYSIS)}"
+    if not args:  # a bad command line like any other: one line on stderr
+        return refuse("rmapbench", f"give a command ({commands}; rmapbench --help)")
+    if args[0] in ("-h", "--help"):
         print(__doc__.strip())
-        return 0 if args else EXIT_USAGE
+        return 0
     cmd, rest = args[0], args[1:]
     if cmd == "run":
         return suite.main(rest)
@@ -66,11 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(f"rmapbench.analysis.{ANALYSIS[cmd]}")
         status: int = module.main(rest)
         return status
-    print(
-        f"rmapbench: error: unknown command {cmd!r} (run, summary, vm, {', '.join(ANALYSIS)})",
-        file=sys.stderr,
-    )
-    return EXIT_USAGE
+    return refuse("rmapbench", f"unknown command {cmd!r} ({commands})")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ regression beyond --max-regression PCT.
 
 from __future__ import annotations
 
+import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,8 @@ from rmapbench.analysis.cli import (
     integer,
     replay_journals,
 )
-from rmapbench.guest import batch
+from rmapbench.analysis.verdict import Thresholds
+from rmapbench.guest import batch, config
 from rmapbench.guest.kernel import KernelImage
 from rmapbench.ksft.status import EXIT_FAILED, EXIT_KERNEL
 
@@ -43,9 +46,14 @@ def parse_sets(items: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items:
         name, eq, value = item.partition("=")
-        batch.option_flag(name)
+        try:
+            batch.option_flag(name)
+        except UsageError as e:
+            raise UsageError(f"--set {item}: {e}") from None
         if not eq or not value:
             raise UsageError(f"--set {item}: give NAME=VALUE")
+        if name in out:  # which one would side B get?
+            raise UsageError(f"--set {name} given twice")
         out[name] = value
     return out
 
@@ -92,7 +100,21 @@ def main(argv: list[str]) -> int:
     return guarded("rmapbench ab", lambda: _main(argv), argv)
 
 
-def _main(argv: list[str]) -> int:
+@dataclass
+class Plan:
+    """An ab command line, parsed and checked."""
+
+    ns: argparse.Namespace
+    thresholds: Thresholds
+    sets: dict[str, str]
+    guest: config.GuestOptions
+    specs: list[str]
+    programs: list[Path]
+    base_args: list[str]
+    args: dict[str, list[str]]  # each side's test options
+
+
+def _parser() -> argparse.ArgumentParser:
     p = Parser(prog="rmapbench ab", description=__doc__, formatter_class=RAW)
     p.add_argument(
         "--set",
@@ -108,6 +130,13 @@ def _main(argv: list[str]) -> int:
     compare.add_decision_options(p)
     add_verbose(p)
     p.add_argument("test", nargs="*", metavar="-- TEST ARGS")
+    return p
+
+
+def check(argv: list[str]) -> Plan:
+    """The command line parsed and checked, both sides' test options
+    included, with nothing set up, fetched or booted; UsageError."""
+    p = _parser()
     cut = argv.index("--") if "--" in argv else len(argv)
     ns = p.parse_args(argv[:cut])
     rest = ns.test + argv[cut + 1 :]
@@ -130,6 +159,14 @@ def _main(argv: list[str]) -> int:
             raise UsageError(f"{ns.output} exists; give a new directory")
     except UsageError as e:
         p.error(str(e))
+    return Plan(ns, t, sets, g, specs, programs, base_args, args)
+
+
+def _main(argv: list[str]) -> int:
+    checked = check(argv)
+    ns, t, sets, g = checked.ns, checked.thresholds, checked.sets, checked.guest
+    specs, programs, base_args, args = (
+        checked.specs, checked.programs, checked.base_args, checked.args)
     replay_journals("rmapbench ab")
     images = batch.resolve_kernels("ab", g.kernels)
     if images is None:

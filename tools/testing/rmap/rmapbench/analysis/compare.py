@@ -372,8 +372,10 @@ def add_decision_options(p: argparse.ArgumentParser) -> None:
 def thresholds(ns: argparse.Namespace) -> Thresholds:
     if not 0 < ns.alpha < 1:
         raise UsageError("--alpha must be between 0 and 1")
-    if ns.min_effect < 0 or ns.resamples < 100:
-        raise UsageError("--min-effect must be >= 0 and --resamples >= 100")
+    if ns.min_effect < 0:
+        raise UsageError(f"--min-effect must be >= 0, got {ns.min_effect:g}")
+    if ns.resamples < 100:
+        raise UsageError(f"--resamples must be at least 100, got {ns.resamples}")
     if ns.max_regression is not None and ns.max_regression < 0:
         raise UsageError("--max-regression must be >= 0")
     if ns.noise_floor is not None and not 0 <= ns.noise_floor <= MAX_NOISE_FLOOR:
@@ -404,7 +406,9 @@ def main(argv: list[str]) -> int:
     return guarded("rmapbench compare", lambda: _main(argv), argv)
 
 
-def _main(argv: list[str]) -> int:
+def check(argv: list[str]) -> tuple[argparse.Namespace, Thresholds, Side, Side]:
+    """The command line parsed and checked and both sides loaded (read
+    only), nothing compared yet; UsageError or ResultsError."""
     p = Parser(prog="rmapbench compare", description=__doc__, formatter_class=RAW)
     p.add_argument("results", nargs="+", metavar="BASE NEW", help="result dirs or sets")
     add_decision_options(p)
@@ -415,6 +419,11 @@ def _main(argv: list[str]) -> int:
         base, new = sides_of(ns.results)
     except UsageError as e:
         p.error(str(e))
+    return ns, t, base, new
+
+
+def _main(argv: list[str]) -> int:
+    ns, t, base, new = check(argv)
     rows = compare_sides(base, new, metrics_of(ns), t)
     if not rows:
         raise ResultsError(

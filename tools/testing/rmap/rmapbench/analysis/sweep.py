@@ -10,6 +10,7 @@ again without running anything.
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import math
@@ -34,16 +35,20 @@ from rmapbench.analysis.inference import PowerFit
 from rmapbench.analysis.resultset import Source, building, load, write_index
 from rmapbench.guest import batch, config
 from rmapbench.guest.kernel import KernelImage
+from rmapbench.ksft.cli import refuse
 from rmapbench.ksft.results import slug
 from rmapbench.ksft.stats import format_ns
-from rmapbench.ksft.status import EXIT_FAILED, EXIT_KERNEL, EXIT_USAGE
+from rmapbench.ksft.status import EXIT_FAILED, EXIT_KERNEL
 
 
 def parse_vary(items: list[str]) -> dict[str, list[str]]:
     grid: dict[str, list[str]] = {}
     for item in items:
         name, eq, values = item.partition("=")
-        batch.option_flag(name)
+        try:
+            batch.option_flag(name)
+        except UsageError as e:
+            raise UsageError(f"--vary {item}: {e}") from None
         vals = [v.strip() for v in values.split(",")]
         if not eq or not values:
             raise UsageError(f"--vary {item}: give NAME=V1,V2,...")
@@ -279,7 +284,27 @@ def main(argv: list[str]) -> int:
     return guarded("rmapbench sweep", lambda: _main(argv), argv)
 
 
-def _main(argv: list[str]) -> int:
+@dataclass
+class Plan:
+    """A sweep's command line, parsed and checked; with --from only `ns`
+    (the set to analyse again)."""
+
+    ns: argparse.Namespace
+    specs: list[str] = field(default_factory=list)
+    grid: dict[str, list[str]] = field(default_factory=dict)
+    programs: list[Path] = field(default_factory=list)
+    base_args: list[str] = field(default_factory=list)
+    points: list[dict[str, str]] = field(default_factory=list)
+    guest: config.GuestOptions | None = None
+
+
+# The options of a sweep that runs (dest: as given), which --from refuses.
+RUN_ONLY = {"vary": "--vary", "output": "-o", "kernel": "--kernel", "jobs": "--jobs",
+            "nodes": "--nodes", "cpus": "--cpus", "memory": "--memory", "accel": "--accel",
+            "timeout": "--timeout"}  # fmt: skip
+
+
+def _parser() -> argparse.ArgumentParser:
     p = Parser(prog="rmapbench sweep", description=__doc__, formatter_class=RAW)
     p.add_argument("--vary", action="append", default=[], metavar="NAME=V1,V2,...")
     p.add_argument(
@@ -298,14 +323,23 @@ def _main(argv: list[str]) -> int:
     )
     add_verbose(p)
     p.add_argument("test", nargs="*", metavar="-- TEST ARGS")
+    return p
+
+
+def check(argv: list[str]) -> Plan:
+    """The command line parsed and checked, every test option of every
+    point included, with nothing set up, fetched or booted; UsageError."""
+    p = _parser()
     cut = argv.index("--") if "--" in argv else len(argv)
     ns = p.parse_args(argv[:cut])
     rest = ns.test + argv[cut + 1 :]
     if ns.source:
-        try:
-            return show(load(ns.source), ns.format)
-        except (ValueError, OSError) as e:
-            p.error(str(e))
+        # Nothing runs: an option of a run would be silently ignored.
+        ignored = [d for d in RUN_ONLY if getattr(ns, d) != p.get_default(d)]
+        if ignored or rest:
+            what = RUN_ONLY[ignored[0]] if ignored else "TEST ARGS"
+            p.error(f"--from analyses a result set again, running nothing: {what} does not apply")
+        return Plan(ns)
     specs = [str(k) for k in ns.kernel] or [config.STOCK_SERIES]
     try:
         if ns.output is None:
@@ -324,6 +358,20 @@ def _main(argv: list[str]) -> int:
             raise UsageError(f"{ns.output} exists; give a new directory")
     except UsageError as e:
         p.error(str(e))
+    return Plan(ns, specs, grid, programs, base_args, pts, g)
+
+
+def _main(argv: list[str]) -> int:
+    plan_ = check(argv)
+    ns = plan_.ns
+    if ns.source:
+        try:
+            return show(load(ns.source), ns.format)
+        except (ValueError, OSError) as e:
+            raise UsageError(str(e)) from None
+    specs, grid, programs, base_args = plan_.specs, plan_.grid, plan_.programs, plan_.base_args
+    pts, g = plan_.points, plan_.guest
+    assert g is not None
     replay_journals("rmapbench sweep")
     kernels = batch.resolve_kernels("sweep", g.kernels)
     if kernels is None:
@@ -360,8 +408,7 @@ def _main(argv: list[str]) -> int:
 
 def show(source: Source, fmt: str) -> int:
     if source.kind != "sweep":
-        print(f"rmapbench sweep: error: {source.path} is not a sweep result set", file=sys.stderr)
-        return EXIT_USAGE
+        return refuse("rmapbench sweep", f"{source.path} is not a sweep result set")
     if fmt == "json":
         print(
             json.dumps(

@@ -69,7 +69,7 @@ def selection(argv: list[str], env: dict[str, str] | None = None) -> list[str] |
     try:
         ns, _ = p.parse_known_args(shlex.split(env.get("RMAP_ARGS", "")) + list(argv))
         # A workload selects its case (ksft/workloads.py), as its --case would.
-        ws = [workloads.parse(ns.workload)[0].case] if ns.workload else []
+        ws = [workloads.parse(ns.workload)[0].case] if ns.workload is not None else []
     except (ValueError, argparse.ArgumentError):
         return None  # malformed: every program reports it, exit status 2
     return [*ws, *(ns.case or [])] if ns.case or ws else None

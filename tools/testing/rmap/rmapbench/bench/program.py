@@ -11,6 +11,7 @@ what a program would refuse in the guest.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -23,7 +24,27 @@ from rmapbench.scenarios import SCENARIOS
 
 def check(case: str, argv: list[str], prog: str | None = None) -> options.Options:
     """The options of one case's program, or UsageError saying why they can
-    never work. prog names the program in the parser's messages."""
+    never work. prog names the program in the parser's messages. When
+    $RMAP_ARGS is refused on its own, the line starts with RMAP_ARGS: the
+    command line typed may well be fine."""
+    try:
+        return _check(case, argv, prog)
+    except UsageError as error:
+        if not os.environ.get("RMAP_ARGS", "").strip():
+            raise
+        culprit = error
+        if argv:  # is the variable refused on its own?
+            try:
+                _check(case, [], prog)
+            except UsageError as alone:
+                culprit = alone
+            else:
+                raise error from None  # the command line's own problem
+        text = str(culprit)
+        raise UsageError(text if text.startswith("RMAP_ARGS") else f"RMAP_ARGS: {text}") from None
+
+
+def _check(case: str, argv: list[str], prog: str | None) -> options.Options:
     opts = options.parse(
         prog or cases.program(case), argv, case, cases.policies(),
         f"rmap walk latency of {case} pages",
@@ -68,6 +89,18 @@ def selected_programs(argv: list[str]) -> list[Path]:
     progs = cases.programs(selected)
     check_programs(progs, argv)
     return progs
+
+
+def gives(argv: list[str], dest: str) -> bool:
+    """Whether argv, test options every program accepts, gives the option
+    of this dest in any spelling argparse takes (--results DIR,
+    --results=DIR, --res DIR); $RMAP_ARGS is not looked at."""
+    parser = options.build_parser("rmap", cases.policies())
+    try:
+        ns = parser.parse_args(argv)
+    except UsageError:
+        return False  # the programs refuse it anyway
+    return getattr(ns, dest, None) not in (None, False)
 
 
 def check_programs(programs: list[Path], argv: list[str]) -> None:

@@ -25,7 +25,7 @@ from rmapbench.bench import cases, program
 from rmapbench.guest import config, jobs, vm
 from rmapbench.guest import kernel as kernel_mod
 from rmapbench.guest.progress import Progress
-from rmapbench.ksft.cli import UsageError, integer, new_dir
+from rmapbench.ksft.cli import UsageError, integer, new_dir, refuse
 from rmapbench.ksft.status import EXIT_GUEST
 
 SUITE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -86,9 +86,12 @@ def option_flag(name: str) -> str:
 
 def check_test_args(programs: list[Path], args: list[str]) -> None:
     """Refuse, before any boot, options the test programs would refuse."""
+    refused = UsageError("--results is set per run; do not give it in TEST ARGS")
     if "--results" in args or any(a.startswith("--results=") for a in args):
-        raise UsageError("--results is set per run; do not give it in TEST ARGS")
+        raise refused
     program.check_programs(programs, args)
+    if program.gives(args, "results"):  # abbreviated: --res DIR
+        raise refused
 
 
 def add_guest_options(
@@ -180,7 +183,7 @@ def resolve_kernels(
     try:
         return [spec.fetch() for spec in specs]
     except (kernel_mod.KernelError, OSError) as e:
-        print(f"rmapbench {command}: error: {e}", file=sys.stderr)
+        refuse(f"rmapbench {command}", e)
         return None
 
 

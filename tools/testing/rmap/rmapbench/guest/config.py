@@ -19,6 +19,7 @@ from typing import Literal
 
 from rmapbench.guest import kernel as kernel_mod
 from rmapbench.guest.qemu import parse_memory
+from rmapbench.ksft.cli import any_path, integer
 
 STOCK_SERIES = "6.12"
 # The machine's bounds: QEMU's own limits are far above; a guest of the
@@ -30,7 +31,8 @@ MIN_NODE_MIB = 128
 MAX_TIMEOUT = 7 * 24 * 3600
 # A Debian stock series, optionally with a flavour: 6.12 (generic), 6.12-rt
 # (PREEMPT_RT), 6.12-cloud (no 9p: refused before booting, kernel.py).
-SERIES = re.compile(r"\d+\.\d+(?:-(?:rt|cloud))?")
+# ASCII digits: \d alone takes any script's, which no package name has.
+SERIES = re.compile(r"\d+\.\d+(?:-(?:rt|cloud))?", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class KernelSpec:
     @classmethod
     def parse(cls, spec: str) -> KernelSpec:
         """IMAGE|SERIES: a series like 6.12 unless a file of that name exists."""
+        if not spec:  # Path("") would be the current directory
+            raise argparse.ArgumentTypeError("expected an image or a series, got ''")
         if SERIES.fullmatch(spec) and not Path(spec).exists():
             return cls.stock(spec)
         return cls.file(Path(spec))
@@ -106,7 +110,10 @@ class GuestOptions:
                 raise ValueError(f"--{name} must be at least 1")
             if value > most:
                 raise ValueError(f"--{name} must be at most {most:g}, got {value:g}")
-        mib = parse_memory(self.memory)
+        try:
+            mib = parse_memory(self.memory)
+        except ValueError as e:
+            raise ValueError(f"--memory: {e}") from None
         if mib < 1:
             raise ValueError("--memory must be at least 1M")
         if mib > MAX_MEMORY_MIB:
@@ -140,7 +147,7 @@ def add_arguments(
         which = p.add_mutually_exclusive_group()
         which.add_argument(
             "--kernel",
-            type=Path,
+            type=any_path(),
             metavar="IMAGE",
             help="guest kernel (bzImage/vmlinuz); default: Debian's stock "
             f"{STOCK_SERIES}, fetched once",
@@ -153,7 +160,10 @@ def add_arguments(
             f"PREEMPT_RT flavour (default {STOCK_SERIES})",
         )
         p.add_argument(
-            "--modules", type=Path, metavar="DIR", help="modules of --kernel (lib/modules/RELEASE)"
+            "--modules",
+            type=any_path(),
+            metavar="DIR",
+            help="modules of --kernel (lib/modules/RELEASE)",
         )
     else:
         p.add_argument(
@@ -164,8 +174,9 @@ def add_arguments(
             metavar="IMAGE|SERIES",
             help=kernel_help,
         )
-    p.add_argument("--nodes", type=int, default=2, help="guest NUMA nodes (default 2)")
-    p.add_argument("--cpus", type=int, default=2, help="guest CPUs (default 2)")
+    # Unbounded here: GuestOptions.check() says what the bounds are.
+    p.add_argument("--nodes", type=integer(), default=2, help="guest NUMA nodes (default 2)")
+    p.add_argument("--cpus", type=integer(), default=2, help="guest CPUs (default 2)")
     p.add_argument("--memory", default="2G", help="guest memory (default 2G)")
     p.add_argument(
         "--accel",
@@ -175,7 +186,7 @@ def add_arguments(
     )
     p.add_argument(
         "--timeout",
-        type=type(timeout),
+        type=integer() if isinstance(timeout, int) else float,
         default=timeout,
         metavar="S",
         help=f"{timeout_help} (default {timeout:g})",
@@ -194,7 +205,8 @@ def from_namespace(ns: argparse.Namespace) -> GuestOptions:
         if ns.modules is not None and not ns.modules.is_dir():
             raise ValueError(f"--modules {ns.modules}: directory not found")
         if given is not None and not given.is_file():
-            raise ValueError(f"--kernel {given}: image file not found")
+            what = "a directory, not an image file" if given.is_dir() else "image file not found"
+            raise ValueError(f"--kernel {given}: {what}")
         if given is None and not SERIES.fullmatch(ns.kernel_series):
             raise ValueError(
                 f"--kernel-series {ns.kernel_series}: not a series like 6.12 or 6.12-rt"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from rmapbench.guest.bytecode import SUITE_DIR
-from rmapbench.ksft.cli import UsageError
+from rmapbench.ksft.cli import UsageError, refuse
 
 T = TypeVar("T")
 
@@ -173,13 +173,14 @@ def run_parallel(
 
 def run_suite(
     g: Any, programs: Sequence[Path], test_args: Sequence[str], share: Path, jobs: int,
-    out: TextIO | None = None,
+    out: TextIO | None = None, env: dict[str, str] | None = None,
 ) -> int:  # fmt: skip
     """The front door's --jobs: the programs over up to `jobs` guests at
     once (guest options g, a config.GuestOptions), every result into
     `share` (console.log, console-1.log, ... one per guest) and one TAP
-    stream in case order. The suite's status, EXIT_GUEST when a guest gave
-    none, EXIT_KERNEL when the kernel could not be fetched."""
+    stream in case order; env: variables for the guests' runners. The
+    suite's status, EXIT_GUEST when a guest gave none, EXIT_KERNEL when the
+    kernel could not be fetched."""
     import sys
 
     from rmapbench.guest import kernel as kernel_mod
@@ -191,8 +192,7 @@ def run_suite(
     try:
         image = g.kernel.fetch()
     except (kernel_mod.KernelError, OSError) as e:
-        print(f"run_tests.sh: error: {e}", file=sys.stderr)
-        return EXIT_KERNEL
+        return refuse("run_tests.sh", e, EXIT_KERNEL)
 
     def one(slot: Slot, i: int, stream: TextIO) -> int:
         argv = [sys.executable, "-m", "rmapbench.ksft.runner", "--timeout", str(int(g.timeout)),
@@ -200,7 +200,7 @@ def run_suite(
         log_name = "console.log" if i == 0 else f"console-{i}.log"
         result = vm.run_in_guest(
             image, argv, nodes=g.nodes, cpus=g.cpus, memory=g.memory, accel=g.accel,
-            timeout=g.timeout + 120, share_dir=share, cwd=SUITE_DIR,
+            timeout=g.timeout + 120, share_dir=share, cwd=SUITE_DIR, env=env,
             console_log=share / log_name, stream=stream,
         )  # fmt: skip
         print(

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
+from rmapbench.ksft.cli import shown
+
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
@@ -67,11 +69,17 @@ class Topology:
         return args
 
 
+# More digits than any machine's MiB (and than int() converts: 4300).
+MEMORY_DIGITS = 15
+
+
 def parse_memory(text: str) -> int:
     """'2G', '1536M', '2048' (MiB) -> MiB."""
     match = re.fullmatch(r"(\d+)([MmGg]?)", text.strip())
     if not match:
-        raise ValueError(f"bad memory size {text!r} (use e.g. 2G or 1536M)")
+        raise ValueError(f"bad memory size {shown(text, quote=True)} (use e.g. 2G or 1536M)")
+    if len(match.group(1).lstrip("0")) > MEMORY_DIGITS:
+        raise ValueError(f"memory size {shown(text, quote=True)} is beyond any machine")
     value = int(match.group(1))
     return value * 1024 if match.group(2) in ("G", "g") else value
 

@@ -13,12 +13,22 @@ import os
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from rmapbench.bench import cases, program
 from rmapbench.guest import config, jobs
 from rmapbench.ksft import results, runner, summary
-from rmapbench.ksft.cli import Parser, UsageError, add_verbose, guarded, out_dir, replay_journals
+from rmapbench.ksft.cli import (
+    Parser,
+    UsageError,
+    add_verbose,
+    guarded,
+    integer,
+    out_dir,
+    refuse,
+    replay_journals,
+)
 from rmapbench.ksft.status import EXIT_GUEST, EXIT_KERNEL
 from rmapbench.machine import mm
 from rmapbench.tracing import tracefs
@@ -54,7 +64,7 @@ def parser() -> argparse.ArgumentParser:
     add_verbose(p)
     p.add_argument(
         "--jobs",
-        type=int,
+        type=integer(),
         default=1,
         metavar="N",
         help="run the cases in up to N guests at once, each pinned to its own host CPUs "
@@ -87,6 +97,14 @@ def run_here(test_args: list[str], timeout: int) -> int:
     return runner.run(_programs(test_args), test_args, timeout)
 
 
+def guest_env(programs: list[Path]) -> dict[str, str]:
+    """What of this environment the suite's programs read, for the guest,
+    whose command starts with an empty environment: $RMAP_ARGS and each
+    program's $KSELFTEST_<PROG>_ARGS, when set (check() has checked them)."""
+    names = ["RMAP_ARGS", *(runner.env_args_name(p.name) for p in programs)]
+    return {n: os.environ[n] for n in names if n in os.environ}
+
+
 class GuestFailed(Exception):
     """The guest gave no exit status; its console log is worth keeping."""
 
@@ -100,8 +118,7 @@ def run_guest(g: config.GuestOptions, test_args: list[str], share: Path) -> int:
     try:
         image = g.kernel.fetch()
     except (kernel_mod.KernelError, OSError) as e:
-        print(f"run_tests.sh: error: {e}", file=sys.stderr)
-        return EXIT_KERNEL
+        return refuse("run_tests.sh", e, EXIT_KERNEL)
     argv = [
         sys.executable,
         "-m",
@@ -123,6 +140,7 @@ def run_guest(g: config.GuestOptions, test_args: list[str], share: Path) -> int:
             timeout=g.timeout + 120,
             share_dir=share,
             cwd=SUITE_DIR,  # the programs' relative paths, as make run_tests has them
+            env=guest_env(_programs(test_args)),
             console_log=share / "console.log",
         )
     except vm.GuestError as e:
@@ -140,7 +158,18 @@ def main(argv: list[str] | None = None) -> int:
     return guarded("run_tests.sh", lambda: _main(argv), argv)
 
 
-def _main(argv: list[str] | None) -> int:
+@dataclass(frozen=True)
+class Invocation:
+    """A command line of the front door, parsed and checked."""
+
+    ns: argparse.Namespace
+    test_args: list[str]  # the options of every program (--case included)
+    guest: config.GuestOptions
+
+
+def check(argv: list[str] | None) -> Invocation:
+    """The command line parsed and checked, every option and cross-option
+    constraint, with nothing set up or started; UsageError otherwise."""
     ns = parser().parse_args(argv)
     test_args = [a for a in ns.test_args if a != "--"] if ns.test_args else []
     test_args = [arg for name in ns.case for arg in ("--case", name)] + test_args
@@ -149,13 +178,29 @@ def _main(argv: list[str] | None) -> int:
     # The test options (and $RMAP_ARGS) are checked here, before a guest is
     # booted, as each selected program will check them: an unknown --case
     # or a malformed option is exit status 2 now.
-    program.selected_programs(test_args)
-    if ns.jobs != 1:  # refused before a boot, like any bad option
-        jobs.plan(_programs(test_args), ns.jobs, jobs.host_cpus_per_guest(ns.accel, ns.cpus))
+    programs = program.selected_programs(test_args)
+    for prog in programs:  # as the runner will give them, here or in the guest
+        own = runner.env_args(prog.name)
+        if own:
+            try:
+                program.check_programs([prog], own + test_args)
+            except UsageError as e:
+                raise UsageError(f"{runner.env_args_name(prog.name)}: {e}") from None
+    if program.gives(test_args, "results"):  # --results=DIR, --res DIR
+        raise UsageError("give --results before --, to run_tests.sh itself")
     try:
         g = config.from_namespace(ns)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    # Once --cpus is known to be in range: what the guests need of the host.
+    if ns.jobs != 1:  # refused before a boot, like any bad option
+        jobs.plan(_programs(test_args), ns.jobs, jobs.host_cpus_per_guest(g.accel, g.cpus))
+    return Invocation(ns, test_args, g)
+
+
+def _main(argv: list[str] | None) -> int:
+    checked = check(argv)
+    ns, test_args, g = checked.ns, checked.test_args, checked.guest
     replay_journals("run_tests.sh")
     keep = ns.results is not None
     share = ns.results.resolve() if keep else Path(tempfile.mkdtemp(prefix="rmapbench-results-"))
@@ -172,7 +217,8 @@ def _main(argv: list[str] | None) -> int:
                 )
             try:
                 if ns.jobs > 1:
-                    status = jobs.run_suite(g, _programs(test_args), args, share, ns.jobs)
+                    progs = _programs(test_args)
+                    status = jobs.run_suite(g, progs, args, share, ns.jobs, env=guest_env(progs))
                     if status == EXIT_GUEST:
                         raise GuestFailed
                 else:

@@ -301,19 +301,43 @@ def main(args: Sequence[str] | None = None) -> int:
     return guarded("python3 -m rmapbench.guest.vm", lambda: _main(args), args)
 
 
-def _main(args: Sequence[str] | None) -> int:
+@dataclass(frozen=True)
+class Invocation:
+    """A command line of the vm command, parsed and checked."""
+
+    opts: argparse.Namespace
+    command: list[str]
+    guest: config.GuestOptions
+    kernel: KernelImage | None  # a given image, read; None: the stock kernel, not fetched yet
+
+
+def check(args: Sequence[str] | None) -> Invocation:
+    """The command line parsed and checked, a given kernel image read, and
+    nothing else done (no fetch, no boot); UsageError otherwise."""
     parser = _parser()
     opts = parser.parse_args(args)
     command = opts.command[1:] if opts.command[:1] == ["--"] else opts.command
     if not command:
         parser.error("no command given (put it after --)")
-    logging.basicConfig(level=logging.INFO if opts.verbose else logging.WARNING)
     try:
         g = config.from_namespace(opts)
-        # A given image is read now (a usage error); a stock kernel is fetched below.
-        kernel = g.kernel.fetch() if g.kernel.image else None
-    except (ValueError, KernelError) as e:
+    except ValueError as e:
         parser.error(str(e))
+    try:
+        # A given image is read now (a usage error); a stock kernel is fetched later.
+        kernel = g.kernel.fetch() if g.kernel.image else None
+    except KernelError as e:
+        text = str(e)
+        parser.error(text if text.startswith("--") else f"--kernel: {text}")
+    except OSError as e:  # a file that cannot be read: /proc/self/mem, an I/O error
+        parser.error(f"--kernel {g.kernel}: cannot read it ({e.strerror or e})")
+    return Invocation(opts, list(command), g, kernel)
+
+
+def _main(args: Sequence[str] | None) -> int:
+    checked = check(args)
+    opts, command, g, kernel = checked.opts, checked.command, checked.guest, checked.kernel
+    logging.basicConfig(level=logging.INFO if opts.verbose else logging.WARNING)
     replay_journals("rmapbench.guest.vm")
     keep_log = opts.console_log is not None
     if keep_log:

@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import math
 import os
+import re
 import signal
 import sys
 import traceback
@@ -55,11 +56,24 @@ class Parser(argparse.ArgumentParser):
 # -- typed values -----------------------------------------------------------
 
 
+# A value is echoed in its error line; a pasted megabyte is not.
+SHOWN_CHARS = 40
+# Digits of an integer beyond what int() converts (sys.get_int_max_str_digits'
+# default is 4300) are far beyond every range here: out of range, not "not a number".
+_DIGITS = re.compile(r"\s*([+-]?)[0-9][0-9_]*\s*", re.ASCII)
+
+
+def shown(text: str, quote: bool = False) -> str:
+    """A value as an error line shows it: cut short when it is long."""
+    cut = text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}... ({len(text)} characters)"
+    return repr(cut) if quote else cut
+
+
 def _check_range(value: float, text: str, lo: float | None, hi: float | None) -> None:
     if lo is not None and value < lo:
-        raise argparse.ArgumentTypeError(f"must be at least {lo}, got {text}")
+        raise argparse.ArgumentTypeError(f"must be at least {lo}, got {shown(text)}")
     if hi is not None and value > hi:
-        raise argparse.ArgumentTypeError(f"must be at most {hi}, got {text}")
+        raise argparse.ArgumentTypeError(f"must be at most {hi}, got {shown(text)}")
 
 
 def integer(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
@@ -69,7 +83,15 @@ def integer(lo: int | None = None, hi: int | None = None) -> Callable[[str], int
         try:
             value = int(text.strip(), 10)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+            digits = _DIGITS.fullmatch(text)
+            if digits is None:
+                raise argparse.ArgumentTypeError(f"not a number: {shown(text, True)}") from None
+            negative = digits.group(1) == "-"
+            bound = lo if negative else hi
+            if bound is None:  # no range to be out of: too long to be any use
+                raise argparse.ArgumentTypeError(
+                    f"too long a number: {shown(text, True)}") from None  # fmt: skip
+            value = bound - 1 if negative else bound + 1  # beyond the bound it crosses
         _check_range(value, text, lo, hi)
         return value
 
@@ -87,11 +109,13 @@ def number(
         try:
             value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+            raise argparse.ArgumentTypeError(f"not a number: {shown(text, True)}") from None
+        if math.isinf(value) and "inf" not in text.lower():  # 1e999: finite, but too large
+            _check_range(value, text, lo, hi)
         if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {shown(text)}")
         if above and lo is not None and value <= lo:
-            raise argparse.ArgumentTypeError(f"must be more than {lo}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be more than {lo}, got {shown(text)}")
         _check_range(value, text, None if above else lo, hi)
         return value
 
@@ -140,6 +164,12 @@ def _path_type(check: Callable[[Path], str | None], name: str) -> Callable[[str]
 
     parse.__name__ = name
     return parse
+
+
+def any_path() -> Callable[[str], Path]:
+    """argparse type: a path, which "" is not (Path("") is the current
+    directory); whether it exists is for the command to say."""
+    return _path_type(lambda p: None, "path")
 
 
 def out_dir() -> Callable[[str], Path]:
@@ -204,9 +234,16 @@ def add_verbose(p: argparse.ArgumentParser) -> None:
 # -- the one error path -----------------------------------------------------
 
 
+def one_line(text: str) -> str:
+    """text as one printable line: a value echoed in a message may hold a
+    newline, a control character or an undecodable argv byte (a
+    surrogate), each shown escaped as repr() would."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def refuse(prog: str, error: Exception | str, status: int = EXIT_USAGE) -> int:
     """Print the one line; return the status to exit with."""
-    print(f"{prog}: error: {error}", file=sys.stderr)
+    print(one_line(f"{prog}: error: {error}"), file=sys.stderr)
     return status
 
 
@@ -265,7 +302,7 @@ def guarded(
         return knobs.exit_status_for(knobs.received_signal() or signal.SIGPIPE)
     except (knobs.Interrupted, KeyboardInterrupt) as e:
         signum = e.signum if isinstance(e, knobs.Interrupted) else 2
-        print(f"{diag}{prog}: interrupted by {knobs.signal_name(signum)}{notes(e)}",
+        print(one_line(f"{diag}{prog}: interrupted by {knobs.signal_name(signum)}{notes(e)}"),
               file=sys.stderr)
         return knobs.exit_status_for(signum)
     except Exception as e:
@@ -273,7 +310,7 @@ def guarded(
             traceback.print_exc()
         hint = "" if _verbose(args) else " (rerun with -v for the traceback)"
         print(
-            f"{diag}{prog}: internal error: {type(e).__name__}: {e}{notes(e)}{hint}",
+            one_line(f"{diag}{prog}: internal error: {type(e).__name__}: {e}{notes(e)}{hint}"),
             file=sys.stderr,
         )
         return EXIT_INTERNAL

@@ -10,7 +10,6 @@ scenario; parse() is told the case and the policies of every case."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shlex
 from collections.abc import Mapping
@@ -106,9 +105,10 @@ class CasePolicy:
 
 # Upper bounds: every process is a forked Python interpreter.
 MAX_PROCS = 512
-# benchmarks/scale.py raises the cap for its runs (in the guest only).
-with contextlib.suppress(ValueError):
-    MAX_PROCS = max(MAX_PROCS, int(os.environ.get("RMAPBENCH_MAX_PROCS", "0")))
+# benchmarks/scale.py raises the cap for its runs (in the guest only),
+# never beyond MAX_PROCS_RAISED: max_procs().
+MAX_PROCS_ENV = "RMAPBENCH_MAX_PROCS"
+MAX_PROCS_RAISED = 65536
 MAX_FORK_WIDTH = 64
 MAX_FORK_DEPTH = 8
 
@@ -223,7 +223,7 @@ def build_parser(
     )
     p.add_argument(
         "--merge-across-nodes",
-        type=int,
+        type=cli.integer(),
         choices=(0, 1),
         help=f"{used_by('merge_across_nodes')}: set KSM's merge_across_nodes (0: one "
         "stable tree per NUMA node) while merging (default: as it is)",
@@ -289,13 +289,13 @@ def build_parser(
     )
     p.add_argument(
         "--min-samples",
-        type=_positive(int, 1),
+        type=_positive(int, 1, MAX_SAMPLES),
         metavar="N",
         help="with --precision: measured samples before the first check (default 10)",
     )
     p.add_argument(
         "--max-samples",
-        type=_positive(int, 1),
+        type=_positive(int, 1, MAX_SAMPLES),
         metavar="N",
         help="with --precision: stop after N measured samples however wide the interval "
         "(default 300)",
@@ -329,7 +329,7 @@ def parse(
     except ValueError as e:  # unbalanced quotes: one line and exit 2, not a traceback
         raise UsageError(f"RMAP_ARGS: {e}") from None
     ns = parser.parse_args(suite_args + list(argv))
-    if ns.workload:  # its options first: those given explicitly win
+    if ns.workload is not None:  # its options first: those given explicitly win
         try:
             expanded = workloads.expand(ns.workload)
         except ValueError as e:
@@ -380,21 +380,37 @@ def unknown_cases(selected: list[str], known: list[str]) -> str | None:
     bad = [n for n in selected if n not in known]
     if not bad:
         return None
-    return f"unknown case {', '.join(map(repr, bad))} (known: {', '.join(known)})"
+    return f"unknown case {', '.join(map(repr, bad))} in --case (known: {', '.join(known)})"
+
+
+def max_procs() -> int:
+    """The cap of --procs and of the fork tree: MAX_PROCS, or higher as
+    $RMAPBENCH_MAX_PROCS asks. UsageError naming the variable for a value
+    that is not a count up to MAX_PROCS_RAISED (read each time: never
+    silently ignored)."""
+    text = os.environ.get(MAX_PROCS_ENV, "")
+    if not text:
+        return MAX_PROCS
+    try:
+        raised = cli.integer(0, MAX_PROCS_RAISED)(text)
+    except argparse.ArgumentTypeError as e:
+        raise UsageError(f"{MAX_PROCS_ENV}: {e}") from None
+    return max(MAX_PROCS, raised)
 
 
 def _check_processes(opts: Options) -> None:
-    if opts.procs is not None and opts.procs > MAX_PROCS:
-        raise UsageError(f"--procs {opts.procs} is more than {MAX_PROCS}")
+    most = max_procs()
+    if opts.procs is not None and opts.procs > most:
+        raise UsageError(f"--procs {opts.procs} is more than {most}")
     if opts.fork_width > MAX_FORK_WIDTH:
         raise UsageError(f"--fork-width {opts.fork_width} is more than {MAX_FORK_WIDTH}")
     if opts.fork_depth > MAX_FORK_DEPTH:
         raise UsageError(f"--fork-depth {opts.fork_depth} is more than {MAX_FORK_DEPTH}")
     tree = sum(opts.fork_width**d for d in range(1, opts.fork_depth + 1))
-    if tree > MAX_PROCS:
+    if tree > most:
         raise UsageError(
             f"--fork-width {opts.fork_width} --fork-depth {opts.fork_depth} make a tree of "
-            f"{tree} processes, more than {MAX_PROCS}"
+            f"{tree} processes, more than {most}"
         )
 
 

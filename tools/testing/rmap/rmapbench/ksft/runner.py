@@ -44,9 +44,9 @@ from rmapbench.ksft.cli import (
     Parser,
     UsageError,
     add_verbose,
+    any_path,
     guarded,
     integer,
-    refuse,
     replay_journals,
 )
 from rmapbench.ksft.status import EXIT_TIMEOUT, KSFT_SKIP
@@ -234,7 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     return guarded("runner", lambda: _main(argv), argv)
 
 
-def _main(argv: list[str] | None) -> int:
+def check(argv: list[str] | None) -> tuple[list[Path], list[str], int]:
+    """The programs to run, their options and the timeout per program, the
+    command line and the environment checked, nothing run yet; UsageError."""
     p = Parser(
         prog="python3 -m rmapbench.ksft.runner",
         description="run test programs with kselftest semantics",
@@ -245,7 +247,9 @@ def _main(argv: list[str] | None) -> int:
         help="seconds per program (default: settings file)",
     )
     add_verbose(p)
-    p.add_argument("progs", nargs="+", type=Path, help="test programs, then -- and their options")
+    p.add_argument(
+        "progs", nargs="+", type=any_path(), help="test programs, then -- and their options"
+    )
     argv = list(sys.argv[1:] if argv is None else argv)
     cut = argv.index("--") if "--" in argv else len(argv)
     ns = p.parse_args(argv[:cut])
@@ -256,14 +260,19 @@ def _main(argv: list[str] | None) -> int:
     if selected is not None:
         problem = cases.error(selected)
         if problem:
-            return refuse("runner", problem)
+            raise UsageError(problem)
         # Programs of cases --case left out are not run at all (a program
         # outside the registry is, and decides for itself).
         progs = [q for q in progs if cases.case_of(q) in (None, *selected)]
     for prog in progs:
         if not prog.is_file() or not os.access(prog, os.X_OK):
-            return refuse("runner", f"{prog} is not an executable test program")
+            raise UsageError(f"{prog} is not an executable test program")
         env_args(prog.name)  # refused now, not after the programs before it ran
+    return progs, extra, timeout
+
+
+def _main(argv: list[str] | None) -> int:
+    progs, extra, timeout = check(argv)
     replay_journals("runner")
     return run(progs, extra, timeout)
 

@@ -25,13 +25,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from rmapbench.files import write_atomic
 
 log = logging.getLogger(__name__)
 
-JOURNAL_DIR = Path(os.environ.get("RMAPBENCH_JOURNAL_DIR", "/run/rmapbench"))
+# An empty value is no value: Path("") would be whatever directory the
+# command happens to run in (a test program runs in its own).
+JOURNAL_DIR = Path(os.environ.get("RMAPBENCH_JOURNAL_DIR") or "/run/rmapbench")
 # A suite runner's journal of the probe events its programs keep
 # (journal-PID-shared.json: machine/shared_probes.py), replayed last.
 SHARED_SUFFIX = "-shared"
@@ -420,8 +422,26 @@ def signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-if __name__ == "__main__":  # pragma: no cover - manual recovery tool
+def main(argv: list[str] | None = None) -> int:
+    """`python3 -m rmapbench.machine.knobs`: replay the journals of dead
+    runs by hand. It takes no argument but --help, which must never replay.
+    (Its own small parser: ksft.cli's imports this module.)"""
+    import argparse
     import sys
 
+    prog = "python3 -m rmapbench.machine.knobs"
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:  # one line, exit 2 (ksft/status.py)
+            print(f"{prog}: error: {message}", file=sys.stderr)
+            raise SystemExit(2)
+
+    Parser(prog=prog, description=f"undo what runs that died left changed (the journals "
+           f"in {JOURNAL_DIR}, $RMAPBENCH_JOURNAL_DIR)").parse_args(argv)  # fmt: skip
     logging.basicConfig(level=logging.INFO)
-    recover_stale(report=lambda line: print(f"rmapbench.machine.knobs: {line}", file=sys.stderr))
+    recover_stale(report=lambda line: print(f"{prog}: {line}", file=sys.stderr))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - manual recovery tool
+    raise SystemExit(main())
