@@ -51,12 +51,14 @@ def key_fields(fmt: str) -> tuple[str, str]:
     return folio, rwc
 
 
+_RAW = re.compile(r"(?:0x)?(ffff[0-9a-f]{12})")
+
+
 def raw_pointer(value: str | None) -> int | None:
-    """A %px pointer (kernel addresses: ffff...), or None for a hashed %p."""
-    if not value:
-        return None
-    v = value.lower().removeprefix("0x")
-    return int(v, 16) if v.startswith("ffff") else None
+    """A %px pointer (kernel addresses: ffff...), or None for a hashed %p
+    (or anything else that is not a 64-bit kernel address)."""
+    m = _RAW.fullmatch(value.lower()) if value else None
+    return int(m.group(1), 16) if m else None
 
 
 # --tracepoint-form values -> the form check() settles on.
@@ -139,16 +141,19 @@ class Tracepoint:
         )  # fmt: skip
 
     def walks(self, trace_text: str) -> Pairing:
-        parsed = list(events.parse(trace_text))
+        damage = events.Damage()
+        parsed = list(events.parse(trace_text, damage))
         if self.form == "duration":
-            return with_folios(events.walks_with_duration(parsed, "rmap_walk"), parsed, "rmap_walk")
-        raw = with_folios(events.pair_start_end(parsed, START, END), parsed, END)
+            timed = events.walks_with_duration(parsed, "rmap_walk", damage)
+            return damage.charge(with_folios(timed, parsed, "rmap_walk"))
+        raw = with_folios(events.pair_start_end(parsed, START, END, damage), parsed, END)
         if not self.paired_in_kernel:
-            return raw
-        exact = in_kernel_walks(parsed, self.synth, END)
+            return damage.charge(raw)
+        # The end events' damage is counted once, by pair_start_end().
+        exact = in_kernel_walks(parsed, self.synth, END, damage)
         exact.unmatched_exits += raw.unmatched_exits
-        exact.unfinished = raw.unfinished
-        return exact
+        exact.unfinished += raw.unfinished
+        return damage.charge(exact)
 
 
 def start_end_pair(synth: str, keys: tuple[str, str]) -> hist.KeyedPair:
@@ -228,31 +233,43 @@ class SyscallPair:
         return Description(self.name, inst.clock, 1, detail)
 
     def walks(self, trace_text: str) -> Pairing:
-        return syscall_intervals(events.parse(trace_text), self.synth)
+        damage = events.Damage()
+        parsed = list(events.parse(trace_text, damage))
+        out = syscall_intervals(parsed, self.synth, damage)
+        # Each exit's trigger records one synthetic event: an exit without
+        # one is an interval missing.
+        exits = sum(1 for ev in parsed if ev.name == SYS_EXIT)
+        out.unmatched_exits += max(0, exits - sum(1 for ev in parsed if ev.name == self.synth))
+        return damage.charge(out)
 
 
-def syscall_intervals(parsed: Iterable[Event], synth: str) -> Pairing:
+def syscall_intervals(parsed: Iterable[Event], synth: str, damage: events.Damage | None = None
+                      ) -> Pairing:  # fmt: skip
     """The calibration's intervals from its synthetic events; as in
     in_kernel_walks(), one counts only when the start's saved fields are
-    the end's and the latency is not negative."""
+    the end's and the latency is not negative. An event without them, or
+    with a value that is no decimal u64, goes to `damage` (None: one of
+    its own)."""
+    d = damage if damage is not None else events.Damage()
     out = Pairing()
     end_names = SYSCALL_SYNTH_NAMES
     start_names = tuple(f"{hist.START_PREFIX}{n}" for n in end_names)
     for ev in parsed:
-        if ev.name != synth or "lat" not in ev.fields:
+        if ev.name != synth:
             continue
         try:
-            lat = events.to_int(ev.fields["lat"])
-            ended = tuple(events.to_int(ev.fields[n]) for n in end_names)
-            started = tuple(events.to_int(ev.fields[n]) for n in start_names)
-        except (KeyError, ValueError):
-            out.unmatched_exits += 1
+            events.fetched(ev.fields, ("lat", *end_names, *start_names))
+            lat = events.decimal(ev.fields["lat"])
+            ended = tuple(events.decimal(ev.fields[n]) for n in end_names)
+            started = tuple(events.decimal(ev.fields[n]) for n in start_names)
+        except events.Unreadable as e:
+            d.event(ev, str(e))
             continue
-        if lat >= 1 << 63 or started != ended:
+        if lat >= events.NEGATIVE or started != ended:
             out.unmatched_exits += 1
             continue
         out.walks.append(Walk(ev.ts_ns, lat, ev.pid, "getppid", "calibration"))
-    return out
+    return d.charge(out) if damage is None else out
 
 
 def with_folios(p: Pairing, parsed: list[Event], name: str) -> Pairing:
@@ -278,41 +295,55 @@ def _ends_of(walks: list[Walk], ends: list[Event]) -> list[Event | None]:
     return out
 
 
-def in_kernel_walks(parsed: list[Event], synth: str, end: str) -> Pairing:
+def in_kernel_walks(parsed: list[Event], synth: str, end: str,
+                    damage: events.Damage | None = None) -> Pairing:  # fmt: skip
     """Walks from the synthetic events (latency at 1 ns, raw folio and rwc),
     with page type and `locked` from the end event of the same (folio, rwc),
-    taken in order."""
-    pending: dict[tuple[int, int], deque[Event]] = defaultdict(deque)
+    taken in order. A synthetic event without its five u64 goes to
+    `damage` (None: one of its own); an end event that cannot be read is
+    left to pair_start_end(), which reads the same events."""
+    d = damage if damage is not None else events.Damage()
+    pending: dict[tuple[int, int], deque[tuple[Event, str, str]]] = defaultdict(deque)
     out = Pairing()
+    keys = (*hist.SYNTH_KEY_NAMES, *(f"{hist.START_PREFIX}{n}" for n in hist.SYNTH_KEY_NAMES))
     for ev in parsed:
         if ev.name == end:
             f, r = raw_pointer(ev.fields.get("folio")), raw_pointer(ev.fields.get("rwc"))
-            if f is not None and r is not None:
-                pending[(f, r)].append(ev)
+            if f is None or r is None:
+                continue
+            try:
+                events.fetched(ev.fields, events.START_END_FIELDS)
+                read = (ev, events.function_of_locked(ev.fields), events.page_type_of(ev.fields))
+            except events.Unreadable:
+                continue
+            pending[(f, r)].append(read)
             continue
-        if ev.name != synth or "lat" not in ev.fields:
+        if ev.name != synth:
             continue
-        lat = events.to_int(ev.fields["lat"])
-        folio, rwc = events.to_int(ev.fields["folio"]), events.to_int(ev.fields["rwc"])
-        started = (
-            events.to_int(ev.fields.get(f"{hist.START_PREFIX}folio", "0")),
-            events.to_int(ev.fields.get(f"{hist.START_PREFIX}rwc", "0")),
-        )
+        try:
+            events.fetched(ev.fields, ("lat", *keys))
+            lat = events.decimal(ev.fields["lat"])
+            folio, rwc, *started = (events.decimal(ev.fields[k]) for k in keys)
+        except events.Unreadable as e:
+            d.event(ev, str(e))
+            continue
         queue = pending.get((folio, rwc))
         # Negative (a clear mid-walk), no end seen, or the task's last start
         # was another walk's.
-        if lat >= 1 << 63 or not queue or started != (folio, rwc):
+        if lat >= events.NEGATIVE or not queue or tuple(started) != (folio, rwc):
             out.unmatched_exits += 1
             continue
-        e = queue.popleft()
+        ended, function, page_type = queue.popleft()
         out.walks.append(
             Walk(
-                end_ns=e.ts_ns,
+                end_ns=ended.ts_ns,
                 duration_ns=lat,
                 pid=ev.pid,
-                function=events.function_of_locked(e.fields),
-                page_type=events.page_type_of(e.fields),
+                function=function,
+                page_type=page_type,
                 folio=folio,
             )
         )
-    return out
+    # Ends the kernel's pairing gave no walk for (its synthetic event missing).
+    out.unfinished = sum(len(q) for q in pending.values())
+    return d.charge(out) if damage is None else out
