@@ -22,6 +22,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from trace_damage import HARMLESS, SETTINGS, Damaged, compatible, damaged, sections
 
+from rmapbench.tracing import fgraph
 from rmapbench.tracing.events import Pairing
 from rmapbench.tracing.probes import DynamicProbe
 from rmapbench.tracing.tracepoint import SyscallPair, Tracepoint
@@ -63,6 +64,10 @@ def syscall(synth: str) -> Callable[[str], Read]:
     return lambda text: _walks(pair.walks(text))
 
 
+def graph(text: str) -> Read:
+    return _walks(fgraph.graph_walks(text, 0))
+
+
 # parser -> (how it reads a sample, the fixtures' samples, which unknown-
 # event damage it must count: those whose instance holds its events alone)
 PARSERS: dict[str, tuple[Callable[[str], Read], list[str], bool]] = {
@@ -89,6 +94,7 @@ PARSERS: dict[str, tuple[Callable[[str], Read], list[str], bool]] = {
     "kprobe": (probe("kprobe", "rmapbench_140"), sections("kprobe_ksm_6.1.trace"), False),
     "syscall pair": (
         syscall("rmapbench_81_c_getppid"), sections("tracepoint_syscall_calibration.trace"), False),
+    "function_graph": (graph, sections("fgraph_anon.trace"), True),
 }  # fmt: skip
 
 
