@@ -2,8 +2,9 @@
 line by line (tests/trace_damage.py says how), never raise and never make
 a walk of a line they could not read without counting it.
 
-Each parser is run through its backend's entry point (Backend.walks())
-on the fixtures, once as recorded and once damaged. What the property asks, by kind of damage:
+Each parser is run through its backend's entry point (Backend.walks(),
+the visit counter's collect()) on the fixtures, once as recorded and
+once damaged. What the property asks, by kind of damage:
 - what a later kernel may add or reorder: the same records, nothing counted;
 - a lost-events marker: the same records, its events counted as lost;
 - anything else: every record one of the recorded ones (a folio or a
@@ -20,9 +21,9 @@ from dataclasses import dataclass
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
-from trace_damage import HARMLESS, SETTINGS, Damaged, compatible, damaged, sections
+from trace_damage import FIXTURES, HARMLESS, SETTINGS, Damaged, compatible, damaged, sections
 
-from rmapbench.tracing import fgraph
+from rmapbench.tracing import fgraph, visits
 from rmapbench.tracing.events import Pairing
 from rmapbench.tracing.probes import DynamicProbe
 from rmapbench.tracing.tracepoint import SyscallPair, Tracepoint
@@ -132,3 +133,56 @@ def test_damaged_trace_text(name: str, data: st.DataObject) -> None:
     text = texts[data.draw(st.integers(0, len(texts) - 1), label="sample")]
     d = data.draw(damaged(text))
     check(read, text, d, WALK_UNKNOWN, strict)
+
+
+# -- the visit counter: ring-buffer text and hist files ------------------------
+
+
+def _firings(name: str) -> list[tuple[str, dict[str, str]]]:
+    """[(trace text, {hist event: hist text})] per recorded firing."""
+    out: list[tuple[str, dict[str, str]]] = []
+    text = (FIXTURES / name).read_text()
+    for part in re.split(r"^# rmapbench visits ", text, flags=re.MULTILINE)[1:]:
+        head, _, body = part.partition("\n")
+        if " hist " in head:
+            out[-1][1][head.split()[-1]] = body
+        else:
+            out.append((body, {}))
+    return out
+
+
+FIRINGS = _firings("visits_anon.trace") + _firings("visits_ksm.trace")[:2]
+
+
+def _visits(text: str, hists: dict[str, str]) -> Read:
+    walks, buckets, dropped, damage = visits.VisitProbe("fprobe").collect(text, hists)
+    records: list[tuple[object, ...]] = [
+        (w.pid, w.page_type, w.folio, tuple(sorted(w.search_sps)), w.searches, w.matched,
+         tuple(sorted(w.callbacks.items())), w.finished, w.caller)
+        for w in walks
+    ]  # fmt: skip
+    records += [("bucket", *key, n, None, None, None, None, None) for key, n in buckets.items()]
+    return Read(records, damage.lost_with(dropped), damage.lost)
+
+
+HIST_KINDS = ("out of range", "not a number", "garbage inside", "garbage line", "very long line",
+              "field given twice")
+
+
+@settings(max_examples=150, **SETTINGS)
+@given(data=st.data())
+def test_damaged_visit_counts(data: st.DataObject) -> None:
+    text, hists = FIRINGS[data.draw(st.integers(0, len(FIRINGS) - 1), label="firing")]
+    damage_hist = bool(hists) and data.draw(st.booleans())
+    if not damage_hist:
+        d = data.draw(damaged(text))
+        check(lambda t: _visits(t, hists), text, d, {8: ""}, True)
+        return
+    name = data.draw(st.sampled_from(sorted(hists)))
+    if data.draw(st.booleans()):
+        # A hist file is read whole: damage cuts it short, never a line inside.
+        cut = data.draw(st.integers(0, len(hists[name]) - 1))
+        d = Damaged("truncated", hists[name][:cut], 0, (hists[name][max(0, cut - 40) : cut],))
+    else:
+        d = data.draw(damaged(hists[name], HIST_KINDS))
+    check(lambda h: _visits(text, {**hists, name: h}), hists[name], d, {}, True)
