@@ -3,8 +3,8 @@ line by line (tests/trace_damage.py says how), never raise and never make
 a walk of a line they could not read without counting it.
 
 Each parser is run through its backend's entry point (Backend.walks(),
-the visit counter's collect()) on the fixtures, once as recorded and
-once damaged. What the property asks, by kind of damage:
+the visit counter's collect(), contention.parse()) on the fixtures, once
+as recorded and once damaged. What the property asks, by kind of damage:
 - what a later kernel may add or reorder: the same records, nothing counted;
 - a lost-events marker: the same records, its events counted as lost;
 - anything else: every record one of the recorded ones (a folio or a
@@ -23,7 +23,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from trace_damage import FIXTURES, HARMLESS, SETTINGS, Damaged, compatible, damaged, sections
 
-from rmapbench.tracing import fgraph, visits
+from rmapbench.tracing import contention, fgraph, visits
 from rmapbench.tracing.events import Pairing
 from rmapbench.tracing.probes import DynamicProbe
 from rmapbench.tracing.tracepoint import SyscallPair, Tracepoint
@@ -69,6 +69,12 @@ def graph(text: str) -> Read:
     return _walks(fgraph.graph_walks(text, 0))
 
 
+def locks(text: str) -> Read:
+    p = contention.parse(text)
+    records = [(w.pid, w.lock, w.kind, w.begin_ns, w.end_ns, w.ret) for w in p.waits]
+    return Read(records, p.unfinished + p.unmatched_ends + p.damage.lost_with(0), p.damage.lost)
+
+
 # parser -> (how it reads a sample, the fixtures' samples, which unknown-
 # event damage it must count: those whose instance holds its events alone)
 PARSERS: dict[str, tuple[Callable[[str], Read], list[str], bool]] = {
@@ -96,6 +102,7 @@ PARSERS: dict[str, tuple[Callable[[str], Read], list[str], bool]] = {
     "syscall pair": (
         syscall("rmapbench_81_c_getppid"), sections("tracepoint_syscall_calibration.trace"), False),
     "function_graph": (graph, sections("fgraph_anon.trace"), True),
+    "contention": (locks, sections("contention_ksm_6.12.trace"), False),
 }  # fmt: skip
 
 
