@@ -23,10 +23,11 @@ format:
 \tfield:void * folio;\toffset:8;\tsize:8;\tsigned:0;
 \tfield:void * rwc;\toffset:16;\tsize:8;\tsigned:0;
 \tfield:u64 duration_ns;\toffset:24;\tsize:8;\tsigned:0;
-\tfield:int page_type;\toffset:32;\tsize:4;\tsigned:1;
+\tfield:__data_loc char[] page_type;\toffset:32;\tsize:4;\tsigned:0;
 \tfield:bool locked;\toffset:36;\tsize:1;\tsigned:0;
 
-print fmt: "folio=%p rwc=%p duration_ns=%llu page_type=%s locked=%s", ...
+print fmt: "folio=%p rwc=%p duration_ns=%llu page_type=%s locked=%s", REC->folio, REC->rwc, \
+REC->duration_ns, __get_str(page_type), REC->locked ? "true" : "false"
 """
 
 

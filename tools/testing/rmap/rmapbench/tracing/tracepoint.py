@@ -31,7 +31,7 @@ from collections import defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import replace
 
-from rmapbench.tracing import events, hist
+from rmapbench.tracing import eventformat, events, hist
 from rmapbench.tracing.backend import Description, Unavailable
 from rmapbench.tracing.events import Event, Pairing, Walk
 from rmapbench.tracing.tracefs import Instance, TraceError, TraceFS, write
@@ -39,16 +39,66 @@ from rmapbench.tracing.tracefs import Instance, TraceError, TraceFS, write
 log = logging.getLogger(__name__)
 
 SYSTEM = "rmap"
-START, END = "rmap_walk_start", "rmap_walk_end"
-_FIELD_NAME = re.compile(r"field:[^;]*?\b(\w+);")
+V4, START, END = "rmap_walk", "rmap_walk_start", "rmap_walk_end"
+
+# How each name the walks' parsers read (events.DURATION_FIELDS,
+# events.START_END_FIELDS) must be printed for them to read it right:
+# duration_ns in decimal, all 64 bits of a field of 8 (a walk can last
+# more than 2^32 ns: 5 s seen under TCG); page_type as a string; locked
+# as true/false or a number; folio and rwc as a pointer or in hex, all
+# 64 bits of a field of 8 (the in-kernel pairing keys a u64 on them).
+# A draft printing one otherwise (a duration in hex or cut to 32 bits,
+# a symbolic locked, a folio's PFN) would be misread: it is refused.
+_DECIMAL = re.compile(r"(?:ll|l|z|j|t)[diu]")
+_NUMBER = re.compile(r"(?:hh|h|ll|l|z|j|t)?[diuxX]")
+_POINTER = re.compile(r"px?|(?:ll|l)[xX]")
+
+
+def _misprinted(fmt: eventformat.Format, name: str) -> str:
+    """Why the text's `name` would be misread ("" when it would not)."""
+    p = fmt.printed.get(name)
+    if p is None:
+        return f"no {name}= printed"
+    field = fmt.fields.get(p.field or "")
+    how = f"{name} printed with %{p.conversion} from {p.field or p.arg}"
+    if name == "duration_ns":
+        ok = bool(_DECIMAL.fullmatch(p.conversion)) and field is not None and field.integer
+        ok = ok and field is not None and field.size == 8
+    elif name == "page_type":
+        ok = p.conversion == "s"
+    elif name == "locked":
+        ok = (p.conversion == "s" and '"true"' in p.arg and '"false"' in p.arg) or (
+            bool(_NUMBER.fullmatch(p.conversion)) and field is not None and field.integer
+        )
+    else:
+        ok = bool(_POINTER.fullmatch(p.conversion)) and field is not None and field.size == 8
+    return "" if ok else how
+
+
+def understood(fmt: eventformat.Format, names: tuple[str, ...]) -> str:
+    """Why the walks' parsers would misread the event ("" when they would not)."""
+    return "; ".join(why for why in (_misprinted(fmt, n) for n in names) if why)
 
 
 def key_fields(fmt: str) -> tuple[str, str]:
-    """The raw folio and rwc field names in an event's format file."""
-    names = _FIELD_NAME.findall(fmt)
-    folio = next((n for n in ("folio_addr", "folio") if n in names), "folio")
-    rwc = next((n for n in ("rwc_addr", "rwc") if n in names), "rwc")
-    return folio, rwc
+    """The fields the folio= and rwc= of an event's text are printed from
+    (folio_addr and rwc_addr on the ground-truth kernel; folio and rwc in
+    earlier drafts)."""
+    return _keys(eventformat.parse(fmt))
+
+
+def not_understood(system: str, name: str, why: str) -> str:
+    return f"{system}:{name}: format not understood ({why})"
+
+
+def read_format(tfs: TraceFS, system: str, name: str) -> eventformat.Format | str:
+    """The event's format, or why it cannot be had."""
+    try:
+        return eventformat.parse(tfs.event_format(system, name))
+    except OSError as e:
+        return not_understood(system, name, f"cannot read it: {e.strerror}")
+    except ValueError as e:  # a FormatError, or bytes of no encoding
+        return not_understood(system, name, str(e))
 
 
 _RAW = re.compile(r"(?:0x)?(ffff[0-9a-f]{12})")
@@ -74,33 +124,57 @@ class Tracepoint:
         assert prefer == "auto" or prefer in FORMS
         self.prefer = prefer
         self.form: str | None = None
-        self.keys: tuple[str, str] = ("folio", "rwc")
+        self.keys: tuple[str, str] = ("folio", "rwc")  # the fields folio= and rwc= print
+        self.entry_keys: tuple[str, str] | None = None  # rmap_walk_start's, when checked
         self.raw = False  # hash-ptr is off: the text's pointers are raw
         self.paired_in_kernel = False
         self.synth = f"rmapbench_{os.getpid()}_rmap_walk"
 
     def check(self, tfs: TraceFS) -> None:
-        v4 = tfs.has_event(SYSTEM, "rmap_walk") and "duration_ns" in tfs.event_format(
-            SYSTEM, "rmap_walk"
-        )
-        start_end = tfs.has_event(SYSTEM, START) and tfs.has_event(SYSTEM, END)
-        if not (v4 or start_end):
+        """Settle on the form whose events' format files say their text
+        reads as the parsers read it; Unavailable naming the events
+        whose format is not understood when none does."""
+        present = [n for n in (V4, START, END) if tfs.has_event(SYSTEM, n)]
+        if V4 not in present and not {START, END} <= set(present):
             raise Unavailable(
                 "no rmap:rmap_walk tracepoint (a kernel with the proposed rmap "
                 "tracepoint patches is needed)"
             )
+        formats: dict[str, eventformat.Format] = {}
+        why: dict[str, str] = {}
+        for name, needs in ((V4, events.DURATION_FIELDS), (START, events.START_END_FIELDS),
+                            (END, events.START_END_FIELDS)):  # fmt: skip
+            if name not in present:
+                continue
+            fmt = read_format(tfs, SYSTEM, name)
+            if isinstance(fmt, str):
+                why[name] = fmt
+                continue
+            problem = understood(fmt, needs)
+            if problem:
+                why[name] = not_understood(SYSTEM, name, problem)
+            else:
+                formats[name] = fmt
+        v4 = V4 in formats
+        start_end = START in formats and END in formats
         if self.prefer == "v4" and not v4:
-            raise Unavailable("no rmap:rmap_walk with duration_ns (--tracepoint-form v4)")
+            raise Unavailable(
+                why.get(V4, "no rmap:rmap_walk with duration_ns (--tracepoint-form v4)")
+            )
         if self.prefer == "start-end" and not start_end:
             raise Unavailable(
-                "no rmap:rmap_walk_start/rmap_walk_end (--tracepoint-form start-end)"
+                "; ".join(why[n] for n in (START, END) if n in why)
+                or "no rmap:rmap_walk_start/rmap_walk_end (--tracepoint-form start-end)"
             )
+        if not (v4 or start_end):
+            raise Unavailable("; ".join(why.values()))
         if v4 and self.prefer != "start-end":
             self.form = "duration"
-            self.keys = key_fields(tfs.event_format(SYSTEM, "rmap_walk"))
+            self.keys = _keys(formats[V4])
         else:
             self.form = "start_end"
-            self.keys = key_fields(tfs.event_format(SYSTEM, START))
+            # Each trigger names its own event's fields.
+            self.keys, self.entry_keys = _keys(formats[END]), _keys(formats[START])
 
     def _raw_pointers(self, inst: Instance) -> None:
         option = inst.path / "options" / "hash-ptr"
@@ -121,7 +195,7 @@ class Tracepoint:
             )
         if hist.hist_supported(tfs):
             try:
-                hist.arm_pair(tfs, inst, start_end_pair(self.synth, self.keys))
+                hist.arm_pair(tfs, inst, start_end_pair(self.synth, self.keys, self.entry_keys))
                 self.paired_in_kernel = True
             except TraceError as e:
                 log.warning("in-kernel pairing unavailable, pairing in user space: %s", e)
@@ -156,9 +230,18 @@ class Tracepoint:
         return damage.charge(exact)
 
 
-def start_end_pair(synth: str, keys: tuple[str, str]) -> hist.KeyedPair:
-    """The in-kernel pairing of rmap_walk_start and rmap_walk_end."""
-    return hist.KeyedPair(synth, (SYSTEM, START), (SYSTEM, END), keys)
+def _keys(fmt: eventformat.Format) -> tuple[str, str]:
+    folio, rwc = fmt.printed.get("folio"), fmt.printed.get("rwc")
+    return (folio.field if folio else None) or "folio", (rwc.field if rwc else None) or "rwc"
+
+
+def start_end_pair(synth: str, keys: tuple[str, str],
+                   entry_keys: tuple[str, str] | None = None) -> hist.KeyedPair:  # fmt: skip
+    """The in-kernel pairing of rmap_walk_start and rmap_walk_end: `keys`
+    rmap_walk_end's fields, `entry_keys` rmap_walk_start's (when a draft
+    names them otherwise)."""
+    entry = entry_keys if entry_keys is not None and entry_keys != keys else ()
+    return hist.KeyedPair(synth, (SYSTEM, START), (SYSTEM, END), keys, entry_keys=entry)
 
 
 # The start/end form's probe cost (tracing/calibrate.py). Its window runs
@@ -222,6 +305,17 @@ class SyscallPair:
             )
         if not hist.hist_supported(tfs):
             raise Unavailable("no synthetic events (CONFIG_HIST_TRIGGERS, CONFIG_SYNTH_EVENTS)")
+        for name in (SYS_ENTER, SYS_EXIT):
+            fmt = read_format(tfs, SYSCALLS, name)
+            if isinstance(fmt, str):
+                raise Unavailable(fmt)
+            # The fields saved and compared must be what their synthetic
+            # fields are (the kernel refuses another size or sign, and
+            # another field would compare something else).
+            for key, type_ in zip(SYSCALL_KEYS, ("int", "int"), strict=True):
+                f = fmt.fields.get(key)
+                if f is None or (f.size, f.signed) != (4, True) or not f.integer:
+                    raise Unavailable(not_understood(SYSCALLS, name, f"{key} is not an {type_}"))
 
     def arm(self, tfs: TraceFS, inst: Instance) -> Description:
         # In Tracepoint.arm()'s order: the pairing, then the two events
