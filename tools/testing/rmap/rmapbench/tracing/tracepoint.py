@@ -175,6 +175,9 @@ class Tracepoint:
             self.form = "start_end"
             # Each trigger names its own event's fields.
             self.keys, self.entry_keys = _keys(formats[END]), _keys(formats[START])
+        # %px and %lx print raw pointers whatever hash-ptr says.
+        ended = formats[V4 if self.form == "duration" else END].printed
+        self.raw = all(k in ended and ended[k].conversion != "p" for k in ("folio", "rwc"))
 
     def _raw_pointers(self, inst: Instance) -> None:
         option = inst.path / "options" / "hash-ptr"
@@ -193,7 +196,12 @@ class Tracepoint:
             return Description(
                 self.name, "in-kernel duration_ns", 1, f"rmap:rmap_walk (v4); {ident}"
             )
-        if hist.hist_supported(tfs):
+        if hist.hist_supported(tfs) and not self.raw:
+            # The kernel's pairing gives raw pointers, which a walk's page
+            # type and `locked` are found by in the end events' text: not
+            # among hashed ones. Hashed, the pointers still pair the text.
+            log.warning("the text's pointers are hashed: pairing in user space")
+        elif hist.hist_supported(tfs):
             try:
                 hist.arm_pair(tfs, inst, start_end_pair(self.synth, self.keys, self.entry_keys))
                 self.paired_in_kernel = True
