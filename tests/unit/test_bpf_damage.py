@@ -1,5 +1,10 @@
 """Property tests: what the bpf backend reads from the kernel, damaged.
 
+Records read from its BPF ring buffer (a file laid out as the map's
+mapping, as in test_bpf.py): of the exit program's size or another,
+committed, discarded or still being written, with a damaged length or
+a producer position inside a record: each has one defined outcome.
+
 The BTF blob (/sys/kernel/btf/vmlinux): built small with struct as in
 test_bpf.py, then cut short, emptied, given another magic, version or
 header, or changed word by word in its type section; the parse finds the
@@ -11,15 +16,19 @@ exception. The running kernel's blob is read too, where there is one.
 from __future__ import annotations
 
 import contextlib
+import mmap
+import os
 import struct
 
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
-from test_bpf import _kernel_like
+from test_bpf import SIZE, _kernel_like, _rec, _ring_file
 from trace_damage import SETTINGS
 
-from rmapbench.tracing.bpf import btf
+from rmapbench.tracing.bpf import btf, records
+from rmapbench.tracing.bpf.records import RECORD_SIZE
+from rmapbench.tracing.bpf.ringbuf import BUSY, DISCARD, RingBuffer
 
 FUNCS = ["rmap_walk_ksm", "rmap_walk_anon", "rmap_walk_file", "__do_sys_getppid"]
 STRUCTS = ["rmap_walk_control"]
@@ -111,3 +120,79 @@ def test_the_running_kernels_btf_and_cuts_of_it() -> None:
     for cut in (0, 23, 24, 4096, len(data) // 3, len(data) - 1):
         with contextlib.suppress(btf.BTFError):
             btf.parse(data[:cut], FUNCS, STRUCTS)
+
+
+# -- records read from the BPF ring buffer -------------------------------------------
+
+RECORD = _rec()
+PAGE = mmap.PAGESIZE
+
+
+@st.composite
+def ring_entries(draw: st.DrawFn) -> list[tuple[int, bytes]]:
+    """Records as the map holds them: committed, discarded or busy (any
+    of the two bits), of the exit program's size or of another."""
+    n = draw(st.integers(0, 12))
+    out = []
+    for _ in range(n):
+        flags = draw(st.sampled_from([0, 0, 0, DISCARD, BUSY, BUSY | DISCARD]))
+        size = draw(st.sampled_from([RECORD_SIZE, RECORD_SIZE, 0, 1, 12, 55, 57, 64, 200]))
+        out.append((flags, (RECORD * 4)[:size]))
+    return out
+
+
+@settings(max_examples=200, **SETTINGS)
+@given(entries=ring_entries(), damage=st.sampled_from(["none", "length", "prod"]),
+       data=st.data())  # fmt: skip
+def test_ring_records_have_a_defined_outcome(
+    entries: list[tuple[int, bytes]], damage: str, data: st.DataObject,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Committed records of the right size are walks; of another size,
+    damaged (lost); discarded ones consumed unread; a busy one ends the
+    read and stays; a length past the producer (a damaged header) drops
+    what is left, counted. The consumer position never passes the
+    producer's."""
+    ends = [0]
+    for _, payload in entries:
+        ends.append(ends[-1] + ((len(payload) + 8 + 7) & ~7))
+    prod = ends[-1]
+    bad_at = None
+    if damage == "prod" and prod:
+        prod = data.draw(st.integers(0, prod))  # the producer's position mid-record
+    elif damage == "length" and entries:
+        bad_at = data.draw(st.integers(0, len(entries) - 1))
+    fd, path = _ring_file(tmp_path_factory.mktemp("ring"), entries, prod)
+    if bad_at is not None:
+        raw = bytearray(path.read_bytes())
+        at = 2 * PAGE + ends[bad_at]
+        flags = struct.unpack_from("<I", raw, at)[0] & (BUSY | DISCARD)
+        struct.pack_into("<I", raw, at, flags | ((1 << 30) - 1))  # runs past everything
+        struct.pack_into("<I", raw, at + SIZE, flags | ((1 << 30) - 1))
+        path.write_bytes(bytes(raw))
+    ring = RingBuffer(fd, SIZE)
+    try:
+        recs, damaged = records.decode_all(ring.read())
+        damaged += ring.take_damaged()
+        (cons,) = struct.unpack_from("<Q", path.read_bytes(), 0)
+    finally:
+        ring.close()
+        os.close(fd)
+    # What the reader owes, walking the entries as the kernel laid them out.
+    want, want_damaged, want_cons = 0, 0, 0
+    for i, (flags, payload) in enumerate(entries):
+        if want_cons >= prod or flags & BUSY:
+            break
+        if i == bad_at or ends[i + 1] > prod:
+            want_damaged, want_cons = want_damaged + 1, prod
+            break
+        if not flags & DISCARD:
+            if len(payload) == RECORD_SIZE:
+                want += 1
+            else:
+                want_damaged += 1
+        want_cons = ends[i + 1]
+    assert (len(recs), damaged, cons) == (want, want_damaged, want_cons)
+    assert cons <= prod
+    out = records.walks(recs, [("rmap_walk_anon", "anon")], None, None)
+    assert len(out.walks) == want and out.lost == 0

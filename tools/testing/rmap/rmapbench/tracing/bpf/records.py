@@ -111,8 +111,27 @@ class Record:
         return self.pid_tgid & 0xFFFFFFFF
 
 
+class RecordError(ValueError):
+    """Bytes of the ring buffer that are no record of the exit program's."""
+
+
 def decode(blob: bytes) -> Record:
+    if len(blob) != RECORD_SIZE:
+        raise RecordError(f"a record of {len(blob)} bytes, not {RECORD_SIZE}")
     return Record(*RECORD.unpack(blob))
+
+
+def decode_all(blobs: Iterable[bytes]) -> tuple[list[Record], int]:
+    """The records, and how many blobs were none (of another length: the
+    exit program writes only RECORD_SIZE bytes, so a blob of another
+    is damage, or another program's)."""
+    out, damaged = [], 0
+    for blob in blobs:
+        try:
+            out.append(decode(blob))
+        except RecordError:
+            damaged += 1
+    return out, damaged
 
 
 class Symbols:
@@ -181,12 +200,15 @@ def caller(rmap_one: str) -> str:
 def walks(records: Iterable[Record], functions: list[tuple[str, str]],
           symbols: Symbols | None, pids: set[int] | None) -> Pairing:  # fmt: skip
     """The walks of these records. `functions`: (function, page type) by
-    the records' function number; `pids`: the followed tasks (None: all)."""
+    the records' function number; `pids`: the followed tasks (None: all).
+    A record of no function numbered, or of a negative duration, is none
+    the programs write: counted as a walk lost."""
     out = Pairing()
     for r in records:
         if pids is not None and r.pid not in pids:
             continue
-        if r.function >= len(functions):
+        if r.function >= len(functions) or r.duration_ns >= 1 << 63:
+            out.lost += 1
             continue
         page_type = functions[r.function][1]
         name = symbols.name(r.rmap_one) if symbols is not None else ""
