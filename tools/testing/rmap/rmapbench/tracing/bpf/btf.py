@@ -23,7 +23,6 @@ Without the variable nothing is stored.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import struct
 from collections.abc import Sequence
@@ -146,15 +145,34 @@ def cached_lookup(funcs: Sequence[str], structs: Sequence[str] = (),
     except OSError:
         return lookup(funcs, structs, path)  # says why, in one line
     key = [u.release, u.version, str(path), size, list(funcs), list(structs)]
-    data = bootcache.load("btf", key)
-    with contextlib.suppress(KeyError, TypeError, ValueError):
-        if isinstance(data, dict):
-            return Found(dict(data["funcs"]), {k: dict(v) for k, v in data["members"].items()},
-                         int(data["types"]))  # fmt: skip
+    stored = _stored(bootcache.load("btf", key))
+    if stored is not None:
+        return stored
     found = lookup(funcs, structs, path)
     bootcache.store("btf", key, {"funcs": found.funcs, "members": found.members,
                                  "types": found.types})  # fmt: skip
     return found
+
+
+def _stored(data: object) -> Found | None:
+    """A stored lookup, if it is one: ids within the types stepped over,
+    offsets that are numbers (a file of the right key but another shape
+    is looked up again, never trusted)."""
+    if not isinstance(data, dict) or set(data) != {"funcs", "members", "types"}:
+        return None
+    funcs, members, types = data["funcs"], data["members"], data["types"]
+    if type(types) is not int or not _counts(funcs, 1, types) or not isinstance(members, dict):
+        return None
+    if not all(isinstance(k, str) and _counts(v, 0, 1 << 32) for k, v in members.items()):
+        return None
+    return Found(dict(funcs), {k: dict(v) for k, v in members.items()}, types)
+
+
+def _counts(d: object, low: int, high: int) -> bool:
+    """A dict of str -> int within [low, high] (bool is no int here)."""
+    return isinstance(d, dict) and all(
+        isinstance(k, str) and type(v) is int and low <= v <= high for k, v in d.items()
+    )
 
 
 def lookup(funcs: Sequence[str], structs: Sequence[str] = (), path: Path = VMLINUX) -> Found:

@@ -168,10 +168,9 @@ class Symbols:
         if bootcache.directory() is None or not boot:
             return cls(None, path=path)
         key = [boot, str(path), sorted(RMAP_ONE_CALLER)]
-        data = bootcache.load("kallsyms", key)
-        with contextlib.suppress(TypeError, ValueError, AttributeError):
-            if isinstance(data, dict):
-                return cls(None, {int(a): str(n) for a, n in data.items()}, path)
+        known = _stored(bootcache.load("kallsyms", key))
+        if known is not None:
+            return cls(None, known, path)
         symbols = cls(None, path=path)
         bootcache.store("kallsyms", key, {str(a): n for a, n in symbols.known.items()})
         return symbols
@@ -191,6 +190,22 @@ class Symbols:
             self._names = [p[1] for p in pairs]
         i = bisect.bisect_right(self._starts, addr) - 1
         return self._names[i] if i >= 0 and self._starts[i] else ""
+
+
+def _stored(data: object) -> dict[int, str] | None:
+    """Stored callback addresses, if they are what Symbols.read() stores:
+    decimal addresses of the table's callbacks (any other shape is read
+    from kallsyms again, never trusted)."""
+    if not isinstance(data, dict):
+        return None
+    out = {}
+    for addr, name in data.items():
+        if not (isinstance(addr, str) and addr.isascii() and addr.isdigit() and len(addr) <= 20):
+            return None
+        if not isinstance(name, str) or name not in RMAP_ONE_CALLER or int(addr) >= 1 << 64:
+            return None
+        out[int(addr)] = name
+    return out
 
 
 def caller(rmap_one: str) -> str:
