@@ -315,7 +315,7 @@ def test_walks_name_callers_and_follow_tasks() -> None:
         records.decode(_rec(RMAP_ONE=0xFFFFFFFF81300800, LOCKED=1, FUNCTION=1)),
         records.decode(_rec(RMAP_ONE=0xFFFFFFFF81301010, PID=99)),  # not followed
         records.decode(_rec(RMAP_ONE=0xFFFFFFFF81301010, FOLIO=0)),
-        records.decode(_rec(FUNCTION=5)),  # no such function: ignored
+        records.decode(_rec(FUNCTION=5)),  # no such function: a walk lost
     ]
     order = [("rmap_walk_anon", "anon"), ("rmap_walk_file", "file")]
     out = records.walks(recs, order, records.Symbols(KALLSYMS), {42})
@@ -326,6 +326,7 @@ def test_walks_name_callers_and_follow_tasks() -> None:
     ]
     assert out.walks[0].folio == 0xFFFFEA0000001000 and out.walks[2].folio is None
     assert all(w.end_ns == 5000 and w.duration_ns == 1200 and w.pid == 42 for w in out.walks)
+    assert out.lost == 1
     assert len(records.walks(recs, order, None, None).walks) == 4
 
 

@@ -114,3 +114,24 @@ def test_after_firings_times_only_the_first_call_after_a_timed_firing() -> None:
     after.collect(counted=True)
     after.collect(counted=True)  # none recorded: nothing counted
     assert after.durations == [8000]
+
+
+def test_the_calibration_probes_registers_are_not_read() -> None:
+    """The calibration's probe fetches the walks' arguments from whatever
+    __do_sys_getppid's registers hold: a `locked` of 37, a `mapping` the
+    fetch faulted on. Its intervals are read all the same (a walk's
+    probe with those would be damage)."""
+    f = calibrate.FUNCTION
+    lines = [
+        f"  python3-182 [000] ...1.  21.000100: {f}_entry: ({f}+0x0/0x20)",
+        f"  python3-182 [000] ...1.  21.000105: {f}_exit: (__x64_sys_getppid+0x12/0x20 <- {f})"
+        " folio=0xffffc90000a3bf58 mapping=(fault) locked=37",
+        f"  python3-182 [000] ...4.  21.000106: rmapbench_182_{f}: lat=4321"
+        " folio=18446683600581541720 mapping=0 locked=37",
+    ]
+    for hist in (False, True):
+        p = DynamicProbe("fprobe", TARGETS, tag="c")
+        p.group, p._hist = "rmapbench_182", hist
+        pairing = p.walks("\n".join(lines) + "\n")
+        assert [w.duration_ns for w in pairing.walks] == [4321 if hist else 5000]
+        assert pairing.lost_with(0) == 0

@@ -103,3 +103,21 @@ def test_recorded_trace_shows_the_hand_off_from_both_sides() -> None:
         (reader,) = [r for r in readers if writer.begin_ns < r.begin_ns < writer.end_ns]
         assert reader.begin_ns - writer.begin_ns > 4_000_000
         assert reader.end_ns > writer.end_ns
+
+
+def test_damaged_lines_are_counted_with_the_lost_events() -> None:
+    """A begin or end that cannot be read is a wait missing, or one paired
+    wrongly: counted as lost (it used to be skipped, and a pid of more
+    than 4300 digits raised ValueError); a newer kernel's extra field is
+    read; lost-events markers are counted."""
+    lines = TRACE.split("\n")
+    for i, cut in ((2, "(flags=WRI"), (3, "(ret=")):
+        damaged = lines[i][: lines[i].index("(")] + cut
+        p = contention.parse("\n".join([*lines[:i], damaged, *lines[i + 1 :]]))
+        assert p.damage.unreadable == 1 and len(p.waits) == 2
+    p = contention.parse(TRACE.replace("-194 ", "-" + "9" * 5000 + " ", 1))
+    assert p.damage.unreadable == 1
+    p = contention.parse(TRACE.replace("(ret=0)", "(ret=0) owner=3", 1))
+    assert len(p.waits) == 3 and p.damage.lost_with(0) == 0
+    p = contention.parse("CPU:1 [LOST 7 EVENTS]\n" + TRACE)
+    assert len(p.waits) == 3 and p.damage.lost_with(2) == 7

@@ -68,3 +68,25 @@ def test_lines_with_the_graph_tracers_other_options() -> None:
         ("anon", 4_012),
         ("file", 5_000),
     ]
+    assert graph_walks(text, pid=0).lost == 0
+
+
+def test_damaged_lines_are_counted_not_read() -> None:
+    """Each of these used to be read as a walk of another duration,
+    raise ValueError, or vanish: now each is a walk lost (the sample
+    counts as having lost events), and a lost-events marker is counted."""
+    good = " 0)  python3-187   | ! 828.889 us  |  rmap_walk_anon();"
+    damaged = [
+        " 0)  python3-187   | ! +7 us  |  rmap_walk_anon();",  # a number of no kind
+        " 0)  python3-187   | ! 1.2.3 us  |  rmap_walk_anon();",  # was ValueError
+        " 0)  python3-187   | ! 828.889 us  |  rmap_walk_an",  # cut short
+        " 0)  python3-187   | ! 828.889 us  |  folio_lock();",  # the filter lets none through
+    ]
+    for line in damaged:
+        p = graph_walks(f"{good}\n{line}\n", pid=0)
+        assert [w.duration_ns for w in p.walks] == [828_889] and p.lost == 1, line
+    p = graph_walks(f"CPU:0 [LOST 3 EVENTS]\n{good}\n", pid=0)
+    assert (len(p.walks), p.lost, p.lost_marked) == (1, 0, 3)
+    switch = " ------------------------------------------\n 0)  python3-187   =>  kworker-12  \n"
+    opened = " 0)  python3-187   |               |  rmap_walk_ksm() {\n"
+    assert graph_walks(switch + opened + good, pid=0).lost == 0  # what the graph also prints

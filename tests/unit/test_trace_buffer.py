@@ -78,3 +78,12 @@ def test_a_signal_as_the_file_opens_does_not_leave_it_open(
     for fd in opened:
         with pytest.raises(OSError):
             os.fstat(fd)  # closed
+
+
+def test_trace_text_with_bytes_of_no_encoding_reads(tmp_path: Path) -> None:
+    """A comm or a %s field may hold any bytes: read() decodes them as
+    take() does (replaced), and the parsers see the line as damage."""
+    inst = _instance(tmp_path)
+    line = b" py\xff\xfe-1 [000] ..... 1.000001: e: x=\x80\n"
+    (tmp_path / "trace").write_bytes(b"# tracer: nop\n" + line)
+    assert "\ufffd" in inst.read()

@@ -23,10 +23,11 @@ format:
 \tfield:void * folio;\toffset:8;\tsize:8;\tsigned:0;
 \tfield:void * rwc;\toffset:16;\tsize:8;\tsigned:0;
 \tfield:u64 duration_ns;\toffset:24;\tsize:8;\tsigned:0;
-\tfield:int page_type;\toffset:32;\tsize:4;\tsigned:1;
+\tfield:__data_loc char[] page_type;\toffset:32;\tsize:4;\tsigned:0;
 \tfield:bool locked;\toffset:36;\tsize:1;\tsigned:0;
 
-print fmt: "folio=%p rwc=%p duration_ns=%llu page_type=%s locked=%s", ...
+print fmt: "folio=%p rwc=%p duration_ns=%llu page_type=%s locked=%s", REC->folio, REC->rwc, \
+REC->duration_ns, __get_str(page_type), REC->locked ? "true" : "false"
 """
 
 
@@ -77,7 +78,8 @@ def _synth_name(text: str) -> str:
 
 
 def _armed(
-    tmp_path: Path, events: dict[str, str], hist: bool = True, synth: str = "rmapbench_1_rmap_walk"
+    tmp_path: Path, events: dict[str, str], hist: bool = True, synth: str = "rmapbench_1_rmap_walk",
+    hash_ptr: bool = True,
 ) -> tuple[Tracepoint, Path]:
     from rmapbench.tracing.tracefs import Instance
 
@@ -86,7 +88,8 @@ def _armed(
         (tmp_path / "synthetic_events").write_text("")
     inst_path = tmp_path / "instances" / "x"
     (inst_path / "options").mkdir(parents=True)
-    (inst_path / "options" / "hash-ptr").write_text("1\n")
+    if hash_ptr:
+        (inst_path / "options" / "hash-ptr").write_text("1\n")
     for name in events:
         d = inst_path / "events" / "rmap" / name
         d.mkdir(parents=True)
@@ -247,3 +250,22 @@ def test_the_form_reaches_the_backend() -> None:
     backend = select.make("tracepoint", "start-end")
     assert isinstance(backend, Tracepoint) and backend.prefer == "start-end"
     assert options.TRACEPOINT_FORMS == ("auto", "v4", "start-end")
+
+
+def test_hashed_pointers_are_paired_in_user_space(tmp_path: Path) -> None:
+    """With no hash-ptr option to turn off (or a write to it refused) the
+    text's %p are hashed: the kernel's pairing, which finds each walk's
+    end event by its raw pointers, found none and counted every walk as
+    unpaired. The hashed pointers still pair start and end in the text."""
+    tp, _ = _armed(tmp_path, {"rmap_walk_start": V5_FORMAT, "rmap_walk_end": V5_FORMAT},
+                   hash_ptr=False)  # fmt: skip
+    assert not tp.raw and not tp.paired_in_kernel
+    assert not (tmp_path / "synthetic_events").read_text()
+    pairing = tp.walks((FIXTURES / "tracepoint_v5.trace").read_text())
+    assert len(pairing.walks) == 6 and all(w.folio is None for w in pairing.walks)
+
+
+def test_pointers_printed_raw_need_no_hash_ptr(tmp_path: Path) -> None:
+    raw = V5_FORMAT.replace("folio=%p rwc=%p", "folio=%px rwc=%px")
+    tp, _ = _armed(tmp_path, {"rmap_walk_start": raw, "rmap_walk_end": raw}, hash_ptr=False)
+    assert tp.raw and tp.paired_in_kernel

@@ -50,7 +50,8 @@ def replay(name: str) -> tuple[list[Firing], int | None]:
     probe = visits.VisitProbe("fprobe")
     raw: list[visits.RawFiring] = []
     for text, hists in firings(name):
-        walks, buckets, dropped = probe.collect(text, hists)
+        walks, buckets, dropped, damage = probe.collect(text, hists)
+        assert damage.lost_with(0) == 0
         raw.append((walks, buckets, dropped, 0))
     return visits.finish(raw)
 
@@ -224,3 +225,31 @@ def test_probes_only_the_backing_walk_and_tree(backing: str, walk: str, tree: st
     assert p.counted == [f"{tree}_ret", f"{tree.replace('first', 'next')}_ret"]
     assert len([r for r in p.roles.values() if r.startswith("cb:")]) == len(visits.CALLBACKS)
     assert p._exit("f", "x") == f"r:{p.group}/x f"
+
+
+def test_damage_is_counted_not_attributed() -> None:
+    """A firing whose text or hist files cannot all be read counts as
+    having lost events (left out), where it used to raise KeyError (a
+    search without sp), ValueError (a number of no kind), or count
+    visits against the wrong walk."""
+    text, hists = firings("visits_anon.trace")[0]
+    lines = text.split("\n")
+    search = next(i for i, ln in enumerate(lines) if " avfirst: " in ln)
+    entry = next(i for i, ln in enumerate(lines) if "_entry: " in ln)
+    cut_sp = lines[search][: lines[search].index("sp=0x") + 10]  # a pointer cut short
+    damaged_texts = [
+        "\n".join([*lines[:search], lines[search].split(" sp=")[0], *lines[search + 1 :]]),
+        "\n".join([*lines[:search], cut_sp, *lines[search + 1 :]]),
+        "\n".join([*lines[:entry], *lines[entry + 1 :]]),  # its exit, search, callback: no walk's
+    ]
+    for damaged in damaged_texts:
+        *_, damage = visits.VisitProbe("fprobe").collect(damaged, hists)
+        assert damage.lost_with(0) >= 1
+    name = next(iter(hists))
+    cut = hists[name][: hists[name].index("Totals:")]  # a read cut short
+    twice = hists[name].replace("\nTotals:", hists[name].split("\n")[5] + "0\nTotals:")
+    for hist in (cut, twice, hists[name].replace("} hitcount:", "} hitcount: x", 1)):
+        *_, damage = visits.VisitProbe("fprobe").collect(text, {**hists, name: hist})
+        assert damage.lost_with(0) >= 1
+    *_, damage = visits.VisitProbe("fprobe").collect("CPU:1 [LOST 4 EVENTS]\n" + text, hists)
+    assert (damage.lost, damage.lost_with(2), damage.lost_with(9)) == (4, 4, 9)

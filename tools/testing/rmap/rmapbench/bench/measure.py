@@ -110,7 +110,7 @@ def run(
             text = probe.instance.take()
             _dump(text, i)
             pairing = probe.backend.walks(text)
-            sample.lost_events = probe.instance.lost_events() + pairing.lost
+            sample.lost_events = pairing.lost_with(probe.instance.lost_events())
             sample.walks = pairing.walks
             sample.unmatched_exits = pairing.unmatched_exits
             sample.unfinished = pairing.unfinished

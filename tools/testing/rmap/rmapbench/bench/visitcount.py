@@ -80,8 +80,8 @@ def run_pass(
         text = inst.read()
         hists = probe.hist_texts(inst)
         _dump(i, text, hists)
-        walks, buckets, dropped = probe.collect(text, hists)
-        raw.append((walks, buckets, dropped, inst.lost_events()))
+        walks, buckets, dropped, damage = probe.collect(text, hists)
+        raw.append((walks, buckets, dropped, damage.lost_with(inst.lost_events())))
     found, sp_delta = visits.finish(raw)
     return VisitPass(found, kind, sp_delta)
 

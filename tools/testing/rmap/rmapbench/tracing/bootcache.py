@@ -47,7 +47,7 @@ def load(prefix: str, key: object) -> object | None:
         stored = json.loads(file.read_text())
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # (JSON nested past the stack)
         log.warning("boot cache %s unreadable, ignored: %s", file, e)
         return None
     if not isinstance(stored, dict) or stored.get("key") != key:

@@ -125,11 +125,25 @@ def _load(key: dict[str, object]) -> Calibration | None:
     data = bootcache.load(_prefix(key), key)
     if not isinstance(data, dict) or set(data) != {f.name for f in fields(Calibration)}:
         return None
-    try:
-        cal = Calibration(**data)
-    except TypeError:
+    if not all(_of_type(data[f.name], str(f.type)) for f in fields(Calibration)):
+        return None
+    cal = Calibration(**data)
+    # What for_backend() stores: a measurement, of this backend.
+    if cal.unavailable or cal.firings < 1 or cal.backend != key["backend"]:
+        return None
+    if not cal.p25_ns <= cal.cost_ns <= cal.p75_ns:
         return None
     return replace(cal, reused=True)
+
+
+def _of_type(value: object, annotation: str) -> bool:
+    """Whether a stored value is what Calibration's field holds: a count
+    or a time in ns (an int, not negative, no bool), a str or a bool."""
+    if annotation == "int | None" and value is None:
+        return True
+    if annotation in ("int", "int | None"):
+        return type(value) is int and value >= 0
+    return type(value) is {"str": str, "bool": bool}.get(annotation)
 
 
 def _prefix(key: dict[str, object]) -> str:

@@ -185,10 +185,8 @@ def run(make: Callable[[], Backend], method: str, buffer_kb: int = 256,
                     os.getppid()
                 done += n
                 text = inst.take()
-                if inst.lost_events():
-                    continue
                 pairing: Pairing = backend.walks(text)
-                if pairing.lost:
+                if pairing.lost_with(inst.lost_events()):
                     continue
                 durations += [w.duration_ns for w in pairing.walks]
     except (Unavailable, TraceError, OSError) as e:
@@ -301,10 +299,10 @@ class AfterFirings:
         if self._inst is None or self._probe is None:
             return
         text = self._inst.take()
-        lost = self._inst.lost_events()
-        self._inst.lost_mark += lost
+        in_counters = self._inst.lost_events()
+        self._inst.lost_mark += in_counters
         pairing = self._probe.walks(text)
-        lost += pairing.lost
+        lost = pairing.lost_with(in_counters)
         walks = pairing.walks
         if counted and walks and not lost:
             self.durations.append(walks[0].duration_ns)

@@ -38,8 +38,14 @@ UNAVAILABLE = "no lock contention tracepoints"
 
 LCB_F = {"SPIN": 1, "READ": 2, "WRITE": 4, "RT": 8, "PERCPU": 16, "MUTEX": 32}
 
-_BEGIN = re.compile(r"^\s*(?P<lock>[0-9a-fA-Fx]+)\s+\(flags=(?P<flags>[A-Z|]*)\)")
-_END = re.compile(r"^\s*(?P<lock>[0-9a-fA-Fx]+)\s+\(ret=(?P<ret>-?\d+)\)")
+# The whole body, and name=value fields a later kernel may add: a line
+# cut short loses its ")" and is damage. A %p is 16 hex digits, ret an int.
+_MORE = r"(?:\s+\w+=\S+)*\s*"
+_BEGIN = re.compile(
+    r"\s*(?P<lock>(?:0x)?[0-9a-fA-F]{1,16})\s+\(flags=(?P<flags>[A-Z|]*)\)" + _MORE, re.ASCII
+)
+_END = re.compile(r"\s*(?P<lock>(?:0x)?[0-9a-fA-F]{1,16})\s+\(ret=(?P<ret>-?\d{1,10})\)" + _MORE,
+                  re.ASCII)  # fmt: skip
 
 
 def lock_kind(flags: str) -> str:
@@ -79,22 +85,28 @@ class Parsed:
     waits: list[Wait] = field(default_factory=list)
     unfinished: int = 0  # begin without end (the read came first, or end lost)
     unmatched_ends: int = 0  # end without begin (begin before the clear, or lost)
+    # Lost-event markers and what could not be read: an unread begin or
+    # end is a wait missing, or one paired wrongly.
+    damage: events.Damage = field(default_factory=events.Damage)
 
 
 def parse(text: str) -> Parsed:
     """Pair begin/end per pid (a task waits for one lock at a time)."""
     out = Parsed()
     open_by_pid: dict[int, tuple[str, str, int]] = {}
-    for ev in events.parse(text):
+    for ev in events.parse(text, out.damage):
         if ev.name == "contention_begin":
-            m = _BEGIN.match(ev.body)
-            if m:
-                if ev.pid in open_by_pid:
-                    out.unfinished += 1
-                open_by_pid[ev.pid] = (m["lock"], lock_kind(m["flags"]), ev.ts_ns)
-        elif ev.name == "contention_end":
-            m = _END.match(ev.body)
+            m = _BEGIN.fullmatch(ev.body)
             if not m:
+                out.damage.event(ev, "not %p (flags=...)")
+                continue
+            if ev.pid in open_by_pid:
+                out.unfinished += 1
+            open_by_pid[ev.pid] = (m["lock"], lock_kind(m["flags"]), ev.ts_ns)
+        elif ev.name == "contention_end":
+            m = _END.fullmatch(ev.body)
+            if not m:
+                out.damage.event(ev, "not %p (ret=...)")
                 continue
             begun = open_by_pid.pop(ev.pid, None)
             if begun is None or begun[0] != m["lock"]:
@@ -176,6 +188,7 @@ class Recorder:
         text = self.instance.read()
         if self.keep_text:
             self.texts.append(text)
-        lost = self.instance.lost_events()
+        parsed = parse(text)
+        lost = parsed.damage.lost_with(self.instance.lost_events())
         self.instance.clear()
-        return parse(text), lost
+        return parsed, lost

@@ -28,11 +28,25 @@ from rmapbench.tracing.tracefs import Instance, TraceError, TraceFS, write
 # (6.5+) appends "/* = 0x0 */" to a leaf and makes the closing line
 # "} /* rmap_walk_ksm = 0x0 */", funcgraph-retaddr (6.13+) appends
 # "/* <-try_to_migrate+0x7c/0xa0 */", and funcgraph-args (6.15+) prints
-# the arguments: "rmap_walk_anon(folio=0xffffea0004e6a180, ...);".
+# the arguments: "rmap_walk_anon(folio=0xffffea0004e6a180, ...);". The
+# duration may follow an overhead mark (one of !#@*+$%& and a space,
+# print_graph_duration()); what follows the call is left alone.
 _LEAF = re.compile(
-    r"^\s*(?P<cpu>\d+)\)\s+(?:(?P<comm>.+?)-(?P<pid>\d+)\s+\|\s+)?"
-    r"[!#@*+$%& ]*\s*(?P<dur>[\d.]+)\s*(?P<unit>us|ms|s|ns)\s*\|\s*"
-    r"(?:(?P<leaf>\w+)\([^;]*\);|\}\s*/\*\s*(?P<tail>\w+)(?:\s*=\s*[-\w]+)?\s*\*/)"
+    r"^\s*(?P<cpu>\d{1,6})\)\s+(?:(?P<comm>.+?)-(?P<pid>\d{1,10})\s+\|\s+)?"
+    r"(?:[!#@*+$%&]\s)?\s*(?P<dur>\d{1,12}(?:\.\d{1,9})?)\s*(?P<unit>us|ms|s|ns)\s*\|\s*"
+    r"(?:(?P<leaf>\w+)\([^;{}]*\);|\}\s*/\*\s*(?P<tail>\w+)(?:\s*=\s*[-\w]+)?\s*\*/)",
+    re.ASCII,
+)
+# The other lines the filtered graph prints: a walk that did not end as
+# a leaf opening ("rmap_walk_ksm() {", with its arguments under
+# funcgraph-args), and a context switch between its rules
+# ("0)  python3-187  =>  kworker-12"). Any other line is damage.
+_OPEN = re.compile(
+    r"^\s*\d{1,6}\)\s+(?:.+?-\d{1,10}\s+\|\s+)?\s*\|\s*(?P<func>\w+)\([^;{}]*\)\s*\{\s*$",
+    re.ASCII,
+)
+_SWITCH = re.compile(
+    r"^\s*(?:-{10,}|\d{1,6}\)\s+\S.*?-\d{1,10}\s+=>\s+\S.*?-\d{1,10})\s*$", re.ASCII
 )
 _SCALE = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 
@@ -46,14 +60,24 @@ def parse_duration(value: str, unit: str) -> int:
 def graph_walks(
     text: str, pid: int, functions: dict[str, str] | None = None
 ) -> events.Pairing:
+    """The walks of function_graph text. The filter lets only `functions`
+    through, so a line that is none of the forms above, or names another
+    function, is damage: counted with the walks lost (events.Damage)."""
     functions = functions or events.WALK_FUNCTIONS
     out = events.Pairing()
-    for line in text.splitlines():
+    damage = events.Damage()
+    for line in text.split("\n"):
+        if not line.strip() or line.startswith("#"):
+            continue
         m = _LEAF.match(line)
         if not m:
+            opened = _OPEN.match(line)
+            if not (opened and opened.group("func") in functions) and not _SWITCH.match(line):
+                damage.line(line)
             continue
         func = m.group("leaf") or m.group("tail")
         if func not in functions:
+            damage.unread(line)
             continue
         out.walks.append(
             events.Walk(
@@ -64,7 +88,7 @@ def graph_walks(
                 page_type=functions[func],
             )
         )
-    return out
+    return damage.charge(out)
 
 
 class FunctionGraph:

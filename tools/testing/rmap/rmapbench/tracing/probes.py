@@ -252,23 +252,36 @@ class DynamicProbe:
 
     # -- collecting ---------------------------------------------------------
     def walks(self, trace_text: str) -> events.Pairing:
-        parsed = list(events.parse(trace_text))
+        damage = events.Damage()
+        parsed = list(events.parse(trace_text, damage))
+        needs = {f: _fetches(f) for f in self.functions}
         raw = events.pair_entry_exit(
             parsed,
             {_event_names(f)[0]: f for f in self.functions},
             {_event_names(f)[1]: f for f in self.functions},
+            needs,
+            damage,
         )
         if not self._hist:
-            return raw
+            return damage.charge(raw)
         exact = events.synthetic_walks(
-            parsed, {self.kept_synths.get(f, f"{self.group}_{f}"): f for f in self.functions}
-        )
+            parsed, {self.kept_synths.get(f, f"{self.group}_{f}"): f for f in self.functions},
+            needs, damage,
+        )  # fmt: skip
         # The raw entry/exit events are still recorded: they tell walks that
-        # never finished, and where each walk returned to.
+        # never finished, and where each walk returned to. A walk they
+        # paired that the kernel's pairing did not give (a negative
+        # latency, its synthetic event missing) is unpaired.
         exact.walks = events.merge_callers(exact.walks, raw.walks)
-        exact.unmatched_exits = raw.unmatched_exits
+        exact.unmatched_exits = raw.unmatched_exits + max(0, len(raw.walks) - len(exact.walks))
         exact.unfinished = raw.unfinished
-        return exact
+        return damage.charge(exact)
+
+
+def _fetches(func: str) -> tuple[str, ...]:
+    """The fields _args() fetches for `func`, which its events (and its
+    synthetic event: hist.HistPair) then carry."""
+    return ("folio", "mapping", "locked") if _with_locked(func) else ("folio", "mapping")
 
 
 def _with_locked(func: str) -> bool:

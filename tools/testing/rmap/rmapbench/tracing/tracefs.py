@@ -195,7 +195,9 @@ class Instance:
         self.lost_mark = 0  # the reset zeroed the counters too
 
     def read(self) -> str:
-        return (self.path / "trace").read_text()
+        """The buffer's text, as take() decodes it: a comm or a string
+        field may hold any bytes, which the parsers then see as damage."""
+        return (self.path / "trace").read_bytes().decode(errors="replace")
 
     def drain(self) -> None:
         """Empty the buffer by consuming what it holds (trace_pipe): what

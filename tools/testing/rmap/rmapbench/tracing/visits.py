@@ -80,8 +80,12 @@ CALLBACKS = (
 # A visit's stack pointer minus its search's: small, constant per kernel.
 MAX_SP_DELTA = 64
 
-_HIST_LINE = re.compile(r"\{\s*common_pid:\s*(\d+),\s*sp:\s*(\d+)\s*\}\s*hitcount:\s*(\d+)")
-_DROPPED = re.compile(r"^\s*Dropped:\s*(\d+)", re.MULTILINE)
+_HIST_LINE = re.compile(
+    r"\{\s*common_pid:\s*(\d{1,10}),\s*sp:\s*(\d{1,20})\s*\}\s*hitcount:\s*(\d{1,20})\s*", re.ASCII
+)
+# The totals a hist file ends with (kernel/trace/trace_events_hist.c hist_show()).
+_TOTAL = re.compile(r"\s*(Totals:|Hits:\s*\d{1,20}|Entries:\s*\d{1,20}|Dropped:\s*(\d{1,20}))\s*",
+                    re.ASCII)  # fmt: skip
 
 Buckets = dict[tuple[int, int], int]  # (pid, stack pointer) -> visits
 # One firing before attribution: walks, visit buckets, hist drops, lost events.
@@ -124,13 +128,33 @@ def _caller(body: str) -> str:
     return m.group(1) if m else ""
 
 
-def parse_hist(text: str) -> tuple[Buckets, int]:
-    """A `hist` file keyed on common_pid,sp -> buckets, and its Dropped count."""
+def parse_hist(text: str, damage: events.Damage | None = None) -> tuple[Buckets, int]:
+    """A `hist` file keyed on common_pid,sp -> buckets, and its Dropped
+    count. A line that is none of what the file holds, a bucket given
+    twice, or a file cut short before its totals go to `damage` (then
+    what was read is not all there was)."""
+    d = damage if damage is not None else events.Damage()
     out: Buckets = {}
-    for m in _HIST_LINE.finditer(text):
-        out[(int(m.group(1)), int(m.group(2)))] = int(m.group(3))
-    dropped = _DROPPED.search(text)
-    return out, int(dropped.group(1)) if dropped else 0
+    dropped, totals = 0, False
+    for line in text.split("\n"):
+        if not line.strip() or line.startswith("#"):
+            continue
+        m = _HIST_LINE.fullmatch(line)
+        if m:
+            key, hits = (int(m.group(1)), int(m.group(2))), int(m.group(3))
+            if key in out or max(key[1], hits) > events.U64_MAX:
+                d.unread(line)
+            out[key] = hits
+            continue
+        t = _TOTAL.fullmatch(line)
+        if t is None:
+            d.unread(line)
+        elif t.group(2) is not None:
+            dropped += int(t.group(2))
+            totals = True
+    if not totals:
+        d.unread("a hist file without its totals (cut short)")
+    return out, dropped
 
 
 def delta(now: Buckets, before: Buckets) -> Buckets:
@@ -138,41 +162,55 @@ def delta(now: Buckets, before: Buckets) -> Buckets:
     return {k: v - before.get(k, 0) for k, v in now.items() if v - before.get(k, 0) > 0}
 
 
-def bracket(parsed: Iterable[events.Event], group_events: dict[str, str]) -> list[WalkVisits]:
+def bracket(parsed: Iterable[events.Event], group_events: dict[str, str],
+            damage: events.Damage | None = None) -> list[WalkVisits]:  # fmt: skip
     """Walks from the ring-buffer events, with their searches and callbacks.
 
     `group_events` maps an event name to its role: "walk:FUNC" (entry),
     "exit:FUNC", "search" or "cb:FUNC". Walks do not nest per task, but a
     stack per pid keeps a rmap_walk_locked() inside another walk apart.
+    What cannot be read (a folio or stack pointer that is no kernel
+    address), an event of none of these roles (the instance is the visit
+    probes' own, so it is one of theirs damaged), and what belongs to no
+    walk (its entry lost: an exit, a search or a callback outside any, an
+    exit of another function than the open walk's) go to `damage`: its
+    visits would be another walk's.
     """
+    d = damage if damage is not None else events.Damage()
     open_: dict[int, list[WalkVisits]] = defaultdict(list)
     done: list[WalkVisits] = []
     for ev in parsed:
         role = group_events.get(ev.name)
         if role is None:
+            d.event(ev, "no event of the visit probes")
             continue
         kind, _, func = role.partition(":")
         stack = open_[ev.pid]
-        if kind == "walk":
-            folio = ev.fields.get("folio")
-            stack.append(
-                WalkVisits(
-                    ev.pid,
-                    events.WALK_FUNCTIONS[func],
-                    folio=events.to_int(folio) if folio else None,
-                )
-            )
-        elif kind == "exit" and stack:
-            w = stack.pop()
-            w.caller = _caller(ev.body)
-            w.finished = True
-            done.append(w)
-        elif kind == "search" and stack:
-            stack[-1].searches += 1
-            stack[-1].search_sps.add(events.to_int(ev.fields["sp"]))
-        elif kind == "cb" and stack:
-            stack[-1].matched += 1
-            stack[-1].callbacks[func] += 1
+        try:
+            if kind == "walk":
+                events.fetched(ev.fields, ("folio",))
+                folio = events.kernel_pointer(events.hex_u64(ev.fields["folio"]))
+                stack.append(WalkVisits(ev.pid, events.WALK_FUNCTIONS[func], folio=folio))
+                continue
+            if not stack:
+                raise events.Unreadable("outside any walk")
+            if kind == "exit":
+                if stack[-1].page_type != events.WALK_FUNCTIONS[func]:
+                    raise events.Unreadable("the exit of another walk than the open one")
+                w = stack.pop()
+                w.caller = _caller(ev.body)
+                w.finished = True
+                done.append(w)
+            elif kind == "search":
+                events.fetched(ev.fields, ("sp",))
+                sp = events.kernel_pointer(events.hex_u64(ev.fields["sp"]))
+                stack[-1].searches += 1
+                stack[-1].search_sps.add(sp)
+            elif kind == "cb":
+                stack[-1].matched += 1
+                stack[-1].callbacks[func] += 1
+        except events.Unreadable as e:
+            d.event(ev, str(e))
     for stack in open_.values():
         done.extend(stack)  # exit lost or still running: counted, not finished
     return done
@@ -296,23 +334,29 @@ class VisitProbe:
             raise Unavailable(why or f"cannot probe {func}: {e}") from e
 
     def hist_texts(self, inst: Instance) -> dict[str, str]:
-        return {n: (inst.event_dir(self.group, n) / "hist").read_text() for n in self.counted}
+        return {
+            n: (inst.event_dir(self.group, n) / "hist").read_bytes().decode(errors="replace")
+            for n in self.counted
+        }
 
     def collect(
         self, trace_text: str, hists: dict[str, str]
-    ) -> tuple[list[WalkVisits], Buckets, int]:
+    ) -> tuple[list[WalkVisits], Buckets, int, events.Damage]:
         """One firing: its walks (visits not yet attributed), the visit
-        buckets since the previous firing, and the hist drops."""
-        walks = bracket(events.parse(trace_text), self.roles)
+        buckets since the previous firing, the hist drops, and what could
+        not be read (with the lost-event markers: the firing's losses
+        are damage.lost_with() the instance's)."""
+        damage = events.Damage()
+        walks = bracket(events.parse(trace_text, damage), self.roles, damage)
         total: Buckets = defaultdict(int)
         dropped = 0
         for name, text in hists.items():
-            now, d = parse_hist(text)
+            now, d = parse_hist(text, damage)
             dropped += d
             for k, v in delta(now, self._last.get(name, {})).items():
                 total[k] += v
             self._last[name] = now
-        return walks, dict(total), dropped
+        return walks, dict(total), dropped, damage
 
 
 def finish(raw: list[RawFiring]) -> tuple[list[Firing], int | None]:

@@ -233,12 +233,15 @@ class Bpf:
         this backend's: ignored)."""
         if self._ring is None:
             return events.Pairing()
-        recs = [records.decode(b) for b in self._ring.read()]
+        recs, damaged = records.decode_all(self._ring.read())
+        damaged += self._ring.take_damaged()
         if recs and self._symbols is None:
             self._symbols = records.Symbols.read()
         out = records.walks(recs, self.order, self._symbols, self.pids)
         now = self._read_counters()
-        out.lost = now[programs.DROPPED] - self._seen[programs.DROPPED]
+        # Walks the programs dropped (a full ring buffer), and records that
+        # could not be read: the sample counts as having lost events.
+        out.lost += now[programs.DROPPED] - self._seen[programs.DROPPED] + damaged
         out.unmatched_exits = now[programs.UNMATCHED] - self._seen[programs.UNMATCHED]
         self._seen = now
         return out

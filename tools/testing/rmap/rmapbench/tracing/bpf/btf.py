@@ -23,7 +23,6 @@ Without the variable nothing is stored.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import struct
 from collections.abc import Sequence
@@ -58,7 +57,10 @@ class Found:
 
 def parse(data: bytes, funcs: Sequence[str], structs: Sequence[str] = ()) -> Found:
     """The FUNC ids of `funcs` and the member offsets of `structs` that the
-    BTF in `data` has (the missing ones are absent from the result)."""
+    BTF in `data` has (the missing ones are absent from the result).
+    BTFError when `data` is not BTF as the kernel checks it (a header of
+    its length, sections inside the file, NUL-bounded strings) or a type
+    it steps over runs past its section or names a string past its own."""
     if len(data) < HEADER.size:
         raise BTFError("BTF shorter than its header")
     magic, version, _, hdr_len, type_off, type_len, str_off, str_len = HEADER.unpack_from(data)
@@ -66,10 +68,14 @@ def parse(data: bytes, funcs: Sequence[str], structs: Sequence[str] = ()) -> Fou
         raise BTFError(f"not little-endian BTF (magic {magic:#x})")
     if version != 1:
         raise BTFError(f"BTF version {version}, not 1")
+    if hdr_len < HEADER.size:
+        raise BTFError(f"BTF header of {hdr_len} bytes, less than its fields")
     t0, s0 = hdr_len + type_off, hdr_len + str_off
     if t0 + type_len > len(data) or s0 + str_len > len(data) or type_len % 4:
         raise BTFError("BTF sections outside the file")
     strings = data[s0 : s0 + str_len]
+    if strings and (strings[0] or strings[-1]):
+        raise BTFError("BTF strings not NUL-bounded")
     wanted_f = _offsets(strings, funcs)
     wanted_s = _offsets(strings, structs)
     words = memoryview(data)[t0 : t0 + type_len].cast("I")
@@ -78,17 +84,22 @@ def parse(data: bytes, funcs: Sequence[str], structs: Sequence[str] = ()) -> Fou
     fixed, per = _FIXED, _PER_VLEN
     i, tid, n = 0, 1, len(words)
     while i < n and left:
+        if i + 3 > n:
+            raise BTFError(f"BTF type {tid} cut short")
         name, info = words[i], words[i + 1]
         kind = (info >> 24) & 0x1F
         if kind >= len(fixed):
             raise BTFError(f"BTF type {tid} has unknown kind {kind}")
+        end = i + 3 + fixed[kind] + per[kind] * (info & 0xFFFF)
+        if end > n:
+            raise BTFError(f"BTF type {tid} runs past the type section")
         if name in wanted_f and kind == KIND_FUNC:
             found.funcs[wanted_f.pop(name)] = tid
             left -= 1
         elif name in wanted_s and kind == KIND_STRUCT:
             found.members[wanted_s.pop(name)] = _members(words, i, info, strings)
             left -= 1
-        i += 3 + fixed[kind] + per[kind] * (info & 0xFFFF)
+        i = end
         tid += 1
     found.types = tid - 1
     return found
@@ -115,8 +126,10 @@ def _members(words: memoryview, i: int, info: int, strings: bytes) -> dict[str, 
         size = offset >> 24 if kind_flag else 0
         if bits % 8 or size:
             continue
-        end = strings.index(b"\0", name_off)
-        out[strings[name_off:end].decode()] = bits // 8
+        if name_off >= len(strings):
+            raise BTFError(f"a member's name at {name_off}, past the BTF strings")
+        end = strings.index(b"\0", name_off)  # found: the section ends with one
+        out[strings[name_off:end].decode(errors="replace")] = bits // 8
     return out
 
 
@@ -132,15 +145,34 @@ def cached_lookup(funcs: Sequence[str], structs: Sequence[str] = (),
     except OSError:
         return lookup(funcs, structs, path)  # says why, in one line
     key = [u.release, u.version, str(path), size, list(funcs), list(structs)]
-    data = bootcache.load("btf", key)
-    with contextlib.suppress(KeyError, TypeError, ValueError):
-        if isinstance(data, dict):
-            return Found(dict(data["funcs"]), {k: dict(v) for k, v in data["members"].items()},
-                         int(data["types"]))  # fmt: skip
+    stored = _stored(bootcache.load("btf", key))
+    if stored is not None:
+        return stored
     found = lookup(funcs, structs, path)
     bootcache.store("btf", key, {"funcs": found.funcs, "members": found.members,
                                  "types": found.types})  # fmt: skip
     return found
+
+
+def _stored(data: object) -> Found | None:
+    """A stored lookup, if it is one: ids within the types stepped over,
+    offsets that are numbers (a file of the right key but another shape
+    is looked up again, never trusted)."""
+    if not isinstance(data, dict) or set(data) != {"funcs", "members", "types"}:
+        return None
+    funcs, members, types = data["funcs"], data["members"], data["types"]
+    if type(types) is not int or not _counts(funcs, 1, types) or not isinstance(members, dict):
+        return None
+    if not all(isinstance(k, str) and _counts(v, 0, 1 << 32) for k, v in members.items()):
+        return None
+    return Found(dict(funcs), {k: dict(v) for k, v in members.items()}, types)
+
+
+def _counts(d: object, low: int, high: int) -> bool:
+    """A dict of str -> int within [low, high] (bool is no int here)."""
+    return isinstance(d, dict) and all(
+        isinstance(k, str) and type(v) is int and low <= v <= high for k, v in d.items()
+    )
 
 
 def lookup(funcs: Sequence[str], structs: Sequence[str] = (), path: Path = VMLINUX) -> Found:

@@ -111,8 +111,27 @@ class Record:
         return self.pid_tgid & 0xFFFFFFFF
 
 
+class RecordError(ValueError):
+    """Bytes of the ring buffer that are no record of the exit program's."""
+
+
 def decode(blob: bytes) -> Record:
+    if len(blob) != RECORD_SIZE:
+        raise RecordError(f"a record of {len(blob)} bytes, not {RECORD_SIZE}")
     return Record(*RECORD.unpack(blob))
+
+
+def decode_all(blobs: Iterable[bytes]) -> tuple[list[Record], int]:
+    """The records, and how many blobs were none (of another length: the
+    exit program writes only RECORD_SIZE bytes, so a blob of another
+    is damage, or another program's)."""
+    out, damaged = [], 0
+    for blob in blobs:
+        try:
+            out.append(decode(blob))
+        except RecordError:
+            damaged += 1
+    return out, damaged
 
 
 class Symbols:
@@ -149,10 +168,9 @@ class Symbols:
         if bootcache.directory() is None or not boot:
             return cls(None, path=path)
         key = [boot, str(path), sorted(RMAP_ONE_CALLER)]
-        data = bootcache.load("kallsyms", key)
-        with contextlib.suppress(TypeError, ValueError, AttributeError):
-            if isinstance(data, dict):
-                return cls(None, {int(a): str(n) for a, n in data.items()}, path)
+        known = _stored(bootcache.load("kallsyms", key))
+        if known is not None:
+            return cls(None, known, path)
         symbols = cls(None, path=path)
         bootcache.store("kallsyms", key, {str(a): n for a, n in symbols.known.items()})
         return symbols
@@ -174,6 +192,22 @@ class Symbols:
         return self._names[i] if i >= 0 and self._starts[i] else ""
 
 
+def _stored(data: object) -> dict[int, str] | None:
+    """Stored callback addresses, if they are what Symbols.read() stores:
+    decimal addresses of the table's callbacks (any other shape is read
+    from kallsyms again, never trusted)."""
+    if not isinstance(data, dict):
+        return None
+    out = {}
+    for addr, name in data.items():
+        if not (isinstance(addr, str) and addr.isascii() and addr.isdigit() and len(addr) <= 20):
+            return None
+        if not isinstance(name, str) or name not in RMAP_ONE_CALLER or int(addr) >= 1 << 64:
+            return None
+        out[int(addr)] = name
+    return out
+
+
 def caller(rmap_one: str) -> str:
     """The starter of the walk whose rwc->rmap_one is this function. Its
     kallsyms name may carry what the compiler appended: a clone's
@@ -186,12 +220,15 @@ def caller(rmap_one: str) -> str:
 def walks(records: Iterable[Record], functions: list[tuple[str, str]],
           symbols: Symbols | None, pids: set[int] | None) -> Pairing:  # fmt: skip
     """The walks of these records. `functions`: (function, page type) by
-    the records' function number; `pids`: the followed tasks (None: all)."""
+    the records' function number; `pids`: the followed tasks (None: all).
+    A record of no function numbered, or of a negative duration, is none
+    the programs write: counted as a walk lost."""
     out = Pairing()
     for r in records:
         if pids is not None and r.pid not in pids:
             continue
-        if r.function >= len(functions):
+        if r.function >= len(functions) or r.duration_ns >= 1 << 63:
+            out.lost += 1
             continue
         page_type = functions[r.function][1]
         name = symbols.name(r.rmap_one) if symbols is not None else ""

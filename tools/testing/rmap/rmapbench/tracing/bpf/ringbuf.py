@@ -38,6 +38,8 @@ class RingBuffer:
         self._cons = mmap.mmap(fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, 0)
         self._prod = mmap.mmap(fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
         self._page = page
+        # Records whose header could not be right, since the last take_damaged().
+        self.damaged = 0
 
     def _positions(self) -> tuple[int, int]:
         (cons,) = struct.unpack_from("<Q", self._cons, 0)
@@ -46,7 +48,12 @@ class RingBuffer:
 
     def read(self) -> Iterator[bytes]:
         """The records written since the last read, consumed (each record
-        as its bytes, the header left off)."""
+        as its bytes, the header left off): a record still being written
+        (busy) ends the read, and is read next time; a discarded one is
+        consumed unread. A record whose length runs past what the
+        producer has written cannot be (its header is damaged), and
+        where the next record starts is then unknown: everything up to
+        the producer is consumed unread, and counted in `damaged`."""
         cons, prod = self._positions()
         data = self._page
         while cons < prod:
@@ -55,10 +62,20 @@ class RingBuffer:
             if length & BUSY:
                 break  # the producer is still writing it: next time
             size = length & ~(BUSY | DISCARD)
+            step = (size + HEADER + 7) & ~7
+            if step > prod - cons:
+                self.damaged += 1
+                struct.pack_into("<Q", self._cons, 0, prod)
+                return
             if not length & DISCARD:
                 yield self._prod[at + HEADER : at + HEADER + size]
-            cons += (size + HEADER + 7) & ~7
+            cons += step
             struct.pack_into("<Q", self._cons, 0, cons)
+
+    def take_damaged(self) -> int:
+        """The damaged records counted since the last call."""
+        n, self.damaged = self.damaged, 0
+        return n
 
     def discard(self) -> None:
         """Drop everything written so far (records still being written stay)."""
