@@ -1,0 +1,135 @@
+"""Result trees with one thing wrong, each a crash (or a wrong answer) the
+readers had before they checked what they load: the recorded fixtures
+(tests/unit/fixtures/analysis) edited in one place, run through
+rmapbench's main() in this process. test_results_fuzz.py searches for
+more; test_bad_inputs.py has the first cases of damage.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rmapbench import __main__ as cli
+from rmapbench.ksft import stats
+from rmapbench.ksft.status import EXIT_RESULTS
+
+FIX = Path(__file__).resolve().parent / "fixtures" / "analysis"
+R = EXIT_RESULTS
+
+Doc = dict[str, Any]
+
+
+def edit(tree: Path, name: str, change: Callable[[Doc], object]) -> None:
+    """Apply change to the JSON file tree/name: it edits the document in
+    place, or returns the file's new text."""
+    path = tree / name
+    doc = json.loads(path.read_text())
+    new = change(doc)
+    path.write_text(new if isinstance(new, str) else json.dumps(doc))
+
+
+def samples(values: list[int]) -> Doc:
+    """A summary as the programs write it (ksft/stats.py), with its samples."""
+    return {**stats.summarize(values).as_dict(), "samples": values}
+
+
+def walks(doc: Doc) -> Doc:
+    walks: Doc = doc["scenarios"][0]["walks"]
+    return walks
+
+
+def with_callers(doc: Doc) -> Doc:
+    values = walks(doc)["samples"]
+    doc["scenarios"][0]["walks_by_caller"] = [{"caller": "try_to_migrate",
+                                               "walks": samples(values)}]
+    return doc
+
+
+def with_bystander(doc: Doc) -> Doc:
+    doc["scenarios"][0]["bystanders"] = [{"kind": "mprotect", "during": samples([5, 6]),
+                                          "quiet": samples([4, 4])}]
+    return doc
+
+
+def drop(obj: Doc, key: str) -> None:
+    del obj[key]
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+K1000 = "ksm1000/rmap_ksm.json"
+
+# (id, file, change, command line ({T}: the tree), status, fragment of the one line)
+CASES: list[tuple[str, str, Callable[[Doc], object], list[str], int, str]] = [
+    # --- what a result document holds (ksft/shape.py) ---
+    ("huge-int-p50", K1000, lambda d: walks(d).update(p50_ns=10**400),
+     ["summary", "{T}/ksm1000"], R, "scenarios[0].walks.p50_ns is not a finite number"),
+    ("backend-a-string", K1000, lambda d: d.update(backend="fprobe"),
+     ["summary", "{T}/ksm1000"], R, "backend is not an object: 'fprobe'"),
+    ("backend-name-a-number", K1000, lambda d: d["backend"].update(name=3),
+     ["summary", "{T}/ksm1000"], R, "backend.name is not a string: 3"),
+    ("kernel-null", K1000, lambda d: d.update(kernel=None),
+     ["compare", "{T}/ksm1000", "{T}/ksm2000"], R, "kernel is not an object: None"),
+    ("setup-a-list", K1000, lambda d: d["scenarios"][0].update(setup=[]),
+     ["compare", "{T}/ksm1000", "{T}/ksm2000"], R, "scenarios[0].setup is not an object"),
+    ("negative-sample", K1000, lambda d: walks(d)["samples"].__setitem__(3, -5),
+     ["compare", "{T}/ksm1000", "{T}/ksm2000"], R,
+     "scenarios[0].walks.samples[3] is not a latency (whole ns from 0 below 2^64): -5"),
+    ("sample-1e308", K1000, lambda d: walks(d)["samples"].__setitem__(0, 1e308),
+     ["compare", "{T}/ksm1000", "{T}/ksm2000"], R, "walks.samples[0] is not a latency"),
+    ("sample-subnormal", K1000, lambda d: walks(d).update(samples=[1e-311], count=1),
+     ["compare", "{T}/ksm1000", "{T}/ksm2000"], R, "walks.samples[0] is not a latency"),
+    ("samples-cut-short", K1000, lambda d: walks(d).update(samples=walks(d)["samples"][:5]),
+     ["compare", "{T}/ksm1000", "{T}/ksm2000"], R,
+     "scenarios[0].walks.count is 10 but it has 5 samples (cut short?)"),
+    ("phase-not-a-number", K1000,
+     lambda d: d.update(phases={"seconds": {"build": "x"}, "total_s": 1.0}),
+     ["summary", "{T}/ksm1000"], R, "phases.seconds.build is not a finite number from 0: 'x'"),
+    ("bystander-without-kind", K1000,
+     lambda d: drop(with_bystander(d)["scenarios"][0]["bystanders"][0], "kind"),
+     ["summary", "{T}/ksm1000"], R, "scenarios[0].bystanders[0].kind is missing"),
+    ("caller-missing", K1000,
+     lambda d: drop(with_callers(d)["scenarios"][0]["walks_by_caller"][0], "caller"),
+     ["summary", "{T}/ksm1000"], R, "scenarios[0].walks_by_caller[0].caller is missing"),
+    ("nested-too-deeply", K1000, lambda d: nested(100_000),
+     ["summary", "{T}/ksm1000"], R, "damaged result file: nested too deeply"),
+]  # fmt: skip
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    shutil.copytree(FIX, tmp_path / "fx")
+    return tmp_path / "fx"
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """main() with warnings as errors: on a terminal they are more lines of stderr."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        status = cli.main(argv)
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.mark.parametrize(("name", "change", "argv", "status", "fragment"),
+                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])  # fmt: skip
+def test_damaged(tree: Path, capsys: pytest.CaptureFixture[str], name: str,
+                 change: Callable[[Doc], object], argv: list[str], status: int,
+                 fragment: str) -> None:  # fmt: skip
+    edit(tree, name, change)
+    rc, _, err = run([a.replace("{T}", str(tree)) for a in argv], capsys)
+    assert rc == status, err
+    (line,) = err.splitlines()
+    assert line.startswith(f"rmapbench {argv[0]}: error: "), line
+    assert fragment in line and str(tree) in line, line
+    assert not (tree / "out").exists()
+
