@@ -67,6 +67,7 @@ def nested(depth: int) -> str:
 
 
 K1000 = "ksm1000/rmap_ksm.json"
+AB_INDEX, SWEEP_INDEX = "ab/index.json", "sweep/index.json"
 
 # (id, file, change, command line ({T}: the tree), status, fragment of the one line)
 CASES: list[tuple[str, str, Callable[[Doc], object], list[str], int, str]] = [
@@ -102,6 +103,35 @@ CASES: list[tuple[str, str, Callable[[Doc], object], list[str], int, str]] = [
      ["summary", "{T}/ksm1000"], R, "scenarios[0].walks_by_caller[0].caller is missing"),
     ("nested-too-deeply", K1000, lambda d: nested(100_000),
      ["summary", "{T}/ksm1000"], R, "damaged result file: nested too deeply"),
+    # --- what a result set's index holds (resultset.check_index) ---
+    ("kind-removed", AB_INDEX, lambda d: drop(d, "kind"),
+     ["compare", "{T}/ab"], R, "damaged index: kind None is none of sweep, ab"),
+    ("round-null", AB_INDEX, lambda d: d["points"][0].update(round=None),
+     ["compare", "{T}/ab"], R, "damaged index: points[0].round is not a round: None"),
+    ("side-a-string", AB_INDEX, lambda d: d["sides"].update(A="x"),
+     ["compare", "{T}/ab"], R, "damaged index: sides.A is not an object: 'x'"),
+    ("boots-null", AB_INDEX, lambda d: d.update(boots=None),
+     ["compare", "{T}/ab"], R, "damaged index: boots is not a list: None"),
+    ("accel-null", SWEEP_INDEX, lambda d: d["boots"][0].update(accel=None),
+     ["report", "{T}/sweep", "-o", "{T}/out"], R, "boots[0].accel is not a string: None"),
+    ("params-empty", SWEEP_INDEX, lambda d: d["points"][0].update(params={}),
+     ["sweep", "--from", "{T}/sweep"], R, "points[0].params {} are not a point of the grid"),
+    ("grid-a-number", SWEEP_INDEX, lambda d: d["grid"].update(pages=5),
+     ["sweep", "--from", "{T}/sweep"], R, "grid.pages is not a parameter with a list of values"),
+    ("grid-nan", SWEEP_INDEX, lambda d: d["grid"]["pages"].__setitem__(0, float("nan")),
+     ["sweep", "--from", "{T}/sweep", "--format", "json"], R, "grid.pages: values not all"),
+    ("test-args-a-number", SWEEP_INDEX, lambda d: d["test_args"].__setitem__(0, 1),
+     ["sweep", "--from", "{T}/sweep"], R, "test_args is not a list of strings"),
+    ("dir-repeated", AB_INDEX, lambda d: d["points"][1].update(dir="r1-A"),
+     ["compare", "{T}/ab"], R, "points[1].dir r1-A is repeated"),
+    ("dir-out-of-the-set", AB_INDEX, lambda d: d["points"][0].update(dir="../ksm1000"),
+     ["compare", "{T}/ab"], R, "points[0].dir is not a directory name: '../ksm1000'"),
+    ("point-repeated", SWEEP_INDEX, lambda d: d["points"][1].update(params={"pages": "1000"}),
+     ["sweep", "--from", "{T}/sweep"], R, "points[1] repeats the point 'pages=1000'"),
+    ("not-a-result-in-a-set", "sweep/p000-pages1000/rmap_ksm.json", lambda d: drop(d, "schema"),
+     ["sweep", "--from", "{T}/sweep"], R,
+     "p000-pages1000/rmap_ksm.json: not a rmapbench/result/1 result of rmap_ksm, although "
+     "rmap_ksm exited 0"),
 ]  # fmt: skip
 
 
