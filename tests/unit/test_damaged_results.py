@@ -163,3 +163,19 @@ def test_damaged(tree: Path, capsys: pytest.CaptureFixture[str], name: str,
     assert fragment in line and str(tree) in line, line
     assert not (tree / "out").exists()
 
+
+def test_a_second_file_of_one_program(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A copy beside the original would be taken for a second run."""
+    shutil.copy(tree / K1000, tree / "ksm1000" / "copy.json")
+    rc, _, err = run(["compare", str(tree / "ksm1000"), str(tree / "ksm2000")], capsys)
+    assert rc == R
+    assert err == (f"rmapbench compare: error: {tree / K1000}: program rmap_ksm again "
+                   "(also in copy.json)\n")
+
+
+def test_two_scenarios_of_one_name(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    edit(tree, K1000, lambda d: d["scenarios"].append(d["scenarios"][0]))
+    rc, _, err = run(["compare", str(tree / "ksm1000"), str(tree / "ksm2000")], capsys)
+    assert rc == R
+    assert err.endswith("damaged result file: scenarios[1].name 'ksm' is repeated\n"), err
+

@@ -239,6 +239,7 @@ def load_results(directory: str | Path, keep_partial: bool = False) -> list[dict
     A damaged file, and unless keep_partial a run that did not finish or
     was interrupted, is DamagedResults naming the file."""
     docs = []
+    seen: dict[str, Path] = {}
     for path in sorted(Path(directory).glob("*.json")):
         if path.name.endswith(".squad.json") or path.name.startswith("."):
             continue
@@ -248,5 +249,12 @@ def load_results(directory: str | Path, keep_partial: bool = False) -> list[dict
         why = partial(data)
         if why and not keep_partial:
             raise DamagedResults(f"{path}: {why}")
+        # A run writes one file per program: a second one is a copy, which
+        # the statistics would take for a second run.
+        if data["program"] in seen:
+            raise DamagedResults(
+                f"{path}: program {data['program']} again (also in {seen[data['program']].name})"
+            )
+        seen[data["program"]] = path
         docs.append(data)
     return docs

@@ -157,8 +157,13 @@ def document(doc: Any, statuses: Sequence[str]) -> None:
     scenarios = doc.get("scenarios", [])
     if not isinstance(scenarios, list) or not all(isinstance(sc, dict) for sc in scenarios):
         raise Bad("scenarios is not a list of objects")
+    names: set[str] = set()
     for i, sc in enumerate(scenarios):
         scenario(f"scenarios[{i}]", sc)
+        # Two scenarios of one name would pass for two runs of one case.
+        if sc["name"] in names:
+            raise Bad(f"scenarios[{i}].name {show(sc['name'])} is repeated")
+        names.add(sc["name"])
 
 
 def scenario(path: str, sc: dict[str, Any]) -> None:
