@@ -8,6 +8,7 @@ more; test_bad_inputs.py has the first cases of damage.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import warnings
 from collections.abc import Callable
@@ -178,4 +179,39 @@ def test_two_scenarios_of_one_name(tree: Path, capsys: pytest.CaptureFixture[str
     rc, _, err = run(["compare", str(tree / "ksm1000"), str(tree / "ksm2000")], capsys)
     assert rc == R
     assert err.endswith("damaged result file: scenarios[1].name 'ksm' is repeated\n"), err
+
+
+# --- figures the statistics cannot take as they come -----------------------
+
+
+def test_a_median_of_0_ns_has_no_ratio(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Walks below the clock's resolution (1000 ns from text timestamps):
+    no ratio, no verdict, and a gate that cannot pass on them."""
+    edit(tree, K1000, lambda d: d["scenarios"][0].update(walks=samples([0] * 10)))
+    sides = [str(tree / "ksm1000"), str(tree / "ksm2000"), "--resamples", "200"]
+    rc, out, err = run(["compare", *sides, "--format", "json"], capsys)
+    assert (rc, err) == (0, "")
+    doc = json.loads(out)
+    walk = next(r for r in doc["rows"] if r["metric"] == "walk")
+    assert walk["verdict"] == "no data" and math.isnan(walk["ratio"])
+    assert "base: median 0 ns (below the clock's resolution): no ratio" in walk["warnings"]
+    rc, _, err = run(["compare", *sides, "--max-regression", "5"], capsys)
+    assert rc == R
+    assert err.endswith("no data to compare for ksm/ksm walk (ksm1000: median 0 ns)\n"), err
+
+
+def test_an_interval_without_upper_end(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A few walks of 0 ns: some resamples have a base median of 0, so the
+    interval has no upper end, without numpy's warnings."""
+    edit(tree, K1000, lambda d: d["scenarios"][0]["syscall"]["samples"].__setitem__(0, 0))
+    edit(tree, "ab/r1-A/rmap_ksm.json", lambda d: d["scenarios"][0].update(walks=samples([0])))
+    rc, out, err = run(["compare", str(tree / "ksm1000"), str(tree / "ksm2000"), "--format",
+                        "json", "--resamples", "200"], capsys)  # fmt: skip
+    assert (rc, err) == (0, "")
+    syscall = next(r for r in json.loads(out)["rows"] if r["metric"] == "syscall")
+    assert syscall["ci_high"] == math.inf and syscall["verdict"] == "no significant change"
+    rc, out, err = run(["compare", str(tree / "ab"), "--format", "json"], capsys)
+    assert (rc, err) == (0, "")
+    walk = next(r for r in json.loads(out)["rows"] if r["metric"] == "walk")
+    assert walk["base_runs"] == 2 and walk["ci_low"] is not None
 

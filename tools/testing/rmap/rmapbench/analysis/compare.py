@@ -323,10 +323,21 @@ def ungated_rows(rows: list[Row], max_regression: float | None, base: Side, new:
         return ""
     if not rows:
         return f"{base.label} and {new.label} have no case, metric and point in common"
-    blind = [r.key.label() for r in rows if r.comparison.verdict == verdict.NO_DATA]
+    blind = [_blind(r, base, new) for r in rows if r.comparison.verdict == verdict.NO_DATA]
     if blind:
         return f"no data to compare for {', '.join(blind)}"
     return ""
+
+
+def _blind(row: Row, base: Side, new: Side) -> str:
+    """A row without a verdict, and which side left it without."""
+    c = row.comparison
+    why = [
+        f"{side.label}: " + ("no samples" if not d.count else "median 0 ns")
+        for side, d in ((base, c.base), (new, c.new))
+        if not d.count or not d.median > 0
+    ]
+    return f"{row.key.label()} ({'; '.join(why)})"
 
 
 def add_decision_options(p: argparse.ArgumentParser) -> None:
