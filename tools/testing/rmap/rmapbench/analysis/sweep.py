@@ -11,7 +11,6 @@ again without running anything.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import sys
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from rmapbench.analysis import inference, resultset, samples
+from rmapbench.analysis import inference, jsonout, resultset, samples
 from rmapbench.analysis.cli import (
     RAW,
     Parser,
@@ -364,7 +363,7 @@ def show(source: Source, fmt: str) -> int:
         return EXIT_USAGE
     if fmt == "json":
         print(
-            json.dumps(
+            jsonout.dumps(
                 {"grid": (source.index or {}).get("grid"), "fits": fits_json(source)}, indent=2
             )
         )
