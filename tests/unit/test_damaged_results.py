@@ -223,3 +223,14 @@ def test_an_interval_without_upper_end(tree: Path, capsys: pytest.CaptureFixture
     walk = next(r for r in strict_json(out)["rows"] if r["metric"] == "walk")
     assert walk["base_runs"] == 2 and walk["ci_low"] is not None
 
+
+def test_report_of_walks_of_0_ns(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A log axis has no 0: matplotlib's warning would be stderr's second line."""
+    for name in (K1000, "sweep/p000-pages1000/rmap_ksm.json", "sweep/p001-pages2000/rmap_ksm.json"):
+        edit(tree, name, lambda d: d["scenarios"][0].update(walks=samples([0] * 4)))
+    rc, _, err = run(["report", str(tree / "ksm1000"), str(tree / "sweep"), "-o",
+                      str(tree / "out")], capsys)  # fmt: skip
+    assert (rc, err) == (0, "")
+    assert (tree / "out" / "00-ksm1000-ksm-cdf.png").read_bytes().endswith(b"IEND\xaeB`\x82")
+    assert (tree / "out" / "01-sweep-ksm-vs-pages.png").is_file()
+
