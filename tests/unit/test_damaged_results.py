@@ -234,3 +234,30 @@ def test_report_of_walks_of_0_ns(tree: Path, capsys: pytest.CaptureFixture[str])
     assert (tree / "out" / "00-ksm1000-ksm-cdf.png").read_bytes().endswith(b"IEND\xaeB`\x82")
     assert (tree / "out" / "01-sweep-ksm-vs-pages.png").is_file()
 
+
+def test_a_report_that_fails_leaves_none(tree: Path, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """A report is built aside and moved into place: one that fails half-way
+    (here the disk is full after the first plot) leaves what was there."""
+    from rmapbench.analysis import plots
+
+    real, calls = plots.cdf, []
+
+    def then_full(path: Path, *args: Any) -> Path:
+        calls.append(path)
+        if len(calls) > 1:
+            path.write_bytes(b"\x89PNG half")
+            raise OSError(28, "No space left on device")
+        return real(path, *args)
+
+    monkeypatch.setattr(plots, "cdf", then_full)
+    out = tree / "out"
+    out.mkdir()
+    (out / "report.md").write_text("the last report\n")
+    argv = ["report", str(tree / "ksm1000"), str(tree / "ksm2000"), "-o", str(out)]
+    rc, _, err = run(argv, capsys)
+    assert rc == 7 and "No space left on device" in err and err.count("\n") == 1
+    assert [p.name for p in out.iterdir()] == ["report.md"]
+    assert (out / "report.md").read_text() == "the last report\n"
+    rc, _, err = run([*argv[:-1], str(tree / "new")], capsys)
+    assert rc == 7 and not (tree / "new").exists()
