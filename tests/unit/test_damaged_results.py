@@ -235,6 +235,19 @@ def test_report_of_walks_of_0_ns(tree: Path, capsys: pytest.CaptureFixture[str])
     assert (tree / "out" / "01-sweep-ksm-vs-pages.png").is_file()
 
 
+
+def test_a_sweep_of_one_latency(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every walk of the same latency at every point (1000 ns each, on a
+    clock of 1000 ns): no fit of nan [nan, nan], and a plot without one."""
+    for name in ("sweep/p000-pages1000/rmap_ksm.json", "sweep/p001-pages2000/rmap_ksm.json"):
+        edit(tree, name, lambda d: d["scenarios"][0].update(walks=samples([1000] * 4)))
+    rc, out, err = run(["sweep", "--from", str(tree / "sweep")], capsys)
+    assert (rc, err) == (0, "")
+    assert "ksm/ksm walk, fit on every sample: every latency is the same: nothing to fit" in out
+    rc, _, err = run(["report", str(tree / "sweep"), "-o", str(tree / "out")], capsys)
+    assert (rc, err) == (0, "")
+
+
 def test_a_report_that_fails_leaves_none(tree: Path, capsys: pytest.CaptureFixture[str],
                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     """A report is built aside and moved into place: one that fails half-way

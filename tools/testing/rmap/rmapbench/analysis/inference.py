@@ -197,6 +197,10 @@ def power_fit(
     ys = as_array(y)
     if (ys <= 0).any() or any((as_array(xs[name]) <= 0).any() for name in names):
         raise ValueError("a log-log fit needs positive values")
+    # One latency throughout (a clock too coarse for the walks): the
+    # exponent is 0 with an interval of 0/0, no fit to show or draw.
+    if np.ptp(ys) == 0:
+        raise ValueError("every latency is the same: nothing to fit")
     cols = [np.log(as_array(xs[name])) for name in names]
     n, k = ys.size, len(names)
     dof = n - k - 1
