@@ -142,6 +142,8 @@ def test_power_fit_refuses_what_it_cannot_fit() -> None:
         inference.power_fit({"x": [1.0, 2.0]}, [1.0, 2.0])
     with pytest.raises(ValueError, match="collinear"):
         inference.power_fit({"x": [1.0, 1.0, 1.0, 1.0]}, [1.0, 2.0, 3.0, 4.0])
+    with pytest.raises(ValueError, match="every latency is the same"):
+        inference.power_fit({"x": [1.0, 1.0, 2.0, 2.0]}, [5.0, 5.0, 5.0, 5.0])
 
 
 def _two_level_reference(runs: list[np.ndarray], resamples: int, seed: int) -> np.ndarray:

@@ -12,7 +12,6 @@ Exit status: 0, 2 bad usage, 6 a significant regression beyond
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import textwrap
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rmapbench.analysis import inference, samples, verdict
+from rmapbench.analysis import inference, jsonout, samples, verdict
 from rmapbench.analysis.cli import (
     MAX_NOISE_FLOOR,
     MAX_RESAMPLES,
@@ -294,13 +293,13 @@ def render(
     fmt: str, rows: list[Row], base: Side, new: Side, t: Thresholds, extra: list[str] | None = None
 ) -> str:
     if fmt == "json":
-        return json.dumps(as_json(rows, base, new, t, extra), indent=2, default=_nan_safe)
+        return jsonout.dumps(as_json(rows, base, new, t, extra), indent=2, default=_unknown)
     if fmt == "markdown":
         return format_markdown(rows, base, new, t, extra)
     return format_text(rows, base, new, t, extra)
 
 
-def _nan_safe(o: Any) -> Any:
+def _unknown(o: Any) -> Any:
     return None
 
 
@@ -323,10 +322,21 @@ def ungated_rows(rows: list[Row], max_regression: float | None, base: Side, new:
         return ""
     if not rows:
         return f"{base.label} and {new.label} have no case, metric and point in common"
-    blind = [r.key.label() for r in rows if r.comparison.verdict == verdict.NO_DATA]
+    blind = [_blind(r, base, new) for r in rows if r.comparison.verdict == verdict.NO_DATA]
     if blind:
         return f"no data to compare for {', '.join(blind)}"
     return ""
+
+
+def _blind(row: Row, base: Side, new: Side) -> str:
+    """A row without a verdict, and which side left it without."""
+    c = row.comparison
+    why = [
+        f"{side.label}: " + ("no samples" if not d.count else "median 0 ns")
+        for side, d in ((base, c.base), (new, c.new))
+        if not d.count or not d.median > 0
+    ]
+    return f"{row.key.label()} ({'; '.join(why)})"
 
 
 def add_decision_options(p: argparse.ArgumentParser) -> None:

@@ -65,15 +65,19 @@ def bootstrap_median_ratio(
     estimate = float(np.median(n) / np.median(b))
     if b.size < 2 or n.size < 2 or (np.ptp(b) == 0 and np.ptp(n) == 0):
         return Interval(estimate, estimate, estimate)  # nothing to resample
-    res = sps.bootstrap(
-        (b, n),
-        _median_ratio,
-        n_resamples=resamples,
-        confidence_level=confidence,
-        method="percentile",
-        vectorized=True,
-        rng=np.random.default_rng(seed),
-    )
+    # A resample whose base median is 0 has an infinite ratio: the upper
+    # end of the interval is then unbounded, which is no error to warn of
+    # (scipy's standard error of such resamples warns of inf - inf).
+    with np.errstate(divide="ignore", invalid="ignore"):
+        res = sps.bootstrap(
+            (b, n),
+            _median_ratio,
+            n_resamples=resamples,
+            confidence_level=confidence,
+            method="percentile",
+            vectorized=True,
+            rng=np.random.default_rng(seed),
+        )
     ci = res.confidence_interval
     return Interval(estimate, float(ci.low), float(ci.high))
 
@@ -121,10 +125,19 @@ def two_level_median_ratio(
     mn = _two_level_medians(n, resamples, rng)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = mn / mb
+    # A resample whose base median is 0 (a clock too coarse for some walks)
+    # has an infinite ratio, one whose medians are both 0 none at all: an
+    # end of the interval among the infinite ones is unbounded (numpy's
+    # interpolation would make it inf - inf, nan).
+    ratios = ratios[~np.isnan(ratios)]
+    if not ratios.size:
+        return Interval(estimate, 0.0, float("inf"), 1.0)
     tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(ratios, [tail, 100 - tail])
+    with np.errstate(invalid="ignore"):
+        ends = np.percentile(ratios, [tail, 100 - tail])
+    low, high = (float("inf") if np.isnan(x) else float(x) for x in ends)
     below, above = float(np.mean(ratios <= 1)), float(np.mean(ratios >= 1))
-    return Interval(estimate, float(low), float(high), min(1.0, 2 * min(below, above)))
+    return Interval(estimate, low, high, min(1.0, 2 * min(below, above)))
 
 
 @dataclass(frozen=True)
@@ -184,6 +197,10 @@ def power_fit(
     ys = as_array(y)
     if (ys <= 0).any() or any((as_array(xs[name]) <= 0).any() for name in names):
         raise ValueError("a log-log fit needs positive values")
+    # One latency throughout (a clock too coarse for the walks): the
+    # exponent is 0 with an interval of 0/0, no fit to show or draw.
+    if np.ptp(ys) == 0:
+        raise ValueError("every latency is the same: nothing to fit")
     cols = [np.log(as_array(xs[name])) for name in names]
     n, k = ys.size, len(names)
     dof = n - k - 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -25,8 +26,12 @@ def cdf(path: Path, title: str, series: Sequence[tuple[str, Array]], xlabel: str
     for label, values in series:
         x = np.sort(values) / 1e6
         y = np.arange(1, x.size + 1) / x.size
-        ax.step(x, y, where="post", label=f"{label} (n={x.size}, p50 {np.median(x):.3g} ms)")
-    ax.set_xscale("log")
+        # A log axis has no 0 (a walk below the clock's resolution): the
+        # line starts at the share of those, at the first latency above.
+        shown = x > 0
+        ax.step(x[shown], y[shown], where="post",
+                label=f"{label} (n={x.size}, p50 {np.median(x):.3g} ms)")  # fmt: skip
+    _log_scale(ax, "x", [v for _, v in series])
     ax.set_ylim(0, 1.02)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("fraction of samples")
@@ -37,6 +42,13 @@ def cdf(path: Path, title: str, series: Sequence[tuple[str, Array]], xlabel: str
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
+
+
+def _log_scale(ax: Any, axis: str, series: Sequence[Array]) -> None:
+    """A log axis, unless no value is above 0 (then a linear one: matplotlib
+    would warn that it cannot log-scale, on the command's stderr)."""
+    if any((np.asarray(v) > 0).any() for v in series):
+        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
 
 
 @dataclass
@@ -82,7 +94,7 @@ def sweep_curve(path: Path, title: str, name: str, curves: Sequence[Curve]) -> P
                 label=f"{prefix}fit {name}^{e.slope:.2f} [{e.low:.2f}, {e.high:.2f}]",
             )
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    _log_scale(ax, "y", [s for c in curves for s in c.series])
     ax.set_xlabel(name)
     ax.set_ylabel("walk latency (ms)")
     ax.set_title(title)

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import argparse
 import html
+import os
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -286,10 +289,32 @@ def _main(argv: list[str]) -> int:
                 raise UsageError(str(e)) from e
     except UsageError as e:
         p.error(str(e))
-    rep = build(sources, ns.output)
-    for path in write(rep, ns.output):
+    for path in publish(sources, ns.output):
         print(path)
     return 0
+
+
+def publish(sources: list[Source], out: Path) -> list[Path]:
+    """build() and write() in a hidden directory inside `out`, then each
+    file moved into place, the texts last: a report that fails leaves
+    `out` as it was (a killed one, its hidden directory too), and none
+    leaves a plot or a text half-written or a new text beside old plots."""
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".report.", dir=out))
+    try:
+        texts = write(build(sources, stage), stage)
+        for path in sorted(set(stage.iterdir()) - set(texts)):
+            os.replace(path, out / path.name)
+        for path in texts:
+            os.replace(path, out / path.name)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    stage.rmdir()
+    return [out / path.name for path in texts]
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from typing import Any
 
 from rmapbench import __version__
 from rmapbench.files import write_atomic
-from rmapbench.ksft import results
+from rmapbench.ksft import results, shape
 
 SCHEMA = "rmapbench/resultset/1"
 INDEX = "index.json"
@@ -54,18 +54,90 @@ def is_result_set(path: Path) -> bool:
 
 
 def read_index(path: Path) -> dict[str, Any]:
+    """The index of a result set, checked (check_index): ValueError when
+    it is not one, DamagedResults naming it when it is damaged."""
     try:
         data = json.loads((path / INDEX).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise results.DamagedResults(f"{path / INDEX}: damaged index (truncated?): {e}") from None
+    except RecursionError:
+        raise results.DamagedResults(f"{path / INDEX}: damaged index: nested too deeply") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise ValueError(f"{path / INDEX}: not a {SCHEMA} index")
-    points = data.get("points")
-    if not isinstance(points, list) or not all(
-        isinstance(e, dict) and isinstance(e.get("dir"), str) for e in points
-    ):
-        raise results.DamagedResults(f"{path / INDEX}: damaged index: points without dir")
+    try:
+        check_index(data)
+    except shape.Bad as e:
+        raise results.DamagedResults(f"{path / INDEX}: damaged index: {e}") from None
     return data
+
+
+KINDS = ("sweep", "ab")
+
+
+def check_index(data: dict[str, Any]) -> None:
+    """What the readers take of an index (docs/json.md): shape.Bad naming
+    the field otherwise."""
+    kind = data.get("kind")
+    if kind not in KINDS:
+        raise shape.Bad(f"kind {shape.show(kind)} is none of {', '.join(KINDS)}")
+    grid = shape.obj(data, "grid", "", null=False)
+    for name, values in grid.items():
+        if not _word(name) or not isinstance(values, list) or not values:
+            raise shape.Bad(f"grid.{name} is not a parameter with a list of values")
+        if not all(_word(v) for v in values) or len(set(values)) != len(values):
+            raise shape.Bad(f"grid.{name}: values not all distinct words: {shape.show(values)}")
+    shape.texts(data, "test_args", "")
+    for here, boot in shape.objects(data, "boots", "", null=False):
+        shape.text(boot, "accel", here)
+    sides = shape.obj(data, "sides", "", null=False)
+    for side in sides:
+        shape.obj(shape.obj(sides, side, "sides", null=False), "set", f"sides.{side}")
+    if not isinstance(data.get("points"), list):
+        raise shape.Bad(f"points is not a list: {shape.show(data.get('points'))}")
+    seen: dict[str, str] = {}
+    for here, entry in shape.objects(data, "points", ""):
+        directory = entry.get("dir")
+        # One directory of the set, not a path out of it.
+        if not isinstance(directory, str) or not _plain_name(directory):
+            raise shape.Bad(f"{here}.dir is not a directory name: {shape.show(directory)}")
+        status = shape.obj(entry, "status", here, null=False)
+        for program, rc in status.items():
+            if not _plain_name(program) or not (rc is None or shape.is_count(rc)):
+                raise shape.Bad(f"{here}.status: {shape.show(program)}: {shape.show(rc)}")
+        # What the point stands for, as the analysis tells points apart.
+        if kind == "ab":
+            if entry.get("side") not in ("A", "B"):
+                raise shape.Bad(f"{here}.side is neither A nor B: {shape.show(entry.get('side'))}")
+            if not shape.is_count(entry.get("round")) or entry["round"] < 1:
+                raise shape.Bad(f"{here}.round is not a round: {shape.show(entry.get('round'))}")
+            what = f"{entry['side']} {entry['round']}"
+        else:
+            what = _params(here, entry, grid)
+        if directory in seen:
+            raise shape.Bad(f"{here}.dir {directory} is repeated")
+        if what in seen.values():
+            raise shape.Bad(f"{here} repeats the point {what!r} of another")
+        seen[directory] = what
+
+
+def _params(here: str, entry: dict[str, Any], grid: dict[str, Any]) -> str:
+    """A sweep point's parameters, as samples.point_label puts them (and
+    sweep.fits and report.sweep_plots take them apart again: words only)."""
+    params = shape.obj(entry, "params", here, null=False)
+    for name, value in params.items():
+        if not _word(name) or "=" in name or not _word(value):
+            raise shape.Bad(f"{here}.params: {shape.show(name)}: {shape.show(value)}")
+    if grid and (set(params) != set(grid) or any(v not in grid[k] for k, v in params.items())):
+        raise shape.Bad(f"{here}.params {shape.show(params)} are not a point of the grid")
+    return " ".join(f"{k}={v}" for k, v in params.items())
+
+
+def _word(value: Any) -> bool:
+    return isinstance(value, str) and bool(value) and not any(c.isspace() for c in value)
+
+
+def _plain_name(name: str) -> bool:
+    return _word(name) and "/" not in name and name not in (".", "..")
 
 
 def load(path: str | Path) -> Source:
@@ -81,26 +153,22 @@ def load(path: str | Path) -> Source:
     index = read_index(p)
     runs = []
     for entry in index["points"]:
-        _check_complete(p, entry)
-        for doc in results.load_results(p / entry["dir"]):
-            runs.append(
-                Run(
-                    doc,
-                    dict(entry.get("params", {})),
-                    entry.get("side", ""),
-                    int(entry.get("round", 0)),
-                )
-            )
+        docs = results.load_results(p / entry["dir"])
+        _check_complete(p, entry, {d["program"] for d in docs})
+        for doc in docs:
+            point = dict(entry.get("params", {}))
+            runs.append(Run(doc, point, entry.get("side", ""), entry.get("round", 0)))
     return Source(p, str(index["kind"]), runs, index)
 
 
-def _check_complete(p: Path, entry: dict[str, Any]) -> None:
-    """DamagedResults when a run the index says finished has no result file."""
-    status = entry.get("status") or {}
-    for program, rc in (status.items() if isinstance(status, dict) else []):
+def _check_complete(p: Path, entry: dict[str, Any], programs: set[str]) -> None:
+    """DamagedResults when a run the index says finished has no result."""
+    for program, rc in entry.get("status", {}).items():
         path = p / entry["dir"] / f"{program}.json"
-        if rc in (0, 1) and not path.is_file():
-            raise results.DamagedResults(f"{path}: missing, although {program} exited {rc}")
+        if rc in (0, 1) and program not in programs:
+            # There, it is some other JSON, or another program's result.
+            why = f"not a {results.SCHEMA} result of {program}" if path.exists() else "missing"
+            raise results.DamagedResults(f"{path}: {why}, although {program} exited {rc}")
 
 
 def now() -> str:

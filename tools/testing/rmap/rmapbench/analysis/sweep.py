@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
 import sys
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from rmapbench.analysis import inference, resultset, samples
+from rmapbench.analysis import inference, jsonout, resultset, samples
 from rmapbench.analysis.cli import (
     RAW,
     Parser,
@@ -411,7 +410,7 @@ def show(source: Source, fmt: str) -> int:
         return refuse("rmapbench sweep", f"{source.path} is not a sweep result set")
     if fmt == "json":
         print(
-            json.dumps(
+            jsonout.dumps(
                 {"grid": (source.index or {}).get("grid"), "fits": fits_json(source)}, indent=2
             )
         )

@@ -92,7 +92,7 @@ def describe(samples: Array) -> Side:
         float(np.median(samples)),
         float(np.percentile(samples, 99)),
         mean,
-        sd / mean if mean else float("inf"),
+        sd / mean if mean else (0.0 if sd == 0 else float("inf")),
     )
 
 
@@ -142,8 +142,14 @@ def compare(base: Array, new: Array, t: Thresholds | None = None) -> Comparison:
     t = t or Thresholds()
     b, n = describe(base), describe(new)
     warnings = [*noise_warnings("base", b), *noise_warnings("new", n)]
+    nan = float("nan")
     if not b.count or not n.count:
-        nan = float("nan")
+        return Comparison(b, n, nan, nan, nan, nan, NO_DATA, warnings)
+    # A median of 0 ns is a clock too coarse for the walks (1000 ns from
+    # text timestamps): no ratio to take, and none to call a change.
+    zero = [label for label, side in (("base", b), ("new", n)) if side.median <= 0]
+    if zero:
+        warnings += [f"{w}: median 0 ns (below the clock's resolution): no ratio" for w in zero]
         return Comparison(b, n, nan, nan, nan, nan, NO_DATA, warnings)
     ci = inference.bootstrap_median_ratio(base, new, resamples=t.resamples, seed=t.seed)
     p = inference.mann_whitney_u(base, new).pvalue

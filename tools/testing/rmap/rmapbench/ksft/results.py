@@ -11,7 +11,6 @@ ones (the front door's summary of its own run)."""
 from __future__ import annotations
 
 import json
-import math
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 from rmapbench import __version__
 from rmapbench.files import write_atomic
+from rmapbench.ksft import shape
 from rmapbench.ksft.cli import ResultsError
 
 SCHEMA = "rmapbench/result/1"
@@ -202,42 +202,12 @@ def partial(doc: dict[str, Any]) -> str | None:
     return None
 
 
-def _finite_numbers(values: Any) -> bool:
-    return isinstance(values, list) and all(
-        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-        for v in values
-    )
-
-
 def damage(doc: Any) -> str | None:
-    """What is wrong with a result document's shape, or None."""
-    if not isinstance(doc, dict):
-        return "not a JSON object"
-    if not isinstance(doc.get("program"), str) or not doc["program"]:
-        return "no program name"
-    if doc.get("status") not in STATUSES:
-        return f"status {doc.get('status')!r} is none of {', '.join(STATUSES)}"
-    scenarios = doc.get("scenarios", [])
-    if not isinstance(scenarios, list) or not all(isinstance(sc, dict) for sc in scenarios):
-        return "scenarios is not a list of objects"
-    for sc in scenarios:
-        if not isinstance(sc.get("name"), str):
-            return "a scenario has no name"
-        for group in ("walks", "syscall"):
-            summary = sc.get(group)
-            if summary is None:
-                continue
-            if not isinstance(summary, dict):
-                return f"{sc['name']} {group} is not an object"
-            if "samples" in summary and not _finite_numbers(summary["samples"]):
-                return f"{sc['name']} {group}.samples are not all finite numbers"
-            count = summary.get("count", 0)
-            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-                return f"{sc['name']} {group}.count is not a count"
-            # What the table and the metrics read of a summary with walks.
-            for key in ("p50_ns", "p90_ns", "p99_ns", "max_ns", "mean_ns") if count else ():
-                if not _finite_numbers([summary.get(key)]):
-                    return f"{sc['name']} {group}.{key} is not a finite number"
+    """What is wrong with a result document's shape (ksft/shape.py), or None."""
+    try:
+        shape.document(doc, STATUSES)
+    except shape.Bad as e:
+        return str(e)
     return None
 
 
@@ -254,6 +224,8 @@ def read_document(path: Path) -> dict[str, Any] | None:
         ) from None
     except OSError as e:
         raise DamagedResults(f"{path}: cannot read: {e.strerror or e}") from None
+    except RecursionError:  # json nests as deep as the file says
+        raise DamagedResults(f"{path}: damaged result file: nested too deeply") from None
     if not (isinstance(data, dict) and data.get("schema") == SCHEMA):
         return None
     problem = damage(data)
@@ -267,6 +239,7 @@ def load_results(directory: str | Path, keep_partial: bool = False) -> list[dict
     A damaged file, and unless keep_partial a run that did not finish or
     was interrupted, is DamagedResults naming the file."""
     docs = []
+    seen: dict[str, Path] = {}
     for path in sorted(Path(directory).glob("*.json")):
         if path.name.endswith(".squad.json") or path.name.startswith("."):
             continue
@@ -276,5 +249,12 @@ def load_results(directory: str | Path, keep_partial: bool = False) -> list[dict
         why = partial(data)
         if why and not keep_partial:
             raise DamagedResults(f"{path}: {why}")
+        # A run writes one file per program: a second one is a copy, which
+        # the statistics would take for a second run.
+        if data["program"] in seen:
+            raise DamagedResults(
+                f"{path}: program {data['program']} again (also in {seen[data['program']].name})"
+            )
+        seen[data["program"]] = path
         docs.append(data)
     return docs
