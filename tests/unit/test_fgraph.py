@@ -90,3 +90,15 @@ def test_damaged_lines_are_counted_not_read() -> None:
     switch = " ------------------------------------------\n 0)  python3-187   =>  kworker-12  \n"
     opened = " 0)  python3-187   |               |  rmap_walk_ksm() {\n"
     assert graph_walks(switch + opened + good, pid=0).lost == 0  # what the graph also prints
+
+
+def test_interrupt_brackets_are_not_damage() -> None:
+    # funcgraph-irqs: an interrupt during a long walk, as print_graph_irq() writes it.
+    text = "\n".join([
+        " 0)  python3-187   |               |  rmap_walk_ksm() {",
+        " 0)  python3-187   |   ==========> |",
+        " 0)  python3-187   |   <========== |",
+        " 0)  python3-187   | @ 150123.4 us |  } /* rmap_walk_ksm */",
+    ])
+    p = graph_walks(text, pid=0)
+    assert [w.duration_ns for w in p.walks] == [150_123_400] and p.lost == 0

@@ -48,6 +48,13 @@ _OPEN = re.compile(
 _SWITCH = re.compile(
     r"^\s*(?:-{10,}|\d{1,6}\)\s+\S.*?-\d{1,10}\s+=>\s+\S.*?-\d{1,10})\s*$", re.ASCII
 )
+# With funcgraph-irqs (on by default) an interrupt that arrives during a
+# walk is bracketed by "==========>" and "<==========" lines
+# (print_graph_irq()): a long KSM walk under TCG always has some.
+_IRQ = re.compile(
+    r"^\s*\d{1,6}\)\s+(?:.+?-\d{1,10}\s+\|\s+)?[\s|]*(?:==========>|<==========)[\s|]*$",
+    re.ASCII,
+)
 _SCALE = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 
 
@@ -72,7 +79,8 @@ def graph_walks(
         m = _LEAF.match(line)
         if not m:
             opened = _OPEN.match(line)
-            if not (opened and opened.group("func") in functions) and not _SWITCH.match(line):
+            known = _SWITCH.match(line) or _IRQ.match(line)
+            if not (opened and opened.group("func") in functions) and not known:
                 damage.line(line)
             continue
         func = m.group("leaf") or m.group("tail")
