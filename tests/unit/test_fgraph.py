@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rmapbench.tracing.fgraph import graph_walks, parse_duration
+from rmapbench.tracing import calibrate
+from rmapbench.tracing.fgraph import FunctionGraph, graph_walks, parse_duration
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -102,3 +103,22 @@ def test_interrupt_brackets_are_not_damage() -> None:
     ])
     p = graph_walks(text, pid=0)
     assert [w.duration_ns for w in p.walks] == [150_123_400] and p.lost == 0
+
+
+def test_calibrations_returns_in_the_walk_instance_are_passed_over() -> None:
+    """Recorded in a Debian 6.12.118 guest (rmap_ksm --backend fgraph): the
+    walk instance also shows the return of the getppid() that the
+    calibration's instance timed right after each firing."""
+    text = (FIXTURES / "fgraph_ksm_beside.trace").read_text()
+    # Each sample's text follows its "# rmapbench sample N" line.
+    samples = [s.split("\n", 1)[1] for s in text.split("# rmapbench sample ")[1:]]
+    assert samples and all("} /* __do_sys_getppid */" in s for s in samples)
+    graph = FunctionGraph(191, {"rmap_walk_ksm": "ksm"})
+    assert all(graph.walks(s).lost == 1 for s in samples)  # unless told
+    calibrate._beside(graph, calibrate.FUNCTION)
+    for sample in samples:
+        p = graph.walks(sample)
+        assert p.lost == 0 and len(p.walks) == 2, sample
+        assert all(w.page_type == "ksm" and w.duration_ns > 10_000_000 for w in p.walks)
+    # Only that function: another's return is still damage.
+    assert graph.walks(" 0)   python-191   | + 3.2 us   |  } /* __do_sys_getpid */\n").lost == 1

@@ -255,6 +255,13 @@ def machinery(backend: Backend) -> Machinery | None:
     return None
 
 
+def _beside(backend: Backend, function: str) -> None:
+    """Tell a graph backend that the calibration's graph instance runs
+    beside it (FunctionGraph.beside says why it must know)."""
+    if isinstance(backend, FunctionGraph):
+        backend.beside = backend.beside | {function}
+
+
 class AfterFirings:
     """The calibration machinery armed beside the backend while the timed
     samples run: fired() calls getppid() once, right after a firing, and
@@ -273,6 +280,7 @@ class AfterFirings:
             self.unavailable = "the backend has no window to calibrate"
             return
         make = built.make
+        _beside(backend, built.function)
         try:
             probe = make()
             tfs, inst = tracefs.instance_for(probe, self._journal, buffer_kb, tag="after")
@@ -329,6 +337,7 @@ def for_backend(
     name = backend.name
     built = machinery(backend)
     if built is not None:
+        _beside(backend, built.function)
         empty = run(built.make, built.method, buffer_kb, firings, built.function)
         return with_after_firing(empty, after.durations if after else [])
     if isinstance(backend, Tracepoint):
