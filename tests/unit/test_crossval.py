@@ -40,3 +40,13 @@ def test_large_ratio_flagged_unless_within_measured_overhead() -> None:
     far = _round("kprobe", 900_000, 1_000_000)  # 10x and 810 us apart
     problems = crossval.disagreements(ref, [near, far], base)
     assert len(problems) == 1 and problems[0].startswith("kprobe p50")
+
+
+def test_a_backend_that_timed_no_walk_disagrees() -> None:
+    base = _round("syscall", 0, 1_000_000, walks=0)
+    ref = _round("bpf", 200_000_000, 1_000_000)
+    silent = _round("fgraph", 0, 1_000_000, walks=0)  # every sample lost events
+    gone = crossval.Round("fprobe", unavailable="no fprobe events")
+    assert crossval.disagreements(ref, [silent, gone], base) == [
+        "fgraph timed no walk in 10 samples"
+    ]

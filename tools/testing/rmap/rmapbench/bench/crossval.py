@@ -136,7 +136,14 @@ def overhead_per_walk_ns(rnd: Round, baseline: Round) -> int | None:
 
 
 def disagreements(reference: Round, others: list[Round], baseline: Round) -> list[str]:
-    problems = []
+    """Timing backends out of line with the reference; an available one
+    that timed no walk disagrees too (nothing to agree with: every sample
+    lost events, or the walks were not seen), so it cannot pass unnoticed."""
+    problems = [
+        f"{rnd.name} timed no walk in {len([s for s in rnd.samples if not s.warmup])} samples"
+        for rnd in [reference, *others]
+        if not rnd.unavailable and not rnd.walks.count
+    ]
     ref_cost = abs(overhead_per_walk_ns(reference, baseline) or 0)
     for rnd in others:
         if not rnd.walks.count or not reference.walks.count:
