@@ -105,7 +105,8 @@ def test_options() -> None:
     for bad in (["--min-samples", "3"], ["--max-samples", "3"],
                 ["--precision", "5", "--min-samples", "50", "--max-samples", "40"],
                 ["--precision", "5", "--max-samples", "5"],
-                ["--precision", "0"], ["--precision", "5", "--backend", "all"]):
+                ["--precision", "0"], ["--precision", "5", "--backend", "all"],
+                ["--samples", "30", "--precision", "5"]):
         with pytest.raises((UsageError, SystemExit)):
             parse(*bad)
 

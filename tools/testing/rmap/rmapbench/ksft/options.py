@@ -363,6 +363,11 @@ def _check_precision(opts: Options) -> None:
         raise UsageError(f"--min-samples {low} is more than --max-samples {high}")
     if opts.backend == "all":
         raise UsageError("--precision does not combine with --backend all")
+    if "samples" in opts.given:  # it would be ignored: say so
+        raise UsageError(
+            "--samples does not combine with --precision (which samples between "
+            "--min-samples and --max-samples)"
+        )
 
 
 def _kinds(text: str) -> list[str]:
