@@ -13,6 +13,7 @@ from rmapbench.analysis import ab, sweep
 from rmapbench.guest import batch
 from rmapbench.guest.kernel import KernelImage
 from rmapbench.guest.progress import Progress
+from rmapbench.ksft.cli import UsageError
 
 
 def test_grid_points_and_args() -> None:
@@ -119,3 +120,17 @@ def test_fits_per_kernel_when_kernels_are_swept() -> None:
         (e,) = fit.exponents
         assert e.name == "pages" and e.low < slope < e.high
     assert "ksm/ksm kernel=6.1 walk" in sweep.summary_text(source)
+
+
+def test_rmap_args_go_first_into_every_run() -> None:
+    """The guest's command has an empty environment: $RMAP_ARGS travels in
+    the runs' own options, before those after -- (which win)."""
+    env = {"RMAP_ARGS": "--pages 700 --case anon"}
+    progs, args = batch.split_test_args(["--samples", "3"], env)
+    assert [p.name for p in progs] == ["rmap_anon.py"]
+    assert args == ["--pages", "700", "--case", "anon", "--samples", "3"]
+    progs, args = batch.split_test_args(["ksm", "--pages", "9"], env)
+    assert [p.name for p in progs] == ["rmap_ksm.py"]
+    assert args == ["--pages", "700", "--case", "anon", "--pages", "9"]
+    with pytest.raises(UsageError, match=r"^RMAP_ARGS: "):
+        batch.split_test_args([], {"RMAP_ARGS": "--pages '7"})

@@ -12,11 +12,12 @@ from __future__ import annotations
 import argparse
 import io
 import math
+import os
 import re
 import shlex
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,16 +63,27 @@ def program_paths(spec: str) -> list[Path]:
     return out
 
 
-def split_test_args(rest: Sequence[str]) -> tuple[list[Path], list[str]]:
+def split_test_args(
+    rest: Sequence[str], env: Mapping[str, str] | None = None
+) -> tuple[list[Path], list[str]]:
     """TEST ARGS after --: an optional program list, then options for it.
-    Without the list: every case of the suite, or those --case selects."""
+    Without the list: every case of the suite, or those --case selects.
+    The options start with $RMAP_ARGS, as a program's own command line
+    does (those after -- win): the guest's command starts with an empty
+    environment, so they are passed, and recorded with each run's."""
     args = [a for a in rest]
     if args[:1] == ["--"]:
         args = args[1:]
+    env = os.environ if env is None else env
+    try:
+        suite = shlex.split(env.get("RMAP_ARGS", ""))
+    except ValueError as e:
+        raise UsageError(f"RMAP_ARGS: {e}") from None
     if args and not args[0].startswith("-"):
-        return program_paths(args[0]), args[1:]
+        return program_paths(args[0]), suite + args[1:]
+    args = suite + args
     # No program named: the cases --case selects, every case without it.
-    selected = cases.selection(args)
+    selected = cases.selection(args, env={})
     if selected is not None and cases.error(selected):
         raise UsageError(str(cases.error(selected)))
     return cases.programs(selected), args
@@ -89,7 +101,14 @@ def check_test_args(programs: list[Path], args: list[str]) -> None:
     refused = UsageError("--results is set per run; do not give it in TEST ARGS")
     if "--results" in args or any(a.startswith("--results=") for a in args):
         raise refused
-    program.check_programs(programs, args)
+    # The args hold $RMAP_ARGS already (split_test_args()), as the guest's
+    # programs get them: checked once, the way they will run.
+    suite = os.environ.pop("RMAP_ARGS", None)
+    try:
+        program.check_programs(programs, args)
+    finally:
+        if suite is not None:
+            os.environ["RMAP_ARGS"] = suite
     if program.gives(args, "results"):  # abbreviated: --res DIR
         raise refused
 
