@@ -88,3 +88,22 @@ def test_function_graph_on_6_18_blames_the_function_not_the_instance(tmp_path: P
 
 def test_no_list_no_reason(tmp_path: Path) -> None:
     assert functions.why_not_traceable(tmp_path, WALKS) is None
+
+
+def test_function_graph_options_are_put_back(tmp_path: Path) -> None:
+    """The graph options are the tracer's, shared with every instance: the
+    ones the backend sets are journalled and restored as they were."""
+    root = _tracefs(tmp_path, "6.12")
+    (root / "available_tracers").write_text("function_graph nop\n")
+    inst = tmp_path / "inst"
+    options = inst / "options"
+    options.mkdir(parents=True)
+    for name, value in (("funcgraph-tail", "0"), ("funcgraph-proc", "1"), ("funcgraph-irqs", "1")):
+        (options / name).write_text(value + "\n")
+    with Journal(directory=tmp_path / "journal") as journal:
+        graph = FunctionGraph(7, {"rmap_walk_anon": "anon"})
+        graph.arm(TraceFS(root, journal), Instance(inst, journal))
+        armed = {p.name: p.read_text().strip() for p in options.iterdir()}
+    assert armed == {"funcgraph-tail": "1", "funcgraph-proc": "1", "funcgraph-irqs": "0"}
+    after = {p.name: p.read_text().strip() for p in options.iterdir()}
+    assert after == {"funcgraph-tail": "0", "funcgraph-proc": "1", "funcgraph-irqs": "1"}

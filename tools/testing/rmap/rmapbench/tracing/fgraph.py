@@ -14,6 +14,7 @@ page type in the test's pid.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from rmapbench.machine.knobs import Undo
 from rmapbench.tracing import events, functions
@@ -138,9 +139,7 @@ class FunctionGraph:
                 ("funcgraph-proc", "1"),
                 ("funcgraph-irqs", "0"),
             ):
-                path = inst.path / "options" / option
-                if path.exists():
-                    write(path, value)
+                self._option(tfs, inst.path / "options" / option, value)
             inst.ensure_clock()
             # Stopped before the instance is removed.
             with tfs.journal.change(Undo("write", str(inst.path / "current_tracer"), "nop")):
@@ -166,6 +165,25 @@ class FunctionGraph:
             + " and the test's pid",
             tuple(dict.fromkeys(self.functions.values())),
         )
+
+    @staticmethod
+    def _option(tfs: TraceFS, path: Path, value: str) -> None:
+        """Set a graph option, its old value journalled: the function_graph
+        options are the tracer's (one set of flags in
+        trace_functions_graph.c), so the instance's file changes them for
+        every instance, the top level's included. The undo goes through
+        this instance's file, which exists until the instance is removed,
+        after it (undo steps run newest first)."""
+        if not path.exists():
+            return
+        try:
+            old = path.read_text().strip()
+        except OSError as e:
+            raise TraceError(f"reading {path}: {e.strerror}") from e
+        if old == value:
+            return
+        with tfs.journal.change(Undo("write", str(path), old)):
+            write(path, value)
 
     def follow(self, inst: Instance, pids: list[int]) -> None:
         """Trace these processes' walks instead (e.g. kdamond's)."""
