@@ -29,10 +29,12 @@ INIT_SCRIPT = Path(__file__).with_name("guest_init.sh")
 # crc32c is not a declared dependency of ext4/jbd2 (they ask the crypto API for it at
 # mount time, via modprobe, which the initramfs lacks), so it is listed explicitly.
 # virtio_pci is built in on Debian's 6.12 but a module on 6.1; nothing depends on it,
-# yet without it no virtio device appears.
-WANTED_MODULES = (
-    "virtio_pci", "netfs", "9pnet", "9pnet_virtio", "9p", "virtio_blk", "crc32c_generic",
-    "ext4",
+# yet without it no virtio device appears. A module that changed its name is a
+# tuple of its names, newest last: the crypto API's crc32c is crc32c_generic up
+# to 6.14 and crc32c-cryptoapi from 6.15 (Debian's 7.3 has only the latter).
+WANTED_MODULES: tuple[str | tuple[str, ...], ...] = (
+    "virtio_pci", "netfs", "9pnet", "9pnet_virtio", "9p", "virtio_blk",
+    ("crc32c_generic", "crc32c_cryptoapi"), "ext4",
 )  # fmt: skip
 
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
@@ -113,8 +115,12 @@ def resolve_modules(kernel: KernelImage) -> list[tuple[str, bytes]]:
             visit(dep)
         ordered.append((name, data))  # after its dependencies
 
-    for name in WANTED_MODULES:
-        visit(name)
+    for wanted in WANTED_MODULES:
+        names = (wanted,) if isinstance(wanted, str) else wanted
+        # The first name this kernel has, built in or as a file; else the
+        # newest, which visit() reports as missing.
+        have = [n for n in names if n in builtin or n in files]
+        visit(have[0] if have else names[-1])
     return ordered
 
 
@@ -181,7 +187,7 @@ def _cache_key(kernel: KernelImage, busybox: Path) -> str:
         h.update(str(kernel.modules_dir.resolve()).encode())
         st = kernel.modules_dir.stat()
         h.update(f"{st.st_mtime_ns}".encode())
-    h.update(",".join(WANTED_MODULES).encode())
+    h.update(repr(WANTED_MODULES).encode())
     return h.hexdigest()[:16]
 
 
