@@ -66,13 +66,31 @@ def _tracefs(tmp_path: Path, release: str) -> Path:
 
 
 @pytest.mark.parametrize("kind", ["fprobe", "kprobe"])
-def test_probe_on_6_18_says_why_the_file_walk_is_not_probed(tmp_path: Path, kind: str) -> None:
+def test_probe_on_6_18_times_the_file_walk_by_its_substitute(tmp_path: Path, kind: str) -> None:
+    """rmap_walk_file is not traceable there: the probe goes to
+    __rmap_walk_file (refused too here: the kernel's refusal is faked)."""
     root = _tracefs(tmp_path, "6.18")
     with Journal(directory=tmp_path / "journal") as journal:
         tfs = TraceFS(root, journal)
         probe = DynamicProbe(kind, {"rmap_walk_file": "file"})
-        with pytest.raises(Unavailable, match=r"^rmap_walk_file is not a traceable function"):
+        with pytest.raises(Unavailable, match=r"^cannot probe __rmap_walk_file: writing "):
             probe.arm(tfs, Instance(tmp_path / "inst", journal))
+
+
+@pytest.mark.parametrize("btf", [False, True])
+def test_substitute_arguments_are_fetched_where_they_are(btf: bool) -> None:
+    """__rmap_walk_file(folio, mapping, pgoff_start, nr_pages, rwc, locked)."""
+    probe = DynamicProbe("fprobe", {"__rmap_walk_file": "file"})
+    probe._btf = btf
+    _, exit_ = probe._definitions("__rmap_walk_file")
+    fetch = (
+        "folio=folio:x64 mapping=mapping:x64 locked=locked:u8" if btf
+        else "folio=$arg1:x64 mapping=$arg2:x64 locked=$arg6:u8"
+    )  # fmt: skip
+    assert exit_.endswith(f"__rmap_walk_file%return {fetch}")
+    probe = DynamicProbe("kprobe", {"rmap_walk_file": "file"})
+    _, exit_ = probe._definitions("rmap_walk_file")
+    assert exit_.endswith("rmap_walk_file folio=$arg1:x64 mapping=+24($arg1):x64 locked=$arg3:u8")
 
 
 def test_function_graph_on_6_18_blames_the_function_not_the_instance(tmp_path: Path) -> None:

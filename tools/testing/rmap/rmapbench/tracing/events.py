@@ -12,6 +12,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
+from rmapbench.tracing import walkfuncs
+
 log = logging.getLogger(__name__)
 
 # `comm-pid [cpu] flags seconds.micros: event: body`; the flags column is
@@ -299,7 +301,7 @@ def pair_entry_exit(
                     duration_ns=ev.ts_ns - start.ts_ns,
                     pid=ev.pid,
                     function=probed_function(func, args),
-                    page_type=WALK_FUNCTIONS.get(func, "unknown"),
+                    page_type=walkfuncs.page_type(func),
                     folio=hex_u64(folio) if folio else None,
                     caller=_caller(ev.body),
                 )
@@ -413,7 +415,7 @@ def synthetic_walks(
                 duration_ns=lat,
                 pid=ev.pid,
                 function=probed_function(func, ev.fields),
-                page_type=WALK_FUNCTIONS.get(func, "unknown"),
+                page_type=walkfuncs.page_type(func),
                 folio=decimal(folio) if folio else None,
             )
         except Unreadable as e:
@@ -499,7 +501,7 @@ def probed_function(func: str, args: dict[str, str]) -> str:
     function (the calibration's) is probed with the walks' fetches from
     whatever its registers hold: its `locked` and `mapping` say nothing,
     and are not read."""
-    return function_of_locked(args) if func in WALK_FUNCTIONS else "rmap_walk"
+    return function_of_locked(args) if walkfuncs.is_walk(func) else "rmap_walk"
 
 
 _LOCKED = {"true": True, "1": True, "0x1": True, "false": False, "0": False, "0x0": False}

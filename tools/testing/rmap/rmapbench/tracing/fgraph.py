@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 from rmapbench.machine.knobs import Undo
-from rmapbench.tracing import events, functions
+from rmapbench.tracing import events, functions, walkfuncs
 from rmapbench.tracing.backend import Description, Unavailable
 from rmapbench.tracing.tracefs import Instance, TraceError, TraceFS, write
 
@@ -132,7 +132,7 @@ class FunctionGraph:
 
     def arm(self, tfs: TraceFS, inst: Instance) -> Description:
         try:
-            write(inst.path / "set_ftrace_filter", " ".join(self.functions))
+            self._filter(tfs, inst)
             write(inst.path / "set_ftrace_pid", str(self.pid))
             for option, value in (
                 ("funcgraph-tail", "1"),
@@ -165,6 +165,23 @@ class FunctionGraph:
             + " and the test's pid",
             tuple(dict.fromkeys(self.functions.values())),
         )
+
+    def _filter(self, tfs: TraceFS, inst: Instance) -> None:
+        """The instance's set_ftrace_filter: the functions to time, or on
+        6.15+ their substitutes by the names the kernel can trace
+        (tracing/walkfuncs.py)."""
+        try:
+            write(inst.path / "set_ftrace_filter", " ".join(self.functions))
+            return
+        except TraceError:
+            names = functions.read(tfs.root)
+            instead = (
+                walkfuncs.substituted(self.functions, names.__contains__) if names else None
+            )
+            if not instead or instead == self.functions:
+                raise
+        write(inst.path / "set_ftrace_filter", " ".join(instead))
+        self.functions = instead
 
     @staticmethod
     def _option(tfs: TraceFS, path: Path, value: str) -> None:

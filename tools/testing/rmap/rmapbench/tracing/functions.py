@@ -8,10 +8,12 @@ whose arguments need not be the original's; a static name defined in two
 files is there twice. Linux 6.15 turned rmap_walk_file() into a wrapper
 inlined into its callers around __rmap_walk_file(folio, mapping,
 pgoff_start, nr_pages, rwc, locked), so a probe on rmap_walk_file finds
-nothing there.
+nothing there; the backends then time __rmap_walk_file
+(tracing/walkfuncs.py).
 
-Read only to say why a probe was refused: the file lists every traceable
-function (tens of thousands), too much to read on every program's way in.
+Read only once a probe was refused (to say why, or to find the substitute):
+the file lists every traceable function (tens of thousands), too much to
+read on every program's way in.
 """
 
 from __future__ import annotations

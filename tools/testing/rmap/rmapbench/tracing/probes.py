@@ -33,14 +33,13 @@ import logging
 import os
 
 from rmapbench.machine.shared_probes import EvictError, SharedProbes
-from rmapbench.tracing import events, functions, hist, kept, tracefs
+from rmapbench.tracing import events, functions, hist, kept, tracefs, walkfuncs
 from rmapbench.tracing.backend import Description, Unavailable
 from rmapbench.tracing.tracefs import Instance, TraceError, TraceFS, write
 
 log = logging.getLogger(__name__)
 
 FOLIO_MAPPING_OFFSET = 24  # x86-64: flags, lru (16 bytes), then mapping
-HAS_LOCKED_ARG = {"rmap_walk_anon", "rmap_walk_file"}  # (folio, rwc, locked)
 
 
 class DynamicProbe:
@@ -89,17 +88,26 @@ class DynamicProbe:
         # BTF names are the walk functions' own; another function is
         # probed with the same number of fetches, by position.
         self._btf = "<argname>" in tracefs.readme(tfs.root) and all(
-            f in events.WALK_FUNCTIONS for f in self.functions
+            walkfuncs.is_walk(f) for f in self.functions
         )
 
     # -- arming -------------------------------------------------------------
     def _args(self, func: str) -> str:
+        # A walk's arguments where its signature has them (tracing/
+        # walkfuncs.py); another function's fetches are rmap_walk_file's.
+        sig = walkfuncs.SIGNATURES.get(func, walkfuncs.SIGNATURES["rmap_walk_file"])
         if self._btf:
-            args = "folio=folio:x64 mapping=folio->mapping:x64"
+            mapping = "mapping" if sig.mapping is not None else "folio->mapping"
+            args = f"folio=folio:x64 mapping={mapping}:x64"
             locked = "locked=locked:u8"
         else:
-            args = f"folio=$arg1:x64 mapping=+{FOLIO_MAPPING_OFFSET}($arg1):x64"
-            locked = "locked=$arg3:u8"
+            folio = f"$arg{sig.folio + 1}"
+            mapping = (
+                f"$arg{sig.mapping + 1}" if sig.mapping is not None
+                else f"+{FOLIO_MAPPING_OFFSET}({folio})"
+            )  # fmt: skip
+            args = f"folio={folio}:x64 mapping={mapping}:x64"
+            locked = f"locked=$arg{(sig.locked if sig.locked is not None else 2) + 1}:u8"
         return f"{args} {locked}" if _with_locked(func) else args
 
     def _definitions(self, func: str) -> tuple[str, str]:
@@ -117,21 +125,23 @@ class DynamicProbe:
         )
 
     def arm(self, tfs: TraceFS, inst: Instance) -> Description:
-        for i, func in enumerate(self.functions):
-            if self._adopt(tfs, func, fallback=i == 0):
-                continue
-            entry, exit_ = self._definitions(func)
-            # The exit first: a kernel before 6.10 refuses $argN in a return
-            # probe (EINVAL), and then the entry fetches them.
+        armed: dict[str, str] = {}
+        for i, (func, kind) in enumerate(list(self.functions.items())):
+            on_exit = self.args_on_exit
             try:
-                self._add(tfs, func, exit_)
+                func = self._arm_events(tfs, func, i)
             except Unavailable:
-                if i or not self.args_on_exit:
+                # 6.15+: the walk by its substitute's name, if it has one
+                # that this kernel can trace (tracing/walkfuncs.py); the
+                # refusal said nothing of where arguments can be fetched.
+                instead = walkfuncs.SUBSTITUTES.get(func)
+                names = functions.read(tfs.root) if instead else None
+                if instead is None or names is None or instead not in names:
                     raise
-                self.args_on_exit = False
-                entry, exit_ = self._definitions(func)
-                self._add(tfs, func, exit_)
-            self._add(tfs, func, entry)
+                self.args_on_exit = on_exit
+                func = self._arm_events(tfs, instead, i)
+            armed[func] = kind
+        self.functions = armed
         self._hist = hist.hist_supported(tfs)
         if self._hist:
             try:
@@ -159,6 +169,25 @@ class DynamicProbe:
         return Description(
             self.name, inst.clock, 1000, f"{where}; {args}; paired in user space (us text)", types
         )
+
+    def _arm_events(self, tfs: TraceFS, func: str, i: int) -> str:
+        """Create (or adopt) the entry and exit events of `func`, the i-th
+        function; returns it. Unavailable when the kernel refuses them."""
+        if self._adopt(tfs, func, fallback=i == 0):
+            return func
+        entry, exit_ = self._definitions(func)
+        # The exit first: a kernel before 6.10 refuses $argN in a return
+        # probe (EINVAL), and then the entry fetches them.
+        try:
+            self._add(tfs, func, exit_)
+        except Unavailable:
+            if i or not self.args_on_exit:
+                raise
+            self.args_on_exit = False
+            entry, exit_ = self._definitions(func)
+            self._add(tfs, func, exit_)
+        self._add(tfs, func, entry)
+        return func
 
     def _adopt(self, tfs: TraceFS, func: str, fallback: bool) -> bool:
         """Use the shared events of `func` when they are what this probe
@@ -287,7 +316,7 @@ def _fetches(func: str) -> tuple[str, ...]:
 def _with_locked(func: str) -> bool:
     """The walks with a `locked` argument; a calibration function gets the
     same fetch (whatever its third argument holds) so its cost is alike."""
-    return func in HAS_LOCKED_ARG or func not in events.WALK_FUNCTIONS
+    return walkfuncs.has_locked(func) or not walkfuncs.is_walk(func)
 
 
 def _signature(pair: hist.HistPair, clock: str) -> str:

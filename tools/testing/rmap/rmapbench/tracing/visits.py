@@ -42,7 +42,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from rmapbench.tracing import events, functions
+from rmapbench.tracing import events, functions, walkfuncs
 from rmapbench.tracing.backend import Unavailable
 from rmapbench.tracing.tracefs import Instance, TraceError, TraceFS
 
@@ -300,8 +300,15 @@ class VisitProbe:
         is available_filter_functions when readable (None: try them all)."""
         folio = "folio=$arg1:x64"
         for func in self.walks:
-            self._add(tfs, self._entry(func, f"{func}_entry", folio))
-            self._add(tfs, self._exit(func, f"{func}_exit"))
+            # 6.15+: rmap_walk_file's walk by __rmap_walk_file, whose folio
+            # is its first argument too (tracing/walkfuncs.py); the events
+            # keep the walk's name, so recorded traces read the same.
+            probed = func
+            instead = walkfuncs.SUBSTITUTES.get(func)
+            if traceable is not None and func not in traceable and instead in traceable:
+                probed = instead
+            self._add(tfs, self._entry(probed, f"{func}_entry", folio))
+            self._add(tfs, self._exit(probed, f"{func}_exit"))
         for func in self.iterators:
             if func in SEARCHES:
                 self._add(tfs, self._entry(func, ITERATORS[func], "sp=$stack:x64"))

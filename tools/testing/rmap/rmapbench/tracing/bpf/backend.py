@@ -31,11 +31,12 @@ import functools
 import os
 import struct
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rmapbench.machine.knobs import Undo
-from rmapbench.tracing import events
+from rmapbench.tracing import events, walkfuncs
 from rmapbench.tracing.backend import Description, Unavailable
 from rmapbench.tracing.bpf import btf, programs, records
 from rmapbench.tracing.bpf import insn as bpf_insn
@@ -48,7 +49,6 @@ RWC = "rmap_walk_control"
 RINGBUF_BYTES = 4 << 20  # 64-byte records: 65,536 walks between two reads
 SLOTS = 4096  # tasks in a walk at once, per function
 FOLLOWED = 1024  # tasks followed at once (follow())
-HAS_LOCKED_ARG = {"rmap_walk_anon", "rmap_walk_file"}  # (folio, rwc, locked)
 JIT_ENABLE = Path("/proc/sys/net/core/bpf_jit_enable")
 LOCKDOWN = Path("/sys/kernel/security/lockdown")
 # What check() looks up in the BTF: every walk function and the
@@ -60,7 +60,7 @@ CALIBRATION_FUNCTION = "__do_sys_getppid"
 @functools.cache
 def _btf() -> tuple[btf.Found, float]:
     t0 = time.perf_counter()
-    found = btf.cached_lookup([*events.WALK_FUNCTIONS, CALIBRATION_FUNCTION], [RWC])
+    found = btf.cached_lookup([*walkfuncs.SIGNATURES, CALIBRATION_FUNCTION], [RWC])
     return found, time.perf_counter() - t0
 
 
@@ -109,8 +109,14 @@ class Bpf:
             raise Unavailable(str(e)) from None
         missing = [f for f in self.functions if f not in found.funcs]
         if missing:
-            raise Unavailable(f"{', '.join(missing)} not in the kernel's BTF (inlined, or renamed)")
-        walk = any(f in events.WALK_FUNCTIONS for f in self.functions)
+            # 6.15+: a walk by its substitute's name (tracing/walkfuncs.py).
+            instead = walkfuncs.substituted(self.functions, found.funcs.__contains__)
+            if instead is None:
+                raise Unavailable(
+                    f"{', '.join(missing)} not in the kernel's BTF (inlined, or renamed)"
+                )
+            self.functions, self.order = instead, list(instead.items())
+        walk = any(walkfuncs.is_walk(f) for f in self.functions)
         if walk and "rmap_one" not in found.members.get(RWC, {}):
             raise Unavailable(f"no struct {RWC} with rmap_one in the kernel's BTF")
         self._found, self.btf_seconds = found, seconds
@@ -135,8 +141,12 @@ class Bpf:
             for index, func in enumerate(self.functions):
                 start = self._map(sc.MAP_HASH, 8, 8, SLOTS, f"rb_start{index}")
                 maps = programs.Maps(start, ring, self._counters, self._follow)
-                walk = func in events.WALK_FUNCTIONS
-                shape = programs.Shape(index, walk, walk, func in HAS_LOCKED_ARG, offset)
+                sig = walkfuncs.SIGNATURES.get(func)
+                shape = programs.Shape(index, sig is not None, sig is not None,
+                                       walkfuncs.has_locked(func), offset)  # fmt: skip
+                if sig is not None:
+                    shape = replace(shape, folio_arg=sig.folio, rwc_arg=sig.rwc,
+                                    locked_arg=sig.locked or 0)  # fmt: skip
                 btf_id = found.funcs[func]
                 # fexit first: a walk entered between the two attachments
                 # has no slot and its exit counts as unmatched, instead of

@@ -69,16 +69,20 @@ class Maps:
 @dataclass(frozen=True)
 class Shape:
     """What the exit program reads of the function's arguments (after the
-    interval): arg 0 is the folio; `rwc` (arg 1: struct rmap_walk_control
-    *) gives rwc->rmap_one at `rmap_one_offset`; `locked` is arg 2 of
-    rmap_walk_anon/file. A calibration function reads none of them
-    (records.py keeps the fields 0)."""
+    interval): the folio; `rwc` (struct rmap_walk_control *) gives
+    rwc->rmap_one at `rmap_one_offset`; `locked`, of rmap_walk_anon/file.
+    Each at its argument's position (tracing/walkfuncs.py: rwc is the
+    fifth of __rmap_walk_file's six). A calibration function reads none of
+    them (records.py keeps the fields 0)."""
 
     index: int  # the function's number in the records
     folio: bool = True
     rwc: bool = True
     locked: bool = False
     rmap_one_offset: int = 16
+    folio_arg: int = 0
+    rwc_arg: int = 1
+    locked_arg: int = 2
 
 
 def entry(maps: Maps) -> list[Insn]:
@@ -118,19 +122,20 @@ def exit_(maps: Maps, shape: Shape) -> list[Insn]:
     a.emit(insn.store(FP, _rec(Field.END), 7), insn.store(FP, _rec(Field.DURATION), 2))
     a.emit(insn.store_imm(FP, _rec(Field.FUNCTION), shape.index))
     if shape.folio:
-        a.emit(insn.load(1, 6, 0), insn.store(FP, _rec(Field.FOLIO), 1))
+        a.emit(insn.load(1, 6, 8 * shape.folio_arg), insn.store(FP, _rec(Field.FOLIO), 1))
     else:
         a.emit(insn.store_imm(FP, _rec(Field.FOLIO), 0))
     if shape.rwc:
         # A BTF pointer's dereference: the JIT makes it a load that reads
         # 0 instead of faulting (BPF_PROBE_MEM).
-        a.emit(insn.load(1, 6, 8), insn.load(1, 1, shape.rmap_one_offset))
+        a.emit(insn.load(1, 6, 8 * shape.rwc_arg), insn.load(1, 1, shape.rmap_one_offset))
         a.emit(insn.store(FP, _rec(Field.RMAP_ONE), 1))
     else:
         a.emit(insn.store_imm(FP, _rec(Field.RMAP_ONE), 0))
     if shape.locked:
         # A bool in a saved 64-bit register: only its low byte is defined.
-        a.emit(insn.load(1, 6, 16), insn.and_imm(1, 0xFF), insn.store(FP, _rec(Field.LOCKED), 1))
+        a.emit(insn.load(1, 6, 8 * shape.locked_arg), insn.and_imm(1, 0xFF))
+        a.emit(insn.store(FP, _rec(Field.LOCKED), 1))
     else:
         a.emit(insn.store_imm(FP, _rec(Field.LOCKED), 0))
     a.emit(insn.load_map_fd(1, maps.ringbuf), insn.mov_reg(2, FP), insn.add_imm(2, _REC))
