@@ -29,6 +29,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
+from placeholders import subst
 
 from rmapbench import __main__ as rmapbench_cli
 from rmapbench.analysis import ab, compare, sweep
@@ -90,13 +91,6 @@ def paths(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     assert not marker.exists(), "a command line reached QEMU"
 
 
-def subst(argv: list[str], real: dict[str, str]) -> list[str]:
-    out = []
-    for a in argv:
-        for k, v in real.items():
-            a = a.replace(k, v)
-        out.append(a)
-    return out
 
 
 # -- generated values -----------------------------------------------------------------

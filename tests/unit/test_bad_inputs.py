@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import placeholders
 import pytest
 
 from rmapbench import __main__ as rmapbench_cli
@@ -277,15 +278,10 @@ def place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[list[str
     real = {FILE: str(tmp_path / "file"), NODIR: str(tmp_path / "new" / "dir"),
             PARTIAL: str(tmp_path / "partial")}
 
-    def subst(argv: list[str]) -> list[str]:
-        out = []
-        for a in argv:
-            for k, v in real.items():
-                a = a.replace(k, v)
-            out.append(a)
-        return out
+    def fill(argv: list[str]) -> list[str]:
+        return placeholders.subst(argv, real)
 
-    yield subst  # type: ignore[misc]
+    yield fill  # type: ignore[misc]
     assert not marker.exists(), "validation let the input through to QEMU"
 
 

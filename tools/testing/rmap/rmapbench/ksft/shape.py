@@ -96,9 +96,7 @@ def number(
     null: bool = False,
     required: bool = False,
 ) -> None:
-    if key not in d:
-        if required:
-            raise Bad(f"{at(path, key)} is missing")
+    if not _present(d, key, path, required):
         return
     value = d[key]
     if value is None and null and not required:
@@ -107,6 +105,15 @@ def number(
         span = f" from {_bound(lo)}" if lo is not None else ""
         span += f" below {_bound(hi)}" if hi is not None else ""
         raise Bad(f"{at(path, key)} is not a finite number{span}: {show(value)}")
+
+
+def _present(d: dict[str, Any], key: str, path: str, required: bool) -> bool:
+    """Whether `key` is there to check; Bad when it is missing but required."""
+    if key in d:
+        return True
+    if required:
+        raise Bad(f"{at(path, key)} is missing")
+    return False
 
 
 def _bound(x: float) -> str:
@@ -122,9 +129,7 @@ def text(
     empty: bool = True,
     required: bool = False,
 ) -> None:
-    if key not in d:
-        if required:
-            raise Bad(f"{at(path, key)} is missing")
+    if not _present(d, key, path, required):
         return
     value = d[key]
     if value is None and null:
