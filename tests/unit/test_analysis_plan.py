@@ -134,3 +134,22 @@ def test_rmap_args_go_first_into_every_run() -> None:
     assert args == ["--pages", "700", "--case", "anon", "--pages", "9"]
     with pytest.raises(UsageError, match=r"^RMAP_ARGS: "):
         batch.split_test_args([], {"RMAP_ARGS": "--pages '7"})
+
+
+def test_bystander_section_says_when_no_operation_met_a_walk() -> None:
+    from rmapbench.analysis.resultset import Run, Source
+
+    def run(pages: str, during: list[float]) -> Run:
+        sc = {"name": "ksm", "setup": {"target_page_type": "ksm"},
+              "bystanders": [{"kind": "mprotect", "during": {"samples": during}}]}  # fmt: skip
+        return Run({"scenarios": [sc]}, {"pages": pages})
+
+    quiet = Source(Path("s"), "sweep", [run("100", []), run("200", [])])
+    assert sweep.bystander_lines(quiet) == [
+        "", "bystander-mprotect: operations begun during walks", "none at any point"]  # fmt: skip
+    met = Source(Path("s"), "sweep", [run("100", []), run("200", [5e6])])
+    lines = sweep.bystander_lines(met)
+    assert lines[1] == "bystander-mprotect: operations begun during walks"
+    assert "pages=200" in lines[3] and len(lines) == 4
+    bare = Source(Path("s"), "sweep", [Run({"scenarios": [{"name": "ksm"}]}, {"pages": "1"})])
+    assert sweep.bystander_lines(bare) == []  # no bystander ran: nothing to say
