@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from rmapbench.guest import backports
 from rmapbench.guest import kernel as kernel_mod
 from rmapbench.guest.qemu import parse_memory
 from rmapbench.ksft.cli import any_path, integer
@@ -77,7 +78,11 @@ class KernelSpec:
             k = kernel_mod.kernel_from_image(self.image, self.modules)
         else:
             series, _, flavour = self.series.partition("-")
-            k = kernel_mod.fetch_stock_kernel(series, flavour=kernel_mod.flavour(flavour))
+            try:
+                k = kernel_mod.fetch_stock_kernel(series, flavour=kernel_mod.flavour(flavour))
+            except kernel_mod.NotInSources:
+                # A series newer than the machine's release (7.3 on bookworm).
+                k = backports.fetch(series, kernel_mod.flavour(flavour))
         problem = kernel_mod.guest_problem(k)
         if problem:
             raise kernel_mod.KernelError(problem)

@@ -18,6 +18,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,10 @@ DEFAULT_FLAVOUR = "amd64"
 
 class KernelError(Exception):
     """A kernel could not be found, downloaded or inspected."""
+
+
+class NotInSources(KernelError):
+    """The machine's apt sources have no package of the series."""
 
 
 @dataclass(frozen=True)
@@ -91,14 +96,21 @@ def kernel_from_image(image: Path, modules: Path | None = None) -> KernelImage:
     if not image.is_file():
         raise KernelError(f"kernel image not found: {image}")
     release = read_bzimage_release(image)
+    # An extracted package: boot/vmlinuz-RELEASE beside lib/modules/RELEASE,
+    # or the image inside usr/lib/modules/RELEASE itself (split packages).
     candidates = [image.parent.parent / "lib" / "modules" / release]
+    if image.parent.name == release:
+        candidates.append(image.parent)
     if modules is not None:
         candidates = [modules / release, modules]
     modules_dir = next((c for c in candidates if (c / "kernel").is_dir()), None)
     if modules is not None and modules_dir is None:
         raise KernelError(f"--modules {modules}: no kernel/ tree for release {release}")
-    config = image.parent / f"config-{release}"
-    return KernelImage(image, release, modules_dir, config if config.is_file() else None)
+    configs = [image.parent / f"config-{release}"]
+    if image.parent.name == release:
+        configs.append(image.parent / "config")
+    config = next((c for c in configs if c.is_file()), None)
+    return KernelImage(image, release, modules_dir, config)
 
 
 # What the guest's init cannot do without (guest_init.sh): mount this
@@ -125,7 +137,7 @@ def guest_problem(k: KernelImage) -> str | None:
     return None
 
 
-def _version_key(name: str) -> tuple[int, ...]:
+def version_key(name: str) -> tuple[int, ...]:
     return tuple(int(n) for n in re.findall(r"\d+", name))
 
 
@@ -145,9 +157,9 @@ def stock_package_name(series: str, flavour: str = DEFAULT_FLAVOUR) -> str:
     log.info("running: %s", " ".join(argv))
     out = subprocess.run(argv, capture_output=True, text=True, check=False).stdout
     names = [line.split(" ", 1)[0] for line in out.splitlines()]
-    matches = sorted((n for n in names if pattern.match(n)), key=_version_key)
+    matches = sorted((n for n in names if pattern.match(n)), key=version_key)
     if not matches:
-        raise KernelError(
+        raise NotInSources(
             f"apt knows no linux-image-{series}.*-{flavour}-unsigned package "
             "(is the bookworm/backports source configured and `apt-get update` run?)"
         )
@@ -155,9 +167,12 @@ def stock_package_name(series: str, flavour: str = DEFAULT_FLAVOUR) -> str:
 
 
 def _image_in(tree: Path) -> KernelImage:
+    # boot/vmlinuz-RELEASE (one bookworm package), or the split packages'
+    # usr/lib/modules/RELEASE/vmlinuz.unsigned (guest/backports.py).
     images = sorted((tree / "boot").glob("vmlinuz-*"))
+    images += sorted((tree / "usr" / "lib" / "modules").glob("*/vmlinuz*"))
     if len(images) != 1:
-        raise KernelError(f"{tree}: expected exactly one boot/vmlinuz-*, found {len(images)}")
+        raise KernelError(f"{tree}: expected exactly one kernel image, found {len(images)}")
     return kernel_from_image(images[0])
 
 
@@ -167,27 +182,37 @@ def fetch_stock_kernel(
     """Download (once) and extract the newest Debian stock kernel of a series."""
     cache = cache_dir or cache_root() / "kernels"
     package = stock_package_name(series, flavour)
-    entry = cache / package
-    if (entry / "boot").is_dir():
+    return extract_once(cache / package, [package])
+
+
+def extract_once(
+    entry: Path, packages: Sequence[str], apt_options: Sequence[str] = ()
+) -> KernelImage:
+    """The kernel cached in `entry`, made from `packages` (downloaded with
+    apt-get download and these options, extracted together) when absent.
+    An entry appears only by the rename of a complete tree."""
+    if entry.is_dir():
         return _image_in(entry)
-    cache.mkdir(parents=True, exist_ok=True)
+    entry.parent.mkdir(parents=True, exist_ok=True)
     # Build next to the final location so the rename is atomic (same filesystem).
-    with tempfile.TemporaryDirectory(prefix=f".{package}.", dir=cache) as tmp:
+    with tempfile.TemporaryDirectory(prefix=f".{entry.name}.", dir=entry.parent) as tmp:
         work = Path(tmp)
-        run_logged(["apt-get", "download", package], cwd=work)
-        debs = list(work.glob("*.deb"))
-        if len(debs) != 1:
-            raise KernelError(f"apt-get download {package} produced {len(debs)} .deb files")
+        run_logged(["apt-get", *apt_options, "download", *packages], cwd=work)
+        debs = sorted(work.glob("*.deb"))
+        if len(debs) != len(packages):
+            raise KernelError(f"apt-get download {' '.join(packages)} produced {len(debs)} "
+                              f".deb files, not {len(packages)}")  # fmt: skip
         tree = work / "tree"
-        run_logged(["dpkg-deb", "-x", str(debs[0]), str(tree)])
+        for deb in debs:
+            run_logged(["dpkg-deb", "-x", str(deb), str(tree)])
         shutil.rmtree(tree / "usr" / "share" / "doc", ignore_errors=True)
         try:
             tree.rename(entry)
         except OSError:
             # Another process won the race; its complete copy is as good as ours.
-            if not (entry / "boot").is_dir():
+            if not entry.is_dir():
                 raise
-    log.info("cached %s in %s", package, entry)
+    log.info("cached %s in %s", " ".join(packages), entry)
     return _image_in(entry)
 
 
