@@ -50,3 +50,25 @@ def test_a_backend_that_timed_no_walk_disagrees() -> None:
     assert crossval.disagreements(ref, [silent, gone], base) == [
         "fgraph timed no walk in 10 samples"
     ]
+
+
+def test_agreement_per_caller_when_both_split_the_walks() -> None:
+    """A migration's walks are bimodal: the pooled p50 of a few of each
+    lands between the modes, so backends are compared caller by caller."""
+    base = _round("syscall", 0, 1_000_000, walks=0)
+    ref = _round("bpf", 60_000, 1_000_000)  # pooled p50 between 20 and 100 us
+    other = _round("kprobe", 100_000, 1_000_000)  # 1.67x pooled, but each caller agrees
+
+    def callers(rnd: crossval.Round, ttm: int, rmp: int) -> None:
+        rnd.by_caller = {
+            "remove_migration_ptes": stats.Summary(10, 1, rmp, rmp, rmp, rmp, rmp, 0),
+            "try_to_migrate": stats.Summary(10, 1, ttm, ttm, ttm, ttm, ttm, 0),
+        }
+
+    callers(ref, 100_000, 20_000)
+    callers(other, 110_000, 22_000)
+    assert crossval.disagreements(ref, [other], base) == []
+    callers(other, 300_000, 22_000)
+    assert crossval.disagreements(ref, [other], base) == [
+        "kprobe try_to_migrate p50 300 us is 3.00x bpf's 100 us"
+    ]
