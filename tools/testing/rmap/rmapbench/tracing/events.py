@@ -38,7 +38,13 @@ PAGE_TYPE_BY_MAPPING_BITS = {0: "file", 1: "anon", 2: "movable", 3: "ksm"}
 # The walk implementations, which are what the probes time: rmap_walk() is
 # a three-way dispatch that the compiler inlines into callers inside
 # mm/rmap.c (try_to_migrate, folio_mkclean), so probing it misses walks.
-WALK_FUNCTIONS = {"rmap_walk_ksm": "ksm", "rmap_walk_anon": "anon", "rmap_walk_file": "file"}
+# By their own names; a backend takes a substitute where the kernel has
+# only that (tracing/walkfuncs.py).
+WALK_FUNCTIONS = {
+    f: sig.page_type
+    for f, sig in walkfuncs.SIGNATURES.items()
+    if f not in walkfuncs.SUBSTITUTES.values()
+}
 WALK_TYPES = tuple(WALK_FUNCTIONS.values())
 
 
