@@ -18,7 +18,7 @@ from rmapbench.tracing import functions
 from rmapbench.tracing.backend import Unavailable
 from rmapbench.tracing.fgraph import FunctionGraph
 from rmapbench.tracing.probes import DynamicProbe
-from rmapbench.tracing.tracefs import Instance, TraceFS
+from rmapbench.tracing.tracefs import Instance, TraceError, TraceFS
 
 KERNEL = Path(__file__).parent / "fixtures" / "kernel"
 WALKS = ["rmap_walk_ksm", "rmap_walk_anon", "rmap_walk_file"]
@@ -125,3 +125,33 @@ def test_function_graph_options_are_put_back(tmp_path: Path) -> None:
     assert armed == {"funcgraph-tail": "1", "funcgraph-proc": "1", "funcgraph-irqs": "0"}
     after = {p.name: p.read_text().strip() for p in options.iterdir()}
     assert after == {"funcgraph-tail": "0", "funcgraph-proc": "1", "funcgraph-irqs": "1"}
+
+
+def test_function_graph_on_6_18_times_the_file_walk_by_its_substitute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The filter refuses rmap_walk_file there (EINVAL, faked): the graph
+    is filtered to __rmap_walk_file, which the traceable list has."""
+    from rmapbench.tracing import fgraph
+
+    root = _tracefs(tmp_path, "6.18")
+    (root / "available_tracers").write_text("function_graph nop\n")
+    inst = tmp_path / "inst"
+    (inst / "options").mkdir(parents=True)
+    real_write = fgraph.write
+
+    def write(path: Path, text: str, append: bool = False) -> None:
+        if path.name == "set_ftrace_filter" and "rmap_walk_file" in text.split():
+            raise TraceError(f"writing '{text}' to {path}: Invalid argument")
+        real_write(path, text, append)
+
+    monkeypatch.setattr(fgraph, "write", write)
+    with Journal(directory=tmp_path / "journal") as journal:
+        graph = FunctionGraph(7, {"rmap_walk_anon": "anon", "rmap_walk_file": "file"})
+        desc = graph.arm(TraceFS(root, journal), Instance(inst, journal))
+    assert graph.functions == {"rmap_walk_anon": "anon", "__rmap_walk_file": "file"}
+    written = (inst / "set_ftrace_filter").read_text().split()
+    assert written == ["rmap_walk_anon", "__rmap_walk_file"]
+    assert "__rmap_walk_file" in desc.detail
+    line = " 0)  python3-7   |   31.250 us    |  __rmap_walk_file();\n"
+    assert [(w.page_type, w.duration_ns) for w in graph.walks(line).walks] == [("file", 31_250)]
