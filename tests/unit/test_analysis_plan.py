@@ -27,11 +27,18 @@ def test_grid_points_and_args() -> None:
 
 def test_programs_from_names() -> None:
     progs, args = batch.split_test_args(["--", "ksm,rmap_anon.py", "--pages", "5"])
-    assert [p.name for p in progs] == ["rmap_ksm.py", "rmap_anon.py"] and args == ["--pages", "5"]
+    assert [p.name for p in progs.of(args)] == ["rmap_ksm.py", "rmap_anon.py"]
+    assert args == ["--pages", "5"]
     progs, args = batch.split_test_args(["--pages", "5"])
-    assert [p.name for p in progs][:3] == ["rmap_ksm.py", "rmap_anon.py", "rmap_file.py"]
+    assert [p.name for p in progs.of(args)][:3] == ["rmap_ksm.py", "rmap_anon.py", "rmap_file.py"]
     progs, args = batch.split_test_args(["--case", "anon", "--pages", "5"])
-    assert [p.name for p in progs] == ["rmap_anon.py"]
+    assert [p.name for p in progs.of(args)] == ["rmap_anon.py"]
+    # A point's own options choose its programs: --vary workload=jvm runs
+    # the workload's case alone there, not every case (which would exit 0
+    # with no results).
+    assert [p.name for p in progs.of(["--workload", "jvm"])] == ["rmap_ksm.py"]
+    with pytest.raises(UsageError, match="nocase"):
+        batch.split_test_args(["--case", "nocase"])
 
 
 def _kernel(name: str) -> KernelImage:
@@ -41,7 +48,7 @@ def _kernel(name: str) -> KernelImage:
 def test_ab_kernels_alternate_boots() -> None:
     k = {"A": _kernel("a"), "B": _kernel("b")}
     args = {"A": ["--pages", "9"], "B": ["--pages", "9"]}
-    progs = [batch.SUITE_DIR / "rmap_ksm.py"]
+    progs = batch.Selection((batch.SUITE_DIR / "rmap_ksm.py",))
     boots, entries = ab.plan(k, args, progs, 2, one_boot_per_round=False)
     assert [b.kernel.release for b in boots] == ["a", "b", "a", "b"]
     assert [e["dir"] for e in entries] == ["r1-A", "r1-B", "r2-A", "r2-B"]
@@ -50,7 +57,7 @@ def test_ab_kernels_alternate_boots() -> None:
 def test_ab_settings_one_boot_per_round_counterbalanced() -> None:
     k = {"A": _kernel("a"), "B": _kernel("a")}
     args = {"A": [], "B": ["--max-page-sharing", "16"]}
-    progs = [batch.SUITE_DIR / "rmap_ksm.py"]
+    progs = batch.Selection((batch.SUITE_DIR / "rmap_ksm.py",))
     boots, entries = ab.plan(k, args, progs, 3, one_boot_per_round=True)
     assert len(boots) == 3
     order = [[j.directory for j in b.jobs] for b in boots]
@@ -127,10 +134,10 @@ def test_rmap_args_go_first_into_every_run() -> None:
     the runs' own options, before those after -- (which win)."""
     env = {"RMAP_ARGS": "--pages 700 --case anon"}
     progs, args = batch.split_test_args(["--samples", "3"], env)
-    assert [p.name for p in progs] == ["rmap_anon.py"]
+    assert [p.name for p in progs.of(args)] == ["rmap_anon.py"]
     assert args == ["--pages", "700", "--case", "anon", "--samples", "3"]
     progs, args = batch.split_test_args(["ksm", "--pages", "9"], env)
-    assert [p.name for p in progs] == ["rmap_ksm.py"]
+    assert [p.name for p in progs.of(args)] == ["rmap_ksm.py"]
     assert args == ["--pages", "700", "--case", "anon", "--pages", "9"]
     with pytest.raises(UsageError, match=r"^RMAP_ARGS: "):
         batch.split_test_args([], {"RMAP_ARGS": "--pages '7"})

@@ -34,7 +34,7 @@ from placeholders import subst
 from rmapbench import __main__ as rmapbench_cli
 from rmapbench.analysis import ab, compare, sweep
 from rmapbench.bench import cases, program
-from rmapbench.guest import config, jobs, suite, vm
+from rmapbench.guest import batch, config, jobs, suite, vm
 from rmapbench.guest.qemu import parse_memory
 from rmapbench.ksft import runner
 from rmapbench.ksft.cli import UsageError, one_line
@@ -358,7 +358,7 @@ def with_tests(front: list[str], progs: list[str], tests: list[str]) -> list[str
 
 
 def assert_batch_plan_sound(ns: argparse.Namespace, guest: config.GuestOptions | None,
-                            programs: list[Path], runs: list[list[str]]) -> None:
+                            programs: batch.Selection, runs: list[list[str]]) -> None:
     """What sweep and ab accepted can be run as it is: the machine in range,
     each run's options accepted by each program, no --results among them,
     a new output directory, the host CPUs for --jobs."""
@@ -369,7 +369,7 @@ def assert_batch_plan_sound(ns: argparse.Namespace, guest: config.GuestOptions |
     assert out is not None and not out.exists()
     for args in runs:
         assert not gives_results(args), args
-        for prog in programs:
+        for prog in programs.of(args):  # each run's own programs
             case = cases.case_of(prog)
             assert case is not None
             program.check(case, args)

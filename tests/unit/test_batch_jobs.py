@@ -18,7 +18,7 @@ from rmapbench.guest import batch, config, jobs, vm
 from rmapbench.guest.kernel import KernelImage
 from rmapbench.ksft.status import EXIT_GUEST, EXIT_USAGE
 
-PROGS = [batch.SUITE_DIR / "rmap_ksm.py", batch.SUITE_DIR / "rmap_anon.py"]
+PROGS = batch.Selection((batch.SUITE_DIR / "rmap_ksm.py", batch.SUITE_DIR / "rmap_anon.py"))
 
 
 def _kernel(name: str) -> KernelImage:
@@ -147,7 +147,8 @@ def test_a_failed_guest_names_the_partial_set(
 ) -> None:
     started = _guest(monkeypatch, fail="r1-A")
     k = {"A": _kernel("a"), "B": _kernel("b")}
-    boots, entries = ab.plan(k, {"A": [], "B": []}, PROGS[:1], 2, one_boot_per_round=False)
+    ksm = batch.Selection((batch.SUITE_DIR / "rmap_ksm.py",))
+    boots, entries = ab.plan(k, {"A": [], "B": []}, ksm, 2, one_boot_per_round=False)
     with pytest.raises(SystemExit) as e:
         batch.run_boots("ab", boots, tmp_path, config.GuestOptions(accel="tcg"), entries,
                         {"boots": []}, lambda n: f"console-{n}.log", 1)  # fmt: skip

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from rmapbench.analysis import compare, resultset
@@ -66,7 +65,7 @@ def side_args(base: list[str], sets: dict[str, str]) -> list[str]:
 def plan(
     kernels: dict[str, KernelImage],
     args: dict[str, list[str]],
-    programs: list[Path],
+    programs: batch.Selection,
     rounds: int,
     one_boot_per_round: bool,
 ) -> tuple[list[batch.Boot], list[dict[str, Any]]]:
@@ -82,7 +81,7 @@ def plan(
                 boot = batch.Boot(kernels[side])
                 boots.append(boot)
             directory = f"r{r}-{side}"
-            for prog in programs:
+            for prog in programs.of(args[side]):
                 boot.jobs.append(batch.Job(directory, prog, args[side]))
             entries.append(
                 {
@@ -109,7 +108,7 @@ class Plan:
     sets: dict[str, str]
     guest: config.GuestOptions
     specs: list[str]
-    programs: list[Path]
+    programs: batch.Selection
     base_args: list[str]
     args: dict[str, list[str]]  # each side's test options
 
@@ -154,7 +153,7 @@ def check(argv: list[str]) -> Plan:
         programs, base_args = batch.split_test_args(rest)
         args = {"A": base_args, "B": side_args(base_args, sets)}
         for side in SIDES:
-            batch.check_test_args(programs, args[side])
+            batch.check_test_args(programs.of(args[side]), args[side])
         if ns.output.exists():
             raise UsageError(f"{ns.output} exists; give a new directory")
     except UsageError as e:
@@ -175,7 +174,7 @@ def _main(argv: list[str]) -> int:
     boots, entries = plan(kernels, args, programs, ns.rounds, one_boot_per_round=bool(sets))
     index = resultset.base_index("ab", ["rmapbench", "ab", *argv])
     index.update(
-        programs=[pr.stem for pr in programs],
+        programs=list(dict.fromkeys(j.program.stem for b in boots for j in b.jobs)),
         test_args=base_args,
         rounds=ns.rounds,
         sides={

@@ -15,7 +15,6 @@ import itertools
 import math
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -262,7 +261,7 @@ def plan(
     specs: list[str],
     kernels: list[KernelImage],
     pts: list[dict[str, str]],
-    programs: list[Path],
+    programs: batch.Selection,
     base_args: list[str],
     n_jobs: int = 1,
 ) -> tuple[list[batch.Boot], list[dict[str, Any]]]:
@@ -283,7 +282,7 @@ def plan(
             directory = point_dir(len(entries), full)
             args = point_args(base_args, pt)
             boot = first + j % parts
-            for prog in programs:
+            for prog in programs.of(args):
                 boots[boot].jobs.append(batch.Job(directory, prog, args))
             entries.append({"dir": directory, "params": full, "args": args, "boot": boot})
     return boots, entries
@@ -301,7 +300,7 @@ class Plan:
     ns: argparse.Namespace
     specs: list[str] = field(default_factory=list)
     grid: dict[str, list[str]] = field(default_factory=dict)
-    programs: list[Path] = field(default_factory=list)
+    programs: batch.Selection = field(default_factory=batch.Selection)
     base_args: list[str] = field(default_factory=list)
     points: list[dict[str, str]] = field(default_factory=list)
     guest: config.GuestOptions | None = None
@@ -361,7 +360,8 @@ def check(argv: list[str]) -> Plan:
         programs, base_args = batch.split_test_args(rest)
         pts = points(grid)
         for pt in pts:
-            batch.check_test_args(programs, point_args(base_args, pt))
+            args = point_args(base_args, pt)
+            batch.check_test_args(programs.of(args), args)
         g = batch.guest_options(ns)
         if ns.output.exists():
             raise UsageError(f"{ns.output} exists; give a new directory")
@@ -390,7 +390,7 @@ def _main(argv: list[str]) -> int:
     index = resultset.base_index("sweep", ["rmapbench", "sweep", *argv])
     index.update(
         grid={**grid, "kernel": specs} if several else grid,
-        programs=[pr.stem for pr in programs],
+        programs=list(dict.fromkeys(j.program.stem for b in boots for j in b.jobs)),
         test_args=base_args,
         kernels=[{"spec": s, "release": k.release} for s, k in zip(specs, kernels, strict=True)],
         guest={"nodes": g.nodes, "cpus": g.cpus, "memory": g.memory},

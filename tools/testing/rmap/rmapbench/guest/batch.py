@@ -63,11 +63,30 @@ def program_paths(spec: str) -> list[Path]:
     return out
 
 
+@dataclass(frozen=True)
+class Selection:
+    """The programs a run of TEST ARGS runs: those named, or, with none
+    named, the cases its options select (every case, or those --case or
+    --workload choose). A --vary or --set can change those options per
+    point or side, so each run's programs come from its own options
+    (of()); a program a run's options leave out would exit 0 and write
+    nothing."""
+
+    named: tuple[Path, ...] | None = None
+
+    def of(self, args: Sequence[str]) -> list[Path]:
+        if self.named is not None:
+            return list(self.named)
+        selected = cases.selection(list(args), env={})
+        if selected is not None and cases.error(selected):
+            raise UsageError(str(cases.error(selected)))
+        return cases.programs(selected)
+
+
 def split_test_args(
     rest: Sequence[str], env: Mapping[str, str] | None = None
-) -> tuple[list[Path], list[str]]:
+) -> tuple[Selection, list[str]]:
     """TEST ARGS after --: an optional program list, then options for it.
-    Without the list: every case of the suite, or those --case selects.
     The options start with $RMAP_ARGS, as a program's own command line
     does (those after -- win): the guest's command starts with an empty
     environment, so they are passed, and recorded with each run's."""
@@ -80,13 +99,11 @@ def split_test_args(
     except ValueError as e:
         raise UsageError(f"RMAP_ARGS: {e}") from None
     if args and not args[0].startswith("-"):
-        return program_paths(args[0]), suite + args[1:]
+        return Selection(tuple(program_paths(args[0]))), suite + args[1:]
     args = suite + args
-    # No program named: the cases --case selects, every case without it.
-    selected = cases.selection(args, env={})
-    if selected is not None and cases.error(selected):
-        raise UsageError(str(cases.error(selected)))
-    return cases.programs(selected), args
+    chosen = Selection()
+    chosen.of(args)  # an unknown --case is refused here, once
+    return chosen, args
 
 
 def option_flag(name: str) -> str:
