@@ -180,3 +180,23 @@ def test_two_level_bootstrap_with_one_run_is_the_one_level_one() -> None:
     two = inference.two_level_median_ratio([b], [n], resamples=20000)
     one = inference.bootstrap_median_ratio(b, n, resamples=20000)
     assert (two.low, two.high) == pytest.approx((one.low, one.high), rel=0.02)
+
+
+def test_large_runs_are_resampled_in_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run of 100,000 samples resampled 10,000 times at once needed 8 GB
+    (compare ended in MemoryError): drawn in batches, the interval is the
+    same statistic, within the resampling's own noise."""
+    rng = np.random.default_rng(7)
+    base = [rng.lognormal(3, 0.3, 400) for _ in range(3)]
+    new = [rng.lognormal(3.1, 0.3, 400) for _ in range(3)]
+    whole = inference.two_level_median_ratio(base, new, resamples=2000)
+    whole1 = inference.bootstrap_median_ratio(base[0], new[0], resamples=2000)
+    monkeypatch.setattr(inference, "MAX_RESAMPLED", 5000)  # 4 resamples of 3 x 400 a batch
+    assert inference._batch(2000, 1200) == 4
+    batched = inference.two_level_median_ratio(base, new, resamples=2000)
+    batched1 = inference.bootstrap_median_ratio(base[0], new[0], resamples=2000)
+    assert batched.estimate == whole.estimate
+    assert batched.low == pytest.approx(whole.low, rel=0.03)
+    assert batched.high == pytest.approx(whole.high, rel=0.03)
+    assert batched1.low == pytest.approx(whole1.low, rel=0.03)
+    assert batched1.high == pytest.approx(whole1.high, rel=0.03)

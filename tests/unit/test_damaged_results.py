@@ -8,6 +8,7 @@ more; test_bad_inputs.py has the first cases of damage.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import warnings
 from collections.abc import Callable
@@ -94,13 +95,32 @@ CASES: list[tuple[str, str, Callable[[Doc], object], list[str], int, str]] = [
      "scenarios[0].walks.count is 10 but it has 5 samples (cut short?)"),
     ("phase-not-a-number", K1000,
      lambda d: d.update(phases={"seconds": {"build": "x"}, "total_s": 1.0}),
-     ["summary", "{T}/ksm1000"], R, "phases.seconds.build is not a finite number from 0: 'x'"),
+     ["summary", "{T}/ksm1000"], R,
+     "phases.seconds.build is not a finite number from 0 below 1e+07: 'x'"),
     ("bystander-without-kind", K1000,
      lambda d: drop(with_bystander(d)["scenarios"][0]["bystanders"][0], "kind"),
      ["summary", "{T}/ksm1000"], R, "scenarios[0].bystanders[0].kind is missing"),
     ("caller-missing", K1000,
      lambda d: drop(with_callers(d)["scenarios"][0]["walks_by_caller"][0], "caller"),
      ["summary", "{T}/ksm1000"], R, "scenarios[0].walks_by_caller[0].caller is missing"),
+    # --- found by fuzzing the readers (issue #14's robustness bar) ---
+    ("walk-share-beyond-a-float", K1000,
+     lambda d: d.update(phases={"seconds": {}, "total_s": 1.0, "walk_share": 10**307}),
+     ["summary", "{T}/ksm1000"], R, "phases.walk_share is not a finite number from 0"),
+    ("total-beyond-any-run", K1000,
+     lambda d: d.update(phases={"seconds": {}, "total_s": 1e308, "walks_s": 0}),
+     ["summary", "{T}/ksm1000"], R, "phases.total_s is not a finite number from 0 below 1e+07"),
+    ("lone-surrogate", K1000, lambda d: d["scenarios"][0].update(name="\ud800"),
+     ["summary", "{T}/ksm1000"], R, "a string holds a lone UTF-16 surrogate"),
+    ("surrogate-in-kernel", K1000, lambda d: d["kernel"].update(release="6.12\udfff"),
+     ["compare", "{T}/ksm1000", "{T}/ksm2000"], R, "a string holds a lone UTF-16 surrogate"),
+    ("newline-in-a-name", K1000, lambda d: d["scenarios"][0].update(name="ksm\n\x1b[2J"),
+     ["summary", "{T}/ksm1000"], R, "scenarios[0].name holds a control character"),
+    ("caller-twice", K1000,
+     lambda d: with_callers(d)["scenarios"][0]["walks_by_caller"].append(
+         d["scenarios"][0]["walks_by_caller"][0]),
+     ["compare", "{T}/ksm1000", "{T}/ksm2000"], R,
+     "scenarios[0].walks_by_caller[1].caller 'try_to_migrate' is named twice"),
     ("nested-too-deeply", K1000, lambda d: nested(100_000),
      ["summary", "{T}/ksm1000"], R, "damaged result file: nested too deeply"),
     # --- what a result set's index holds (resultset.check_index) ---
@@ -269,8 +289,68 @@ def test_a_report_that_fails_leaves_none(tree: Path, capsys: pytest.CaptureFixtu
     (out / "report.md").write_text("the last report\n")
     argv = ["report", str(tree / "ksm1000"), str(tree / "ksm2000"), "-o", str(out)]
     rc, _, err = run(argv, capsys)
-    assert rc == 7 and "No space left on device" in err and err.count("\n") == 1
+    # One line and the status of an -o that cannot be written, not an internal error.
+    assert rc == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"rmapbench report: error: cannot write the report in {out}: "), err
+    assert "No space left on device" in err
     assert [p.name for p in out.iterdir()] == ["report.md"]
     assert (out / "report.md").read_text() == "the last report\n"
     rc, _, err = run([*argv[:-1], str(tree / "new")], capsys)
-    assert rc == 7 and not (tree / "new").exists()
+    assert rc == 2 and not (tree / "new").exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_a_result_file_that_is_no_file(tree: Path, capsys: pytest.CaptureFixture[str],
+                                       kind: str) -> None:  # fmt: skip
+    """A FIFO used to block every reader for good, a link to /dev/zero to
+    fill its memory: both are refused on the descriptor, naming the file."""
+    path = tree / "ksm1000" / "rmap_anon.json"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    for argv in (["summary", str(tree / "ksm1000")],
+                 ["compare", str(tree / "ksm1000"), str(tree / "ksm2000")]):  # fmt: skip
+        rc, _, err = run(argv, capsys)
+        assert rc == R, err
+        assert err == f"rmapbench {argv[0]}: error: {path}: not a result file: not a regular file\n"
+
+
+def test_summary_of_no_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """As compare and report: a directory without results is refused, so a
+    gate on summary does not pass a run that wrote nothing."""
+    (tmp_path / "notes.txt").write_text("x\n")
+    rc, out, err = run(["summary", str(tmp_path)], capsys)
+    assert (rc, out) == (2, "")
+    assert err == f"rmapbench summary: error: {tmp_path}: no rmapbench/result/1 result files\n"
+
+
+def test_report_of_names_matplotlib_would_parse(tree: Path, capsys: pytest.CaptureFixture[str]
+                                               ) -> None:  # fmt: skip
+    """A name with $...$ (or a | in the tables) is text in plots and tables,
+    not mathtext that fails to parse."""
+    edit(tree, K1000, lambda d: d["scenarios"][0].update(name="k$\\x$|y"))
+    edit(tree, "ksm2000/rmap_ksm.json", lambda d: d["scenarios"][0].update(name="k$\\x$|y"))
+    rc, _, err = run(["report", str(tree / "ksm1000"), str(tree / "ksm2000"),
+                      "-o", str(tree / "out")], capsys)  # fmt: skip
+    assert rc == 0, err
+    html = (tree / "out" / "report.html").read_text()
+    assert "<td>k$\\x$|y/ksm</td>" in html  # the cell is CASE/SCENARIO
+
+
+def test_sweep_refuses_what_its_index_cannot_name(capsys: pytest.CaptureFixture[str]) -> None:
+    """An index names grid values as words: a value with a space would have
+    made a finished sweep unreadable (exit 8) after all its boots."""
+    rc, _, err = run(["sweep", "--vary", "workdir=/tmp/a b,/tmp", "-o", "/tmp/never",
+                      "--kernel", "/nonexistent", "--", "ksm"], capsys)  # fmt: skip
+    assert rc == 2
+    assert err == ("rmapbench sweep: error: --vary workdir=/tmp/a b,/tmp: "
+                   "a value holds white space\n")
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h", "--hel"])
+def test_help_in_test_args_runs_nothing(capsys: pytest.CaptureFixture[str], flag: str) -> None:
+    rc, out, err = run(["sweep", "--vary", "pages=1000,2000", "-o", "/tmp/never",
+                        "--kernel", "/nonexistent", "--", "ksm", flag], capsys)  # fmt: skip
+    assert (rc, out) == (2, "")
+    assert err.startswith("rmapbench sweep: error: --help in TEST ARGS runs nothing"), err

@@ -48,6 +48,8 @@ def _summary(argv: list[str]) -> int:
         raise UsageError("give one result directory")
     (ns.directory,) = ns.directory
     docs = results.load_results(ns.directory, keep_partial=True)
+    if not docs:  # as compare and report say it: a gate on it must not pass
+        raise UsageError(f"{ns.directory}: no {results.SCHEMA} result files")
     print(summary.full(docs))
     unfinished = [f"{d['program']}: {why}" for d in docs if (why := results.partial(d))]
     if unfinished:

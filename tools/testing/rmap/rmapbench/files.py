@@ -1,9 +1,11 @@
-"""Writing files so that a reader never sees half of one."""
+"""Writing files so that a reader never sees half of one, and reading
+files another program wrote without trusting what they are."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from pathlib import Path
 
 # tempfile is not imported: with what it imports (shutil, random, ...) it
@@ -38,3 +40,25 @@ def write_atomic(path: str | Path, data: str | bytes, mode: int = 0o644) -> None
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+class NotReadable(ValueError):
+    """A path that is not a regular file, or one larger than the reader takes."""
+
+
+def read_regular(path: str | Path, limit: int) -> str:
+    """The UTF-8 text of a regular file of at most `limit` bytes.
+
+    Opened non-blocking and checked on the descriptor, so a FIFO does not
+    hang the reader and a device (a symlink to /dev/zero) is not read
+    without end: NotReadable says which. OSError and UnicodeDecodeError as
+    the reading raises them."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotReadable("not a regular file")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise NotReadable(f"larger than {limit >> 20} MiB")
+    return data.decode()

@@ -247,7 +247,7 @@ def format_markdown(
         lines.append("| " + " | ".join(HEADER) + " |")
         lines.append("|" + "|".join("---" if i < 2 else "---:" for i in range(len(HEADER))) + "|")
         for r in rows:
-            cells = _cells(r)
+            cells = [c.replace("|", "\\|") for c in _cells(r)]  # a name's own | is text
             cells[6] = cells[6].replace(" *", " \\*").strip()
             lines.append("| " + " | ".join(cells) + " |")
     else:
@@ -436,9 +436,12 @@ def _main(argv: list[str]) -> int:
     ns, t, base, new = check(argv)
     rows = compare_sides(base, new, metrics_of(ns), t)
     if not rows:
+        why = only_one_side(base, new, metrics_of(ns))[:2]
+        if not why:  # the cases match, but neither side has the metric asked for
+            why = [f"neither side has a {' or '.join(metrics_of(ns))} metric"]
         raise ResultsError(
             f"{base.label} and {new.label} have no case, metric and point in common; "
-            + "; ".join(only_one_side(base, new, metrics_of(ns))[:2])
+            + "; ".join(why)
         )
     return finish(rows, base, new, ns, t)
 

@@ -73,6 +73,7 @@ def bootstrap_median_ratio(
             (b, n),
             _median_ratio,
             n_resamples=resamples,
+            batch=_batch(resamples, max(b.size, n.size)),
             confidence_level=confidence,
             method="percentile",
             vectorized=True,
@@ -82,18 +83,46 @@ def bootstrap_median_ratio(
     return Interval(estimate, float(ci.low), float(ci.high))
 
 
+# Values one vectorised resampling step may draw (8 bytes each, in a few
+# arrays at once: some 150 MB).
+# A run of --samples 100000 resampled 10000 times at once would need 8 GB.
+MAX_RESAMPLED = 5_000_000
+
+
+def _batch(resamples: int, per_resample: int) -> int | None:
+    """Resamples per vectorised step so that at most MAX_RESAMPLED values
+    are drawn at once; None (all at once) when that fits."""
+    if resamples * per_resample <= MAX_RESAMPLED:
+        return None
+    return max(1, MAX_RESAMPLED // per_resample)
+
+
 def _two_level_medians(runs: Sequence[Array], resamples: int, rng: np.random.Generator) -> Array:
     """Medians of `resamples` two-level resamples of one side: draw as many
     runs as there are, with replacement; within each drawn run draw as many
-    samples as it has, with replacement; the median of all drawn samples."""
+    samples as it has, with replacement; the median of all drawn samples.
+    Drawn in batches of at most MAX_RESAMPLED values."""
     sizes = np.array([r.size for r in runs])
     width = int(sizes.max())
     padded = np.full((len(runs), width), np.nan)
     for i, r in enumerate(runs):
         padded[i, : r.size] = r
-    picked = rng.integers(0, len(runs), size=(resamples, len(runs)))
+    step = _batch(resamples, len(runs) * width) or resamples
+    return np.concatenate(
+        [
+            _two_level_batch(padded, sizes, min(step, resamples - done), rng)
+            for done in range(0, resamples, step)
+        ]
+    )
+
+
+def _two_level_batch(
+    padded: Array, sizes: Array, resamples: int, rng: np.random.Generator
+) -> Array:
+    runs, width = padded.shape
+    picked = rng.integers(0, runs, size=(resamples, runs))
     n = sizes[picked][..., None]  # (resamples, runs, 1)
-    pos = np.floor(rng.random((resamples, len(runs), width)) * n).astype(np.int64)
+    pos = np.floor(rng.random((resamples, runs, width)) * n).astype(np.int64)
     values = padded[picked[..., None], pos]
     values[np.arange(width) >= n] = np.nan  # a smaller run draws fewer
     return np.asarray(np.nanmedian(values.reshape(resamples, -1), axis=1))

@@ -10,11 +10,13 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-
 import matplotlib.pyplot as plt
 import numpy as np
 
 from rmapbench.analysis.inference import Array, PowerFit
+
+# Labels are case, kernel and directory names: text, never mathtext ($...$).
+matplotlib.rcParams["text.parse_math"] = False
 
 DPI = 100
 SIZE = (7.0, 4.2)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import html
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -96,7 +97,10 @@ def _md_html(text: str) -> list[str]:
 
     for line in text.splitlines():
         if line.startswith("|"):
-            cells = [c.strip().replace("\\*", "*") for c in line.strip("|").split("|")]
+            cells = [
+                c.strip().replace("\\*", "*").replace("\\|", "|")
+                for c in re.split(r"(?<!\\)\|", line.strip().removeprefix("|").removesuffix("|"))
+            ]
             if not all(set(c) <= set("-:") for c in cells):
                 table.append(cells)
         elif line.startswith("- "):
@@ -289,7 +293,11 @@ def _main(argv: list[str]) -> int:
                 raise UsageError(str(e)) from e
     except UsageError as e:
         p.error(str(e))
-    for path in publish(sources, ns.output):
+    try:
+        written = publish(sources, ns.output)
+    except OSError as e:  # -o passed its check but filled up (or went away)
+        raise UsageError(f"cannot write the report in {ns.output}: {e.strerror or e}") from e
+    for path in written:
         print(path)
     return 0
 

@@ -56,12 +56,7 @@ def is_result_set(path: Path) -> bool:
 def read_index(path: Path) -> dict[str, Any]:
     """The index of a result set, checked (check_index): ValueError when
     it is not one, DamagedResults naming it when it is damaged."""
-    try:
-        data = json.loads((path / INDEX).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise results.DamagedResults(f"{path / INDEX}: damaged index (truncated?): {e}") from None
-    except RecursionError:
-        raise results.DamagedResults(f"{path / INDEX}: damaged index: nested too deeply") from None
+    data = results.read_json(path / INDEX, "index")
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise ValueError(f"{path / INDEX}: not a {SCHEMA} index")
     try:
@@ -82,9 +77,9 @@ def check_index(data: dict[str, Any]) -> None:
         raise shape.Bad(f"kind {shape.show(kind)} is none of {', '.join(KINDS)}")
     grid = shape.obj(data, "grid", "", null=False)
     for name, values in grid.items():
-        if not _word(name) or not isinstance(values, list) or not values:
+        if not is_word(name) or not isinstance(values, list) or not values:
             raise shape.Bad(f"grid.{name} is not a parameter with a list of values")
-        if not all(_word(v) for v in values) or len(set(values)) != len(values):
+        if not all(is_word(v) for v in values) or len(set(values)) != len(values):
             raise shape.Bad(f"grid.{name}: values not all distinct words: {shape.show(values)}")
     shape.texts(data, "test_args", "")
     for here, boot in shape.objects(data, "boots", "", null=False):
@@ -125,19 +120,21 @@ def _params(here: str, entry: dict[str, Any], grid: dict[str, Any]) -> str:
     sweep.fits and report.sweep_plots take them apart again: words only)."""
     params = shape.obj(entry, "params", here, null=False)
     for name, value in params.items():
-        if not _word(name) or "=" in name or not _word(value):
+        if not is_word(name) or "=" in name or not is_word(value):
             raise shape.Bad(f"{here}.params: {shape.show(name)}: {shape.show(value)}")
     if grid and (set(params) != set(grid) or any(v not in grid[k] for k, v in params.items())):
         raise shape.Bad(f"{here}.params {shape.show(params)} are not a point of the grid")
     return " ".join(f"{k}={v}" for k, v in params.items())
 
 
-def _word(value: Any) -> bool:
+def is_word(value: Any) -> bool:
+    """A non-empty string without white space: what an index names (a grid
+    value, a --set value) and the shell splits on."""
     return isinstance(value, str) and bool(value) and not any(c.isspace() for c in value)
 
 
 def _plain_name(name: str) -> bool:
-    return _word(name) and "/" not in name and name not in (".", "..")
+    return is_word(name) and "/" not in name and name not in (".", "..")
 
 
 def load(path: str | Path) -> Source:

@@ -56,6 +56,8 @@ def parse_vary(items: list[str]) -> dict[str, list[str]]:
             raise UsageError(f"--vary {name} given twice")
         if len(set(vals)) != len(vals):
             raise UsageError(f"--vary {item}: a value is repeated")
+        if not all(resultset.is_word(v) for v in vals):  # the index names them as words
+            raise UsageError(f"--vary {item}: a value holds white space")
         grid[name] = vals
     if not grid:
         raise UsageError("give at least one --vary NAME=V1,V2,...")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rmapbench import __version__
-from rmapbench.files import write_atomic
+from rmapbench.files import NotReadable, read_regular, write_atomic
 from rmapbench.ksft import shape
 from rmapbench.ksft.cli import ResultsError
 
@@ -211,21 +211,47 @@ def damage(doc: Any) -> str | None:
     return None
 
 
-def read_document(path: Path) -> dict[str, Any] | None:
-    """One result file: its document, None when it is some other JSON, or
-    DamagedResults naming it."""
+# A result file of --samples 100000 is tens of MiB; more is not a run's.
+MAX_FILE_BYTES = 512 << 20
+
+
+def read_json(path: Path, what: str = "result file") -> Any:
+    """The JSON value in a file another run wrote, or DamagedResults naming
+    the file: unreadable, not a regular file (a FIFO would hang the reader,
+    /dev/zero fill its memory), too large, not UTF-8, not JSON, or holding
+    a string no output can print (a lone UTF-16 surrogate, which JSON's
+    \\u escapes can spell)."""
     try:
-        data = json.loads(path.read_text())
+        text = read_regular(path, MAX_FILE_BYTES)
+        data = json.loads(text)
+    except NotReadable as e:
+        raise DamagedResults(f"{path}: not a {what}: {e}") from None
     except UnicodeDecodeError:
-        raise DamagedResults(f"{path}: damaged result file: not UTF-8 text") from None
+        raise DamagedResults(f"{path}: damaged {what}: not UTF-8 text") from None
     except json.JSONDecodeError as e:
         raise DamagedResults(
-            f"{path}: damaged result file (truncated?): {e.msg} at line {e.lineno} column {e.colno}"
+            f"{path}: damaged {what} (truncated?): {e.msg} at line {e.lineno} column {e.colno}"
         ) from None
     except OSError as e:
         raise DamagedResults(f"{path}: cannot read: {e.strerror or e}") from None
     except RecursionError:  # json nests as deep as the file says
-        raise DamagedResults(f"{path}: damaged result file: nested too deeply") from None
+        raise DamagedResults(f"{path}: damaged {what}: nested too deeply") from None
+    except MemoryError:
+        raise DamagedResults(f"{path}: damaged {what}: too large to parse") from None
+    if "\\u" in text:
+        try:
+            json.dumps(data, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise DamagedResults(
+                f"{path}: damaged {what}: a string holds a lone UTF-16 surrogate"
+            ) from None
+    return data
+
+
+def read_document(path: Path) -> dict[str, Any] | None:
+    """One result file: its document, None when it is some other JSON, or
+    DamagedResults naming it."""
+    data = read_json(path)
     if not (isinstance(data, dict) and data.get("schema") == SCHEMA):
         return None
     problem = damage(data)

@@ -136,6 +136,14 @@ def text(
         return
     if not isinstance(value, str) or (not empty and not value):
         raise Bad(f"{at(path, key)} is not a{'' if empty else ' non-empty'} string: {show(value)}")
+    if has_control(value):  # printed in tables and plots: one line, no escapes
+        raise Bad(f"{at(path, key)} holds a control character: {show(value)}")
+
+
+def has_control(value: str) -> bool:
+    """Whether a name holds a C0 or C1 control character (newline, ESC...),
+    which no writer puts there and which would break a table or a terminal."""
+    return any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value)
 
 
 def texts(d: dict[str, Any], key: str, path: str) -> None:
@@ -154,6 +162,8 @@ def document(doc: Any, statuses: Sequence[str]) -> None:
         raise Bad("not a JSON object")
     if not isinstance(doc.get("program"), str) or not doc["program"]:
         raise Bad("no program name")
+    if has_control(doc["program"]):
+        raise Bad(f"program holds a control character: {show(doc['program'])}")
     if doc.get("status") not in statuses:
         raise Bad(f"status {show(doc.get('status'))} is none of {', '.join(statuses)}")
     text(obj(doc, "kernel", "", null=False), "release", "kernel")
@@ -176,11 +186,15 @@ def scenario(path: str, sc: dict[str, Any]) -> None:
     text(obj(sc, "setup", path), "target_page_type", at(path, "setup"), null=True)
     for group in ("walks", "syscall"):
         summary(sc, group, path)
+    callers: set[str] = set()
     for here, entry in objects(sc, "walks_by_caller", path):
         text(entry, "caller", here, required=True)
+        _once(entry["caller"], callers, at(here, "caller"))  # one run would count twice
         summary(entry, "walks", here)
+    kinds: set[str] = set()
     for here, b in objects(sc, "bystanders", path):
         text(b, "kind", here, empty=False, required=True)
+        _once(b["kind"], kinds, at(here, "kind"))
         for phase in ("during", "quiet"):
             summary(b, phase, here)
         stall = obj(b, "stall", here)
@@ -190,6 +204,13 @@ def scenario(path: str, sc: dict[str, Any]) -> None:
         number(waits, "rwsem_wait_ns", at(here, "contention.during"), lo=0, null=True)
     waits = obj(obj(sc, "walker_waits", path), "during_walks", at(path, "walker_waits"))
     number(waits, "rwsem_wait_ns", at(path, "walker_waits.during_walks"), lo=0, null=True)
+
+
+def _once(name: str, seen: set[str], path: str) -> None:
+    """Bad when a list a writer keys by name names one twice."""
+    if name in seen:
+        raise Bad(f"{path} {show(name)} is named twice")
+    seen.add(name)
 
 
 def summary(d: dict[str, Any], key: str, path: str) -> None:
@@ -218,11 +239,16 @@ def summary(d: dict[str, Any], key: str, path: str) -> None:
         raise Bad(f"{here}.count is {count} but it has {len(values)} samples (cut short?)")
 
 
+# No program runs for four months (--merge-timeout is at most a week).
+MAX_SECONDS = 1e7
+
+
 def phases(ph: dict[str, Any]) -> None:
-    """`phases`: wall seconds, none below 0."""
+    """`phases`: wall seconds, none below 0 or beyond MAX_SECONDS; the
+    walk share a fraction."""
     seconds = obj(ph, "seconds", "phases")
     for name in seconds:
-        number(seconds, name, "phases.seconds", lo=0)
+        number(seconds, name, "phases.seconds", lo=0, hi=MAX_SECONDS)
     for name in ("total_s", "walks_s"):
-        number(ph, name, "phases", lo=0)
-    number(ph, "walk_share", "phases", lo=0, null=True)
+        number(ph, name, "phases", lo=0, hi=MAX_SECONDS)
+    number(ph, "walk_share", "phases", lo=0, hi=math.nextafter(1, 2), null=True)  # [0, 1]
