@@ -348,7 +348,7 @@ def test_sweep_refuses_what_its_index_cannot_name(capsys: pytest.CaptureFixture[
                    "a value holds white space\n")
 
 
-@pytest.mark.parametrize("flag", ["--help", "-h", "--hel"])
+@pytest.mark.parametrize("flag", ["--help", "-h", "--hel", "--h"])
 def test_help_in_test_args_runs_nothing(capsys: pytest.CaptureFixture[str], flag: str) -> None:
     rc, out, err = run(["sweep", "--vary", "pages=1000,2000", "-o", "/tmp/never",
                         "--kernel", "/nonexistent", "--", "ksm", flag], capsys)  # fmt: skip

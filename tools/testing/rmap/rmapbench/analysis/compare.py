@@ -434,11 +434,12 @@ def check(argv: list[str]) -> tuple[argparse.Namespace, Thresholds, Side, Side]:
 
 def _main(argv: list[str]) -> int:
     ns, t, base, new = check(argv)
-    rows = compare_sides(base, new, metrics_of(ns), t)
+    metrics = metrics_of(ns)
+    rows = compare_sides(base, new, metrics, t)
     if not rows:
-        why = only_one_side(base, new, metrics_of(ns))[:2]
+        why = only_one_side(base, new, metrics)[:2]
         if not why:  # the cases match, but neither side has the metric asked for
-            why = [f"neither side has a {' or '.join(metrics_of(ns))} metric"]
+            why = [f"neither side has a {' or '.join(metrics)} metric"]
         raise ResultsError(
             f"{base.label} and {new.label} have no case, metric and point in common; "
             + "; ".join(why)

@@ -73,7 +73,7 @@ def bootstrap_median_ratio(
             (b, n),
             _median_ratio,
             n_resamples=resamples,
-            batch=_batch(resamples, max(b.size, n.size)),
+            batch=_batch(resamples, b.size + n.size),  # both sides drawn per resample
             confidence_level=confidence,
             method="percentile",
             vectorized=True,

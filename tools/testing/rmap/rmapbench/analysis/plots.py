@@ -10,6 +10,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
+
 import matplotlib.pyplot as plt
 import numpy as np
 

@@ -116,8 +116,9 @@ def option_flag(name: str) -> str:
 def check_test_args(programs: list[Path], args: list[str]) -> None:
     """Refuse, before any boot, options the test programs would refuse."""
     refused = UsageError("--results is set per run; do not give it in TEST ARGS")
-    if any(a == "-h" or (len(a) >= 4 and "--help".startswith(a)) for a in args):
-        # argparse would print a program's help and exit 0, having run nothing
+    # argparse would print a program's help and exit 0, having run nothing;
+    # it takes any prefix of --help from --h (no other option starts so).
+    if any(a == "-h" or (len(a) >= 3 and "--help".startswith(a)) for a in args):
         raise UsageError("--help in TEST ARGS runs nothing; see ./PROGRAM --help (docs/options.md)")
     if "--results" in args or any(a.startswith("--results=") for a in args):
         raise refused
