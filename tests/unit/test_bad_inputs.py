@@ -208,7 +208,7 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("compare", [str(K1000), str(K2000), "--seed", "-1"], U, "--seed: must be at least 0"),
     ("compare", [str(K1000), str(K2000), "--format", "xml"], U, "invalid choice"),
     ("compare", [f"{AB}:C"], U, "no side 'C'"),
-    ("report", [str(K1000), "-o", "/proc/x"], U, "not writable"),
+    ("report", [str(K1000), "-o", "/proc/x"], U, "/proc/x: /proc is not writable (no file can be"),
     ("report", [str(K1000), "-o", FILE], U, "is not a directory"),
     ("report", [str(K1000)], U, "required: -o"),
     ("report", [NODIR, "-o", NODIR], U, "not a directory"),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import math
 import os
 import re
@@ -129,7 +130,10 @@ def _probe_writable(directory: Path) -> str | None:
     try:
         fd, probe = create_new(directory, ".rmapbench-probe.")
     except OSError as e:
-        return f"{directory} is not writable ({e.strerror or e})"
+        # /proc and /sys say ENOENT to a new name, which would read as
+        # though the directory itself were missing.
+        why = "no file can be created there" if e.errno == errno.ENOENT else e.strerror or e
+        return f"{directory} is not writable ({why})"
     os.close(fd)
     os.unlink(probe)
     return None
@@ -149,7 +153,8 @@ def writable_dir_problem(path: Path, *, must_not_exist: bool = False) -> str | N
         parent = parent.parent
     if not parent.is_dir():
         return f"{path}: {parent} is not a directory"
-    return _probe_writable(parent)
+    problem = _probe_writable(parent)
+    return None if problem is None else f"{path}: {problem}"
 
 
 def _path_type(check: Callable[[Path], str | None], name: str) -> Callable[[str], Path]:
