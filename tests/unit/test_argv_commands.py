@@ -200,6 +200,21 @@ def test_the_journal_tool_takes_no_argument(env: dict[str, str], tmp_path: Path)
                     "unrecognized arguments: now")
 
 
+def test_the_journal_tool_says_what_it_found(env: dict[str, str], tmp_path: Path) -> None:
+    """Nothing to undo is said, not silence; a journal directory that is a
+    file or cannot be looked up is one line and exit 2."""
+    tool = [PY, "-m", "rmapbench.machine.knobs"]
+    empty = tmp_path / "journals"
+    empty.mkdir()
+    rc, out, err = finish(start(tool, {**env, "RMAPBENCH_JOURNAL_DIR": str(empty)}))
+    assert (rc, out) == (0, "") and f"nothing to undo: no journal of a dead run in {empty}" in err
+    (tmp_path / "file").write_text("")
+    for bad, fragment in ((tmp_path / "file", "not a directory"),
+                          (tmp_path / ("a" * 300), "File name too long")):
+        rc, out, err = finish(start(tool, {**env, "RMAPBENCH_JOURNAL_DIR": str(bad)}))
+        assert_one_line(rc, out, err, "python3 -m rmapbench.machine.knobs", fragment)
+
+
 def test_an_empty_journal_directory_is_the_default(env: dict[str, str]) -> None:
     code = "from rmapbench.machine import knobs; print(knobs.JOURNAL_DIR)"
     rc, out, err = finish(start([PY, "-c", code], {**env, "RMAPBENCH_JOURNAL_DIR": ""}))

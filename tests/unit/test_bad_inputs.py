@@ -62,11 +62,21 @@ ENTRIES: dict[str, tuple[str, Entry]] = {
 
 K = str(SUITE / "rmap_ksm.py")
 U, R = EXIT_USAGE, EXIT_RESULTS
+LONG = "/tmp/" + "a" * 5000  # ENAMETOOLONG wherever it is looked up
+TOO_LONG = "File name too long"
 
 # (entry, argv, exit status, a fragment of the one line)
 CASES: list[tuple[str, list[str], int, str]] = [
     # --- guest options: run_tests.sh, vm, sweep, ab ---
     ("run", ["--memory", "garbage"], U, "bad memory size 'garbage'"),
+    ("run", ["--memory", "2T"], U, "--memory 2T is more than"),
+    ("run", ["--kernel", LONG], U, TOO_LONG),
+    ("run", ["--results", LONG], U, TOO_LONG),
+    ("vm", ["--share", LONG, "--", "true"], U, TOO_LONG),
+    ("vm", ["--console-log", LONG, "--", "true"], U, TOO_LONG),
+    ("sweep", ["--vary", "pages=1,2", "-o", LONG, "--", "ksm"], U, TOO_LONG),
+    ("compare", [LONG, LONG], U, TOO_LONG),
+    ("report", [LONG, "-o", LONG + "x"], U, TOO_LONG),
     ("run", ["--memory", "0"], U, "--memory must be at least 1M"),
     ("run", ["--memory", "64M"], U, "less than 128M per node"),
     ("run", ["--memory", "9999G"], U, "--memory 9999G is more than"),
@@ -169,8 +179,13 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("prog", ["--results", "/proc/x"], U, "not writable"),
     ("prog", ["--results", "/proc/self/status/x"], U, "is not a directory"),
     ("prog", ["--pages"], U, "expected one argument"),
+    ("prog", ["--results", ""], U, "expected a path, got ''"),  # not the current directory
+    ("prog", ["--results", LONG], U, TOO_LONG),
+    ("prog", ["--workload", "jvm", "--precision", "5", "--samples", "3"], U, "--samples does not"),
+    ("file", ["--workdir", ""], U, "expected a path, got ''"),
+    ("file", ["--workdir", LONG], U, TOO_LONG),
     ("prog", ["extra"], U, "unrecognized arguments: extra"),
-    ("file", ["--workdir", "/nonexistent"], U, "--workdir /nonexistent: /nonexistent: no such"),
+    ("file", ["--workdir", "/nonexistent"], U, "--workdir: /nonexistent: no such"),
     ("file", ["--workdir", FILE], U, "is not a directory"),
     ("file", ["--workdir", "/proc"], U, "not writable"),
     ("file", ["--trigger", "split"], U, "only applies to the thp case"),
@@ -181,6 +196,10 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("runner", [FILE], U, "is not an executable test program"),
     ("runner", [NODIR], U, "is not an executable test program"),
     ("runner", [K, "--", "--case", "nope"], U, "unknown case"),
+    ("runner", [K, "--", "--case", "anon"], U, "--case anon selects none of the programs given"),
+    ("runner", [K, "--", "--pages", "x"], U, "rmap_ksm.py: argument --pages: not a number"),
+    ("runner", [K, "--", "--bogus"], U, "unrecognized arguments: --bogus"),
+    ("runner", [LONG], U, TOO_LONG),
     ("runner", [], U, "the following arguments are required"),
     # --- compare, report, summary: damaged, partial and inconsistent results ---
     ("compare", [str(K1000)], U, "give BASE and NEW"),
@@ -345,6 +364,53 @@ def test_unbalanced_quote_in_kselftest_args(tmp_path: Path) -> None:
     _one_line(proc.stderr, "runner", "KSELFTEST_RMAP_KSM_PY_ARGS: No closing quotation")
 
 
+@pytest.mark.parametrize(("env", "fragment"), [
+    ({"RMAP_ARGS": "--bogus"}, "rmap_ksm.py: RMAP_ARGS: unrecognized arguments: --bogus"),
+    ({"RMAP_ARGS": "--pages '5"}, "RMAP_ARGS: No closing quotation"),
+    ({"KSELFTEST_RMAP_KSM_PY_ARGS": "--pages x"},
+     "KSELFTEST_RMAP_KSM_PY_ARGS: rmap_ksm.py: argument --pages: not a number: 'x'"),
+    ({"kselftest_override_timeout": "x"}, "kselftest_override_timeout: not a number: 'x'"),
+])
+def test_runner_refuses_options_before_the_plan(tmp_path: Path, env: dict[str, str],
+                                                fragment: str) -> None:
+    """Every program would refuse them: one line and exit 2 before any
+    program runs, not ten failed tests (exit 1) saying the same."""
+    proc = subprocess.run([sys.executable, "-m", "rmapbench.ksft.runner", K,
+                           str(SUITE / "rmap_anon.py")], env=_env(tmp_path, **env),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == U, proc.stdout + proc.stderr
+    assert proc.stdout == ""
+    _one_line(proc.stderr, "runner", fragment)
+
+
+@pytest.mark.parametrize(("env", "fragment"), [
+    ({"RMAP_ARGS": "--results /tmp/elsewhere"}, "RMAP_ARGS: give --results to run_tests.sh"),
+    ({"KSELFTEST_RMAP_KSM_PY_ARGS": "--res=/tmp/x"},
+     "KSELFTEST_RMAP_KSM_PY_ARGS: give --results to run_tests.sh"),
+    ({"kselftest_override_timeout": "0"}, "kselftest_override_timeout: must be at least 1"),
+])
+def test_front_door_refuses_what_it_would_override(
+    place: Callable[[list[str]], list[str]], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], env: dict[str, str], fragment: str,
+) -> None:
+    """--results from the environment would lose, without a word, to the
+    directory run_tests.sh gives every program; a bad timeout variable
+    would be ignored (the guest's runner is given --timeout)."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert suite.main(["--vm"]) == U
+    _one_line(capsys.readouterr().err, "run_tests.sh", fragment)
+
+
+def test_front_door_takes_the_kselftest_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RMAP_ARGS", raising=False)
+    monkeypatch.setenv("kselftest_override_timeout", "120")
+    assert suite.check(["--vm"]).guest.timeout == 120
+    assert suite.check(["--vm", "--timeout", "60"]).guest.timeout == 60  # the option wins
+    monkeypatch.delenv("kselftest_override_timeout")
+    assert suite.check(["--vm"]).guest.timeout == suite.DEFAULT_TIMEOUT
+
+
 def test_sigint_during_start_up_is_one_line(tmp_path: Path) -> None:
     """A SIGINT while the program still imports its library: one line,
     128+2. -X importtime says on stderr when each import is done, so the
@@ -402,7 +468,7 @@ def test_stale_journal_is_replayed_and_said(tmp_path: Path, monkeypatch: pytest.
                                     {"kind": "rmdir", "path": str(tmp_path / "never")}]}))
     monkeypatch.setattr(knobs, "JOURNAL_DIR", jdir)
     monkeypatch.delenv("RMAP_ARGS", raising=False)
-    assert program.main("rmap_anon", "anon", ["--case", "ksm"]) == 0
+    assert program.main("rmap_anon", "anon", ["--case", "ksm"]) == 4  # not selected: SKIP
     err = capsys.readouterr().err
     assert f"# rmap_anon.py: replayed the journal of dead run {dead.pid}: 2 changes undone" in err
     assert knob.read_text() == "orig" and not list(jdir.iterdir())

@@ -152,6 +152,10 @@ def test_every_workload_parses_for_its_case(name: str) -> None:
         assert o.bystander
         assert not options.not_applicable(o, POLICIES[w.case])
     assert cases.selection(["--workload", name], env={}) == [w.case]
+    # A stopping rule replaces the small size's fixed --samples count (it
+    # was refused as though --samples had been given with --precision).
+    o = options.parse("p", ["--workload", name, "--precision", "5"], w.case, POLICIES)
+    assert o.precision == 5 and "samples" not in o.given and o.bystander
 
 
 def _doc() -> dict[str, object]:

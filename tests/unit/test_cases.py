@@ -72,9 +72,9 @@ def run_program(name: str, *args: str, env: dict[str, str] | None = None
                           text=True, timeout=60, check=False, env={**os.environ, **(env or {})})
 
 
-def test_unselected_program_skips_with_exit_0() -> None:
+def test_unselected_program_skips_with_exit_4() -> None:
     proc = run_program("rmap_file.py", "--case", "ksm", "--backend", "all")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 4, proc.stderr  # KSFT_SKIP: runner.sh says "# SKIP"
     lines = list(Parser().parse_text(proc.stdout))
     tests = [ln for ln in lines if ln.category == "test"]
     assert [t.description for t in tests] == ["rmap_file.walk_latency",
@@ -88,7 +88,7 @@ def test_unselected_program_skips_with_exit_0() -> None:
 def test_unselected_through_rmap_args_too(tmp_path: Path) -> None:
     proc = run_program("rmap_anon.py", "--results", str(tmp_path),
                        env={"RMAP_ARGS": "--case file"})
-    assert proc.returncode == 0 and "SKIP not selected by --case" in proc.stdout
+    assert proc.returncode == 4 and "SKIP not selected by --case" in proc.stdout
     assert list(tmp_path.iterdir()) == []  # not run: no result files
 
 

@@ -41,8 +41,11 @@ def test_topology_uneven_cpus_leave_hotplug_slots() -> None:
 def test_parse_memory() -> None:
     assert parse_memory("2G") == 2048
     assert parse_memory("1536M") == 1536
-    with pytest.raises(ValueError):
-        parse_memory("lots")
+    assert parse_memory("1T") == parse_memory("1024G") == 1 << 20  # the documented cap
+    assert parse_memory("512") == 512
+    for bad in ("lots", "1P", "1.5G", "-1G"):
+        with pytest.raises(ValueError):
+            parse_memory(bad)
 
 
 def test_job_script_quotes_arguments_and_env() -> None:

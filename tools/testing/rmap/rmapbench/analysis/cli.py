@@ -16,6 +16,7 @@ from rmapbench.ksft.cli import (
     ResultsError,
     UsageError,
     add_verbose,
+    describe,
     existing_dir,
     guarded,
     integer,
@@ -23,6 +24,7 @@ from rmapbench.ksft.cli import (
     number,
     out_dir,
     replay_journals,
+    shown,
 )
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "ResultsError",
     "UsageError",
     "add_verbose",
+    "describe",
     "existing_dir",
     "guarded",
     "integer",
@@ -38,6 +41,7 @@ __all__ = [
     "number",
     "out_dir",
     "replay_journals",
+    "shown",
 ]
 
 RAW = argparse.RawDescriptionHelpFormatter

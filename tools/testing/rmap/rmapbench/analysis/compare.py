@@ -28,6 +28,7 @@ from rmapbench.analysis.cli import (
     ResultsError,
     UsageError,
     add_verbose,
+    describe,
     guarded,
     integer,
     number,
@@ -74,12 +75,16 @@ class Row:
 def side_of(spec: str) -> Side:
     """PATH or PATH:SIDE (one side of an ab set)."""
     path, _, name = spec.rpartition(":")
-    if not path or Path(spec).exists():
+    try:
+        whole = Path(spec).exists()
+    except OSError as e:  # a name too long
+        raise UsageError(describe(e)) from None
+    if not path or whole:
         path, name = spec, ""
     try:
         source = load(path)
     except (ValueError, OSError) as e:
-        raise UsageError(str(e)) from e
+        raise UsageError(describe(e)) from e
     if not name:
         return Side(source.label, source.runs, source)
     runs = [r for r in source.runs if r.side == name]

@@ -23,7 +23,15 @@ from pathlib import Path
 import numpy as np
 
 from rmapbench.analysis import compare, plots, samples, sweep
-from rmapbench.analysis.cli import RAW, Parser, UsageError, add_verbose, guarded, out_dir
+from rmapbench.analysis.cli import (
+    RAW,
+    Parser,
+    UsageError,
+    add_verbose,
+    describe,
+    guarded,
+    out_dir,
+)
 from rmapbench.analysis.resultset import Source, load
 from rmapbench.analysis.verdict import Thresholds
 from rmapbench.ksft.results import slug
@@ -290,7 +298,7 @@ def _main(argv: list[str]) -> int:
             try:
                 sources.append(load(r))
             except (ValueError, OSError) as e:
-                raise UsageError(str(e)) from e
+                raise UsageError(describe(e)) from e
     except UsageError as e:
         p.error(str(e))
     try:

@@ -5,7 +5,7 @@ rmap_NAME.py (dashes turned into underscores), so a new scenario plus its
 program is all a new case needs. `--case NAME` (repeatable, on the command
 line or in RMAP_ARGS) selects cases: the front door and the runner run only
 the selected programs, and a program run directly while not selected prints
-a KTAP plan of SKIPs and exits 0.
+a KTAP plan of SKIPs and exits 4 (KSFT_SKIP).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from rmapbench.bench.preflight import Plan, Skip
 from rmapbench.bench.warmup import Warmup
 from rmapbench.ksft import options, phases, precision, results
 from rmapbench.ksft.cli import UsageError
-from rmapbench.ksft.ktap import KSFT_FAIL, KSFT_PASS, KTAP
+from rmapbench.ksft.ktap import KSFT_FAIL, KSFT_SKIP, KTAP
 from rmapbench.machine import knobs, ksm_knobs
 from rmapbench.machine import shared_probes as shared
 from rmapbench.machine.knobs import Interrupted, Journal
@@ -171,12 +171,14 @@ KNOB_UNWRITABLE = "kernel knob not writable"
 
 def _report_not_selected(program: str, cases: list[str]) -> int:
     """A program whose case --case did not select: a valid KTAP plan of
-    SKIPs, nothing set up, exit status 0 (nothing was wrong)."""
+    SKIPs, nothing set up, exit status 4 (KSFT_SKIP), so a runner that
+    starts every program (the kernel tree's runner.sh) reports it as
+    `# SKIP`, not as a test that passed having measured nothing."""
     ktap = KTAP(program, cases)
     for name in cases:
         ktap.skip(name, NOT_SELECTED)
     ktap.finish()
-    return KSFT_PASS
+    return KSFT_SKIP
 
 
 def _interrupted(ktap: KTAP, cases: list[str], doc: Document, e: Interrupted) -> int:

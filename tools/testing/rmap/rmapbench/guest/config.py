@@ -20,7 +20,7 @@ from typing import Literal
 from rmapbench.guest import backports
 from rmapbench.guest import kernel as kernel_mod
 from rmapbench.guest.qemu import parse_memory
-from rmapbench.ksft.cli import any_path, integer
+from rmapbench.ksft.cli import any_path, describe, integer, shown
 
 STOCK_SERIES = "6.12"
 # The machine's bounds: QEMU's own limits are far above; a guest of the
@@ -68,7 +68,11 @@ class KernelSpec:
 
     def check(self) -> None:
         """Refuse, before anything is fetched, an IMAGE|SERIES that is neither."""
-        if self.image is not None and not self.image.is_file():
+        try:
+            missing = self.image is not None and not self.image.is_file()
+        except OSError as e:  # a name too long
+            raise ValueError(f"--kernel {shown(self.text)}: {e.strerror or e}") from None
+        if missing:
             raise ValueError(f"--kernel {self.text}: neither an image file nor a series like 6.12")
 
     def fetch(self) -> kernel_mod.KernelImage:
@@ -201,6 +205,13 @@ def add_arguments(
 def from_namespace(ns: argparse.Namespace) -> GuestOptions:
     """The GuestOptions of what add_arguments() parsed; ValueError (a
     message naming the option) for a machine or kernel that cannot be."""
+    try:
+        return _from_namespace(ns)
+    except OSError as e:  # a path that cannot be looked at: a name too long, say
+        raise ValueError(describe(e)) from None
+
+
+def _from_namespace(ns: argparse.Namespace) -> GuestOptions:
     given: list[KernelSpec] | Path | None = ns.kernel
     if isinstance(given, list):  # kernels="images"
         specs = tuple(given) or (KernelSpec.stock(),)

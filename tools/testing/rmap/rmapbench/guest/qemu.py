@@ -71,17 +71,17 @@ class Topology:
 
 # More digits than any machine's MiB (and than int() converts: 4300).
 MEMORY_DIGITS = 15
+MEMORY_SHIFT = {"": 0, "M": 0, "G": 10, "T": 20}  # to MiB
 
 
 def parse_memory(text: str) -> int:
-    """'2G', '1536M', '2048' (MiB) -> MiB."""
-    match = re.fullmatch(r"(\d+)([MmGg]?)", text.strip())
+    """'2G', '1536M', '1T', '2048' (MiB) -> MiB."""
+    match = re.fullmatch(r"(\d+)([MmGgTt]?)", text.strip())
     if not match:
         raise ValueError(f"bad memory size {shown(text, quote=True)} (use e.g. 2G or 1536M)")
     if len(match.group(1).lstrip("0")) > MEMORY_DIGITS:
         raise ValueError(f"memory size {shown(text, quote=True)} is beyond any machine")
-    value = int(match.group(1))
-    return value * 1024 if match.group(2) in ("G", "g") else value
+    return int(match.group(1)) << MEMORY_SHIFT[match.group(2).upper()]
 
 
 def accel_args(accel: str) -> list[str]:

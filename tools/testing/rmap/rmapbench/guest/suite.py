@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -34,6 +35,7 @@ from rmapbench.machine import mm
 from rmapbench.tracing import tracefs
 
 SUITE_DIR = Path(__file__).resolve().parents[2]  # tools/testing/rmap
+DEFAULT_TIMEOUT = 3600  # seconds, as the collection's settings file has it
 
 
 
@@ -45,8 +47,9 @@ def parser() -> argparse.ArgumentParser:
     config.add_arguments(
         p,
         kernels="image",
-        timeout=3600,
-        timeout_help="seconds for the whole guest run, and per test program",
+        timeout=DEFAULT_TIMEOUT,
+        timeout_help="seconds for the whole guest run, and per test program "
+        "($kselftest_override_timeout when set)",
     )
     p.add_argument(
         "--results",
@@ -71,6 +74,7 @@ def parser() -> argparse.ArgumentParser:
         "(default 1)",
     )
     p.add_argument("test_args", nargs=argparse.REMAINDER, help="-- options for every test program")
+    p.set_defaults(timeout=None)  # check(): $kselftest_override_timeout, else 3600
     return p
 
 
@@ -171,6 +175,11 @@ def check(argv: list[str] | None) -> Invocation:
     """The command line parsed and checked, every option and cross-option
     constraint, with nothing set up or started; UsageError otherwise."""
     ns = parser().parse_args(argv)
+    # As the kselftest runner takes it, when --timeout is not given: the
+    # guest's runner is given --timeout, so it would not see the variable.
+    override = runner.override_timeout()
+    if ns.timeout is None:
+        ns.timeout = override or DEFAULT_TIMEOUT
     test_args = [a for a in ns.test_args if a != "--"] if ns.test_args else []
     test_args = [arg for name in ns.case for arg in ("--case", name)] + test_args
     if "--results" in test_args:
@@ -179,15 +188,10 @@ def check(argv: list[str] | None) -> Invocation:
     # booted, as each selected program will check them: an unknown --case
     # or a malformed option is exit status 2 now.
     programs = program.selected_programs(test_args)
-    for prog in programs:  # as the runner will give them, here or in the guest
-        own = runner.env_args(prog.name)
-        if own:
-            try:
-                program.check_programs([prog], own + test_args)
-            except UsageError as e:
-                raise UsageError(f"{runner.env_args_name(prog.name)}: {e}") from None
+    runner.check_options(programs, test_args)  # as the runner will give them
     if program.gives(test_args, "results"):  # --results=DIR, --res DIR
         raise UsageError("give --results before --, to run_tests.sh itself")
+    _refuse_results_from_env(programs)
     try:
         g = config.from_namespace(ns)
     except ValueError as e:
@@ -196,6 +200,21 @@ def check(argv: list[str] | None) -> Invocation:
     if ns.jobs != 1:  # refused before a boot, like any bad option
         jobs.plan(_programs(test_args), ns.jobs, jobs.host_cpus_per_guest(g.accel, g.cpus))
     return Invocation(ns, test_args, g)
+
+
+def _refuse_results_from_env(programs: list[Path]) -> None:
+    """--results in $RMAP_ARGS or a program's $KSELFTEST_<PROG>_ARGS would
+    be overridden without a word by the directory the front door gives
+    every program (the last --results wins), so the results would not be
+    where they were asked for."""
+    names = ["RMAP_ARGS", *(runner.env_args_name(p.name) for p in programs)]
+    for name in names:
+        try:
+            args = shlex.split(os.environ.get(name, ""))
+        except ValueError:
+            continue  # check_options() has refused it already
+        if program.gives(args, "results"):
+            raise UsageError(f"{name}: give --results to run_tests.sh itself, not in {name}")
 
 
 def _main(argv: list[str] | None) -> int:

@@ -157,12 +157,29 @@ def writable_dir_problem(path: Path, *, must_not_exist: bool = False) -> str | N
     return None if problem is None else f"{path}: {problem}"
 
 
+def describe(e: Exception) -> str:
+    """An error as one line names it: an OSError as `PATH: reason`, the
+    path cut short as shown() cuts values, not `[Errno 36] ...: 'PATH'`."""
+    if isinstance(e, OSError) and e.filename is not None:
+        return f"{shown(str(e.filename))}: {e.strerror or e}"
+    return str(e)
+
+
+def path_checked(check: Callable[[Path], str | None], path: Path) -> str | None:
+    """check(path), or why the path itself cannot be looked at: a name too
+    long (ENAMETOOLONG), a loop of symlinks, EACCES on a parent."""
+    try:
+        return check(path)
+    except OSError as e:
+        return describe(e) if e.filename is not None else f"{shown(str(path))}: {e}"
+
+
 def _path_type(check: Callable[[Path], str | None], name: str) -> Callable[[str], Path]:
     def parse(text: str) -> Path:
         if not text:
             raise argparse.ArgumentTypeError("expected a path, got ''")
         path = Path(text)
-        problem = check(path)
+        problem = path_checked(check, path)
         if problem:
             raise argparse.ArgumentTypeError(problem)
         return path

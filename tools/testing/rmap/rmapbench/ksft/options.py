@@ -145,7 +145,7 @@ def build_parser(
         action="append",
         metavar="NAME",
         help="run only this case (repeatable; default: all); a program whose case "
-        "is not selected reports SKIP and exits 0",
+        "is not selected reports SKIP and exits 4",
     )
     p.add_argument(
         "--pages",
@@ -195,7 +195,7 @@ def build_parser(
     )
     p.add_argument(
         "--results",
-        type=Path,
+        type=cli.any_path(),
         metavar="DIR",
         help="write JSON, LAVA result.txt and SQUAD metrics into DIR",
     )
@@ -208,7 +208,7 @@ def build_parser(
     )
     p.add_argument(
         "--workdir",
-        type=Path,
+        type=cli.any_path(),
         metavar="DIR",
         help=f"{used_by('workdir')}: directory on a real (non-tmpfs) filesystem for the test file "
         "(default $TMPDIR or /tmp)",
@@ -331,7 +331,7 @@ def parse(
     ns = parser.parse_args(suite_args + list(argv))
     if ns.workload is not None:  # its options first: those given explicitly win
         try:
-            expanded = workloads.expand(ns.workload)
+            expanded = workloads.expand(ns.workload, stopping_rule=ns.precision is not None)
         except ValueError as e:
             raise UsageError(f"--workload: {e}") from None
         ns = parser.parse_args(expanded + suite_args + list(argv))
@@ -424,17 +424,22 @@ def path_problem(opts: Options) -> str | None:
     Checked by the program itself (where the test runs: a guest sees other
     directories than the host that checked the rest of the options)."""
     if opts.results is not None:
-        problem = cli.writable_dir_problem(opts.results)
+        problem = cli.path_checked(cli.writable_dir_problem, opts.results)
         if problem:
-            return f"--results {opts.results}: {problem}"
+            return f"--results: {problem}"
     if opts.workdir is not None:
-        problem = cli.writable_dir_problem(opts.workdir) if opts.workdir.is_dir() else (
-            f"{opts.workdir}: no such directory" if not opts.workdir.exists()
-            else f"{opts.workdir} is not a directory"
-        )
+        problem = cli.path_checked(_workdir_problem, opts.workdir)
         if problem:
-            return f"--workdir {opts.workdir}: {problem}"
+            return f"--workdir: {problem}"
     return None
+
+
+def _workdir_problem(workdir: Path) -> str | None:
+    if workdir.is_dir():
+        return cli.writable_dir_problem(workdir)
+    if not workdir.exists():
+        return f"{workdir}: no such directory"
+    return f"{workdir} is not a directory"
 
 
 def not_applicable(opts: Options, policy: CasePolicy) -> list[str]:

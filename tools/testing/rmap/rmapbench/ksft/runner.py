@@ -38,7 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from rmapbench.bench import cases
+from rmapbench.bench import cases, program
 from rmapbench.ksft import phases, preload
 from rmapbench.ksft.cli import (
     Parser,
@@ -48,6 +48,7 @@ from rmapbench.ksft.cli import (
     guarded,
     integer,
     replay_journals,
+    shown,
 )
 from rmapbench.ksft.status import EXIT_TIMEOUT, KSFT_SKIP
 from rmapbench.machine import procs
@@ -64,14 +65,23 @@ def env_args_name(prog: str) -> str:
     return "KSELFTEST_" + re.sub(r"[^A-Z0-9]", "_", Path(prog).name.upper()) + "_ARGS"
 
 
+def override_timeout() -> int | None:
+    """$kselftest_override_timeout (run_kselftest.sh --override-timeout),
+    checked: UsageError when it is set but not a number of seconds."""
+    override = os.environ.get("kselftest_override_timeout")  # noqa: SIM112 (runner.sh spelling)
+    if not override:
+        return None
+    try:
+        return integer(1, MAX_TIMEOUT)(override)
+    except argparse.ArgumentTypeError as e:
+        raise UsageError(f"kselftest_override_timeout: {e}") from None
+
+
 def settings_timeout(directory: Path) -> int:
     """timeout= from the settings file, overridden like runner.sh does."""
-    override = os.environ.get("kselftest_override_timeout")  # noqa: SIM112 (runner.sh spelling)
-    if override:
-        try:
-            return integer(1, MAX_TIMEOUT)(override)
-        except argparse.ArgumentTypeError as e:
-            raise UsageError(f"kselftest_override_timeout: {e}") from None
+    override = override_timeout()
+    if override is not None:
+        return override
     settings = directory / "settings"
     if settings.exists():
         for line in settings.read_text().splitlines():
@@ -116,6 +126,25 @@ def env_args(prog: str) -> list[str]:
         return shlex.split(os.environ.get(name, ""))
     except ValueError as e:
         raise UsageError(f"{name}: {e}") from None
+
+
+def check_options(progs: list[Path], extra: list[str]) -> None:
+    """UsageError when a program would refuse its options: $RMAP_ARGS, its
+    $KSELFTEST_<PROG>_ARGS and `extra`, as run_one() gives them (the
+    program's own parser, with its case's defaults). A refusal that is the
+    variable's is prefixed with its name."""
+    for prog in progs:
+        own = env_args(prog.name)
+        try:
+            program.check_programs([prog], own + extra)
+        except UsageError as e:
+            if not own:
+                raise
+            try:
+                program.check_programs([prog], extra)
+            except UsageError:
+                raise e from None  # not the variable's fault
+            raise UsageError(f"{env_args_name(prog.name)}: {e}") from None
 
 
 def run_one(prog: Path, extra: list[str], timeout: int, out: TextIO) -> int:
@@ -254,7 +283,8 @@ def check(argv: list[str] | None) -> tuple[list[Path], list[str], int]:
     cut = argv.index("--") if "--" in argv else len(argv)
     ns = p.parse_args(argv[:cut])
     extra = argv[cut + 1 :]
-    progs = [prog.resolve() for prog in ns.progs]
+    progs = [_program(prog) for prog in ns.progs]
+    override_timeout()  # a malformed one is refused even when --timeout wins
     timeout = ns.timeout or settings_timeout(progs[0].parent)
     selected = cases.selection(extra)
     if selected is not None:
@@ -264,11 +294,27 @@ def check(argv: list[str] | None) -> tuple[list[Path], list[str], int]:
         # Programs of cases --case left out are not run at all (a program
         # outside the registry is, and decides for itself).
         progs = [q for q in progs if cases.case_of(q) in (None, *selected)]
-    for prog in progs:
-        if not prog.is_file() or not os.access(prog, os.X_OK):
-            raise UsageError(f"{prog} is not an executable test program")
-        env_args(prog.name)  # refused now, not after the programs before it ran
+        if not progs:  # a plan of 1..0 would pass having run nothing
+            raise UsageError(
+                f"--case {' --case '.join(selected)} selects none of the programs given"
+            )
+    # Each program's options ($RMAP_ARGS, its $KSELFTEST_<PROG>_ARGS, those
+    # after --) refused now, once, not by every program after the ones
+    # before it ran, and as a usage error rather than a failed test.
+    check_options(progs, extra)
     return progs, extra, timeout
+
+
+def _program(path: Path) -> Path:
+    """A test program named on the command line, resolved; UsageError
+    when it is not an executable file (or its name cannot be looked up)."""
+    try:
+        prog = path.resolve()
+        if prog.is_file() and os.access(prog, os.X_OK):
+            return prog
+    except OSError as e:
+        raise UsageError(f"{shown(str(path))}: {e.strerror or e}") from None
+    raise UsageError(f"{prog} is not an executable test program")
 
 
 def _main(argv: list[str] | None) -> int:

@@ -79,7 +79,13 @@ def parse(text: str) -> tuple[Workload, bool]:
     return WORKLOADS[name], size == "real"
 
 
-def expand(text: str) -> list[str]:
-    """The options --workload TEXT stands for."""
+def expand(text: str, stopping_rule: bool = False) -> list[str]:
+    """The options --workload TEXT stands for. With a stopping rule given
+    (--precision), without the fixed --samples count of its small size,
+    which the rule replaces."""
     workload, real = parse(text)
-    return workload.args(real)
+    args = workload.args(real)
+    if stopping_rule and "--samples" in args:
+        at = args.index("--samples")
+        del args[at : at + 2]
+    return args

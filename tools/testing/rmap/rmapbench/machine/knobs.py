@@ -439,7 +439,24 @@ def main(argv: list[str] | None = None) -> int:
     Parser(prog=prog, description=f"undo what runs that died left changed (the journals "
            f"in {JOURNAL_DIR}, $RMAPBENCH_JOURNAL_DIR)").parse_args(argv)  # fmt: skip
     logging.basicConfig(level=logging.INFO)
-    recover_stale(report=lambda line: print(f"{prog}: {line}", file=sys.stderr))
+    try:  # a mistyped $RMAPBENCH_JOURNAL_DIR, say
+        problem = None if JOURNAL_DIR.is_dir() or not JOURNAL_DIR.exists() else "not a directory"
+    except OSError as e:  # a name too long
+        problem = e.strerror or str(e)
+    if problem:
+        print(f"{prog}: error: journal directory {str(JOURNAL_DIR)[:60]}: {problem}",
+              file=sys.stderr)
+        return 2
+    said: list[str] = []
+
+    def report(line: str) -> None:
+        said.append(line)
+        print(f"{prog}: {line}", file=sys.stderr)
+
+    recover_stale(report=report)
+    if not said:  # a recovery tool that prints nothing leaves its user guessing
+        print(f"{prog}: nothing to undo: no journal of a dead run in {JOURNAL_DIR}",
+              file=sys.stderr)
     return 0
 
 
