@@ -71,6 +71,11 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("run", ["--memory", "garbage"], U, "bad memory size 'garbage'"),
     ("run", ["--memory", "2T"], U, "--memory 2T is more than"),
     ("run", ["--kernel", LONG], U, TOO_LONG),
+    # A guest can write only its scratch /tmp and the results directory.
+    ("run", ["--vm", "--", "--case", "file", "--workdir", "/nonexist"], U, "in a guest only /tmp"),
+    ("run", ["--vm", "--", "--case", "file", "--workdir", "/tmp/x"], U, "in a guest only /tmp"),
+    ("sweep", ["--vary", "pages=10,20", "-o", NODIR, "--", "file", "--workdir", "/"], U,
+     "give --workdir /tmp or leave it out"),
     ("run", ["--results", LONG], U, TOO_LONG),
     ("vm", ["--share", LONG, "--", "true"], U, TOO_LONG),
     ("vm", ["--console-log", LONG, "--", "true"], U, TOO_LONG),

@@ -175,3 +175,13 @@ def test_failed_guest_keeps_the_console_log_it_names(
         assert log.read_text() == "Kernel panic\n", err
     finally:
         shutil.rmtree(log.parent)
+
+
+def test_a_guest_writes_only_its_tmp_and_the_share(tmp_path: Path) -> None:
+    from rmapbench.guest.vm import workdir_problem
+
+    assert workdir_problem(Path("/tmp")) is None
+    assert workdir_problem(Path("/tmp/")) is None
+    assert workdir_problem(tmp_path / "w", share=tmp_path) is None
+    for elsewhere in ("/tmp/x", "/", "/home", "relative"):
+        assert "in a guest only /tmp" in str(workdir_problem(Path(elsewhere), share=tmp_path))

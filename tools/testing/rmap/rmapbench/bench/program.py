@@ -95,12 +95,19 @@ def gives(argv: list[str], dest: str) -> bool:
     """Whether argv, test options every program accepts, gives the option
     of this dest in any spelling argparse takes (--results DIR,
     --results=DIR, --res DIR); $RMAP_ARGS is not looked at."""
+    return value_of(argv, dest) not in (None, False)
+
+
+def value_of(argv: list[str], dest: str) -> object:
+    """The value argv gives the option of this dest (the last one given,
+    in any spelling), None when it gives none or the programs refuse argv
+    anyway; $RMAP_ARGS is not looked at."""
     parser = options.build_parser("rmap", cases.policies())
     try:
         ns = parser.parse_args(argv)
     except UsageError:
-        return False  # the programs refuse it anyway
-    return getattr(ns, dest, None) not in (None, False)
+        return None
+    return getattr(ns, dest, None)
 
 
 def check_programs(programs: list[Path], argv: list[str]) -> None:

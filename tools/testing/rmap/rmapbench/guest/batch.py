@@ -132,6 +132,10 @@ def check_test_args(programs: list[Path], args: list[str]) -> None:
             os.environ["RMAP_ARGS"] = suite
     if program.gives(args, "results"):  # abbreviated: --res DIR
         raise refused
+    workdir = program.value_of(args, "workdir")
+    problem = vm.workdir_problem(workdir) if isinstance(workdir, Path) else None
+    if problem:  # each run's share is made at its boot: only /tmp
+        raise UsageError(problem)
 
 
 def add_guest_options(

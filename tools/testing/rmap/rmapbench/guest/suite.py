@@ -217,16 +217,33 @@ def _refuse_results_from_env(programs: list[Path]) -> None:
             raise UsageError(f"{name}: give --results to run_tests.sh itself, not in {name}")
 
 
+def _refuse_guest_workdir(
+    programs: list[Path], test_args: list[str], share: Path | None
+) -> None:
+    """A --workdir the guest cannot write into, refused before the boot
+    (the program would refuse it in the guest: a failed test, exit 1)."""
+    from rmapbench.guest import vm
+
+    suite_args = shlex.split(os.environ.get("RMAP_ARGS", ""))  # check() split it
+    for prog in programs:
+        workdir = program.value_of(suite_args + runner.env_args(prog.name) + test_args, "workdir")
+        problem = vm.workdir_problem(workdir, share) if isinstance(workdir, Path) else None
+        if problem:
+            raise UsageError(problem)
+
+
 def _main(argv: list[str] | None) -> int:
     checked = check(argv)
     ns, test_args, g = checked.ns, checked.test_args, checked.guest
     replay_journals("run_tests.sh")
     keep = ns.results is not None
+    reason = None if ns.vm else why_not_here()
+    if ns.vm or reason:  # before anything is made: a usage error leaves nothing behind
+        _refuse_guest_workdir(_programs(test_args), test_args, ns.results)
     share = ns.results.resolve() if keep else Path(tempfile.mkdtemp(prefix="rmapbench-results-"))
     try:
         share.mkdir(parents=True, exist_ok=True)
         args = [*test_args, "--results", str(share)]
-        reason = None if ns.vm else why_not_here()
         if ns.vm or reason:
             if reason:
                 print(

@@ -120,6 +120,18 @@ def paths_to_keep(cwd: str) -> list[str]:
     return [p for p in keep if not any(p.startswith(k + "/") for k in keep)]
 
 
+def workdir_problem(workdir: Path, share: Path | None = None) -> str | None:
+    """Why a test program in the guest could not write into `workdir`, or
+    None. The guest sees this machine's directories read-only; what it can
+    write is its scratch /tmp, empty at boot, and the share (the results
+    directory, at its own path)."""
+    path = Path(os.path.abspath(workdir))
+    if path == Path("/tmp") or (share is not None and path.is_relative_to(share.resolve())):
+        return None
+    return (f"--workdir {workdir}: in a guest only /tmp (its scratch disk, empty at boot) "
+            "and the results directory can be written; give --workdir /tmp or leave it out")
+
+
 def make_scratch(path: Path, size: int) -> None:
     with path.open("wb") as f:
         f.truncate(size)
