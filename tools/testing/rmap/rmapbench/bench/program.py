@@ -80,15 +80,14 @@ def _main(program: str, case: str, args: list[str]) -> int:
 
 
 def selected_programs(argv: list[str]) -> list[Path]:
-    """The programs argv's --case selects (all without --case), each having
-    checked argv; UsageError otherwise."""
+    """The programs argv's --case selects (all without --case); UsageError
+    for an unknown case. The programs' options are for check_programs()
+    (or the runner's check_options(), which adds each program's own)."""
     selected = cases.selection(argv)
     problem = cases.error(selected or [])
     if problem:
         raise UsageError(problem)
-    progs = cases.programs(selected)
-    check_programs(progs, argv)
-    return progs
+    return cases.programs(selected)
 
 
 def gives(argv: list[str], dest: str) -> bool:

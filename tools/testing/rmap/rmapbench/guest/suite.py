@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from rmapbench.bench import cases, program
+from rmapbench.bench import program
 from rmapbench.guest import config, jobs
 from rmapbench.ksft import results, runner, summary
 from rmapbench.ksft.cli import (
@@ -94,7 +94,7 @@ def why_not_here() -> str | None:
 
 def _programs(test_args: list[str]) -> list[Path]:
     """The programs of the cases --case selects (all without --case)."""
-    return cases.programs(cases.selection(test_args))
+    return program.selected_programs(test_args)
 
 
 def run_here(test_args: list[str], timeout: int) -> int:

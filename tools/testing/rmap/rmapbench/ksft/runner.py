@@ -45,10 +45,10 @@ from rmapbench.ksft.cli import (
     UsageError,
     add_verbose,
     any_path,
+    describe,
     guarded,
     integer,
     replay_journals,
-    shown,
 )
 from rmapbench.ksft.status import EXIT_TIMEOUT, KSFT_SKIP
 from rmapbench.machine import procs
@@ -284,8 +284,8 @@ def check(argv: list[str] | None) -> tuple[list[Path], list[str], int]:
     ns = p.parse_args(argv[:cut])
     extra = argv[cut + 1 :]
     progs = [_program(prog) for prog in ns.progs]
-    override_timeout()  # a malformed one is refused even when --timeout wins
-    timeout = ns.timeout or settings_timeout(progs[0].parent)
+    override = override_timeout()  # a malformed one is refused even when --timeout wins
+    timeout = ns.timeout or override or settings_timeout(progs[0].parent)
     selected = cases.selection(extra)
     if selected is not None:
         problem = cases.error(selected)
@@ -313,7 +313,7 @@ def _program(path: Path) -> Path:
         if prog.is_file() and os.access(prog, os.X_OK):
             return prog
     except OSError as e:
-        raise UsageError(f"{shown(str(path))}: {e.strerror or e}") from None
+        raise UsageError(describe(e)) from None
     raise UsageError(f"{prog} is not an executable test program")
 
 
