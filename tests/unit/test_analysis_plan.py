@@ -136,9 +136,12 @@ def test_rmap_args_go_first_into_every_run() -> None:
     progs, args = batch.split_test_args(["--samples", "3"], env)
     assert [p.name for p in progs.of(args)] == ["rmap_anon.py"]
     assert args == ["--pages", "700", "--case", "anon", "--samples", "3"]
-    progs, args = batch.split_test_args(["ksm", "--pages", "9"], env)
-    assert [p.name for p in progs.of(args)] == ["rmap_ksm.py"]
+    progs, args = batch.split_test_args(["anon,ksm", "--pages", "9"], env)
+    assert [p.name for p in progs.of(args)] == ["rmap_anon.py"]  # ksm's would SKIP
     assert args == ["--pages", "700", "--case", "anon", "--pages", "9"]
+    progs, args = batch.split_test_args(["ksm", "--pages", "9"], env)
+    with pytest.raises(UsageError, match="selects anon, none of the programs given"):
+        progs.of(args)
     with pytest.raises(UsageError, match=r"^RMAP_ARGS: "):
         batch.split_test_args([], {"RMAP_ARGS": "--pages '7"})
 

@@ -121,6 +121,16 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("run", ["--", "--frobnicate"], U, "unrecognized arguments: --frobnicate"),
     ("run", ["--bogus"], U, "unrecognized arguments"),
     ("vm", ["--memory", "garbage", "--", "true"], U, "bad memory size"),
+    # --append: what would hang the boot or lose the command's output
+    ("vm", ["--append", "", "--", "true"], U, "expected a kernel parameter, got ''"),
+    ("vm", ["--append", 'quiet"', "--", "true"], U, "without spaces, quotes or control"),
+    ("vm", ["--append", "a b", "--", "true"], U, "without spaces, quotes or control"),
+    ("vm", ["--append", "a\nb", "--", "true"], U, "without spaces, quotes or control"),
+    ("vm", ["--append=--", "--", "true"], U, "not a kernel parameter: '--'"),
+    ("vm", ["--append", "console=tty0", "--", "true"], U, "console= is the suite's own"),
+    ("vm", ["--append", "panic=0", "--", "true"], U, "panic= is the suite's own"),
+    ("vm", ["--append", "RMAPBENCH_NONCE=0", "--", "true"], U, "RMAPBENCH_NONCE= is the suite's"),
+    ("vm", ["--append", "x=" + "y" * 2100, "--", "true"], U, "the kernel keeps 2047"),
     ("vm", ["--nodes", "999", "--", "true"], U, "--nodes must be at most 64"),
     ("vm", ["--timeout", "nan", "--", "true"], U, "--timeout must be a finite number"),
     ("vm", ["--timeout", "-5", "--", "true"], U, "--timeout must be at least 1"),
@@ -130,6 +140,19 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("vm", ["--console-log", PARTIAL, "--", "true"], U, "is a directory"),
     ("vm", ["--nodes", "2"], U, "no command given"),
     ("sweep", ["--vary", "pages=1000,,2000", "-o", NODIR, "--", "ksm"], U, "an empty value"),
+    # a selection that leaves out every program named: runs that all SKIP
+    ("sweep", ["--vary", "split=1,2", "-o", NODIR, "--", "ksm", "--case", "anon"], U,
+     "selects anon, none of the programs given"),
+    ("sweep", ["--vary", "case=anon,file", "-o", NODIR, "--", "ksm"], U,
+     "selects anon, none of the programs given"),
+    ("sweep", ["--vary", "workload=jvm,vmhost", "-o", NODIR, "--", "anon"], U,
+     "selects ksm, none of the programs given"),
+    ("ab", ["--set", "case=anon", "-o", NODIR, "--", "ksm"], U,
+     "selects anon, none of the programs given"),
+    ("sweep", ["--vary", "split=1,2", "-o", NODIR, "--", "ksm", "-vh"], U,
+     "rmap_ksm.py: --help among a program's options runs nothing"),
+    ("run", ["--vm", "--", "--hel"], U, "rmap_ksm.py: --help among a program's options"),
+    ("run", ["--vm", "--", "-vh"], U, "rmap_ksm.py: --help among a program's options"),
     ("sweep", ["--vary", "pages=1000,", "-o", NODIR, "--", "ksm"], U, "an empty value"),
     ("sweep", ["--vary", "pages=", "-o", NODIR, "--", "ksm"], U, "give NAME=V1,V2"),
     ("sweep", ["--vary", "pages=1,1", "-o", NODIR, "--", "ksm"], U, "a value is repeated"),
@@ -201,7 +224,7 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("runner", [FILE], U, "is not an executable test program"),
     ("runner", [NODIR], U, "is not an executable test program"),
     ("runner", [K, "--", "--case", "nope"], U, "unknown case"),
-    ("runner", [K, "--", "--case", "anon"], U, "--case anon selects none of the programs given"),
+    ("runner", [K, "--", "--case", "anon"], U, "selects anon, none of the programs given"),
     ("runner", [K, "--", "--pages", "x"], U, "rmap_ksm.py: argument --pages: not a number"),
     ("runner", [K, "--", "--bogus"], U, "unrecognized arguments: --bogus"),
     ("runner", [LONG], U, TOO_LONG),
@@ -386,6 +409,45 @@ def test_runner_refuses_options_before_the_plan(tmp_path: Path, env: dict[str, s
     assert proc.returncode == U, proc.stdout + proc.stderr
     assert proc.stdout == ""
     _one_line(proc.stderr, "runner", fragment)
+
+
+HELP_SEE = "runs nothing; see ./rmap_ksm.py --help"
+
+
+@pytest.mark.parametrize(("entry", "argv", "env", "fragment"), [
+    ("run", ["--vm"], {"RMAP_ARGS": "-h"}, f"rmap_ksm.py: RMAP_ARGS: --help there {HELP_SEE}"),
+    ("run", ["--vm"], {"KSELFTEST_RMAP_ANON_PY_ARGS": "--help"},
+     "KSELFTEST_RMAP_ANON_PY_ARGS: rmap_anon.py: --help among a program's options runs"),
+    ("prog", [], {"RMAP_ARGS": "-vh"}, f"RMAP_ARGS: --help there {HELP_SEE}"),
+    ("ab", ["--set", "split=1", "-o", NODIR, "--", "ksm"], {"RMAP_ARGS": "-vh"},
+     f"rmap_ksm.py: RMAP_ARGS: --help there {HELP_SEE}"),
+    ("sweep", ["--vary", "split=1,2", "-o", NODIR, "--", "ksm"], {"RMAP_ARGS": "--case anon"},
+     "selects anon, none of the programs given"),
+    ("sweep", ["--vary", "split=1,2", "-o", NODIR, "--", "ksm"], {"RMAP_ARGS": "--pages 0"},
+     "rmap_ksm.py: RMAP_ARGS: argument --pages: must be at least 1"),
+    ("sweep", ["--vary", "split=1,2", "-o", NODIR, "--", "ksm"], {"RMAP_ARGS": "-o /tmp/x"},
+     "rmap_ksm.py: RMAP_ARGS: unrecognized arguments: -o /tmp/x"),
+    ("sweep", ["--vary", "split=1,2", "-o", NODIR, "--", "ksm"],
+     {"KSELFTEST_RMAP_KSM_PY_ARGS": "--pages 5"},
+     "KSELFTEST_RMAP_KSM_PY_ARGS is set: sweep and ab do not pass it to rmap_ksm.py"),
+    ("ab", ["--set", "split=1", "-o", NODIR, "--", "file"],
+     {"KSELFTEST_RMAP_FILE_PY_ARGS": "--workdir /var/tmp"},
+     "KSELFTEST_RMAP_FILE_PY_ARGS is set: sweep and ab do not pass it"),
+])
+def test_options_from_the_environment(
+    place: Callable[[list[str]], list[str]], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], entry: str, argv: list[str], env: dict[str, str],
+    fragment: str,
+) -> None:
+    """A program's options from $RMAP_ARGS or its kselftest variable: a
+    refusal names the variable, help asked for there runs nothing (and
+    would pass), and sweep and ab, which cannot pass a program's own
+    variable into their runs, refuse it rather than drop it."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    prog, main = ENTRIES[entry]
+    assert main(place(argv)) == U
+    _one_line(capsys.readouterr().err, prog, fragment)
 
 
 @pytest.mark.parametrize(("env", "fragment"), [

@@ -204,3 +204,27 @@ def test_tracepoint_form(capsys: pytest.CaptureFixture[str]) -> None:
     assert parse("rmap_anon", []).tracepoint_form == "auto"
     assert parse("rmap_anon", ["--tracepoint-form", "start-end"]).tracepoint_form == "start-end"
     assert "--tracepoint-form" in refused(capsys, ["--tracepoint-form", "v6"])
+
+
+@pytest.mark.parametrize(("argv", "asks"), [
+    (["-h"], True), (["--help"], True), (["--he"], True), (["--h"], True),
+    (["-vh"], True), (["-hv"], True), (["--pages", "5", "-v", "-h"], True),
+    ([], False), (["-v"], False), (["--pages", "5"], False),
+    (["--case", "ksm-mremap"], False),  # an "h" in a value is not help
+    (["--pages", "x", "-h"], False),  # refused first, for its own reason
+])
+def test_help_is_found_in_every_spelling(argv: list[str], asks: bool) -> None:
+    """What a front door refuses to pass on: argparse would print the
+    program's help and exit 0, having run nothing."""
+    from rmapbench.ksft import cli
+
+    assert cli.asks_help(options.build_parser("rmap_ksm.py", {}), argv) is asks
+
+
+def test_help_is_refused_from_rmap_args_but_not_on_the_program_s_own_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert options.help_refusal("rmap_ksm.py", ["-h"], own_line=True) is None
+    assert "among a program's options" in str(options.help_refusal("rmap_ksm.py", ["-h"], False))
+    monkeypatch.setenv("RMAP_ARGS", "--pages 5 -vh")
+    assert str(options.help_refusal("rmap_ksm.py", [], True)).startswith("RMAP_ARGS: --help")

@@ -185,3 +185,16 @@ def test_a_guest_writes_only_its_tmp_and_the_share(tmp_path: Path) -> None:
     assert workdir_problem(tmp_path / "w", share=tmp_path) is None
     for elsewhere in ("/tmp/x", "/", "/home", "relative"):
         assert "in a guest only /tmp" in str(workdir_problem(Path(elsewhere), share=tmp_path))
+
+
+def test_kernel_command_line_puts_the_suite_s_own_first() -> None:
+    """Whatever --append adds comes after the suite's parameters and the
+    nonce, so it cannot change how they are read; a line the kernel would
+    cut short is refused."""
+    from rmapbench.guest import cmdline
+
+    line = cmdline.line(["tsc=reliable"], "00ff")
+    assert line == f"{cmdline.SUITE} RMAPBENCH_NONCE=00ff tsc=reliable"
+    assert cmdline.length_problem(["tsc=reliable"]) is None
+    assert cmdline.length_problem(["x=" + "y" * 2000]) is not None
+    assert cmdline.parameter("rdinit=/nonexistent") == "rdinit=/nonexistent"  # a test's fault

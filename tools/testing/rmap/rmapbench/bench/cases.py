@@ -47,6 +47,21 @@ def programs(selected: list[str] | None = None) -> list[Path]:
     return [SUITE_DIR / program(n) for n in names() if selected is None or n in selected]
 
 
+def among(progs: list[Path], selected: list[str] | None) -> list[Path]:
+    """The programs of progs a selection runs: all of them when nothing
+    is selected, else those of the selected cases (a program outside the
+    registry always: it decides for itself)."""
+    if selected is None:
+        return list(progs)
+    return [p for p in progs if case_of(p) in (None, *selected)]
+
+
+def none_among(selected: list[str]) -> str:
+    """Why a selection that leaves out every program given is refused:
+    a plan of 1..0, or runs that all SKIP, would pass having run nothing."""
+    return f"--case or --workload selects {', '.join(selected)}, none of the programs given"
+
+
 def case_of(prog: str | Path) -> str | None:
     """The case a program runs, None for a program outside the registry."""
     by_program = {program(n): n for n in names()}

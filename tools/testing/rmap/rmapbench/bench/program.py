@@ -22,11 +22,19 @@ from rmapbench.ksft.cli import UsageError, guarded, replay_journals
 from rmapbench.scenarios import SCENARIOS
 
 
-def check(case: str, argv: list[str], prog: str | None = None) -> options.Options:
+def check(
+    case: str, argv: list[str], prog: str | None = None, own_line: bool = False
+) -> options.Options:
     """The options of one case's program, or UsageError saying why they can
     never work. prog names the program in the parser's messages. When
     $RMAP_ARGS is refused on its own, the line starts with RMAP_ARGS: the
-    command line typed may well be fine."""
+    command line typed may well be fine. Only argv that is the program's
+    own command line (own_line) may ask for its help: a front door, or
+    $RMAP_ARGS, asking for it would run nothing and pass."""
+    name = prog or cases.program(case)
+    help_refused = options.help_refusal(name, argv, own_line)
+    if help_refused:
+        raise UsageError(help_refused)
     try:
         return _check(case, argv, prog)
     except UsageError as error:
@@ -62,7 +70,7 @@ def main(program: str, case: str, argv: list[str] | None = None) -> int:
 
 
 def _main(program: str, case: str, args: list[str]) -> int:
-    opts = check(case, args)
+    opts = check(case, args, own_line=True)
     problem = options.path_problem(opts)
     if problem:
         raise UsageError(problem)

@@ -26,6 +26,7 @@ from rmapbench.bench import cases, program
 from rmapbench.guest import config, jobs, vm
 from rmapbench.guest import kernel as kernel_mod
 from rmapbench.guest.progress import Progress
+from rmapbench.ksft import runner
 from rmapbench.ksft.cli import UsageError, integer, new_dir, refuse
 from rmapbench.ksft.status import EXIT_GUEST
 
@@ -65,22 +66,26 @@ def program_paths(spec: str) -> list[Path]:
 
 @dataclass(frozen=True)
 class Selection:
-    """The programs a run of TEST ARGS runs: those named, or, with none
-    named, the cases its options select (every case, or those --case or
-    --workload choose). A --vary or --set can change those options per
-    point or side, so each run's programs come from its own options
-    (of()); a program a run's options leave out would exit 0 and write
-    nothing."""
+    """The programs a run of TEST ARGS runs: the cases its options select
+    (every case, or those --case or --workload choose), among those named
+    when some are. A --vary or --set can change those options per point or
+    side, so each run's programs come from its own options (of()); a
+    program a run's options leave out would SKIP and write nothing, so a
+    run that selects none of those named is refused (UsageError)."""
 
     named: tuple[Path, ...] | None = None
 
     def of(self, args: Sequence[str]) -> list[Path]:
-        if self.named is not None:
-            return list(self.named)
         selected = cases.selection(list(args), env={})
         if selected is not None and cases.error(selected):
             raise UsageError(str(cases.error(selected)))
-        return cases.programs(selected)
+        if self.named is None:
+            return cases.programs(selected)
+        chosen = cases.among(list(self.named), selected)
+        if not chosen:
+            assert selected is not None  # nothing selected runs every program
+            raise UsageError(cases.none_among(selected))
+        return chosen
 
 
 def split_test_args(
@@ -116,20 +121,31 @@ def option_flag(name: str) -> str:
 def check_test_args(programs: list[Path], args: list[str]) -> None:
     """Refuse, before any boot, options the test programs would refuse."""
     refused = UsageError("--results is set per run; do not give it in TEST ARGS")
-    # argparse would print a program's help and exit 0, having run nothing;
-    # it takes any prefix of --help from --h (no other option starts so).
-    if any(a == "-h" or (len(a) >= 3 and "--help".startswith(a)) for a in args):
-        raise UsageError("--help in TEST ARGS runs nothing; see ./PROGRAM --help (docs/options.md)")
+    for prog in programs:  # the kselftest runner's, which sweep and ab are not
+        name = runner.env_args_name(prog.name)
+        if os.environ.get(name, "").strip():
+            raise UsageError(
+                f"{name} is set: sweep and ab do not pass it to {prog.name}; "
+                "give its options after -- or in RMAP_ARGS"
+            )
     if "--results" in args or any(a.startswith("--results=") for a in args):
         raise refused
-    # The args hold $RMAP_ARGS already (split_test_args()), as the guest's
-    # programs get them: checked once, the way they will run.
-    suite = os.environ.pop("RMAP_ARGS", None)
+    # The args start with $RMAP_ARGS (split_test_args()), as the guest's
+    # programs get them: checked without it, with the variable still set,
+    # so a refusal of the variable's own says so.
     try:
-        program.check_programs(programs, args)
-    finally:
-        if suite is not None:
-            os.environ["RMAP_ARGS"] = suite
+        suite = shlex.split(os.environ.get("RMAP_ARGS", ""))
+    except ValueError:
+        suite = []  # split_test_args() has refused it
+    if args[: len(suite)] == suite:
+        program.check_programs(programs, args[len(suite) :])
+    else:  # not $RMAP_ARGS first: checked as they are, without it
+        saved = os.environ.pop("RMAP_ARGS", None)
+        try:
+            program.check_programs(programs, args)
+        finally:
+            if saved is not None:
+                os.environ["RMAP_ARGS"] = saved
     if program.gives(args, "results"):  # abbreviated: --res DIR
         raise refused
     workdir = program.value_of(args, "workdir")

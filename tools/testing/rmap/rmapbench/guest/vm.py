@@ -31,7 +31,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from rmapbench.guest import bytecode, config
+from rmapbench.guest import bytecode, cmdline, config
 from rmapbench.guest.initramfs import cached_initramfs
 from rmapbench.guest.kernel import KernelError, KernelImage, pvh_vmlinux
 from rmapbench.guest.qemu import (
@@ -50,9 +50,6 @@ from rmapbench.machine import shared_probes
 
 log = logging.getLogger(__name__)
 
-# rmapbench.guest=1 marks our guests (read from /proc/cmdline, e.g. before
-# destructive triggers); the kernel ignores an unknown module parameter.
-CMDLINE = "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init rmapbench.guest=1"
 STANDARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SCRATCH_SIZE = 2 << 30  # sparse; only what the guest writes takes host space
 KVM_BOOT_WINDOW = 30.0  # an `auto` KVM attempt that shows nothing by then is abandoned
@@ -229,6 +226,9 @@ def run_in_guest(
     global _kvm_works
     if not argv:
         raise ValueError("empty command")
+    problem = cmdline.length_problem(kernel_args)
+    if problem:
+        raise ValueError(problem)
     share = share_dir.resolve()
     if not share.is_dir() or share == Path("/"):
         raise ValueError(f"share_dir must be an existing directory other than /: {share}")
@@ -253,14 +253,14 @@ def run_in_guest(
         (ctl / "job.sh").write_text(job_script(argv, cwd, job_env))
         (ctl / "params.sh").write_text(params_script(share, paths_to_keep(cwd)))
         make_scratch(scratch, SCRATCH_SIZE)
-        nonce = secrets.token_hex(8)
+        nonce = secrets.token_hex(cmdline.NONCE_HEX // 2)
         base = [
             # q35 rather than pc: its PCI interrupt routing skips the ACPI LNKx link
             # probing that costs about 0.8 s under TCG.
             "qemu-system-x86_64", "-machine", "q35", "-nodefaults", "-no-user-config",
             "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
             "-kernel", str(vmlinux), "-initrd", str(initrd),
-            "-append", " ".join([CMDLINE, *kernel_args, f"RMAPBENCH_NONCE={nonce}"]),
+            "-append", cmdline.line(kernel_args, nonce),
             *topology.qemu_args(),
             *ninep_args("hostroot", Path("/"), readonly=True),
             *ninep_args("rmapctl", ctl, readonly=False),
@@ -303,7 +303,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--console-log", type=out_file(), help="default: a temp file kept on failure"
     )
-    p.add_argument("--append", action="append", default=[], help="extra kernel parameter")
+    p.add_argument(
+        "--append", action="append", default=[], type=cmdline.parameter, metavar="PARAM",
+        help="an extra kernel parameter (repeatable)",
+    )  # fmt: skip
     p.add_argument("-v", "--verbose", action="store_true", help="log external commands")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     return p
@@ -331,6 +334,11 @@ def check(args: Sequence[str] | None) -> Invocation:
     command = opts.command[1:] if opts.command[:1] == ["--"] else opts.command
     if not command:
         parser.error("no command given (put it after --)")
+    if not all(isinstance(a, str) for a in opts.append):  # argparse reads --append=-- as []
+        parser.error("argument --append: not a kernel parameter: '--'")
+    problem = cmdline.length_problem(opts.append)
+    if problem:
+        parser.error(problem)
     try:
         g = config.from_namespace(opts)
     except ValueError as e:

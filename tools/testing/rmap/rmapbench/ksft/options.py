@@ -318,6 +318,22 @@ def build_parser(
     return p
 
 
+def help_refusal(prog: str, argv: list[str], own_line: bool) -> str | None:
+    """Why a program may not print its help here, or None: asked for in
+    $RMAP_ARGS (wherever the program runs, it would run nothing and exit
+    0), or in argv that a front door passes on (not own_line)."""
+    try:
+        suite = shlex.split(os.environ.get("RMAP_ARGS", ""))
+    except ValueError:
+        suite = []  # parse() says what is wrong with it
+    see = f"see ./{prog} --help (docs/options.md)"
+    if cli.might_ask_help(suite) and cli.asks_help(build_parser(prog, {}), suite):
+        return f"RMAP_ARGS: --help there runs nothing; {see}"
+    if not own_line and cli.might_ask_help(argv) and cli.asks_help(build_parser(prog, {}), argv):
+        return f"--help among a program's options runs nothing; {see}"
+    return None
+
+
 def parse(
     prog: str, argv: list[str], case: str, cases: Mapping[str, CasePolicy], description: str = ""
 ) -> Options:

@@ -291,13 +291,10 @@ def check(argv: list[str] | None) -> tuple[list[Path], list[str], int]:
         problem = cases.error(selected)
         if problem:
             raise UsageError(problem)
-        # Programs of cases --case left out are not run at all (a program
-        # outside the registry is, and decides for itself).
-        progs = [q for q in progs if cases.case_of(q) in (None, *selected)]
-        if not progs:  # a plan of 1..0 would pass having run nothing
-            raise UsageError(
-                f"--case {' --case '.join(selected)} selects none of the programs given"
-            )
+        # Programs of cases --case left out are not run at all.
+        progs = cases.among(progs, selected)
+        if not progs:
+            raise UsageError(cases.none_among(selected))
     # Each program's options ($RMAP_ARGS, its $KSELFTEST_<PROG>_ARGS, those
     # after --) refused now, once, not by every program after the ones
     # before it ran, and as a usage error rather than a failed test.
