@@ -4,6 +4,7 @@ runs on Debian 6.12 under TCG, trimmed to their JSON) and their refusals."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -75,8 +76,12 @@ def test_compare_text_json_and_gate(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["compare", str(K1000), str(K2000), "--noise-floor", "3"]) == 2
 
 
-def test_compare_same_data_is_no_change(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["compare", str(K1000), str(K1000), "--format", "markdown"]) == 0
+def test_compare_same_data_is_no_change(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    copy = tmp_path / "copy"  # the same data in two places (one place twice is refused)
+    shutil.copytree(K1000, copy)
+    assert cli.main(["compare", str(K1000), str(copy), "--format", "markdown"]) == 0
     out = capsys.readouterr().out
     assert "| ksm/ksm | walk |" in out and "no significant" not in out
     assert "| - |" in out or out.rstrip().count("| - |") >= 1

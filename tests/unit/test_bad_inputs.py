@@ -132,7 +132,14 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("vm", ["--append", "RMAPBENCH_NONCE=0", "--", "true"], U, "RMAPBENCH_NONCE= is the suite's"),
     ("vm", ["--append", "x=" + "y" * 2100, "--", "true"], U, "the kernel keeps 2047"),
     ("vm", ["--nodes", "999", "--", "true"], U, "--nodes must be at most 64"),
-    ("vm", ["--timeout", "nan", "--", "true"], U, "--timeout must be a finite number"),
+    ("vm", ["--timeout", "nan", "--", "true"], U, "--timeout: must be a finite number"),
+    ("vm", ["--timeout", "604800.5", "--", "true"], U, "at most 604800, got 604800.5"),
+    ("vm", ["--nodes", "\uff15", "--", "true"], U, "not a number"),  # a fullwidth 5
+    ("vm", ["--memory", "\u0662G", "--", "true"], U, "bad memory size"),  # an Arabic-Indic 2
+    ("vm", ["--memory", "1T", "--", "true"], U, "is more than this machine has"),
+    ("prog", ["--pages", "1_000"], U, "not a number: '1_000'"),
+    ("sweep", ["--vary", "pages=100,0100", "-o", NODIR, "--", "ksm"], U, "a value is repeated"),
+    ("sweep", ["--vary", "precision=5,5.0", "-o", NODIR, "--", "ksm"], U, "a value is repeated"),
     ("vm", ["--timeout", "-5", "--", "true"], U, "--timeout must be at least 1"),
     ("vm", ["--share", FILE, "--", "true"], U, "is not a directory"),
     ("vm", ["--share", "/proc/x", "--", "true"], U, "not writable"),
@@ -231,6 +238,11 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("runner", [], U, "the following arguments are required"),
     # --- compare, report, summary: damaged, partial and inconsistent results ---
     ("compare", [str(K1000)], U, "give BASE and NEW"),
+    # the same results on both sides: "no change", and a --max-regression gate passes
+    ("compare", [str(K1000), str(K1000) + "/."], U, "BASE and NEW are the same results"),
+    ("compare", [f"{AB}:A", f"{AB}:A"], U, "BASE and NEW are the same results"),
+    ("compare", [str(AB), str(AB), "--max-regression", "5"], U, "the same results"),
+    ("report", [str(K1000), str(K2000), str(K1000) + "/", "-o", NODIR], U, "is given twice"),
     ("compare", [NODIR, str(K1000)], U, "not a directory"),
     ("compare", [FILE, str(K1000)], U, "not a directory"),
     ("compare", [str(FIX), str(K1000)], U, "no rmapbench/result/1 result files"),
@@ -421,6 +433,8 @@ HELP_SEE = "runs nothing; see ./rmap_ksm.py --help"
     ("prog", [], {"RMAP_ARGS": "-vh"}, f"RMAP_ARGS: --help there {HELP_SEE}"),
     ("ab", ["--set", "split=1", "-o", NODIR, "--", "ksm"], {"RMAP_ARGS": "-vh"},
      f"rmap_ksm.py: RMAP_ARGS: --help there {HELP_SEE}"),
+    ("run", ["--vm"], {"KSELFTEST_RMAP_KSM_PY_ARGS": "--case anon"},
+     "KSELFTEST_RMAP_KSM_PY_ARGS: --case or --workload selects anon, which leaves rmap_ksm.py out"),
     ("sweep", ["--vary", "split=1,2", "-o", NODIR, "--", "ksm"], {"RMAP_ARGS": "--case anon"},
      "selects anon, none of the programs given"),
     ("sweep", ["--vary", "split=1,2", "-o", NODIR, "--", "ksm"], {"RMAP_ARGS": "--pages 0"},
@@ -448,6 +462,48 @@ def test_options_from_the_environment(
     prog, main = ENTRIES[entry]
     assert main(place(argv)) == U
     _one_line(capsys.readouterr().err, prog, fragment)
+
+
+def test_front_door_refuses_a_results_directory_of_an_earlier_run(
+    place: Callable[[list[str]], list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Its table, and summary or compare later, would take another run's
+    result files (another kernel's, other cases) for this run's."""
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "console.log").write_text("a failed boot's log is no result\n")
+    assert suite.check(["--vm", "--results", str(earlier)]).ns.results == earlier
+    (earlier / "rmap_ksm.json").write_text("{}\n")
+    assert suite.main(["--vm", "--case", "anon", "--results", str(earlier)]) == U
+    _one_line(capsys.readouterr().err, "run_tests.sh",
+              "holds an earlier run's results (rmap_ksm.json); give a new or empty directory")
+    assert not (tmp_path / "qemu-started").exists()
+
+
+@pytest.mark.parametrize(("workdir", "fragment"), [
+    ("nosuch", "no such directory"),
+    ("file", "not a directory"),
+    ("relative", "give an absolute path"),
+])
+def test_front_door_checks_a_workdir_in_the_results_directory(
+    place: Callable[[list[str]], list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch, workdir: str, fragment: str,
+) -> None:
+    """The guest sees the results directory as it is on this machine, so a
+    --workdir there that is missing or a file is refused before the boot;
+    a relative one would name another directory from the guest's programs."""
+    share = tmp_path / "res"
+    share.mkdir()
+    (share / "file").write_text("")
+    (share / "sub").mkdir()
+    monkeypatch.chdir(tmp_path)
+    given = "res/sub" if workdir == "relative" else str(share / workdir)
+    assert suite.main(["--vm", "--case", "file", "--results", str(share), "--",
+                       "--workdir", given]) == U  # fmt: skip
+    _one_line(capsys.readouterr().err, "run_tests.sh", fragment)
+    assert not (tmp_path / "qemu-started").exists()
+    assert vm.workdir_problem(share / "sub", share) is None
+    assert vm.workdir_problem(Path("//tmp")) is None
 
 
 @pytest.mark.parametrize(("env", "fragment"), [

@@ -182,8 +182,11 @@ def test_a_guest_writes_only_its_tmp_and_the_share(tmp_path: Path) -> None:
 
     assert workdir_problem(Path("/tmp")) is None
     assert workdir_problem(Path("/tmp/")) is None
+    (tmp_path / "w").mkdir()
     assert workdir_problem(tmp_path / "w", share=tmp_path) is None
-    for elsewhere in ("/tmp/x", "/", "/home", "relative"):
+    assert "no such directory" in str(workdir_problem(tmp_path / "v", share=tmp_path))
+    assert "absolute path" in str(workdir_problem(Path("relative"), share=tmp_path))
+    for elsewhere in ("/tmp/x", "/", "/home"):
         assert "in a guest only /tmp" in str(workdir_problem(Path(elsewhere), share=tmp_path))
 
 

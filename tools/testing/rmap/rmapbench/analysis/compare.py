@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rmapbench.analysis import inference, jsonout, samples, verdict
+from rmapbench.analysis import inference, jsonout, resultset, samples, verdict
 from rmapbench.analysis.cli import (
     MAX_NOISE_FLOOR,
     MAX_RESAMPLES,
@@ -35,6 +35,7 @@ from rmapbench.analysis.cli import (
 )
 from rmapbench.analysis.resultset import Run, Source, load
 from rmapbench.analysis.verdict import Comparison, Thresholds
+from rmapbench.ksft.cli import shown
 from rmapbench.ksft.stats import format_ns
 from rmapbench.ksft.status import EXIT_REGRESSION
 
@@ -49,6 +50,10 @@ class Side:
 
     def kernels(self) -> list[str]:
         return sorted({str(r.doc.get("kernel", {}).get("release", "?")) for r in self.runs})
+
+    def identity(self) -> tuple[str, str]:
+        """The directory it was read from, resolved, and its side's name."""
+        return resultset.identity(self.source), self.label[len(self.source.label) :]
 
     def describe(self) -> str:
         """Kernel, accelerator and (one side of an ab set) settings."""
@@ -95,7 +100,13 @@ def side_of(spec: str) -> Side:
 
 def sides_of(specs: list[str]) -> tuple[Side, Side]:
     if len(specs) == 2:
-        return side_of(specs[0]), side_of(specs[1])
+        base, new = side_of(specs[0]), side_of(specs[1])
+        if base.identity() == new.identity():  # the same directory, however spelled
+            raise UsageError(
+                f"BASE and NEW are the same results ({shown(specs[0])} and {shown(specs[1])}): "
+                "compared with themselves they always show no change"
+            )
+        return base, new
     if len(specs) == 1:
         whole = side_of(specs[0])
         if whole.source.kind == "ab" and whole.label == whole.source.label:

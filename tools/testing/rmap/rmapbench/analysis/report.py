@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rmapbench.analysis import compare, plots, samples, sweep
+from rmapbench.analysis import compare, plots, resultset, samples, sweep
 from rmapbench.analysis.cli import (
     RAW,
     Parser,
@@ -299,6 +299,8 @@ def _main(argv: list[str]) -> int:
                 sources.append(load(r))
             except (ValueError, OSError) as e:
                 raise UsageError(describe(e)) from e
+            if resultset.identity(sources[-1]) in map(resultset.identity, sources[:-1]):
+                raise UsageError(f"{r} is given twice: it would be compared with itself")
     except UsageError as e:
         p.error(str(e))
     try:

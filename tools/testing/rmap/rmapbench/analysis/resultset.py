@@ -49,6 +49,15 @@ class Source:
         return self.path.name or str(self.path)
 
 
+def identity(source: Source) -> str:
+    """Where source was read from, the same for every spelling of it (a
+    symlink, DIR/., a relative path)."""
+    try:
+        return str(source.path.resolve())
+    except OSError:  # it was read: only a name too long to resolve again
+        return os.path.abspath(source.path)
+
+
 def is_result_set(path: Path) -> bool:
     return (path / INDEX).is_file()
 

@@ -33,7 +33,7 @@ from rmapbench.analysis.inference import PowerFit
 from rmapbench.analysis.resultset import Source, building, load, write_index
 from rmapbench.guest import batch, config
 from rmapbench.guest.kernel import KernelImage
-from rmapbench.ksft.cli import refuse
+from rmapbench.ksft.cli import number_of, refuse
 from rmapbench.ksft.results import slug
 from rmapbench.ksft.stats import format_ns
 from rmapbench.ksft.status import EXIT_FAILED, EXIT_KERNEL
@@ -54,7 +54,9 @@ def parse_vary(items: list[str]) -> dict[str, list[str]]:
             raise UsageError(f"--vary {item}: an empty value (two commas, or one at an end)")
         if name in grid:
             raise UsageError(f"--vary {name} given twice")
-        if len(set(vals)) != len(vals):
+        # As the programs read them: 100 and 0100 would be one point twice.
+        same = [v if number_of(v) is None else number_of(v) for v in vals]
+        if len(set(same)) != len(same):
             raise UsageError(f"--vary {item}: a value is repeated")
         if not all(resultset.is_word(v) for v in vals):  # the index names them as words
             raise UsageError(f"--vary {item}: a value holds white space")

@@ -20,7 +20,7 @@ from typing import Literal
 from rmapbench.guest import backports
 from rmapbench.guest import kernel as kernel_mod
 from rmapbench.guest.qemu import parse_memory
-from rmapbench.ksft.cli import any_path, describe, integer, shown
+from rmapbench.ksft.cli import any_path, describe, integer, number, shown
 
 STOCK_SERIES = "6.12"
 # The machine's bounds: QEMU's own limits are far above; a guest of the
@@ -93,6 +93,18 @@ class KernelSpec:
         return k
 
 
+def host_memory_mib(meminfo: str = "/proc/meminfo") -> int | None:
+    """This machine's memory (MemTotal) in MiB; None when it cannot be read."""
+    try:
+        with open(meminfo) as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 @dataclass(frozen=True)
 class GuestOptions:
     """What to boot, and the machine: run_in_guest's parameters as data."""
@@ -118,7 +130,7 @@ class GuestOptions:
             if value < 1:
                 raise ValueError(f"--{name} must be at least 1")
             if value > most:
-                raise ValueError(f"--{name} must be at most {most:g}, got {value:g}")
+                raise ValueError(f"--{name} must be at most {most:g}, got {shown(str(value))}")
         try:
             mib = parse_memory(self.memory)
         except ValueError as e:
@@ -127,6 +139,9 @@ class GuestOptions:
             raise ValueError("--memory must be at least 1M")
         if mib > MAX_MEMORY_MIB:
             raise ValueError(f"--memory {self.memory} is more than {MAX_MEMORY_MIB // 1024}G")
+        host = host_memory_mib()
+        if host is not None and mib > host:  # QEMU could not allocate it: "guest failed"
+            raise ValueError(f"--memory {self.memory} is more than this machine has ({host}M)")
         if mib // self.nodes < MIN_NODE_MIB:
             raise ValueError(
                 f"--memory {self.memory} over --nodes {self.nodes} leaves less than "
@@ -195,7 +210,7 @@ def add_arguments(
     )
     p.add_argument(
         "--timeout",
-        type=integer() if isinstance(timeout, int) else float,
+        type=integer() if isinstance(timeout, int) else number(),
         default=timeout,
         metavar="S",
         help=f"{timeout_help} (default {timeout:g})",

@@ -76,7 +76,7 @@ MEMORY_SHIFT = {"": 0, "M": 0, "G": 10, "T": 20}  # to MiB
 
 def parse_memory(text: str) -> int:
     """'2G', '1536M', '1T', '2048' (MiB) -> MiB."""
-    match = re.fullmatch(r"(\d+)([MmGgTt]?)", text.strip())
+    match = re.fullmatch(r"([0-9]+)([MmGgTt]?)", text.strip(), re.ASCII)
     if not match:
         raise ValueError(f"bad memory size {shown(text, quote=True)} (use e.g. 2G or 1536M)")
     if len(match.group(1).lstrip("0")) > MEMORY_DIGITS:

@@ -29,6 +29,7 @@ from rmapbench.ksft.cli import (
     out_dir,
     refuse,
     replay_journals,
+    shown,
 )
 from rmapbench.ksft.status import EXIT_GUEST, EXIT_KERNEL
 from rmapbench.machine import mm
@@ -192,6 +193,7 @@ def check(argv: list[str] | None) -> Invocation:
     if program.gives(test_args, "results"):  # --results=DIR, --res DIR
         raise UsageError("give --results before --, to run_tests.sh itself")
     _refuse_results_from_env(programs)
+    _refuse_earlier_results(ns.results)
     try:
         g = config.from_namespace(ns)
     except ValueError as e:
@@ -215,6 +217,24 @@ def _refuse_results_from_env(programs: list[Path]) -> None:
             continue  # check_options() has refused it already
         if program.gives(args, "results"):
             raise UsageError(f"{name}: give --results to run_tests.sh itself, not in {name}")
+
+
+def _refuse_earlier_results(directory: Path | None) -> None:
+    """A --results directory that holds an earlier run's result files: the
+    table after this run, and summary or compare later, would take them
+    for this run's (of another kernel or other cases, say) without a word."""
+    if directory is None:
+        return
+    try:
+        earlier = sorted(p.name for p in directory.iterdir() if results.is_result_file(p.name))
+    except OSError:
+        return  # absent (made later), or refused as --results by its type
+    if earlier:
+        more = f" and {len(earlier) - 1} more" if len(earlier) > 1 else ""
+        raise UsageError(
+            f"--results {shown(str(directory))}: holds an earlier run's results "
+            f"({earlier[0]}{more}); give a new or empty directory"
+        )
 
 
 def _refuse_guest_workdir(

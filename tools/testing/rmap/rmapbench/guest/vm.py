@@ -122,9 +122,17 @@ def workdir_problem(workdir: Path, share: Path | None = None) -> str | None:
     None. The guest sees this machine's directories read-only; what it can
     write is its scratch /tmp, empty at boot, and the share (the results
     directory, at its own path)."""
-    path = Path(os.path.abspath(workdir))
-    if path == Path("/tmp") or (share is not None and path.is_relative_to(share.resolve())):
+    if not workdir.is_absolute():  # the guest's programs run from another directory
+        return (f"--workdir {workdir}: give an absolute path (in a guest the programs "
+                "run from tools/testing/rmap)")
+    path = Path("/" + os.path.normpath(workdir).lstrip("/"))  # //tmp is /tmp
+    if path == Path("/tmp"):
         return None
+    if share is not None and path.is_relative_to(share.resolve()):
+        # The guest sees the results directory as it is here (9p, the same path).
+        if path.is_dir():
+            return None
+        return f"--workdir {workdir}: {'not a' if path.exists() else 'no such'} directory"
     return (f"--workdir {workdir}: in a guest only /tmp (its scratch disk, empty at boot) "
             "and the results directory can be written; give --workdir /tmp or leave it out")
 

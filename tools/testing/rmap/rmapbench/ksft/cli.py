@@ -97,13 +97,30 @@ def asks_help(parser: argparse.ArgumentParser, argv: Sequence[str]) -> bool:
 SHOWN_CHARS = 40
 # Digits of an integer beyond what int() converts (sys.get_int_max_str_digits'
 # default is 4300) are far beyond every range here: out of range, not "not a number".
-_DIGITS = re.compile(r"\s*([+-]?)[0-9][0-9_]*\s*", re.ASCII)
+# Only ASCII digits: int() and float() also take any script's digits and
+# Python's 1_000, spellings no kernel tool takes, which would make two
+# spellings of one value look different (sweep's points, the results).
+_DIGITS = re.compile(r"\s*([+-]?)[0-9]+\s*", re.ASCII)
+_DECIMAL = re.compile(
+    r"\s*[+-]?(([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|inf|infinity|nan)\s*",
+    re.ASCII | re.IGNORECASE,
+)
 
 
 def shown(text: str, quote: bool = False) -> str:
     """A value as an error line shows it: cut short when it is long."""
     cut = text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}... ({len(text)} characters)"
     return repr(cut) if quote else cut
+
+
+def number_of(text: str) -> int | float | None:
+    """The number text spells as integer() or number() read it, None for
+    anything else: 100, 0100 and +100 are one value, as are 5 and 5.0."""
+    if _DIGITS.fullmatch(text):
+        with contextlib.suppress(ValueError):  # too long for int(): not one we compare
+            return int(text.strip(), 10)
+        return None
+    return float(text) if _DECIMAL.fullmatch(text) else None
 
 
 def _check_range(value: float, text: str, lo: float | None, hi: float | None) -> None:
@@ -117,12 +134,12 @@ def integer(lo: int | None = None, hi: int | None = None) -> Callable[[str], int
     """argparse type: an integer in [lo, hi]."""
 
     def parse(text: str) -> int:
+        digits = _DIGITS.fullmatch(text)
+        if digits is None:
+            raise argparse.ArgumentTypeError(f"not a number: {shown(text, True)}")
         try:
             value = int(text.strip(), 10)
         except ValueError:
-            digits = _DIGITS.fullmatch(text)
-            if digits is None:
-                raise argparse.ArgumentTypeError(f"not a number: {shown(text, True)}") from None
             negative = digits.group(1) == "-"
             bound = lo if negative else hi
             if bound is None:  # no range to be out of: too long to be any use
@@ -143,10 +160,9 @@ def number(
     nan and inf are refused: a gate compared with nan is never crossed."""
 
     def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {shown(text, True)}") from None
+        if _DECIMAL.fullmatch(text) is None:
+            raise argparse.ArgumentTypeError(f"not a number: {shown(text, True)}")
+        value = float(text)
         if math.isinf(value) and "inf" not in text.lower():  # 1e999: finite, but too large
             _check_range(value, text, lo, hi)
         if not math.isfinite(value):

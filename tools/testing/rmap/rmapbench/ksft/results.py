@@ -154,6 +154,15 @@ def squad_metrics(doc: dict[str, Any], suite: str = "rmap") -> dict[str, dict[st
     }
 
 
+RESULT_SUFFIXES = (".json", ".result.txt", ".squad.json")  # write_results()
+
+
+def is_result_file(name: str) -> bool:
+    """Whether a file name is one write_results() gives a test program's
+    results (rmap_NAME.json, .result.txt, .squad.json)."""
+    return name.startswith("rmap_") and name.endswith(RESULT_SUFFIXES)
+
+
 def write_results(directory: str | Path, doc: dict[str, Any]) -> list[Path]:
     """PROGRAM.json, PROGRAM.result.txt and PROGRAM.squad.json in directory."""
     directory = Path(directory)

@@ -135,6 +135,12 @@ def check_options(progs: list[Path], extra: list[str]) -> None:
     variable's is prefixed with its name."""
     for prog in progs:
         own = env_args(prog.name)
+        chosen = cases.selection(own + extra) if own else None
+        if chosen is not None and cases.among([prog], chosen) == []:
+            raise UsageError(
+                f"{env_args_name(prog.name)}: --case or --workload selects {', '.join(chosen)}, "
+                f"which leaves {prog.name} out (it would SKIP, having run nothing)"
+            )
         try:
             program.check_programs([prog], own + extra)
         except UsageError as e:
