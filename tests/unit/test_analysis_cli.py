@@ -219,3 +219,15 @@ def test_building_is_atomic(tmp_path: Path) -> None:
     assert resultset.read_index(final)["schema"] == resultset.SCHEMA
     with pytest.raises(resultset.OutputExists), resultset.building(final):
         pass
+
+
+def test_a_directory_name_with_a_newline_is_escaped_in_the_header(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A name is printed in the text and mail output: a raw newline there
+    would split its header line in two."""
+    odd = tmp_path / "new\nline"
+    shutil.copytree(K1000, odd)
+    assert cli.main(["compare", str(K1000), str(odd)]) == 0
+    out = capsys.readouterr().out
+    assert "new:  new\\nline (kernel" in out

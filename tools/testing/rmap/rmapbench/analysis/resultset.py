@@ -22,6 +22,7 @@ from typing import Any
 from rmapbench import __version__
 from rmapbench.files import write_atomic
 from rmapbench.ksft import results, shape
+from rmapbench.ksft.cli import one_line
 
 SCHEMA = "rmapbench/resultset/1"
 INDEX = "index.json"
@@ -46,7 +47,9 @@ class Source:
 
     @property
     def label(self) -> str:
-        return self.path.name or str(self.path)
+        """Its name in headers, tables and plots: a newline or control
+        character of a directory's name escaped, not printed."""
+        return one_line(self.path.name or str(self.path))
 
 
 def identity(source: Source) -> str:
