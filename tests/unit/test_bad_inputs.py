@@ -137,6 +137,10 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("vm", ["--nodes", "\uff15", "--", "true"], U, "not a number"),  # a fullwidth 5
     ("vm", ["--memory", "\u0662G", "--", "true"], U, "bad memory size"),  # an Arabic-Indic 2
     ("vm", ["--memory", "1T", "--", "true"], U, "is more than this machine has"),
+    # a value with a minus is the value's problem, not "expected one argument"
+    ("vm", ["--memory", "-1G", "--", "true"], U, "bad memory size '-1G'"),
+    ("vm", ["--timeout", "-inf", "--", "true"], U, "must be a finite number, got -inf"),
+    ("prog", ["--pages", "-1e400"], U, "--pages: not a number: '-1e400'"),
     ("prog", ["--pages", "1_000"], U, "not a number: '1_000'"),
     ("sweep", ["--vary", "pages=100,0100", "-o", NODIR, "--", "ksm"], U, "a value is repeated"),
     ("sweep", ["--vary", "precision=5,5.0", "-o", NODIR, "--", "ksm"], U, "a value is repeated"),
@@ -259,6 +263,7 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("compare", [PARTIAL + "/missing", str(K1000)], R, "missing, although rmap_ksm exited 0"),
     ("compare", [str(K1000), str(K2000), "--max-regression", "nan"], U, "finite"),
     ("compare", [str(K1000), str(K2000), "--max-regression", "-1"], U, ">= 0"),
+    ("compare", [str(K1000), str(K2000), "--max-regression", "-inf"], U, "finite"),
     ("compare", [str(K1000), str(K2000), "--alpha", "nan"], U, "finite"),
     ("compare", [str(K1000), str(K2000), "--alpha", "2"], U, "between 0 and 1"),
     ("compare", [str(K1000), str(K2000), "--min-effect", "inf"], U, "finite"),

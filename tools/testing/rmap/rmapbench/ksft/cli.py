@@ -31,7 +31,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from rmapbench.files import create_new
 from rmapbench.ksft.status import EXIT_INTERNAL, EXIT_RESULTS, EXIT_USAGE
@@ -47,8 +47,21 @@ class ResultsError(Exception):
     the file, exit status EXIT_RESULTS."""
 
 
+# What argparse takes for a negative value rather than an option: its own
+# rule (-5, -.5) leaves -1G, -1e400 and -inf to be read as unknown options,
+# and the option before them then "expected one argument", which does not
+# say what is wrong with the value. None of the suite's options looks so.
+_NEGATIVE = re.compile(r"^-([0-9.]|inf|infinity$|nan$)", re.IGNORECASE)
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse whose errors raise UsageError instead of exiting."""
+    """argparse whose errors raise UsageError instead of exiting, and that
+    reads any value starting with a minus and a digit (or inf, nan) as a
+    value, for its type to accept or refuse."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = _NEGATIVE
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
