@@ -234,6 +234,27 @@ def test_lab_script_reports_skips_as_skips(device: Path, bare: Path, tmp_path: P
     assert (tmp_path / "out" / "results" / "rmap_ksm.result.txt").is_file()
 
 
+def test_lab_script_replaces_only_its_own_output(device: Path, bare: Path,
+                                                tmp_path: Path) -> None:
+    """-o names a directory the script empties: an earlier run's output is
+    replaced, anything else (a home directory given by mistake) refused."""
+    env = {"PATH": f"{bare.parent}:{ENV['PATH']}"}
+    out = tmp_path / "out"
+    for _ in range(2):  # the second run replaces the first's
+        proc = run([str(LAB), "-p", str(device), "-o", str(out), "-t", "rmap_anon.py"],
+                   env=env, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    precious = tmp_path / "home"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("mine\n")
+    for target in (precious, precious / "notes.txt"):
+        proc = run([str(LAB), "-p", str(device), "-o", str(target), "-t", "rmap_anon.py"],
+                   env=env, cwd=tmp_path)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert proc.stderr.startswith("rmap.sh: "), proc.stderr
+    assert (precious / "notes.txt").read_text() == "mine\n"
+
+
 def test_lab_script_is_shellcheck_clean() -> None:
     proc = run(["shellcheck", str(LAB)])
     assert proc.returncode == 0, proc.stdout

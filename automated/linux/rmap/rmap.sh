@@ -42,7 +42,30 @@ if [ ! -e /dev/stdout ] && ! ln -s /proc/self/fd/1 /dev/stdout 2>/dev/null; then
 	echo "rmap.sh: no /dev/stdout: the programs' output will miss from rmap.ktap" >&2
 fi
 
-rm -rf "$OUTPUT"
+# OUTPUT is made anew; an earlier run's (only what this script writes
+# there) is replaced, anything else is refused rather than removed.
+if [ -z "$OUTPUT" ]; then
+	echo "rmap.sh: -o needs a directory" >&2
+	exit 2
+fi
+if [ -e "$OUTPUT" ] || [ -L "$OUTPUT" ]; then
+	if [ -L "$OUTPUT" ] || [ ! -d "$OUTPUT" ]; then
+		echo "rmap.sh: $OUTPUT is not a directory this script made; give a new one with -o" >&2
+		exit 2
+	fi
+	for entry in "$OUTPUT"/* "$OUTPUT"/.[!.]* "$OUTPUT"/..?*; do
+		[ -e "$entry" ] || [ -L "$entry" ] || continue
+		case "${entry##*/}" in
+		rmap.ktap | results | result.txt) ;;
+		*)
+			echo "rmap.sh: $OUTPUT holds ${entry##*/}, which this script did not write;" \
+				"give a new directory with -o" >&2
+			exit 2
+			;;
+		esac
+	done
+	rm -rf "$OUTPUT"
+fi
 mkdir -p "$OUTPUT/results"
 RESULT_FILE="$OUTPUT/result.txt"
 : >"$RESULT_FILE"
