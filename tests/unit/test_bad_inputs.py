@@ -469,6 +469,20 @@ def test_options_from_the_environment(
     _one_line(capsys.readouterr().err, prog, fragment)
 
 
+def test_guest_memory_is_checked_against_this_machine_only_to_boot(
+    place: Callable[[list[str]], list[str]], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Run here (in a guest of 2G, say) the default --memory 2G boots
+    nothing and is no reason to refuse; to boot, more than MemTotal is."""
+    from rmapbench.guest import config
+
+    monkeypatch.setattr(config, "host_memory_mib", lambda: 1900)
+    assert suite.check(["--case", "anon"]).guest.memory == "2G"
+    assert suite.main(["--vm", "--case", "anon"]) == U
+    _one_line(capsys.readouterr().err, "run_tests.sh", "--memory 2G is more than this machine")
+
+
 def test_front_door_refuses_a_results_directory_of_an_earlier_run(
     place: Callable[[list[str]], list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:

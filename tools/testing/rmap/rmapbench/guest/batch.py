@@ -188,6 +188,9 @@ def guest_options(ns: argparse.Namespace) -> config.GuestOptions:
             spec.check()
     except ValueError as e:
         raise UsageError(str(e)) from None
+    problem = g.host_problem()
+    if problem:
+        raise UsageError(problem)
     cpu_sets(g, ns.jobs)
     return g
 

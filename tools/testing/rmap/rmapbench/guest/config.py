@@ -116,6 +116,15 @@ class GuestOptions:
     accel: str = "auto"
     timeout: float = 3600  # seconds per boot
 
+    def host_problem(self) -> str | None:
+        """Why this machine cannot boot the guest (checked only where one is
+        booted: a run here, in a guest of 2G, needs no 2G more), or None."""
+        host = host_memory_mib()
+        if host is not None and parse_memory(self.memory) > host:
+            # QEMU would fail to allocate it: "guest failed", exit 3
+            return f"--memory {self.memory} is more than this machine has ({host}M)"
+        return None
+
     @property
     def kernel(self) -> KernelSpec:
         """The kernel of a front door that boots one."""
@@ -139,9 +148,6 @@ class GuestOptions:
             raise ValueError("--memory must be at least 1M")
         if mib > MAX_MEMORY_MIB:
             raise ValueError(f"--memory {self.memory} is more than {MAX_MEMORY_MIB // 1024}G")
-        host = host_memory_mib()
-        if host is not None and mib > host:  # QEMU could not allocate it: "guest failed"
-            raise ValueError(f"--memory {self.memory} is more than this machine has ({host}M)")
         if mib // self.nodes < MIN_NODE_MIB:
             raise ValueError(
                 f"--memory {self.memory} over --nodes {self.nodes} leaves less than "

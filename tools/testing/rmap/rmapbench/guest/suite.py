@@ -260,6 +260,9 @@ def _main(argv: list[str] | None) -> int:
     reason = None if ns.vm else why_not_here()
     if ns.vm or reason:  # before anything is made: a usage error leaves nothing behind
         _refuse_guest_workdir(_programs(test_args), test_args, ns.results)
+        problem = g.host_problem()
+        if problem:
+            raise UsageError(problem)
     share = ns.results.resolve() if keep else Path(tempfile.mkdtemp(prefix="rmapbench-results-"))
     try:
         share.mkdir(parents=True, exist_ok=True)

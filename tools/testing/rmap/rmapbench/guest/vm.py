@@ -351,6 +351,9 @@ def check(args: Sequence[str] | None) -> Invocation:
         g = config.from_namespace(opts)
     except ValueError as e:
         parser.error(str(e))
+    problem = g.host_problem()
+    if problem:
+        parser.error(problem)
     try:
         # A given image is read now (a usage error); a stock kernel is fetched later.
         kernel = g.kernel.fetch() if g.kernel.image else None
