@@ -218,7 +218,7 @@ def test_help_is_found_in_every_spelling(argv: list[str], asks: bool) -> None:
     program's help and exit 0, having run nothing."""
     from rmapbench.ksft import cli
 
-    assert cli.asks_help(options.build_parser("rmap_ksm.py", {}), argv) is asks
+    assert cli.asks_help(lambda: options.build_parser("rmap_ksm.py", {}), argv) is asks
 
 
 def test_help_is_refused_from_rmap_args_but_not_on_the_program_s_own_line(

@@ -55,7 +55,7 @@ def parse_vary(items: list[str]) -> dict[str, list[str]]:
         if name in grid:
             raise UsageError(f"--vary {name} given twice")
         # As the programs read them: 100 and 0100 would be one point twice.
-        same = [v if number_of(v) is None else number_of(v) for v in vals]
+        same = [v if (n := number_of(v)) is None else n for v in vals]
         if len(set(same)) != len(same):
             raise UsageError(f"--vary {item}: a value is repeated")
         if not all(resultset.is_word(v) for v in vals):  # the index names them as words

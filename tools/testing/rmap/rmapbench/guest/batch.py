@@ -130,22 +130,16 @@ def check_test_args(programs: list[Path], args: list[str]) -> None:
             )
     if "--results" in args or any(a.startswith("--results=") for a in args):
         raise refused
-    # The args start with $RMAP_ARGS (split_test_args()), as the guest's
-    # programs get them: checked without it, with the variable still set,
-    # so a refusal of the variable's own says so.
+    # The args start with $RMAP_ARGS (split_test_args() puts it first, a
+    # point's or side's options come after), as the guest's programs get
+    # them: checked without it and with the variable still set, as a
+    # program reads it, so a refusal of the variable's own says so.
     try:
         suite = shlex.split(os.environ.get("RMAP_ARGS", ""))
     except ValueError:
         suite = []  # split_test_args() has refused it
-    if args[: len(suite)] == suite:
-        program.check_programs(programs, args[len(suite) :])
-    else:  # not $RMAP_ARGS first: checked as they are, without it
-        saved = os.environ.pop("RMAP_ARGS", None)
-        try:
-            program.check_programs(programs, args)
-        finally:
-            if saved is not None:
-                os.environ["RMAP_ARGS"] = saved
+    assert args[: len(suite)] == suite, "split_test_args() puts $RMAP_ARGS first"
+    program.check_programs(programs, args[len(suite) :])
     if program.gives(args, "results"):  # abbreviated: --res DIR
         raise refused
     workdir = program.value_of(args, "workdir")

@@ -75,24 +75,20 @@ def _help_asked(*args: object, **kwargs: object) -> NoReturn:
     raise _HelpAsked
 
 
-def might_ask_help(argv: Sequence[str]) -> bool:
-    """Whether argv holds anything argparse could read as -h or --help (a
-    prefix of --help, a short-option cluster such as -vh): asks_help()
-    without a parser, for the common case that has none."""
-    return any(
+def asks_help(make_parser: Callable[[], argparse.ArgumentParser], argv: Sequence[str]) -> bool:
+    """Whether the parser make_parser() builds, given argv, would print its
+    help and exit 0: -h, --help, any prefix of it argparse takes (--he), -h
+    inside a cluster of short options (-vh). A front door that passes argv
+    on to a program refuses that: the program would print its help and run
+    nothing, and whatever ran it would count a pass. The parser is built
+    only when argv holds something that could be help (the common case
+    holds none)."""
+    if not any(
         a.startswith("--h") or (a.startswith("-") and not a.startswith("--") and "h" in a)
         for a in argv
-    )
-
-
-def asks_help(parser: argparse.ArgumentParser, argv: Sequence[str]) -> bool:
-    """Whether parser, given argv, would print its help and exit 0: -h,
-    --help, any prefix of it argparse takes (--he), -h inside a cluster of
-    short options (-vh). A front door that passes argv on to a program
-    refuses that: the program would print its help and run nothing, and
-    whatever ran it would count a pass. The parser is used up."""
-    if not might_ask_help(argv):
+    ):
         return False
+    parser = make_parser()
     parser.print_help = _help_asked  # type: ignore[method-assign]
     try:
         parser.parse_known_args(list(argv))

@@ -327,9 +327,12 @@ def help_refusal(prog: str, argv: list[str], own_line: bool) -> str | None:
     except ValueError:
         suite = []  # parse() says what is wrong with it
     see = f"see ./{prog} --help (docs/options.md)"
-    if cli.might_ask_help(suite) and cli.asks_help(build_parser(prog, {}), suite):
+    def parser() -> argparse.ArgumentParser:
+        return build_parser(prog, {})
+
+    if cli.asks_help(parser, suite):
         return f"RMAP_ARGS: --help there runs nothing; {see}"
-    if not own_line and cli.might_ask_help(argv) and cli.asks_help(build_parser(prog, {}), argv):
+    if not own_line and cli.asks_help(parser, argv):
         return f"--help among a program's options runs nothing; {see}"
     return None
 
