@@ -21,6 +21,7 @@ from rmapbench.guest import backports
 from rmapbench.guest import kernel as kernel_mod
 from rmapbench.guest.qemu import parse_memory
 from rmapbench.ksft.cli import any_path, describe, integer, number, shown
+from rmapbench.machine import mm
 
 STOCK_SERIES = "6.12"
 # The machine's bounds: QEMU's own limits are far above; a guest of the
@@ -93,16 +94,13 @@ class KernelSpec:
         return k
 
 
-def host_memory_mib(meminfo: str = "/proc/meminfo") -> int | None:
+def host_memory_mib() -> int | None:
     """This machine's memory (MemTotal) in MiB; None when it cannot be read."""
     try:
-        with open(meminfo) as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) // 1024
+        kb = mm.meminfo_kb("MemTotal")
     except (OSError, ValueError, IndexError):
-        pass
-    return None
+        return None
+    return None if kb is None else kb // 1024
 
 
 @dataclass(frozen=True)
